@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * moex dma-buf export: a region as a dma-buf any importer can attach to.
+ *
+ * The dma-buf holds a reference to the region, so its pages stay pinned and
+ * accounted until the last reference to the dma-buf goes, even after the
+ * handle was unpinned or the moex file closed.
+ *
+ * Importers: each attachment gets its own sg table built from the region's
+ * pages and mapped through the DMA API for the importer's device.
+ * CPU mmap: shared mappings only, filled page by page on fault with the
+ * region's page frames (VM_PFNMAP); the mapping holds the dma-buf file, so
+ * the pages cannot go while it exists.
+ */
+#include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
+#include <linux/fcntl.h>
+#include <linux/file.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+
+#include "moex.h"
+
+static bool moex_region_ro(struct moex_region *r)
+{
+	return test_bit(MOEX_REGION_B_READONLY, &r->flags);
+}
+
+static int moex_dmabuf_attach(struct dma_buf *dmabuf,
+			      struct dma_buf_attachment *attach)
+{
+	struct moex_region *r = dmabuf->priv;
+	struct sg_table *sgt;
+	int ret;
+
+	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	if (!sgt)
+		return -ENOMEM;
+	ret = sg_alloc_table_from_pages_segment(sgt, r->pages, r->npages, 0,
+						r->length,
+						dma_get_max_seg_size(attach->dev),
+						GFP_KERNEL);
+	if (ret) {
+		kfree(sgt);
+		return ret;
+	}
+	attach->priv = sgt;
+	return 0;
+}
+
+static void moex_dmabuf_detach(struct dma_buf *dmabuf,
+			       struct dma_buf_attachment *attach)
+{
+	struct sg_table *sgt = attach->priv;
+
+	sg_free_table(sgt);
+	kfree(sgt);
+}
+
+static struct sg_table *moex_dmabuf_map(struct dma_buf_attachment *attach,
+					enum dma_data_direction dir)
+{
+	struct moex_region *r = attach->dmabuf->priv;
+	struct sg_table *sgt = attach->priv;
+	int ret;
+
+	if (moex_region_ro(r) && dir != DMA_TO_DEVICE)
+		return ERR_PTR(-EACCES);
+	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
+	return ret ? ERR_PTR(ret) : sgt;
+}
+
+static void moex_dmabuf_unmap(struct dma_buf_attachment *attach,
+			      struct sg_table *sgt,
+			      enum dma_data_direction dir)
+{
+	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
+}
+
+static vm_fault_t moex_dmabuf_fault(struct vm_fault *vmf)
+{
+	struct moex_region *r = vmf->vma->vm_private_data;
+
+	if (vmf->pgoff >= r->npages)
+		return VM_FAULT_SIGBUS;
+	return vmf_insert_pfn(vmf->vma, vmf->address,
+			      page_to_pfn(r->pages[vmf->pgoff]));
+}
+
+static const struct vm_operations_struct moex_dmabuf_vm_ops = {
+	.fault = moex_dmabuf_fault,
+};
+
+static int moex_dmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
+{
+	struct moex_region *r = dmabuf->priv;
+
+	/* A private mapping of page frames could be copied on write. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (moex_region_ro(r)) {
+		if (vma->vm_flags & VM_WRITE)
+			return -EACCES;
+		vma->vm_flags &= ~VM_MAYWRITE;
+	}
+	vma->vm_flags |= VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
+	vma->vm_ops = &moex_dmabuf_vm_ops;
+	vma->vm_private_data = r;
+	return 0;
+}
+
+/* Keep the engine's view coherent around CPU access through the dma-buf. */
+static int moex_dmabuf_begin_cpu(struct dma_buf *dmabuf,
+				 enum dma_data_direction dir)
+{
+	struct moex_region *r = dmabuf->priv;
+
+	if (r->dma_dev)
+		dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt,
+					 moex_region_ro(r) ? DMA_TO_DEVICE :
+							     DMA_BIDIRECTIONAL);
+	return 0;
+}
+
+static int moex_dmabuf_end_cpu(struct dma_buf *dmabuf,
+			       enum dma_data_direction dir)
+{
+	struct moex_region *r = dmabuf->priv;
+
+	if (r->dma_dev)
+		dma_sync_sgtable_for_device(r->dma_dev, &r->sgt,
+					    moex_region_ro(r) ? DMA_TO_DEVICE :
+								DMA_BIDIRECTIONAL);
+	return 0;
+}
+
+static void moex_dmabuf_release(struct dma_buf *dmabuf)
+{
+	moex_region_put(dmabuf->priv);
+}
+
+static const struct dma_buf_ops moex_dmabuf_ops = {
+	.attach = moex_dmabuf_attach,
+	.detach = moex_dmabuf_detach,
+	.map_dma_buf = moex_dmabuf_map,
+	.unmap_dma_buf = moex_dmabuf_unmap,
+	.mmap = moex_dmabuf_mmap,
+	.begin_cpu_access = moex_dmabuf_begin_cpu,
+	.end_cpu_access = moex_dmabuf_end_cpu,
+	.release = moex_dmabuf_release,
+};
+
+/**
+ * moex_export_prepare() - REGION_EXPORT, first step: make the dma-buf and
+ *	reserve its fd.
+ * @mf: the open file naming the region.
+ * @arg: the payload; @arg->fd is set to the reserved fd.
+ * @dmabuf: set to the new dma-buf.
+ *
+ * The caller finishes with moex_export_commit() once the reply reached user
+ * space, or moex_export_abort().
+ *
+ * Return: 0, -EINVAL, -ENOENT, or the error of dma_buf_export() or of the
+ * fd reservation.
+ */
+int moex_export_prepare(struct moex_file *mf, struct moex_region_export *arg,
+			struct dma_buf **dmabuf)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(info);
+	struct moex_region *r;
+	struct dma_buf *buf;
+	int fd;
+
+	if (arg->flags || arg->pad || arg->reserved[0] || arg->reserved[1])
+		return -EINVAL;
+	r = moex_region_lookup(mf, arg->handle);
+	if (!r)
+		return -ENOENT;
+
+	info.ops = &moex_dmabuf_ops;
+	info.size = r->length;
+	info.flags = O_CLOEXEC | (moex_region_ro(r) ? O_RDONLY : O_RDWR);
+	info.priv = r;	/* the lookup's reference now belongs to the dma-buf */
+	buf = dma_buf_export(&info);
+	if (IS_ERR(buf)) {
+		moex_region_put(r);
+		return PTR_ERR(buf);
+	}
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0) {
+		dma_buf_put(buf);
+		return fd;
+	}
+	arg->fd = fd;
+	*dmabuf = buf;
+	return 0;
+}
+
+void moex_export_commit(struct moex_file *mf, struct moex_region_export *arg,
+			struct dma_buf *dmabuf)
+{
+	struct moex_region *r = dmabuf->priv;
+
+	set_bit(MOEX_REGION_B_EXPORTED, &r->flags);
+	atomic64_inc(&mf->mdev->stats.dmabuf_exports);
+	fd_install(arg->fd, dmabuf->file);
+}
+
+void moex_export_abort(struct moex_region_export *arg, struct dma_buf *dmabuf)
+{
+	put_unused_fd(arg->fd);
+	dma_buf_put(dmabuf);
+}

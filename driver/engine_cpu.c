@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * moex CPU copy engine: copies between pinned pages with the CPU, in the
+ * submitter's context, and completes before submit returns. Always present;
+ * /dev/moex0 uses it when the host has no dmaengine DMA_MEMCPY channel.
+ */
+#include <linux/highmem.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+
+#include "moex.h"
+
+/* Pages copied between two cond_resched() calls. */
+#define MOEX_CPU_RESCHED_PAGES	64
+
+static int moex_cpu_submit(struct moex_engine *eng, struct moex_copy_req *req)
+{
+	u64 s = req->src_off, d = req->dst_off, left = req->len;
+	unsigned int n = 0;
+
+	while (left) {
+		unsigned int so = offset_in_page(s), doff = offset_in_page(d);
+		size_t chunk = min3(left, (u64)(PAGE_SIZE - so),
+				    (u64)(PAGE_SIZE - doff));
+		void *src = kmap_local_page(req->src->pages[s >> PAGE_SHIFT]);
+		void *dst = kmap_local_page(req->dst->pages[d >> PAGE_SHIFT]);
+
+		memcpy(dst + doff, src + so, chunk);
+		kunmap_local(dst);
+		kunmap_local(src);
+		s += chunk;
+		d += chunk;
+		left -= chunk;
+		if (++n % MOEX_CPU_RESCHED_PAGES == 0)
+			cond_resched();
+	}
+	req->complete(req, 0);
+	return 0;
+}
+
+static void moex_cpu_destroy(struct moex_engine *eng)
+{
+	kfree(eng);
+}
+
+static const struct moex_engine_ops moex_cpu_ops = {
+	.submit = moex_cpu_submit,
+	.destroy = moex_cpu_destroy,
+};
+
+struct moex_engine *moex_engine_cpu_create(void)
+{
+	struct moex_engine *eng = kzalloc(sizeof(*eng), GFP_KERNEL);
+
+	if (!eng)
+		return ERR_PTR(-ENOMEM);
+	eng->ops = &moex_cpu_ops;
+	eng->id = MOEX_ENGINE_CPU;
+	eng->name = "cpu";
+	return eng;
+}

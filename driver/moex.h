@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * moex.ko internal interfaces: devices, regions, copy engines, stats.
+ *
+ * Object lifetimes:
+ *  - struct moex_dev lives as long as its embedded struct device (get_device
+ *    and put_device through moex_dev_get/moex_dev_put). The char device, every
+ *    open file and every region hold a reference, so a region exported as
+ *    dma-buf can outlive the file that pinned it.
+ *  - struct moex_region is refcounted (kref). An open file's handle table,
+ *    each exported dma-buf and each copy in flight hold a reference. The
+ *    pages are unpinned, unmapped and unaccounted when the last one goes.
+ */
+#ifndef _MOEX_DRV_H
+#define _MOEX_DRV_H
+
+#include <linux/atomic.h>
+#include <linux/cdev.h>
+#include <linux/device.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mm_types.h>
+#include <linux/rwsem.h>
+#include <linux/scatterlist.h>
+#include <linux/types.h>
+#include <linux/xarray.h>
+
+#include "../uapi/linux/moex.h"
+
+#define MOEX_NAME		"moex"
+#define MOEX_MAX_DEVICES	64
+
+/**
+ * struct moex_stats - per-device counters shown in sysfs stats/.
+ *
+ * All are atomics so that each file reads an exact value while commands run
+ * concurrently. Failures of argument validation count nowhere; failures
+ * after validation (accounting, pinning, mapping, the engine) count in
+ * pin_failures or copy_failures.
+ */
+struct moex_stats {
+	atomic64_t pinned_bytes;
+	atomic64_t pinned_regions;
+	atomic64_t pin_calls;
+	atomic64_t pin_failures;
+	atomic64_t unpin_calls;
+	atomic64_t copy_calls;
+	atomic64_t copy_bytes;
+	atomic64_t copy_failures;
+	atomic64_t dmabuf_exports;
+	atomic64_t open_files;
+};
+
+struct moex_engine;
+struct moex_region;
+
+/**
+ * struct moex_copy_req - one copy handed to an engine.
+ * @src: source region (the caller holds a reference).
+ * @dst: destination region (the caller holds a reference).
+ * @src_off: byte offset into @src.
+ * @dst_off: byte offset into @dst.
+ * @len: bytes, non-zero; both ranges were checked against the regions.
+ * @complete: called exactly once when the copy is done, with 0 or a
+ *	negative errno, from any context (process, IRQ, or inside submit).
+ * @node: list link owned by the engine while the request is queued.
+ */
+struct moex_copy_req {
+	struct moex_region *src;
+	struct moex_region *dst;
+	u64 src_off;
+	u64 dst_off;
+	u64 len;
+	void (*complete)(struct moex_copy_req *req, int err);
+	struct list_head node;
+};
+
+/**
+ * struct moex_engine_ops - what a copy engine implements.
+ * @submit: start @req. Return 0 and call req->complete exactly once later
+ *	(or before returning), or return a negative errno and never call it.
+ * @destroy: wait for every submitted request to complete, then free the
+ *	engine. Called once, after the last submit.
+ */
+struct moex_engine_ops {
+	int (*submit)(struct moex_engine *eng, struct moex_copy_req *req);
+	void (*destroy)(struct moex_engine *eng);
+};
+
+/**
+ * struct moex_engine - a copy engine behind a moex device.
+ * @ops: the engine's operations.
+ * @id: MOEX_ENGINE_*.
+ * @name: short name shown in sysfs and MOEX_IOCTL_INFO ("cpu", "edu", ...).
+ * @dma_dev: the device regions are DMA-mapped for, or NULL for an engine
+ *	that copies with the CPU. Engines that set it hold a reference on it.
+ * @dma_bits: DMA address width of @dma_dev, 0 without one.
+ */
+struct moex_engine {
+	const struct moex_engine_ops *ops;
+	u32 id;
+	const char *name;
+	struct device *dma_dev;
+	u32 dma_bits;
+};
+
+/**
+ * struct moex_dev - one /dev/moexN.
+ * @index: N in moexN.
+ * @cdev: the character device.
+ * @dev: the class device (/sys/class/moex/moexN); its refcount is the
+ *	lifetime of this struct, see the note at the top of this file.
+ * @engine_lock: protects @engine. Commands hold it for read while they use
+ *	the engine; moex_dev_remove() holds it for write to detach the engine.
+ * @engine: the copy engine; NULL once the device was removed.
+ * @stats: counters, see struct moex_stats.
+ */
+struct moex_dev {
+	int index;
+	struct cdev cdev;
+	struct device dev;
+	struct rw_semaphore engine_lock;
+	struct moex_engine *engine;
+	struct moex_stats stats;
+};
+
+/**
+ * struct moex_region - a pinned, accounted and DMA-mapped user range.
+ * @kref: see the lifetime note at the top of this file.
+ * @mdev: the device it was pinned on (holds a reference).
+ * @owner_mm: the mm whose pinned_vm was charged (always, as
+ *	ib_umem_get() does; CAP_IPC_LOCK only skips the RLIMIT_MEMLOCK check);
+ *	holds an mmgrab() reference.
+ * @addr: user address it was pinned at.
+ * @length: bytes.
+ * @npages: pinned base pages (@length >> PAGE_SHIFT).
+ * @pages: the pinned pages.
+ * @sgt: coalesced scatter list of @pages; after DMA mapping, nents holds
+ *	the mapped segments for @dma_dev.
+ * @dma_dev: device @sgt is mapped for (holds a reference), NULL if none.
+ * @flags: MOEX_REGION_B_* bit numbers, changed with set_bit() only (a bit
+ *	only ever goes from 0 to 1), so no lock is needed.
+ */
+struct moex_region {
+	struct kref kref;
+	struct moex_dev *mdev;
+	struct mm_struct *owner_mm;
+	u64 addr;
+	u64 length;
+	unsigned long npages;
+	struct page **pages;
+	struct sg_table sgt;
+	struct device *dma_dev;
+	unsigned long flags;
+};
+
+/* Region flag bits in moex_region.flags (set_bit/test_bit numbers). */
+#define MOEX_REGION_B_READONLY	0
+#define MOEX_REGION_B_EXPORTED	1
+
+/**
+ * struct moex_file - per-open-file state: the handle namespace.
+ * @mdev: the device (holds a reference).
+ * @regions: handle -> struct moex_region *, each entry holds a reference.
+ *	The xarray's own lock serialises insert and erase.
+ */
+struct moex_file {
+	struct moex_dev *mdev;
+	struct xarray regions;
+};
+
+/* main.c: devices */
+extern unsigned int moex_max_pinned_mb;
+extern struct workqueue_struct *moex_wq;	/* drained at module exit */
+struct moex_dev *moex_dev_add(struct device *parent, struct moex_engine *eng);
+void moex_dev_remove(struct moex_dev *mdev);
+void moex_dev_put(struct moex_dev *mdev);
+void moex_dev_get(struct moex_dev *mdev);
+
+/* region.c: pinning */
+int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg);
+int moex_region_unpin(struct moex_file *mf, struct moex_region_unpin *arg);
+int moex_region_info(struct moex_file *mf, struct moex_region_info *arg);
+struct moex_region *moex_region_lookup(struct moex_file *mf, u32 handle);
+void moex_region_get(struct moex_region *r);
+void moex_region_put(struct moex_region *r);
+void moex_file_release_regions(struct moex_file *mf);
+u64 moex_pinned_total(void);
+
+/**
+ * struct moex_dma_cursor - walks a region's DMA-mapped segments.
+ * @sg: current mapped segment.
+ * @left: mapped segments from @sg to the end, @sg included.
+ * @seg_off: byte offset into @sg of the current position.
+ */
+struct moex_dma_cursor {
+	struct scatterlist *sg;
+	unsigned int left;
+	u64 seg_off;
+};
+
+int moex_dma_cursor_init(struct moex_dma_cursor *c, struct moex_region *r,
+			 u64 offset);
+dma_addr_t moex_dma_cursor_addr(struct moex_dma_cursor *c, u64 *contig);
+void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes);
+
+/* copy.c: the COPY command */
+int moex_copy(struct moex_file *mf, struct moex_copy *arg);
+
+/*
+ * dmabuf.c: export, in two steps so the fd is installed only once the
+ * reply reached user space
+ */
+struct dma_buf;
+int moex_export_prepare(struct moex_file *mf, struct moex_region_export *arg,
+			struct dma_buf **dmabuf);
+void moex_export_commit(struct moex_file *mf, struct moex_region_export *arg,
+			struct dma_buf *dmabuf);
+void moex_export_abort(struct moex_region_export *arg, struct dma_buf *dmabuf);
+
+/* engines */
+struct moex_engine *moex_engine_cpu_create(void);
+struct moex_engine *moex_engine_dmaengine_create(void);
+int moex_edu_register(void);
+void moex_edu_unregister(void);
+
+/* sysfs.c */
+extern const struct attribute_group *moex_dev_groups[];
+
+#endif /* _MOEX_DRV_H */

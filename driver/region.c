@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * moex regions: long-term pinned, accounted, DMA-mapped user memory.
+ *
+ * REGION_PIN follows ib_umem_get() (drivers/infiniband/core/umem.c):
+ * check the arguments, account the pages (the module-wide max_pinned_mb
+ * cap, then the caller's mm->pinned_vm against RLIMIT_MEMLOCK unless it has
+ * CAP_IPC_LOCK), pin with FOLL_LONGTERM in chunks, build a coalesced sg
+ * table, DMA-map it for the engine's device, publish a handle. Every step
+ * is undone in reverse order on failure, and by moex_region_release() when
+ * the last reference goes.
+ *
+ * Handles live in the open file's xarray (struct moex_file.regions): a
+ * process can only name its own regions.
+ */
+#include <linux/dma-mapping.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "moex.h"
+
+/* Pages pinned per pin_user_pages_fast() call: one page of page pointers. */
+#define MOEX_PIN_CHUNK	(PAGE_SIZE / sizeof(struct page *))
+
+/* The longest sg segment we build (sg lengths are unsigned int). */
+#define MOEX_MAX_SEGMENT	(UINT_MAX & PAGE_MASK)
+
+/* Bytes pinned by all moex devices, checked against max_pinned_mb. */
+static atomic64_t moex_pinned_all = ATOMIC64_INIT(0);
+
+u64 moex_pinned_total(void)
+{
+	return atomic64_read(&moex_pinned_all);
+}
+
+static bool moex_reserved_zero(const u64 *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+static int moex_pin_check(const struct moex_region_pin *arg)
+{
+	if (arg->flags & ~MOEX_PIN_FLAGS_ALL ||
+	    !moex_reserved_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+		return -EINVAL;
+	if (!arg->length || !PAGE_ALIGNED(arg->addr) ||
+	    !PAGE_ALIGNED(arg->length))
+		return -EINVAL;
+	if (arg->addr + arg->length < arg->addr)
+		return -EOVERFLOW;
+	if (!access_ok(u64_to_user_ptr(arg->addr), arg->length))
+		return -EFAULT;
+	return 0;
+}
+
+/* Charge the module cap and the caller's pinned_vm; undone by uncharge. */
+static int moex_charge(struct moex_region *r)
+{
+	u64 cap = (u64)READ_ONCE(moex_max_pinned_mb) << 20;
+	struct mm_struct *mm = current->mm;
+	unsigned long limit;
+	s64 pinned, all;
+
+	all = atomic64_add_return(r->length, &moex_pinned_all);
+	if (cap && all > cap) {
+		atomic64_sub(r->length, &moex_pinned_all);
+		return -ENOMEM;
+	}
+
+	limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	pinned = atomic64_add_return(r->npages, &mm->pinned_vm);
+	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(r->npages, &mm->pinned_vm);
+		atomic64_sub(r->length, &moex_pinned_all);
+		return -ENOMEM;
+	}
+	mmgrab(mm);
+	r->owner_mm = mm;
+	return 0;
+}
+
+static void moex_uncharge(struct moex_region *r)
+{
+	atomic64_sub(r->npages, &r->owner_mm->pinned_vm);
+	mmdrop(r->owner_mm);
+	r->owner_mm = NULL;
+	atomic64_sub(r->length, &moex_pinned_all);
+}
+
+static int moex_pin_pages(struct moex_region *r)
+{
+	unsigned int gup = FOLL_LONGTERM;
+	unsigned long done = 0;
+	int n;
+
+	if (!test_bit(MOEX_REGION_B_READONLY, &r->flags))
+		gup |= FOLL_WRITE;
+
+	while (done < r->npages) {
+		n = pin_user_pages_fast(r->addr + done * PAGE_SIZE,
+					min_t(unsigned long, r->npages - done,
+					      MOEX_PIN_CHUNK),
+					gup, r->pages + done);
+		if (n <= 0) {
+			unpin_user_pages(r->pages, done);
+			return n ? n : -EFAULT;
+		}
+		done += n;
+		if (fatal_signal_pending(current)) {
+			unpin_user_pages(r->pages, done);
+			return -EINTR;
+		}
+		cond_resched();
+	}
+	return 0;
+}
+
+static enum dma_data_direction moex_region_dir(struct moex_region *r)
+{
+	return test_bit(MOEX_REGION_B_READONLY, &r->flags) ?
+		DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
+}
+
+/*
+ * Build the sg table (physically contiguous pages become one segment, so a
+ * 2 MiB huge page is one entry) and map it for the engine's device.
+ */
+static int moex_map_pages(struct moex_region *r, struct moex_dev *mdev)
+{
+	struct device *dma_dev = NULL;
+	int ret;
+
+	ret = sg_alloc_table_from_pages_segment(&r->sgt, r->pages, r->npages,
+						0, r->length,
+						MOEX_MAX_SEGMENT,
+						GFP_KERNEL);
+	if (ret)
+		return ret;
+
+	down_read(&mdev->engine_lock);
+	if (!mdev->engine)
+		ret = -ENODEV;
+	else if (mdev->engine->dma_dev)
+		dma_dev = get_device(mdev->engine->dma_dev);
+	up_read(&mdev->engine_lock);
+	if (ret)
+		goto err_sgt;
+
+	if (dma_dev) {
+		ret = dma_map_sgtable(dma_dev, &r->sgt, moex_region_dir(r), 0);
+		if (ret) {
+			put_device(dma_dev);
+			goto err_sgt;
+		}
+		r->dma_dev = dma_dev;
+	}
+	return 0;
+
+err_sgt:
+	sg_free_table(&r->sgt);
+	return ret;
+}
+
+static void moex_unmap_pages(struct moex_region *r)
+{
+	if (r->dma_dev) {
+		dma_unmap_sgtable(r->dma_dev, &r->sgt, moex_region_dir(r), 0);
+		put_device(r->dma_dev);
+		r->dma_dev = NULL;
+	}
+	sg_free_table(&r->sgt);
+}
+
+static void moex_region_release(struct kref *kref)
+{
+	struct moex_region *r = container_of(kref, struct moex_region, kref);
+	struct moex_dev *mdev = r->mdev;
+
+	moex_unmap_pages(r);
+	unpin_user_pages_dirty_lock(r->pages, r->npages,
+				    !test_bit(MOEX_REGION_B_READONLY, &r->flags));
+	kvfree(r->pages);
+	moex_uncharge(r);
+
+	atomic64_sub(r->length, &mdev->stats.pinned_bytes);
+	atomic64_dec(&mdev->stats.pinned_regions);
+	kfree(r);
+	moex_dev_put(mdev);
+}
+
+void moex_region_get(struct moex_region *r)
+{
+	kref_get(&r->kref);
+}
+
+/**
+ * moex_region_put() - drop a reference to a region.
+ * @r: the region.
+ *
+ * The last put unmaps, unpins and uncharges, so it may sleep: call it from
+ * process context only.
+ */
+void moex_region_put(struct moex_region *r)
+{
+	might_sleep();
+	kref_put(&r->kref, moex_region_release);
+}
+
+/**
+ * moex_region_pin() - REGION_PIN.
+ * @mf: the open file whose namespace gets the handle.
+ * @arg: the payload; @arg->handle is set on success.
+ *
+ * Return: 0, or -EINVAL/-EOVERFLOW/-EFAULT for bad arguments (no counter
+ * moves), -ENOMEM when a limit is reached or -EFAULT when an address cannot
+ * be pinned (pin_failures moves).
+ */
+int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
+{
+	struct moex_dev *mdev = mf->mdev;
+	struct moex_region *r;
+	u32 handle;
+	int ret;
+
+	ret = moex_pin_check(arg);
+	if (ret)
+		return ret;
+
+	ret = -ENOMEM;
+	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	if (!r)
+		goto err_count;
+	kref_init(&r->kref);
+	r->addr = arg->addr;
+	r->length = arg->length;
+	r->npages = arg->length >> PAGE_SHIFT;
+	if (arg->flags & MOEX_PIN_READONLY)
+		set_bit(MOEX_REGION_B_READONLY, &r->flags);
+
+	ret = moex_charge(r);
+	if (ret)
+		goto err_free;
+
+	ret = -ENOMEM;
+	r->pages = kvmalloc_array(r->npages, sizeof(*r->pages), GFP_KERNEL);
+	if (!r->pages)
+		goto err_uncharge;
+
+	ret = moex_pin_pages(r);
+	if (ret)
+		goto err_pages;
+
+	ret = moex_map_pages(r, mdev);
+	if (ret)
+		goto err_unpin;
+
+	ret = xa_alloc(&mf->regions, &handle, r, xa_limit_32b, GFP_KERNEL);
+	if (ret)
+		goto err_unmap;
+
+	/* Published: from here on moex_region_release() undoes everything. */
+	moex_dev_get(mdev);
+	r->mdev = mdev;
+	atomic64_add(r->length, &mdev->stats.pinned_bytes);
+	atomic64_inc(&mdev->stats.pinned_regions);
+	atomic64_inc(&mdev->stats.pin_calls);
+	arg->handle = handle;
+	return 0;
+
+err_unmap:
+	moex_unmap_pages(r);
+err_unpin:
+	unpin_user_pages(r->pages, r->npages);
+err_pages:
+	kvfree(r->pages);
+err_uncharge:
+	moex_uncharge(r);
+err_free:
+	kfree(r);
+err_count:
+	atomic64_inc(&mdev->stats.pin_failures);
+	return ret;
+}
+
+/**
+ * moex_region_lookup() - find a region by handle and take a reference.
+ * @mf: the open file.
+ * @handle: the handle.
+ *
+ * Return: the region (put it with moex_region_put()), or NULL.
+ */
+struct moex_region *moex_region_lookup(struct moex_file *mf, u32 handle)
+{
+	struct moex_region *r;
+
+	/* The xarray's entry holds a reference; erase takes the same lock. */
+	xa_lock(&mf->regions);
+	r = xa_load(&mf->regions, handle);
+	if (r)
+		moex_region_get(r);
+	xa_unlock(&mf->regions);
+	return r;
+}
+
+int moex_region_unpin(struct moex_file *mf, struct moex_region_unpin *arg)
+{
+	struct moex_region *r;
+
+	if (arg->flags ||
+	    !moex_reserved_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+		return -EINVAL;
+
+	r = xa_erase(&mf->regions, arg->handle);
+	if (!r)
+		return -ENOENT;
+	atomic64_inc(&mf->mdev->stats.unpin_calls);
+	moex_region_put(r);
+	return 0;
+}
+
+int moex_region_info(struct moex_file *mf, struct moex_region_info *arg)
+{
+	struct moex_region *r;
+
+	if (arg->flags ||
+	    !moex_reserved_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+		return -EINVAL;
+
+	r = moex_region_lookup(mf, arg->handle);
+	if (!r)
+		return -ENOENT;
+
+	arg->addr = r->addr;
+	arg->length = r->length;
+	arg->pages = r->npages;
+	arg->sg_segments = r->sgt.orig_nents;
+	arg->dma_segments = r->dma_dev ? r->sgt.nents : 0;
+	arg->region_flags = 0;
+	if (test_bit(MOEX_REGION_B_READONLY, &r->flags))
+		arg->region_flags |= MOEX_REGION_READONLY;
+	if (test_bit(MOEX_REGION_B_EXPORTED, &r->flags))
+		arg->region_flags |= MOEX_REGION_EXPORTED;
+	arg->pad = 0;
+	moex_region_put(r);
+	return 0;
+}
+
+/* Drop every handle of a closing file; exported regions live on. */
+void moex_file_release_regions(struct moex_file *mf)
+{
+	struct moex_region *r;
+	unsigned long handle;
+
+	xa_for_each(&mf->regions, handle, r) {
+		xa_erase(&mf->regions, handle);
+		moex_region_put(r);
+	}
+}
+
+/* ---- DMA cursor: walk the mapped segments of a region ------------------ */
+
+/**
+ * moex_dma_cursor_init() - position a cursor in a region's DMA mapping.
+ * @c: the cursor.
+ * @r: a region mapped for a device (r->dma_dev set).
+ * @offset: byte offset into the region.
+ *
+ * Return: 0, or -EINVAL if the region is not mapped or @offset is past it.
+ */
+int moex_dma_cursor_init(struct moex_dma_cursor *c, struct moex_region *r,
+			 u64 offset)
+{
+	if (!r->dma_dev || offset >= r->length)
+		return -EINVAL;
+	c->sg = r->sgt.sgl;
+	c->left = r->sgt.nents;
+	c->seg_off = 0;
+	moex_dma_cursor_advance(c, offset);
+	return c->left ? 0 : -EINVAL;
+}
+
+/**
+ * moex_dma_cursor_addr() - the DMA address at the cursor.
+ * @c: the cursor, not at the end.
+ * @contig: set to the bytes contiguous in DMA space from there.
+ *
+ * Return: the DMA address.
+ */
+dma_addr_t moex_dma_cursor_addr(struct moex_dma_cursor *c, u64 *contig)
+{
+	*contig = sg_dma_len(c->sg) - c->seg_off;
+	return sg_dma_address(c->sg) + c->seg_off;
+}
+
+/**
+ * moex_dma_cursor_advance() - move a cursor forward.
+ * @c: the cursor.
+ * @bytes: how far; moving past the last segment leaves c->left at 0.
+ */
+void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes)
+{
+	c->seg_off += bytes;
+	while (c->left && c->seg_off >= sg_dma_len(c->sg)) {
+		c->seg_off -= sg_dma_len(c->sg);
+		c->left--;
+		c->sg = c->left ? sg_next(c->sg) : NULL;
+	}
+}

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * moex - pinned expert-weight memory, DMA engines and dma-buf export for
+ * Mixture-of-Experts inference hosts.
+ *
+ * This header is the only ABI between moex.ko and user space. Every command
+ * is an ioctl on /dev/moexN; the same command number and payload struct will
+ * also be accepted as an io_uring passthrough command (IORING_OP_URING_CMD,
+ * cmd_op = the ioctl number, payload in the SQE128 command area), so every
+ * payload struct stays within 80 bytes.
+ *
+ * Rules (Documentation/process/botching-up-ioctls.rst): only __u64 and __u32
+ * fields, pointers carried as __u64, explicit padding, natural alignment.
+ * Every "flags", "pad" and "reserved" field that is not defined must be zero
+ * on input, otherwise the command fails with -EINVAL. Fields marked "out" are
+ * ignored on input.
+ */
+#ifndef _UAPI_LINUX_MOEX_H
+#define _UAPI_LINUX_MOEX_H
+
+#include <linux/const.h>
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+/* Bumped on any incompatible change; compatible additions use features. */
+#define MOEX_ABI_VERSION		1
+
+/* Feature bits reported in &moex_info.features. */
+#define MOEX_FEAT_PIN			_BITULL(0) /* REGION_PIN/UNPIN/INFO */
+#define MOEX_FEAT_PIN_READONLY		_BITULL(1) /* MOEX_PIN_READONLY */
+#define MOEX_FEAT_DMABUF		_BITULL(2) /* REGION_EXPORT */
+#define MOEX_FEAT_COPY			_BITULL(3) /* COPY */
+/* regions are DMA-mapped for a device engine */
+#define MOEX_FEAT_DMA_MAPPED		_BITULL(4)
+
+/* Copy engines, reported in &moex_info.engine. */
+#define MOEX_ENGINE_CPU			1 /* CPU copy (always present) */
+#define MOEX_ENGINE_DMAENGINE		2 /* a dmaengine DMA_MEMCPY channel */
+#define MOEX_ENGINE_EDU			3 /* the QEMU edu PCI device */
+
+#define MOEX_ENGINE_NAME_LEN		16
+
+/**
+ * struct moex_info - MOEX_IOCTL_INFO: describe the device and the module.
+ * @flags: in, must be 0.
+ * @abi_version: out, %MOEX_ABI_VERSION.
+ * @features: out, mask of MOEX_FEAT_* bits.
+ * @max_pinned_bytes: out, the module-wide cap on pinned memory
+ *	(module parameter max_pinned_mb); 0 means no cap.
+ * @pinned_bytes: out, bytes pinned by this device at the time of the call,
+ *	regions held only by an exported dma-buf included.
+ * @engine: out, the copy engine of this device, MOEX_ENGINE_*.
+ * @dma_bits: out, the DMA address width of the engine's device, 0 when the
+ *	engine does not DMA (the CPU engine).
+ * @engine_name: out, NUL-terminated engine name, e.g. "cpu", "edu".
+ * @reserved: must be zero.
+ */
+struct moex_info {
+	__u32 flags;
+	__u32 abi_version;
+	__u64 features;
+	__u64 max_pinned_bytes;
+	__u64 pinned_bytes;
+	__u32 engine;
+	__u32 dma_bits;
+	__u8 engine_name[MOEX_ENGINE_NAME_LEN];
+	__u64 reserved[2];
+};
+
+/* Flags for &moex_region_pin.flags. */
+/* pin without FOLL_WRITE: the region can only be a COPY source */
+#define MOEX_PIN_READONLY		_BITUL(0)
+#define MOEX_PIN_FLAGS_ALL		MOEX_PIN_READONLY
+
+/**
+ * struct moex_region_pin - MOEX_IOCTL_REGION_PIN: pin user memory.
+ * @addr: in, user virtual address, page aligned.
+ * @length: in, bytes, a non-zero multiple of the page size.
+ * @flags: in, MOEX_PIN_* flags.
+ * @handle: out, the region's handle, valid for this open file only.
+ * @reserved: must be zero.
+ *
+ * The pages are pinned long-term (FOLL_LONGTERM), accounted against the
+ * caller's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK, counted against the
+ * module's max_pinned_mb, and DMA-mapped for the device's engine.
+ */
+struct moex_region_pin {
+	__u64 addr;
+	__u64 length;
+	__u32 flags;
+	__u32 handle;
+	__u64 reserved[2];
+};
+
+/**
+ * struct moex_region_unpin - MOEX_IOCTL_REGION_UNPIN: drop a handle.
+ * @handle: in, a handle returned by REGION_PIN on this file.
+ * @flags: in, must be 0.
+ * @reserved: must be zero.
+ *
+ * The handle is gone at once; the pages stay pinned while an exported
+ * dma-buf of the region is still referenced.
+ */
+struct moex_region_unpin {
+	__u32 handle;
+	__u32 flags;
+	__u64 reserved[2];
+};
+
+/* Flags reported in &moex_region_info.region_flags. */
+#define MOEX_REGION_READONLY		_BITUL(0) /* pinned with READONLY */
+#define MOEX_REGION_EXPORTED		_BITUL(1) /* a dma-buf was exported */
+
+/**
+ * struct moex_region_info - MOEX_IOCTL_REGION_INFO: describe a region.
+ * @handle: in, the region's handle.
+ * @flags: in, must be 0.
+ * @addr: out, the user address the region was pinned at.
+ * @length: out, bytes.
+ * @pages: out, number of pinned base pages.
+ * @sg_segments: out, physically contiguous segments in the region's
+ *	scatter list (huge pages coalesce to few segments).
+ * @dma_segments: out, segments after DMA mapping for the engine's device
+ *	(an IOMMU may merge further); 0 when the engine does not DMA.
+ * @region_flags: out, MOEX_REGION_* flags.
+ * @pad: out, zero.
+ * @reserved: must be zero.
+ */
+struct moex_region_info {
+	__u32 handle;
+	__u32 flags;
+	__u64 addr;
+	__u64 length;
+	__u64 pages;
+	__u32 sg_segments;
+	__u32 dma_segments;
+	__u32 region_flags;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+/**
+ * struct moex_region_export - MOEX_IOCTL_REGION_EXPORT: export a dma-buf.
+ * @handle: in, the region's handle.
+ * @flags: in, must be 0.
+ * @fd: out, a new dma-buf file descriptor, opened O_CLOEXEC; O_RDWR, or
+ *	O_RDONLY for a region pinned with %MOEX_PIN_READONLY.
+ * @pad: must be zero.
+ * @reserved: must be zero.
+ *
+ * The dma-buf holds the region: its pages stay pinned and accounted until
+ * the last reference to the dma-buf goes, even after REGION_UNPIN or after
+ * the moex file is closed. The dma-buf supports attach/map by any importer
+ * and mmap by the CPU.
+ */
+struct moex_region_export {
+	__u32 handle;
+	__u32 flags;
+	__u32 fd;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+/**
+ * struct moex_copy - MOEX_IOCTL_COPY: copy bytes between two regions.
+ * @src_handle: in, the source region's handle.
+ * @dst_handle: in, the destination region's handle (not read-only).
+ * @src_offset: in, byte offset into the source region.
+ * @dst_offset: in, byte offset into the destination region.
+ * @length: in, bytes to copy, non-zero; offsets and length need no
+ *	alignment, but both ranges must lie inside their regions.
+ * @flags: in, must be 0.
+ * @pad: must be zero.
+ * @reserved: must be zero.
+ *
+ * The copy runs on the device's engine and the ioctl returns when it is
+ * done. Source and destination may be the same region if the ranges do not
+ * overlap.
+ */
+struct moex_copy {
+	__u32 src_handle;
+	__u32 dst_handle;
+	__u64 src_offset;
+	__u64 dst_offset;
+	__u64 length;
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+/**
+ * struct moex_nop - MOEX_IOCTL_NOP: do nothing, for measuring the command
+ *	path and probing the driver.
+ * @flags: in, must be 0.
+ * @pad: must be zero.
+ * @reserved: must be zero.
+ */
+struct moex_nop {
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+#define MOEX_IOC_MAGIC		0xCE
+
+#define MOEX_IOCTL_INFO		_IOWR(MOEX_IOC_MAGIC, 0x00, struct moex_info)
+#define MOEX_IOCTL_REGION_PIN	_IOWR(MOEX_IOC_MAGIC, 0x01, struct moex_region_pin)
+#define MOEX_IOCTL_REGION_UNPIN	_IOW(MOEX_IOC_MAGIC, 0x02, struct moex_region_unpin)
+#define MOEX_IOCTL_REGION_INFO	_IOWR(MOEX_IOC_MAGIC, 0x03, struct moex_region_info)
+#define MOEX_IOCTL_REGION_EXPORT _IOWR(MOEX_IOC_MAGIC, 0x04, struct moex_region_export)
+#define MOEX_IOCTL_COPY		_IOW(MOEX_IOC_MAGIC, 0x05, struct moex_copy)
+#define MOEX_IOCTL_NOP		_IOW(MOEX_IOC_MAGIC, 0x06, struct moex_nop)
+
+#endif /* _UAPI_LINUX_MOEX_H */
