@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * moex dmaengine engine: copies with any dmaengine channel that has the
+ * DMA_MEMCPY capability (an Intel IOAT/DSA, a PL330, ...), for /dev/moex0.
+ *
+ * UNTESTED: the test VM has no DMA_MEMCPY channel, so this path never runs
+ * there (moex_engine_dmaengine_create() returns -ENODEV and main.c falls
+ * back to the CPU engine). It is kept small on purpose: one descriptor per
+ * DMA-contiguous piece, all submitted in order, and only the last one
+ * interrupts and completes the request.
+ *
+ * Requests from several submitters may share the channel at the same time,
+ * so nothing here terminates the channel while a request is in flight
+ * (that would drop other requests without their callbacks). destroy()
+ * waits for the in-flight count to reach zero first.
+ */
+#include <linux/delay.h>
+#include <linux/dma-mapping.h>
+#include <linux/dmaengine.h>
+#include <linux/slab.h>
+#include <linux/wait_bit.h>
+
+#include "moex.h"
+
+/**
+ * struct moex_dmaengine - a copy engine on one dmaengine channel.
+ * @eng: the generic engine; @eng.dma_dev holds a reference on the
+ *	channel's device.
+ * @chan: the channel, held exclusively until destroy().
+ * @inflight: requests whose last descriptor was submitted and whose
+ *	callback has not run yet; destroy() waits for it to drop to zero.
+ */
+struct moex_dmaengine {
+	struct moex_engine eng;
+	struct dma_chan *chan;
+	atomic_t inflight;
+};
+
+static struct moex_dmaengine *to_moex_dmaengine(struct moex_engine *eng)
+{
+	return container_of(eng, struct moex_dmaengine, eng);
+}
+
+/**
+ * struct moex_dmaengine_cb - what the last descriptor's callback needs.
+ * @e: the engine.
+ * @req: the request to complete.
+ */
+struct moex_dmaengine_cb {
+	struct moex_dmaengine *e;
+	struct moex_copy_req *req;
+};
+
+/* The last descriptor of a request is done (any context). */
+static void moex_dmaengine_done(void *param,
+				const struct dmaengine_result *result)
+{
+	struct moex_dmaengine_cb *cb = param;
+	struct moex_dmaengine *e = cb->e;
+	struct moex_copy_req *req = cb->req;
+	int err = result->result == DMA_TRANS_NOERROR ? 0 : -EIO;
+
+	kfree(cb);
+	req->complete(req, err);
+	/* wake_up_var() uses the address only as a key; destroy() syncs */
+	if (atomic_dec_and_test(&e->inflight))
+		wake_up_var(&e->inflight);
+}
+
+/*
+ * Preparing a descriptor failed midway: run what was submitted (it has no
+ * callback) and wait until the channel is past it, so that the caller may
+ * release the memory once we return.
+ */
+static void moex_dmaengine_drain(struct dma_chan *chan, dma_cookie_t tail)
+{
+	dma_async_issue_pending(chan);
+	while (dma_async_is_tx_complete(chan, tail, NULL, NULL) ==
+	       DMA_IN_PROGRESS)
+		usleep_range(100, 1000);
+}
+
+static int moex_dmaengine_submit(struct moex_engine *eng,
+				 struct moex_copy_req *req)
+{
+	struct moex_dmaengine *e = to_moex_dmaengine(eng);
+	struct dma_chan *chan = e->chan;
+	struct dma_device *dma = chan->device;
+	u64 max = dma_get_max_seg_size(dma->dev);
+	struct dma_async_tx_descriptor *tx;
+	dma_cookie_t cookie, tail = -EINVAL;
+	struct moex_dma_cursor sc, dc;
+	struct moex_dmaengine_cb *cb;
+	u64 left = req->len;
+	int ret;
+
+	/* segments start page aligned: checking the offsets is enough */
+	if (!is_dma_copy_aligned(dma, req->src_off, req->dst_off, req->len))
+		return -EINVAL;
+	if (moex_dma_cursor_init(&sc, req->src, req->src_off) ||
+	    moex_dma_cursor_init(&dc, req->dst, req->dst_off))
+		return -EINVAL;
+
+	cb = kmalloc(sizeof(*cb), GFP_KERNEL);
+	if (!cb)
+		return -ENOMEM;
+	cb->e = e;
+	cb->req = req;
+
+	while (left) {
+		unsigned long flags = DMA_CTRL_ACK;
+		dma_addr_t s, d;
+		u64 scont, dcont, n;
+
+		ret = -EINVAL;
+		if (!sc.left || !dc.left)
+			goto err;
+		s = moex_dma_cursor_addr(&sc, &scont);
+		d = moex_dma_cursor_addr(&dc, &dcont);
+		n = min3(left, scont, dcont);
+		n = min(n, max);
+		if (!n)
+			goto err;
+		if (n == left)
+			flags |= DMA_PREP_INTERRUPT;
+
+		ret = -ENOMEM;
+		tx = dmaengine_prep_dma_memcpy(chan, d, s, n, flags);
+		if (!tx)
+			goto err;
+		if (n == left) {
+			tx->callback_result = moex_dmaengine_done;
+			tx->callback_param = cb;
+			atomic_inc(&e->inflight);
+		}
+		cookie = dmaengine_submit(tx);
+		if (dma_submit_error(cookie)) {
+			if (n == left)
+				atomic_dec(&e->inflight);
+			goto err;
+		}
+		tail = cookie;
+
+		moex_dma_cursor_advance(&sc, n);
+		moex_dma_cursor_advance(&dc, n);
+		left -= n;
+	}
+	dma_async_issue_pending(chan);
+	return 0;
+
+err:
+	/* the last descriptor was not submitted: no callback will run */
+	if (!dma_submit_error(tail))
+		moex_dmaengine_drain(chan, tail);
+	kfree(cb);
+	return ret;
+}
+
+/* Called once, after the last submit. */
+static void moex_dmaengine_destroy(struct moex_engine *eng)
+{
+	struct moex_dmaengine *e = to_moex_dmaengine(eng);
+
+	wait_var_event(&e->inflight, !atomic_read(&e->inflight));
+	/* nothing is queued; this also waits for callbacks still running */
+	dmaengine_terminate_sync(e->chan);
+	dma_release_channel(e->chan);
+	put_device(e->eng.dma_dev);
+	kfree(e);
+}
+
+static const struct moex_engine_ops moex_dmaengine_ops = {
+	.submit = moex_dmaengine_submit,
+	.destroy = moex_dmaengine_destroy,
+};
+
+/**
+ * moex_engine_dmaengine_create() - an engine on a DMA_MEMCPY channel.
+ *
+ * Return: the engine, or an ERR_PTR(): -ENODEV when the host has no such
+ * channel (the usual case in a VM).
+ */
+struct moex_engine *moex_engine_dmaengine_create(void)
+{
+	struct moex_dmaengine *e;
+	struct dma_chan *chan;
+	dma_cap_mask_t mask;
+	struct device *dev;
+
+	dma_cap_zero(mask);
+	dma_cap_set(DMA_MEMCPY, mask);
+	chan = dma_request_chan_by_mask(&mask);
+	if (IS_ERR(chan))
+		return ERR_CAST(chan);
+
+	e = kzalloc(sizeof(*e), GFP_KERNEL);
+	if (!e) {
+		dma_release_channel(chan);
+		return ERR_PTR(-ENOMEM);
+	}
+	dev = chan->device->dev;
+	e->chan = chan;
+	atomic_set(&e->inflight, 0);
+	e->eng.ops = &moex_dmaengine_ops;
+	e->eng.id = MOEX_ENGINE_DMAENGINE;
+	e->eng.name = "dmaengine";
+	e->eng.dma_dev = get_device(dev);
+	e->eng.dma_bits = fls64(dma_get_mask(dev));
+	return &e->eng;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * libmoex internals shared by the runtime/src/ files. Nothing here is
+ * exported from libmoex.so (runtime/libmoex.map); in libmoex.a the
+ * moex__ prefix keeps these names out of an application's way.
+ */
+#ifndef LIBMOEX_INTERNAL_H
+#define LIBMOEX_INTERNAL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "moex.h"
+
+/* An open /dev/moexN. */
+struct moex_device {
+	int fd;
+	/* MOEX_IOCTL_INFO as answered at open: the ABI was checked. */
+	struct moex_info info;
+};
+
+static inline void moex__errno_restore(const int *saved)
+{
+	errno = *saved;
+}
+
+/*
+ * First statement of every public function that may touch errno: errno is
+ * put back whichever way the function returns.
+ */
+#define MOEX_KEEP_ERRNO							\
+	const int moex__saved_errno					\
+		__attribute__((cleanup(moex__errno_restore), unused)) = errno
+
+/* -errno of the libc call that just failed; never 0. */
+static inline int moex__neg_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+/*
+ * Size-carrying structs: check the caller's .size, and fill a field only
+ * when it lies wholly inside it.
+ */
+static inline int moex__size_ok(size_t size)
+{
+	return size >= sizeof(size_t) && size <= MOEX_STRUCT_SIZE_MAX;
+}
+
+#define MOEX_COVERS(p, field)						\
+	(offsetof(__typeof__(*(p)), field) + sizeof((p)->field) <= (p)->size)
+
+#define MOEX_SET(p, field, value)					\
+	do {								\
+		if (MOEX_COVERS(p, field))				\
+			(p)->field = (value);				\
+	} while (0)
+
+/* ioctl() on a moex fd, retried on EINTR: 0 or -errno (errno clobbered). */
+int moex__ioctl(int fd, unsigned long cmd, void *arg);
+
+/* The sysfs root: $MOEX_SYSFS_ROOT (not in setuid programs) or /sys. */
+const char *moex__sysfs_root(void);
+
+#endif /* LIBMOEX_INTERNAL_H */

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libmoex regions: pin, unpin, describe, export as dma-buf, copy.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static size_t moex_page_size(void)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+
+	return ps > 0 ? (size_t)ps : 4096;
+}
+
+int moex_pin(struct moex_device *dev, void *addr, size_t len, unsigned flags,
+	     uint32_t *handle)
+{
+	MOEX_KEEP_ERRNO;
+	size_t ps = moex_page_size();
+	struct moex_region_pin arg;
+	int ret;
+
+	if (!dev || !addr || !handle || !len)
+		return -EINVAL;
+	/* The ABI's alignment rules; unknown flags are the driver's to refuse. */
+	if ((uintptr_t)addr % ps || len % ps)
+		return -EINVAL;
+
+	memset(&arg, 0, sizeof(arg));
+	arg.addr = (uintptr_t)addr;
+	arg.length = len;
+	arg.flags = flags;
+	ret = moex__ioctl(dev->fd, MOEX_IOCTL_REGION_PIN, &arg);
+	if (ret)
+		return ret;
+	*handle = arg.handle;
+	return 0;
+}
+
+int moex_unpin(struct moex_device *dev, uint32_t handle)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_region_unpin arg;
+
+	if (!dev)
+		return -EINVAL;
+	memset(&arg, 0, sizeof(arg));
+	arg.handle = handle;
+	return moex__ioctl(dev->fd, MOEX_IOCTL_REGION_UNPIN, &arg);
+}
+
+int moex_region_query(struct moex_device *dev, uint32_t handle,
+		      struct moex_region_desc *desc)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_region_info arg;
+	int ret;
+
+	if (!dev || !desc || !moex__size_ok(desc->size))
+		return -EINVAL;
+	memset(&arg, 0, sizeof(arg));
+	arg.handle = handle;
+	ret = moex__ioctl(dev->fd, MOEX_IOCTL_REGION_INFO, &arg);
+	if (ret)
+		return ret;
+
+	MOEX_SET(desc, addr, (void *)(uintptr_t)arg.addr);
+	MOEX_SET(desc, length, arg.length);
+	MOEX_SET(desc, pages, arg.pages);
+	MOEX_SET(desc, handle, arg.handle);
+	MOEX_SET(desc, flags, arg.region_flags);
+	MOEX_SET(desc, sg_segments, arg.sg_segments);
+	MOEX_SET(desc, dma_segments, arg.dma_segments);
+	return 0;
+}
+
+int moex_export(struct moex_device *dev, uint32_t handle, int *fd)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_region_export arg;
+	int ret;
+
+	if (!dev || !fd)
+		return -EINVAL;
+	memset(&arg, 0, sizeof(arg));
+	arg.handle = handle;
+	ret = moex__ioctl(dev->fd, MOEX_IOCTL_REGION_EXPORT, &arg);
+	if (ret)
+		return ret;
+	if (arg.fd > INT32_MAX)
+		return -EPROTO;
+	*fd = (int)arg.fd;
+	return 0;
+}
+
+int moex_copy(struct moex_device *dev, uint32_t dst_handle, uint64_t dst_off,
+	      uint32_t src_handle, uint64_t src_off, uint64_t len)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_copy arg;
+
+	if (!dev || !len)
+		return -EINVAL;
+	memset(&arg, 0, sizeof(arg));
+	arg.src_handle = src_handle;
+	arg.dst_handle = dst_handle;
+	arg.src_offset = src_off;
+	arg.dst_offset = dst_off;
+	arg.length = len;
+	return moex__ioctl(dev->fd, MOEX_IOCTL_COPY, &arg);
+}
