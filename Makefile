@@ -59,7 +59,7 @@ vm-root: module user $(VM_BINS)
 	cp -P $(VM_BINS) $(VM_ROOT)/bin/
 
 vm-check: vm-root
-	$(VM_RUN) --timeout 1500 -- /moex/bin/moex-vm-test --module /moex/moex.ko
+	$(VM_RUN) --timeout 1500 -- /moex/bin/moex-vm-suite --module /moex/moex.ko
 
 vm-shell: vm-root
 	tools/vm/run --root $(VM_ROOT) --shell

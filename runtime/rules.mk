@@ -1,4 +1,4 @@
-# SPDX-License-Identifier: GPL-2.0
+# SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
 #
 # libmoex: $(BUILD)/libmoex.a, $(BUILD)/libmoex.so.0.1 (soname libmoex.so.0,
 # symbols versioned by runtime/libmoex.map, with the libmoex.so.0 and

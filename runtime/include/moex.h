@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: MIT OR LGPL-2.1-or-later */
 /*
  * libmoex - the moex user-space runtime.
  *
@@ -135,7 +135,8 @@ struct moex_region_desc {
 /*
  * Pin [addr, addr + len) on the device: page-aligned address, non-zero
  * multiple of the page size (else -EINVAL before any system call). flags:
- * 0 or MOEX_PIN_READONLY (the region can then only be a copy source).
+ * 0 or MOEX_PIN_READONLY (the region can then only be a copy source; fill
+ * it before pinning), other bits are refused by the driver (-EINVAL).
  * *handle names the region on this device only. -ENOMEM: RLIMIT_MEMLOCK
  * or the module's max_pinned_mb is reached (moex_error_hint() says how to
  * raise them); -EFAULT: the range is not mapped as needed.
@@ -177,7 +178,10 @@ int moex_copy(struct moex_device *dev, uint32_t dst_handle, uint64_t dst_off,
  */
 int moex_alloc_pinnable(size_t len, bool hugepages, void **out);
 
-/* Free memory from moex_alloc_pinnable(); len as given to it. */
+/*
+ * Free memory from moex_alloc_pinnable(); len as given to it. -EINVAL for
+ * len 0 or an address that is not MOEX_PINNABLE_ALIGN-aligned.
+ */
 int moex_free_pinnable(void *addr, size_t len);
 
 /* ---- statistics (sysfs) ---------------------------------------------------- */

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
 /*
  * libmoex error texts: moex_strerror() and moex_error_hint().
  *

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: MIT OR LGPL-2.1-or-later */
 /*
  * libmoex internals shared by the runtime/src/ files. Nothing here is
  * exported from libmoex.so (runtime/libmoex.map); in libmoex.a the

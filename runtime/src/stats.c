@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
 /*
  * libmoex statistics: the counters in /sys/class/moex/<dev>/stats/, one
  * decimal value per file (Documentation/ABI/testing/sysfs-class-moex).
@@ -15,19 +15,27 @@
 
 #define MOEX_DEVNAME_MAX	64
 
-const char *const moex_stats_names[] = {
-	[MOEX_STAT_PINNED_BYTES] = "pinned_bytes",
-	[MOEX_STAT_PINNED_REGIONS] = "pinned_regions",
-	[MOEX_STAT_PIN_CALLS] = "pin_calls",
-	[MOEX_STAT_PIN_FAILURES] = "pin_failures",
-	[MOEX_STAT_UNPIN_CALLS] = "unpin_calls",
-	[MOEX_STAT_COPY_CALLS] = "copy_calls",
-	[MOEX_STAT_COPY_BYTES] = "copy_bytes",
-	[MOEX_STAT_COPY_FAILURES] = "copy_failures",
-	[MOEX_STAT_DMABUF_EXPORTS] = "dmabuf_exports",
-	[MOEX_STAT_OPEN_FILES] = "open_files",
-	[MOEX_STATS_COUNT] = NULL,
-};
+/*
+ * The names twice: the library reads its own private table, because an
+ * executable linked against an older libmoex.so may hold a shorter copy of
+ * the exported one (a copy relocation).
+ */
+#define MOEX_STATS_NAMES_INIT {						\
+	[MOEX_STAT_PINNED_BYTES] = "pinned_bytes",			\
+	[MOEX_STAT_PINNED_REGIONS] = "pinned_regions",			\
+	[MOEX_STAT_PIN_CALLS] = "pin_calls",				\
+	[MOEX_STAT_PIN_FAILURES] = "pin_failures",			\
+	[MOEX_STAT_UNPIN_CALLS] = "unpin_calls",			\
+	[MOEX_STAT_COPY_CALLS] = "copy_calls",				\
+	[MOEX_STAT_COPY_BYTES] = "copy_bytes",				\
+	[MOEX_STAT_COPY_FAILURES] = "copy_failures",			\
+	[MOEX_STAT_DMABUF_EXPORTS] = "dmabuf_exports",			\
+	[MOEX_STAT_OPEN_FILES] = "open_files",				\
+	[MOEX_STATS_COUNT] = NULL,					\
+}
+
+const char *const moex_stats_names[] = MOEX_STATS_NAMES_INIT;
+static const char *const moex_stat_names[] = MOEX_STATS_NAMES_INIT;
 
 static const size_t moex_stats_offsets[MOEX_STATS_COUNT] = {
 	[MOEX_STAT_PINNED_BYTES] = offsetof(struct moex_stats, pinned_bytes),
@@ -42,7 +50,7 @@ static const size_t moex_stats_offsets[MOEX_STATS_COUNT] = {
 	[MOEX_STAT_OPEN_FILES] = offsetof(struct moex_stats, open_files),
 };
 
-_Static_assert(sizeof(moex_stats_names) / sizeof(moex_stats_names[0]) ==
+_Static_assert(sizeof(moex_stat_names) / sizeof(moex_stat_names[0]) ==
 	       MOEX_STATS_COUNT + 1, "one name per counter, then NULL");
 
 const char *moex__sysfs_root(void)
@@ -152,7 +160,7 @@ int moex_stats_read(const char *devname, struct moex_stats *s)
 	/* Read everything first: on failure *s stays as it was. */
 	memset(&tmp, 0, sizeof(tmp));
 	for (i = 0; i < MOEX_STATS_COUNT && !ret; i++)
-		ret = moex_read_counter(dirfd, moex_stats_names[i],
+		ret = moex_read_counter(dirfd, moex_stat_names[i],
 					moex_stat_ptr(&tmp, i));
 	close(dirfd);
 	if (ret)

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
 /*
  * libmoex helpers: size parsing.
  */

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# User-space unit tests (no device needed). Each tests/unit/test_<s>.c is
+# the suite unit-<s>, built twice: $(BUILD)/tests/unit/unit-<s> (CFLAGS,
+# against libmoex.a) and $(BUILD)/san/tests/unit/unit-<s>-san (SAN_CFLAGS,
+# against the sanitizer libmoex.a). unit-moexctl runs moexctl as a
+# subprocess: the plain suite $(BUILD)/moexctl, the sanitizer suite
+# $(BUILD)/san/moexctl (moexctl built with SAN_CFLAGS, libmoex linked in).
+#
+# `selftest` and `pin` run on moexctl-fake: moexctl linked with
+# tests/unit/fakedrv.c, a user-space fake of the driver (plain and san).
+#
+# `make unit-check` runs every binary in UNIT_TESTS; each prints one line per
+# test and "<suite>: N passed, N failed, N skipped"; it fails if any did.
+
+UNIT_SUITES := $(patsubst tests/unit/test_%.c,%,$(sort $(wildcard tests/unit/test_*.c)))
+UNIT_PLAIN := $(UNIT_SUITES:%=$(BUILD)/tests/unit/unit-%)
+UNIT_SAN := $(UNIT_SUITES:%=$(BUILD)/san/tests/unit/unit-%-san)
+MOEXCTL_SAN := $(BUILD)/san/moexctl
+MOEXCTL_FAKE := $(BUILD)/tests/unit/moexctl-fake
+MOEXCTL_FAKE_SAN := $(BUILD)/san/tests/unit/moexctl-fake
+
+UNIT_TESTS += $(UNIT_PLAIN) $(UNIT_SAN)
+
+# The fakes are built without -MMD (two sources, one binary).
+UNIT_HDRS := runtime/include/moex.h uapi/linux/moex.h
+
+# $(1): the moexctl, $(2): the moexctl-fake a suite runs.
+UNIT_CFLAGS = -Itests/unit -DMOEXCTL='"$(abspath $(1))"' \
+	-DMOEXCTL_FAKE='"$(abspath $(2))"'
+
+$(BUILD)/tests/unit/unit-%: tests/unit/test_%.c $(LIBMOEX_A)
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL),$(MOEXCTL_FAKE)) \
+		-DSUITE='"unit-$*"' -MMD -MP -o $@ $< $(LIBMOEX_A)
+
+$(BUILD)/san/tests/unit/unit-%-san: tests/unit/test_%.c $(LIBMOEX_SAN_A)
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL_SAN),$(MOEXCTL_FAKE_SAN)) \
+		-DSUITE='"unit-$*-san"' -MMD -MP -o $@ $< $(LIBMOEX_SAN_A)
+
+$(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
+$(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
+
+$(MOEXCTL_SAN): tools/moexctl.c $(LIBMOEX_SAN_A)
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -MMD -MP -o $@ $< $(LIBMOEX_SAN_A)
+
+$(MOEXCTL_FAKE): tools/moexctl.c tests/unit/fakedrv.c $(LIBMOEX_A) $(UNIT_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_A)
+
+$(MOEXCTL_FAKE_SAN): tools/moexctl.c tests/unit/fakedrv.c $(LIBMOEX_SAN_A) $(UNIT_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_SAN_A)
+
+.PHONY: unit-check
+unit-check: $(UNIT_TESTS)
+	@fail=0; for t in $(UNIT_TESTS); do $$t || fail=1; done; exit $$fail
+
+-include $(UNIT_TESTS:=.d) $(MOEXCTL_SAN).d

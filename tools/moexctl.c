@@ -1,0 +1,1016 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * moexctl - look at and exercise moex devices.
+ *
+ *   moexctl [--device PATH] info
+ *   moexctl [--device PATH] stats [--json]
+ *   moexctl [--device PATH] pin --size SIZE [--hugepages] [--hold SECONDS]
+ *   moexctl selftest [--size SIZE] [--seed N]
+ *
+ * One function per command (cmd_*), after the helpers they share. Exit
+ * status: 0 success, 1 failure (one line on stderr saying why, with the fix
+ * when libmoex knows one), 2 bad usage.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/dma-buf.h>
+
+#include "moex.h"
+
+#define EXIT_USAGE	2
+#define KiB		1024.0
+#define GiB		(1024.0 * 1024.0 * 1024.0)
+
+static const char usage_text[] =
+"usage: moexctl [--device PATH] COMMAND [OPTIONS]\n"
+"\n"
+"Commands:\n"
+"  info                 describe the device (ABI, features, engine, limits)\n"
+"  stats [--json]       show the device's counters from sysfs\n"
+"  pin --size SIZE [--hugepages] [--hold SECONDS]\n"
+"                       allocate SIZE bytes, pin them on the device, fill\n"
+"                       them, show the region, hold it, unpin it\n"
+"  selftest [--size SIZE] [--seed N]\n"
+"                       pin, copy, export and unpin on every /dev/moexN and\n"
+"                       measure pin, unpin (SIZE, default 256M) and copy speed\n"
+"\n"
+"Options:\n"
+"  --device PATH        the device (default " MOEX_DEFAULT_DEVICE ")\n"
+"  --help               this text\n"
+"\n"
+"SIZE: bytes with an optional k, M, G, T suffix (4096, 4k, 2M, 1GiB).\n"
+"MOEX_SYSFS_ROOT (default /sys) is where stats are read from.\n";
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fputs(usage_text, f);
+}
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("moexctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see moexctl --help)\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* "<what>: <error>[: <hint>]" on one line; err is a negative errno. */
+static void print_error(FILE *f, const char *what, int err)
+{
+	const char *hint = moex_error_hint(err);
+
+	fprintf(f, "%s: %s%s%s\n", what, moex_strerror(err), *hint ? ": " : "",
+		hint);
+}
+
+/* A failed command: one line on stderr, exit status 1. */
+static int fail(const char *what, int err)
+{
+	fputs("moexctl: ", stderr);
+	print_error(stderr, what, err);
+	return EXIT_FAILURE;
+}
+
+/* "/dev/moex3" -> "moex3", the name under /sys/class/moex. */
+static const char *dev_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double mib(uint64_t bytes)
+{
+	return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* A rate as "12.34 GiB/s", with KiB/s too when it is tiny (edu). */
+static const char *fmt_rate(char *buf, size_t len, uint64_t bytes, double secs)
+{
+	double rate = secs > 0 ? (double)bytes / secs : 0;
+
+	if (rate >= 0.01 * GiB)
+		snprintf(buf, len, "%.2f GiB/s", rate / GiB);
+	else
+		snprintf(buf, len, "%.6f GiB/s (%.1f KiB/s)", rate / GiB,
+			 rate / KiB);
+	return buf;
+}
+
+/* xorshift64*: reproducible test data from a printed seed. */
+static uint64_t rnd(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* [0, n) for n > 0. */
+static uint64_t rnd_below(uint64_t *state, uint64_t n)
+{
+	return rnd(state) % n;
+}
+
+static void fill_random(void *buf, size_t len, uint64_t *state)
+{
+	unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = rnd(state);
+
+		memcpy(p + i, &v, 8);
+	}
+	for (; i < len; i++)
+		p[i] = (unsigned char)rnd(state);
+}
+
+/* The pin command's pattern: each 64-bit word holds its offset, mixed. */
+static uint64_t pattern_word(size_t off)
+{
+	return (uint64_t)off * 0x9E3779B97F4A7C15ULL ^ 0x6d6f6578ULL;
+}
+
+static void fill_pattern(void *buf, size_t len)
+{
+	uint64_t *p = buf;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		p[i] = pattern_word(i * 8);
+}
+
+static bool check_pattern(const void *buf, size_t len)
+{
+	const uint64_t *p = buf;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		if (p[i] != pattern_word(i * 8))
+			return false;
+	return true;
+}
+
+static int parse_size_arg(const char *opt, const char *arg, uint64_t *out)
+{
+	if (moex_parse_size(arg, out) || !*out)
+		return usage_error("%s: bad size '%s'", opt, arg);
+	if (*out > SIZE_MAX)
+		return usage_error("%s: size '%s' too large", opt, arg);
+	return 0;
+}
+
+static const char *feature_names(uint64_t f, char *buf, size_t len)
+{
+	static const struct {
+		uint64_t bit;
+		const char *name;
+	} feats[] = {
+		{ MOEX_FEAT_PIN, "pin" },
+		{ MOEX_FEAT_PIN_READONLY, "pin_readonly" },
+		{ MOEX_FEAT_DMABUF, "dmabuf" },
+		{ MOEX_FEAT_COPY, "copy" },
+		{ MOEX_FEAT_DMA_MAPPED, "dma_mapped" },
+	};
+	size_t i, used = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < sizeof(feats) / sizeof(feats[0]); i++) {
+		if (!(f & feats[i].bit))
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+					 used ? " " : "", feats[i].name);
+		if (used >= len)
+			break;
+	}
+	return buf;
+}
+
+/* ---- moexctl info ------------------------------------------------------- */
+
+static int cmd_info(const char *device)
+{
+	struct moex_device_info info = { .size = sizeof(info) };
+	struct moex_device *dev;
+	char feats[128];
+	int ret;
+
+	ret = moex_open(device, &dev);
+	if (ret)
+		return fail(device, ret);
+	ret = moex_query(dev, &info);
+	moex_close(dev);
+	if (ret)
+		return fail(device, ret);
+
+	printf("device:           %s\n", device);
+	printf("abi_version:      %" PRIu32 "\n", info.abi_version);
+	printf("features:         0x%" PRIx64 " (%s)\n", info.features,
+	       feature_names(info.features, feats, sizeof(feats)));
+	printf("engine:           %s (id %" PRIu32 ")\n", info.engine_name,
+	       info.engine);
+	printf("dma_bits:         %" PRIu32 "\n", info.dma_bits);
+	if (info.max_pinned_bytes)
+		printf("max_pinned_bytes: %" PRIu64 " (%.0f MiB)\n",
+		       info.max_pinned_bytes, mib(info.max_pinned_bytes));
+	else
+		printf("max_pinned_bytes: 0 (no module-wide cap)\n");
+	printf("pinned_bytes:     %" PRIu64 "\n", info.pinned_bytes);
+	return 0;
+}
+
+/* ---- moexctl stats ------------------------------------------------------ */
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static int cmd_stats(const char *device, bool json)
+{
+	struct moex_stats st = { .size = sizeof(st) };
+	const char *name = dev_name(device);
+	unsigned int i;
+	int ret;
+
+	ret = moex_stats_read(name, &st);
+	if (ret) {
+		char what[128];
+
+		snprintf(what, sizeof(what), "stats of %s", name);
+		return fail(what, ret);
+	}
+
+	if (json) {
+		printf("{\n  \"device\": ");
+		json_string(name);
+		for (i = 0; moex_stats_names[i]; i++) {
+			printf(",\n  ");
+			json_string(moex_stats_names[i]);
+			printf(": %" PRIu64, moex_stats_get(&st, i));
+		}
+		printf("\n}\n");
+	} else {
+		printf("%-16s %s\n", "device", name);
+		for (i = 0; moex_stats_names[i]; i++)
+			printf("%-16s %" PRIu64 "\n", moex_stats_names[i],
+			       moex_stats_get(&st, i));
+	}
+	return fflush(stdout) ? EXIT_FAILURE : 0;
+}
+
+/* ---- moexctl pin -------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_hold;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_hold = 1;
+}
+
+/* Sleep up to secs; SIGINT or SIGTERM end the hold early. */
+static void hold(double secs)
+{
+	struct sigaction sa;
+	struct timespec ts;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	ts.tv_sec = (time_t)secs;
+	ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+	while (!stop_hold && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int cmd_pin(const char *device, uint64_t size, bool hugepages,
+		   double hold_secs)
+{
+	struct moex_region_desc desc = { .size = sizeof(desc) };
+	size_t len = (size_t)size, ps = (size_t)sysconf(_SC_PAGESIZE);
+	struct moex_device *dev;
+	char what[160];
+	uint32_t handle;
+	void *mem;
+	double t;
+	int ret;
+
+	len = (len + ps - 1) / ps * ps;
+	snprintf(what, sizeof(what), "pin %zu bytes on %s", len, device);
+
+	ret = moex_open(device, &dev);
+	if (ret)
+		return fail(device, ret);
+	ret = moex_alloc_pinnable(len, hugepages, &mem);
+	if (ret) {
+		moex_close(dev);
+		return fail(what, ret);
+	}
+	t = now();
+	ret = moex_pin(dev, mem, len, 0, &handle);
+	t = now() - t;
+	if (ret)
+		goto out;
+	fill_pattern(mem, len);
+	ret = moex_region_query(dev, handle, &desc);
+	if (ret) {
+		moex_unpin(dev, handle);
+		goto out;
+	}
+	printf("pinned: handle %" PRIu32 ", %" PRIu64 " bytes (%.1f MiB, %s), "
+	       "%" PRIu64 " pages, %" PRIu32 " sg segments, %" PRIu32
+	       " dma segments, %.3f s\n", desc.handle, desc.length,
+	       mib(desc.length), hugepages ? "huge pages" : "small pages",
+	       desc.pages, desc.sg_segments, desc.dma_segments, t);
+	fflush(stdout);
+	if (hold_secs > 0) {
+		printf("holding for %g s\n", hold_secs);
+		fflush(stdout);
+		hold(hold_secs);
+	}
+	if (!check_pattern(mem, len)) {
+		moex_unpin(dev, handle);
+		snprintf(what, sizeof(what), "pin on %s: pattern changed while pinned",
+			 device);
+		ret = -EIO;
+		goto out;
+	}
+	ret = moex_unpin(dev, handle);
+	if (!ret)
+		printf("unpinned: handle %" PRIu32 "\n", handle);
+out:
+	moex_free_pinnable(mem, len);
+	moex_close(dev);
+	return ret ? fail(what, ret) : 0;
+}
+
+/* ---- moexctl selftest --------------------------------------------------- */
+
+struct selftest {
+	unsigned int passed;
+	unsigned int failed;
+	uint64_t rng;
+};
+
+/* One check's line: "selftest: moex0 copy ok (...)" or "... FAIL: why". */
+static void st_report(struct selftest *st, const char *dev, const char *check,
+		      bool ok, const char *fmt, ...)
+{
+	char detail[512] = "";
+	va_list ap;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(detail, sizeof(detail), fmt, ap);
+		va_end(ap);
+	}
+	if (ok) {
+		st->passed++;
+		printf("selftest: %s %s ok%s%s%s\n", dev, check,
+		       *detail ? " (" : "", detail, *detail ? ")" : "");
+	} else {
+		st->failed++;
+		printf("selftest: %s %s FAIL: %s\n", dev, check, detail);
+	}
+	fflush(stdout);
+}
+
+/* A failed check from a libmoex error, with its hint. */
+static void st_fail_err(struct selftest *st, const char *dev, const char *check,
+			const char *what, int err)
+{
+	const char *hint = moex_error_hint(err);
+
+	st_report(st, dev, check, false, "%s: %s%s%s", what, moex_strerror(err),
+		  *hint ? ": " : "", hint);
+}
+
+/* One pinned region of a selftest, with what its bytes should be. */
+struct st_region {
+	void *mem;
+	unsigned char *shadow;
+	size_t len;
+	uint32_t handle;
+	bool pinned;
+};
+
+static int st_region_pin(struct moex_device *dev, struct st_region *r,
+			 size_t len, bool huge, unsigned int flags,
+			 uint64_t *rng)
+{
+	int ret;
+
+	r->len = len;
+	ret = moex_alloc_pinnable(len, huge, &r->mem);
+	if (ret)
+		return ret;
+	r->shadow = malloc(len);
+	if (!r->shadow)
+		return -ENOMEM;
+	/* Fill before pinning: a read-only pin must see these pages. */
+	fill_random(r->mem, len, rng);
+	memcpy(r->shadow, r->mem, len);
+	ret = moex_pin(dev, r->mem, len, flags, &r->handle);
+	r->pinned = !ret;
+	return ret;
+}
+
+static int st_region_unpin(struct moex_device *dev, struct st_region *r)
+{
+	int ret = 0;
+
+	if (r->pinned)
+		ret = moex_unpin(dev, r->handle);
+	r->pinned = false;
+	return ret;
+}
+
+static void st_region_free(struct moex_device *dev, struct st_region *r)
+{
+	st_region_unpin(dev, r);
+	if (r->mem)
+		moex_free_pinnable(r->mem, r->len);
+	free(r->shadow);
+	memset(r, 0, sizeof(*r));
+}
+
+/* The first offset where mem and shadow differ in [off, off + len), or -1. */
+static long long st_diff(const struct st_region *r, size_t off, size_t len)
+{
+	const unsigned char *m = r->mem;
+	size_t i;
+
+	if (!memcmp(m + off, r->shadow + off, len))
+		return -1;
+	for (i = off; i < off + len; i++)
+		if (m[i] != r->shadow[i])
+			return (long long)i;
+	return -1;
+}
+
+/*
+ * One copy through the engine, checked: the destination range and 64
+ * bytes either side must match what the copy should have left.
+ */
+static int st_copy(struct moex_device *dev, struct st_region *dst,
+		   size_t dst_off, const struct st_region *src, size_t src_off,
+		   size_t len, char *why, size_t whylen)
+{
+	size_t lo, hi;
+	long long bad;
+	int ret;
+
+	ret = moex_copy(dev, dst->handle, dst_off, src->handle, src_off, len);
+	if (ret) {
+		snprintf(why, whylen, "copy of %zu bytes from %zu to %zu: %s",
+			 len, src_off, dst_off, moex_strerror(ret));
+		return ret;
+	}
+	memmove(dst->shadow + dst_off, src->shadow + src_off, len);
+	lo = dst_off > 64 ? dst_off - 64 : 0;
+	hi = dst_off + len + 64 < dst->len ? dst_off + len + 64 : dst->len;
+	bad = st_diff(dst, lo, hi - lo);
+	if (bad >= 0) {
+		snprintf(why, whylen,
+			 "copy of %zu bytes from %zu to %zu: wrong byte at %lld",
+			 len, src_off, dst_off, bad);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Copy between a and b with random offsets and lengths; verify all. */
+static void st_copies(struct selftest *st, const char *name,
+		      struct moex_device *dev, struct st_region *a,
+		      struct st_region *b, bool edu, const char *engine)
+{
+	/* edu moves ~20 KiB/s: a few small copies only. */
+	unsigned int n = edu ? 5 : 48, i;
+	size_t max_len = edu ? 3072 : 64 * 1024;
+	uint64_t bytes = 0;
+	char why[256], rate[64];
+	double t = 0, t0;
+	int ret = 0;
+
+	for (i = 0; i < n && !ret; i++) {
+		struct st_region *src = i % 2 ? b : a, *dst = i % 2 ? a : b;
+		size_t len, src_off, dst_off;
+
+		if (i == 0) {
+			/* Unaligned at both ends and across page boundaries. */
+			len = edu ? 3000 : 3 * 4096 + 77;
+			src_off = 4096 - 1001;
+			dst_off = 2 * 4096 - 123;
+		} else {
+			if (!edu && i % 8 == 7)
+				max_len = 1024 * 1024;	/* a few big ones */
+			len = 1 + rnd_below(&st->rng, max_len);
+			src_off = rnd_below(&st->rng, src->len - len + 1);
+			dst_off = rnd_below(&st->rng, dst->len - len + 1);
+			max_len = edu ? 3072 : 64 * 1024;
+		}
+		t0 = now();
+		ret = st_copy(dev, dst, dst_off, src, src_off, len, why,
+			      sizeof(why));
+		t += now() - t0;
+		bytes += len;
+	}
+	if (!ret && (st_diff(a, 0, a->len) >= 0 || st_diff(b, 0, b->len) >= 0)) {
+		snprintf(why, sizeof(why), "bytes outside the copied ranges changed");
+		ret = -EIO;
+	}
+	if (ret) {
+		st_report(st, name, "copy", false, "%s", why);
+		return;
+	}
+	st_report(st, name, "copy", true,
+		  "%u copies, %" PRIu64 " bytes, unaligned, across pages", n,
+		  bytes);
+
+	if (!edu) {
+		/* Throughput: whole-region copies for at least 0.3 s. */
+		unsigned int reps = 0;
+
+		bytes = 0;
+		t0 = now();
+		do {
+			ret = moex_copy(dev, b->handle, 0, a->handle, 0, a->len);
+			bytes += a->len;
+			reps++;
+		} while (!ret && reps < 256 && now() - t0 < 0.3);
+		t = now() - t0;
+		memcpy(b->shadow, a->shadow, a->len);
+		if (!ret && st_diff(b, 0, b->len) >= 0)
+			ret = -EIO;
+		if (ret) {
+			st_fail_err(st, name, "copy-throughput",
+				    "whole-region copy", ret);
+			return;
+		}
+	}
+	printf("selftest: %s copy %s (engine %s, %" PRIu64 " bytes)\n", name,
+	       fmt_rate(rate, sizeof(rate), bytes, t), engine, bytes);
+}
+
+/* A READONLY region is a copy source and never a destination. */
+static void st_readonly(struct selftest *st, const char *name,
+			struct moex_device *dev, struct st_region *b)
+{
+	struct st_region ro = { 0 };
+	char why[256];
+	int ret;
+
+	ret = st_region_pin(dev, &ro, 64 * 1024, false, MOEX_PIN_READONLY,
+			    &st->rng);
+	if (ret) {
+		st_fail_err(st, name, "readonly", "pin read-only", ret);
+		goto out;
+	}
+	ret = st_copy(dev, b, 4096 + 17, &ro, 4096 - 100, 2048, why,
+		      sizeof(why));
+	if (ret) {
+		st_report(st, name, "readonly", false, "from read-only: %s", why);
+		goto out;
+	}
+	ret = moex_copy(dev, ro.handle, 0, b->handle, 0, 64);
+	if (ret != -EACCES) {
+		st_report(st, name, "readonly", false,
+			  "copy into a read-only region gave %d, not -EACCES",
+			  ret);
+		goto out;
+	}
+	st_report(st, name, "readonly", true, NULL);
+out:
+	st_region_free(dev, &ro);
+}
+
+/* Bracket CPU reads of a dma-buf mapping (DMA_BUF_IOCTL_SYNC): 0 or -errno. */
+static int dmabuf_sync(int fd, bool start)
+{
+	struct dma_buf_sync sync = {
+		.flags = DMA_BUF_SYNC_READ |
+			 (start ? DMA_BUF_SYNC_START : DMA_BUF_SYNC_END),
+	};
+	int ret;
+
+	do {
+		ret = ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync);
+	} while (ret < 0 && errno == EINTR);
+	return ret < 0 ? -errno : 0;
+}
+
+/* Export a as a dma-buf; its CPU mapping must show a's bytes and writes. */
+static void st_dmabuf(struct selftest *st, const char *name,
+		      struct moex_device *dev, struct st_region *a)
+{
+	struct moex_region_desc desc = { .size = sizeof(desc) };
+	unsigned char *map = MAP_FAILED, *mem = a->mem;
+	size_t offs[] = { 0, 4095, 4096, a->len / 2 + 3, a->len - 1 };
+	size_t i;
+	int fd = -1, ret;
+
+	ret = moex_export(dev, a->handle, &fd);
+	if (ret) {
+		st_fail_err(st, name, "dmabuf", "export", ret);
+		return;
+	}
+	ret = moex_region_query(dev, a->handle, &desc);
+	if (ret || !(desc.flags & MOEX_REGION_EXPORTED)) {
+		st_report(st, name, "dmabuf", false,
+			  "region not marked exported (%s)", moex_strerror(ret));
+		goto out;
+	}
+	map = mmap(NULL, a->len, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		st_fail_err(st, name, "dmabuf", "mmap of the dma-buf", -errno);
+		goto out;
+	}
+	ret = dmabuf_sync(fd, true);
+	if (ret) {
+		st_fail_err(st, name, "dmabuf", "DMA_BUF_IOCTL_SYNC start", ret);
+		goto out;
+	}
+	if (memcmp(map, mem, a->len)) {
+		dmabuf_sync(fd, false);
+		st_report(st, name, "dmabuf", false,
+			  "dma-buf mapping differs from the region");
+		goto out;
+	}
+	/* Same pages: a write through the region shows in the dma-buf. */
+	for (i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		mem[offs[i]] = a->shadow[offs[i]] = (unsigned char)~mem[offs[i]];
+		if (map[offs[i]] != mem[offs[i]]) {
+			dmabuf_sync(fd, false);
+			st_report(st, name, "dmabuf", false,
+				  "write at %zu not seen through the dma-buf",
+				  offs[i]);
+			goto out;
+		}
+	}
+	ret = dmabuf_sync(fd, false);
+	if (ret) {
+		st_fail_err(st, name, "dmabuf", "DMA_BUF_IOCTL_SYNC end", ret);
+		goto out;
+	}
+	st_report(st, name, "dmabuf", true, "%zu bytes read back by mmap",
+		  a->len);
+out:
+	if (map != MAP_FAILED)
+		munmap(map, a->len);
+	close(fd);
+}
+
+/* Pin and unpin speed for size bytes of pre-faulted huge-page memory. */
+static void st_pin_speed(struct selftest *st, const char *name,
+			 struct moex_device *dev, size_t size)
+{
+	struct moex_region_desc desc = { .size = sizeof(desc) };
+	char r1[64], r2[64];
+	double tp, tu;
+	uint32_t handle;
+	void *mem;
+	int ret;
+
+	ret = moex_alloc_pinnable(size, true, &mem);
+	if (ret) {
+		st_fail_err(st, name, "pin-speed", "allocate", ret);
+		return;
+	}
+	memset(mem, 0x5a, size);	/* time the pinning, not page faults */
+	tp = now();
+	ret = moex_pin(dev, mem, size, 0, &handle);
+	tp = now() - tp;
+	if (ret) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "pin %zu bytes", size);
+		st_fail_err(st, name, "pin-speed", what, ret);
+		goto out;
+	}
+	moex_region_query(dev, handle, &desc);
+	tu = now();
+	ret = moex_unpin(dev, handle);
+	tu = now() - tu;
+	if (ret) {
+		st_fail_err(st, name, "pin-speed", "unpin", ret);
+		goto out;
+	}
+	st_report(st, name, "pin-speed", true,
+		  "%.0f MiB in %" PRIu32 " sg segments: pin %s, unpin %s",
+		  mib(size), desc.sg_segments,
+		  fmt_rate(r1, sizeof(r1), size, tp),
+		  fmt_rate(r2, sizeof(r2), size, tu));
+out:
+	moex_free_pinnable(mem, size);
+}
+
+/*
+ * Every check on one device; the pin and unpin speed too when speed_size
+ * is not 0.
+ */
+static void st_device(struct selftest *st, const char *path, size_t speed_size)
+{
+	struct moex_device_info info = { .size = sizeof(info) };
+	struct moex_region_desc desc = { .size = sizeof(desc) };
+	struct st_region a = { 0 }, b = { 0 };
+	const char *name = dev_name(path);
+	struct moex_device *dev;
+	size_t rlen;
+	bool edu;
+	int ret;
+
+	ret = moex_open(path, &dev);
+	if (ret) {
+		st_fail_err(st, name, "open", path, ret);
+		return;
+	}
+	ret = moex_query(dev, &info);
+	if (!ret)
+		ret = moex_nop(dev);
+	if (ret) {
+		st_fail_err(st, name, "open", "query and nop", ret);
+		moex_close(dev);
+		return;
+	}
+	st_report(st, name, "open", true, "abi %" PRIu32 ", engine %s",
+		  info.abi_version, info.engine_name);
+	edu = !strcmp(info.engine_name, "edu");
+	rlen = edu ? MOEX_PINNABLE_ALIGN : 8 * MOEX_PINNABLE_ALIGN;
+
+	/* a: small pages; b: huge pages. */
+	ret = st_region_pin(dev, &a, rlen, false, 0, &st->rng);
+	if (!ret)
+		ret = st_region_pin(dev, &b, rlen, true, 0, &st->rng);
+	if (!ret)
+		ret = moex_region_query(dev, b.handle, &desc);
+	if (ret) {
+		st_fail_err(st, name, "pin", "pin two regions", ret);
+		goto out;
+	}
+	st_report(st, name, "pin", true,
+		  "2 x %zu bytes, huge-page region in %" PRIu32 " sg segments",
+		  rlen, desc.sg_segments);
+
+	if (info.features & MOEX_FEAT_COPY)
+		st_copies(st, name, dev, &a, &b, edu, info.engine_name);
+	if ((info.features & MOEX_FEAT_COPY) &&
+	    (info.features & MOEX_FEAT_PIN_READONLY))
+		st_readonly(st, name, dev, &b);
+	if (info.features & MOEX_FEAT_DMABUF)
+		st_dmabuf(st, name, dev, &a);
+
+	ret = st_region_unpin(dev, &a);
+	if (!ret)
+		ret = st_region_unpin(dev, &b);
+	if (ret) {
+		st_fail_err(st, name, "unpin", "unpin", ret);
+	} else {
+		ret = moex_region_query(dev, a.handle, &desc);
+		if (ret == -ENOENT)
+			st_report(st, name, "unpin", true, NULL);
+		else
+			st_report(st, name, "unpin", false,
+				  "handle still answers after unpin (%d)", ret);
+	}
+	if (speed_size)
+		st_pin_speed(st, name, dev, speed_size);
+out:
+	st_region_free(dev, &a);
+	st_region_free(dev, &b);
+	moex_close(dev);
+}
+
+static int cmp_devnum(const void *a, const void *b)
+{
+	long na = strtol(*(char *const *)a + 4, NULL, 10);
+	long nb = strtol(*(char *const *)b + 4, NULL, 10);
+
+	return (na > nb) - (na < nb);
+}
+
+/* The names moexN in /dev, sorted by N; *count of them. */
+static char **list_devices(size_t *count)
+{
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+	DIR *d;
+
+	*count = 0;
+	d = opendir("/dev");
+	if (!d)
+		return NULL;
+	while ((de = readdir(d))) {
+		const char *p = de->d_name;
+		char **grown;
+
+		if (strncmp(p, "moex", 4) || !p[4] ||
+		    strspn(p + 4, "0123456789") != strlen(p + 4))
+			continue;
+		grown = realloc(names, (n + 1) * sizeof(*names));
+		if (!grown)
+			break;
+		names = grown;
+		names[n] = strdup(p);
+		if (names[n])
+			n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_devnum);
+	*count = n;
+	return names;
+}
+
+static int cmd_selftest(const char *device, bool device_given,
+			uint64_t speed_size, uint64_t seed)
+{
+	struct selftest st = { .rng = seed ? seed : 1 };
+	char **names, path[300];
+	bool listed = false;
+	size_t n, i;
+
+	printf("selftest: seed %" PRIu64 "\n", seed);
+	names = list_devices(&n);
+	/* Pin speed on moex0 (sorted first), else on the first device. */
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/dev/%s", names[i]);
+		listed |= !strcmp(path, device);
+		st_device(&st, path, i == 0 ? (size_t)speed_size : 0);
+		free(names[i]);
+	}
+	free(names);
+	/* A --device outside /dev/moexN is tested too. */
+	if (device_given && !listed)
+		st_device(&st, device, n == 0 ? (size_t)speed_size : 0);
+	if (!st.passed && !st.failed)
+		st_fail_err(&st, "moex0", "open", "no /dev/moexN found", -ENOENT);
+
+	if (st.failed)
+		printf("selftest: FAILED: %u of %u checks\n", st.failed,
+		       st.failed + st.passed);
+	else
+		printf("selftest: all %u checks passed\n", st.passed);
+	return st.failed ? EXIT_FAILURE : 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+enum { OPT_DEVICE = 0x100, OPT_HELP, OPT_JSON, OPT_SIZE, OPT_HUGE, OPT_HOLD,
+       OPT_SEED };
+
+static const struct option options[] = {
+	{ "device", required_argument, NULL, OPT_DEVICE },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "size", required_argument, NULL, OPT_SIZE },
+	{ "hugepages", no_argument, NULL, OPT_HUGE },
+	{ "hold", required_argument, NULL, OPT_HOLD },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* The options each command takes, besides --device and --help. */
+static const struct {
+	const char *name;
+	unsigned int opts;	/* bit (OPT_x - OPT_DEVICE) per option */
+} commands[] = {
+	{ "info", 0 },
+	{ "stats", 1u << (OPT_JSON - OPT_DEVICE) },
+	{ "pin", 1u << (OPT_SIZE - OPT_DEVICE) | 1u << (OPT_HUGE - OPT_DEVICE) |
+		 1u << (OPT_HOLD - OPT_DEVICE) },
+	{ "selftest", 1u << (OPT_SIZE - OPT_DEVICE) | 1u << (OPT_SEED - OPT_DEVICE) },
+};
+
+int main(int argc, char **argv)
+{
+	const char *device = MOEX_DEFAULT_DEVICE, *cmd = NULL;
+	bool device_given = false, json = false, huge = false;
+	uint64_t size = 0, seed = 0;
+	unsigned int allowed = 0;
+	double hold_secs = 0;
+	size_t c = 0;
+	char *end;
+	int opt;
+
+	/* Options may come before and after the command. */
+	opterr = 0;
+	for (;;) {
+		opt = getopt_long(argc, argv, "+", options, NULL);
+		if (opt == -1) {
+			if (optind >= argc)
+				break;
+			if (cmd)
+				return usage_error("unexpected argument '%s'",
+						   argv[optind]);
+			cmd = argv[optind++];
+			for (c = 0; c < sizeof(commands) / sizeof(commands[0]); c++)
+				if (!strcmp(cmd, commands[c].name))
+					break;
+			if (c == sizeof(commands) / sizeof(commands[0]))
+				return usage_error("unknown command '%s'", cmd);
+			allowed = commands[c].opts;
+			continue;
+		}
+		if (opt == '?' || opt == ':')
+			return usage_error("bad option '%s'", argv[optind - 1]);
+		if (opt >= OPT_JSON && !(allowed & 1u << (opt - OPT_DEVICE)))
+			return usage_error("option '%s' does not go with %s",
+					   argv[optind - 1],
+					   cmd ? cmd : "no command");
+		switch (opt) {
+		case OPT_DEVICE:
+			device = optarg;
+			device_given = true;
+			break;
+		case OPT_HELP:
+			usage(stdout);
+			return 0;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_SIZE:
+			if (parse_size_arg("--size", optarg, &size))
+				return EXIT_USAGE;
+			break;
+		case OPT_HUGE:
+			huge = true;
+			break;
+		case OPT_HOLD:
+			errno = 0;
+			hold_secs = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(hold_secs >= 0) ||
+			    hold_secs > 1e7)
+				return usage_error("--hold: bad time '%s'", optarg);
+			break;
+		case OPT_SEED:
+			errno = 0;
+			seed = strtoull(optarg, &end, 0);
+			if (errno || end == optarg || *end)
+				return usage_error("--seed: bad number '%s'", optarg);
+			break;
+		}
+	}
+	if (!cmd) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	if (!strcmp(cmd, "info"))
+		return cmd_info(device);
+	if (!strcmp(cmd, "stats"))
+		return cmd_stats(device, json);
+	if (!strcmp(cmd, "pin")) {
+		if (!size)
+			return usage_error("pin needs --size");
+		return cmd_pin(device, size, huge, hold_secs);
+	}
+	if (!seed)
+		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	return cmd_selftest(device, device_given, size ? size : 256u << 20,
+			    seed);
+}
