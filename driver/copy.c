@@ -79,7 +79,8 @@ static bool moex_in_range(u64 off, u64 len, u64 size)
 
 static int moex_copy_check(const struct moex_copy *arg)
 {
-	if (arg->flags || arg->pad || arg->reserved[0] || arg->reserved[1])
+	if (arg->flags || arg->pad ||
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 	if (!arg->length)
 		return -EINVAL;

@@ -171,7 +171,8 @@ int moex_export_prepare(struct moex_file *mf, struct moex_region_export *arg,
 	struct dma_buf *buf;
 	int fd;
 
-	if (arg->flags || arg->pad || arg->reserved[0] || arg->reserved[1])
+	if (arg->flags || arg->pad ||
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 	r = moex_region_lookup(mf, arg->handle);
 	if (!r)

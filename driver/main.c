@@ -52,16 +52,6 @@ void moex_dev_put(struct moex_dev *mdev)
 
 /* ---- commands ---------------------------------------------------------- */
 
-static bool moex_zero(const u64 *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 static int moex_cmd_info(struct moex_file *mf, void *payload)
 {
 	struct moex_info *arg = payload;
@@ -69,7 +59,8 @@ static int moex_cmd_info(struct moex_file *mf, void *payload)
 	struct moex_engine *eng;
 	int ret = 0;
 
-	if (arg->flags || !moex_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+	if (arg->flags ||
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 
 	memset(arg, 0, sizeof(*arg));
@@ -119,7 +110,7 @@ static int moex_cmd_nop(struct moex_file *mf, void *payload)
 	struct moex_nop *arg = payload;
 
 	if (arg->flags || arg->pad ||
-	    !moex_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 	return 0;
 }

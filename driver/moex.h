@@ -169,6 +169,21 @@ struct moex_file {
 	struct xarray regions;
 };
 
+/**
+ * moex_all_zero() - check a payload's reserved words.
+ * @p: the first word.
+ * @n: how many.
+ *
+ * Return: true when all @n words are zero.
+ */
+static inline bool moex_all_zero(const u64 *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
 /* main.c: devices */
 extern unsigned int moex_max_pinned_mb;
 extern struct workqueue_struct *moex_wq;	/* drained at module exit */

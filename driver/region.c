@@ -36,18 +36,10 @@ u64 moex_pinned_total(void)
 	return atomic64_read(&moex_pinned_all);
 }
 
-static bool moex_reserved_zero(const u64 *p, size_t n)
-{
-	while (n--)
-		if (*p++)
-			return false;
-	return true;
-}
-
 static int moex_pin_check(const struct moex_region_pin *arg)
 {
 	if (arg->flags & ~MOEX_PIN_FLAGS_ALL ||
-	    !moex_reserved_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 	if (!arg->length || !PAGE_ALIGNED(arg->addr) ||
 	    !PAGE_ALIGNED(arg->length))
@@ -313,7 +305,7 @@ int moex_region_unpin(struct moex_file *mf, struct moex_region_unpin *arg)
 	struct moex_region *r;
 
 	if (arg->flags ||
-	    !moex_reserved_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 
 	r = xa_erase(&mf->regions, arg->handle);
@@ -329,7 +321,7 @@ int moex_region_info(struct moex_file *mf, struct moex_region_info *arg)
 	struct moex_region *r;
 
 	if (arg->flags ||
-	    !moex_reserved_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
+	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 
 	r = moex_region_lookup(mf, arg->handle);
