@@ -13,7 +13,14 @@
 /* Pages copied between two cond_resched() calls. */
 #define MOEX_CPU_RESCHED_PAGES	64
 
-static int moex_cpu_submit(struct moex_engine *eng, struct moex_copy_req *req)
+/**
+ * moex_cpu_copy() - copy a request's bytes with the CPU and complete it.
+ * @req: the request; process context.
+ *
+ * Also the fallback of the dmaengine engine for copies its channel cannot
+ * do (offsets or length it cannot align to).
+ */
+void moex_cpu_copy(struct moex_copy_req *req)
 {
 	u64 s = req->src_off, d = req->dst_off, left = req->len;
 	unsigned int n = 0;
@@ -35,6 +42,11 @@ static int moex_cpu_submit(struct moex_engine *eng, struct moex_copy_req *req)
 			cond_resched();
 	}
 	req->complete(req, 0);
+}
+
+static int moex_cpu_submit(struct moex_engine *eng, struct moex_copy_req *req)
+{
+	moex_cpu_copy(req);
 	return 0;
 }
 

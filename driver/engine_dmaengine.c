@@ -94,9 +94,16 @@ static int moex_dmaengine_submit(struct moex_engine *eng,
 	u64 left = req->len;
 	int ret;
 
-	/* segments start page aligned: checking the offsets is enough */
-	if (!is_dma_copy_aligned(dma, req->src_off, req->dst_off, req->len))
-		return -EINVAL;
+	/*
+	 * Segments start page aligned: checking the offsets is enough. The
+	 * uapi promises copies at any byte offset, so what the channel cannot
+	 * align to is copied by the CPU (DMA-coherent hosts only, like every
+	 * host with a memcpy channel this driver binds: x86).
+	 */
+	if (!is_dma_copy_aligned(dma, req->src_off, req->dst_off, req->len)) {
+		moex_cpu_copy(req);
+		return 0;
+	}
 	if (moex_dma_cursor_init(&sc, req->src, req->src_off) ||
 	    moex_dma_cursor_init(&dc, req->dst, req->dst_off))
 		return -EINVAL;

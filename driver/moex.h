@@ -235,6 +235,7 @@ void moex_export_abort(struct moex_region_export *arg, struct dma_buf *dmabuf);
 
 /* engines */
 struct moex_engine *moex_engine_cpu_create(void);
+void moex_cpu_copy(struct moex_copy_req *req);
 struct moex_engine *moex_engine_dmaengine_create(void);
 int moex_edu_register(void);
 void moex_edu_unregister(void);
