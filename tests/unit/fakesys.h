@@ -110,4 +110,30 @@ static void __attribute__((unused)) fs_remove(const char *root)
 	nftw(root, fs_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * Run a suite's tests against a fake sysfs tree (root, PATH_MAX) holding
+ * moex0 with the counters vals, pointed to by MOEX_SYSFS_ROOT; removed
+ * afterwards. Needs harness.h.
+ */
+#define FS_RUN_WITH_FAKE_SYSFS(root, vals, tests)			\
+	fs_run_with_fake_sysfs(root, sizeof(root), vals, tests,	\
+			       sizeof(tests) / sizeof(tests[0]))
+
+static int __attribute__((unused))
+fs_run_with_fake_sysfs(char *root, size_t len, const uint64_t *vals,
+		       const struct h_test *tests, size_t n)
+{
+	int ret;
+
+	if (fs_make_root(root, len) || fs_make_dev(root, "moex0", vals)) {
+		perror(SUITE ": cannot make the fake sysfs tree");
+		printf("%s: 0 passed, 1 failed, 0 skipped\n", SUITE);
+		return EXIT_FAILURE;
+	}
+	setenv("MOEX_SYSFS_ROOT", root, 1);
+	ret = h_run(tests, n);
+	fs_remove(root);
+	return ret;
+}
+
 #endif /* MOEX_TEST_FAKESYS_H */

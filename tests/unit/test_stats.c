@@ -247,16 +247,5 @@ int main(void)
 		T(sysfs_root_from_environment),
 		T(default_root_is_sys),
 	};
-	int ret;
-
-	if (fs_make_root(root, sizeof(root)) ||
-	    fs_make_dev(root, "moex0", vals0)) {
-		perror("unit-stats: cannot make the fake sysfs tree");
-		printf("%s: 0 passed, 1 failed, 0 skipped\n", SUITE);
-		return EXIT_FAILURE;
-	}
-	setenv("MOEX_SYSFS_ROOT", root, 1);
-	ret = h_run(tests, sizeof(tests) / sizeof(tests[0]));
-	fs_remove(root);
-	return ret;
+	return FS_RUN_WITH_FAKE_SYSFS(root, vals0, tests);
 }
