@@ -10,6 +10,9 @@ LIBMOEX_SONAME := libmoex.so.0
 # moex.pc's prefix: where libmoex would be installed.
 PREFIX ?= /usr/local
 
+# What a program linking libmoex.a needs besides it.
+LIBMOEX_LIBS := -luring
+
 LIBMOEX_SRCS := $(sort $(wildcard runtime/src/*.c))
 # One set of position-independent objects serves both libraries.
 LIBMOEX_OBJS := $(patsubst runtime/src/%.c,$(BUILD)/obj/runtime/%.o,$(LIBMOEX_SRCS))
@@ -45,7 +48,7 @@ $(LIBMOEX_SO): $(LIBMOEX_OBJS) runtime/libmoex.map
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(LIBMOEX_SONAME) \
 		-Wl,--version-script,runtime/libmoex.map -Wl,-z,defs \
-		-o $@ $(LIBMOEX_OBJS)
+		-o $@ $(LIBMOEX_OBJS) $(LIBMOEX_LIBS)
 
 $(BUILD)/$(LIBMOEX_SONAME): $(LIBMOEX_SO)
 	ln -sf $(notdir $<) $@

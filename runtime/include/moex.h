@@ -167,6 +167,101 @@ int moex_export(struct moex_device *dev, uint32_t handle, int *fd);
 int moex_copy(struct moex_device *dev, uint32_t dst_handle, uint64_t dst_off,
 	      uint32_t src_handle, uint64_t src_off, uint64_t len);
 
+/* ---- queues ---------------------------------------------------------------- */
+
+/*
+ * A queue submits commands to one device and reaps their completions from
+ * one place. It is an io_uring ring (SQE128 | CQE32, the device registered
+ * as a fixed file) where the kernel and the driver allow it (Linux 6.1 or
+ * later with a moex.ko that answers uring_cmd); otherwise the same calls
+ * run each command synchronously through ioctl(2) when it is submitted and
+ * queue its completion, so callers need no second code path.
+ */
+struct moex_queue;
+
+/* Force the synchronous ioctl path (moex_queue_opts.flags). */
+#define MOEX_QUEUE_SYNC		(1u << 0)
+
+/* What moex_queue_mode() reports. */
+#define MOEX_QUEUE_MODE_URING	1
+#define MOEX_QUEUE_MODE_SYNC	2
+
+/**
+ * struct moex_queue_opts - how to build a queue.
+ * @size: sizeof(struct moex_queue_opts) as the caller knows it.
+ * @entries: commands that can be queued before a submit, and in flight;
+ *	0 for the default (256); at most 32768.
+ * @flags: MOEX_QUEUE_* flags.
+ */
+struct moex_queue_opts {
+	size_t size;
+	unsigned int entries;
+	unsigned int flags;
+	/* New fields go here. */
+};
+
+/**
+ * struct moex_cqe - one completion.
+ * @user_data: what the command was queued with.
+ * @res: its result: 0 (or a value the command defines) or a negative errno.
+ */
+struct moex_cqe {
+	uint64_t user_data;
+	int32_t res;
+	uint32_t reserved;
+};
+
+/*
+ * Make a queue on dev (opts may be NULL for the defaults). The io_uring
+ * setup asks for COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN and drops
+ * them one at a time where the kernel answers -EINVAL; a startup no-op
+ * tells whether the driver answers uring_cmd. When io_uring cannot be used
+ * (it is disabled: -EPERM, see moex_error_hint(); too old: -EINVAL or
+ * -ENOSYS; the driver lacks uring_cmd: -EOPNOTSUPP) the queue falls back
+ * to the synchronous path and moex_queue_mode() says why.
+ * A queue is for one thread at a time (SINGLE_ISSUER).
+ */
+int moex_queue_create(struct moex_device *dev,
+		      const struct moex_queue_opts *opts,
+		      struct moex_queue **out);
+
+/* Destroy a queue; commands in flight are waited for first. */
+int moex_queue_destroy(struct moex_queue *q);
+
+/*
+ * MOEX_QUEUE_MODE_URING or MOEX_QUEUE_MODE_SYNC. setup_flags (may be NULL)
+ * gets the IORING_SETUP_* flags kept, fallback_err (may be NULL) the
+ * negative errno that made the queue synchronous (0 when it was asked for
+ * or the queue uses io_uring).
+ */
+int moex_queue_mode(const struct moex_queue *q, unsigned int *setup_flags,
+		    int *fallback_err);
+
+/*
+ * Queue a command without submitting it (-EBUSY when entries commands are
+ * queued or in flight already). Arguments are checked by the driver; the
+ * completion carries its result.
+ */
+int moex_queue_nop(struct moex_queue *q, uint64_t user_data);
+int moex_queue_copy(struct moex_queue *q, uint32_t dst_handle,
+		    uint64_t dst_off, uint32_t src_handle, uint64_t src_off,
+		    uint64_t len, uint64_t user_data);
+
+/* Submit what was queued: the number of commands submitted, or -errno. */
+int moex_queue_submit(struct moex_queue *q);
+
+/* Up to max completions that are ready, without waiting: the count. */
+int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
+		    unsigned int max);
+
+/*
+ * Wait until at least min (<= max) completions are ready or timeout_ms
+ * passed (-1: no limit), then reap up to max: the count, or -ETIME when
+ * fewer than min arrived in time (none is reaped then), -EINVAL, -errno.
+ */
+int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
+		    unsigned int max, unsigned int min, int timeout_ms);
+
 /* ---- pinnable memory ------------------------------------------------------- */
 
 /*

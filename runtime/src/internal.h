@@ -63,4 +63,15 @@ int moex__ioctl(int fd, unsigned long cmd, void *arg);
 /* The sysfs root: $MOEX_SYSFS_ROOT (not in setuid programs) or /sys. */
 const char *moex__sysfs_root(void);
 
+/*
+ * queue.c: the io_uring setup with its flag ladder, and the setup function
+ * it calls (io_uring_queue_init_params), replaceable by the unit tests.
+ */
+struct io_uring;
+struct io_uring_params;
+extern int (*moex__ring_setup)(unsigned int entries, struct io_uring *ring,
+			       struct io_uring_params *p);
+int moex__queue_ring_init(struct io_uring *ring, unsigned int entries,
+			  unsigned int *flags_out);
+
 #endif /* LIBMOEX_INTERNAL_H */

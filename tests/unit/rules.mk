@@ -32,27 +32,27 @@ UNIT_CFLAGS = -Itests/unit -DMOEXCTL='"$(abspath $(1))"' \
 $(BUILD)/tests/unit/unit-%: tests/unit/test_%.c $(LIBMOEX_A)
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL),$(MOEXCTL_FAKE)) \
-		-DSUITE='"unit-$*"' -MMD -MP -o $@ $< $(LIBMOEX_A)
+		-DSUITE='"unit-$*"' -MMD -MP -o $@ $< $(LIBMOEX_A) $(LIBMOEX_LIBS)
 
 $(BUILD)/san/tests/unit/unit-%-san: tests/unit/test_%.c $(LIBMOEX_SAN_A)
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL_SAN),$(MOEXCTL_FAKE_SAN)) \
-		-DSUITE='"unit-$*-san"' -MMD -MP -o $@ $< $(LIBMOEX_SAN_A)
+		-DSUITE='"unit-$*-san"' -MMD -MP -o $@ $< $(LIBMOEX_SAN_A) $(LIBMOEX_LIBS)
 
 $(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
 $(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
 
 $(MOEXCTL_SAN): tools/moexctl.c $(LIBMOEX_SAN_A)
 	@mkdir -p $(@D)
-	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -MMD -MP -o $@ $< $(LIBMOEX_SAN_A)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -MMD -MP -o $@ $< $(LIBMOEX_SAN_A) $(LIBMOEX_LIBS)
 
 $(MOEXCTL_FAKE): tools/moexctl.c tests/unit/fakedrv.c $(LIBMOEX_A) $(UNIT_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_A)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_A) $(LIBMOEX_LIBS)
 
 $(MOEXCTL_FAKE_SAN): tools/moexctl.c tests/unit/fakedrv.c $(LIBMOEX_SAN_A) $(UNIT_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_SAN_A)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_SAN_A) $(LIBMOEX_LIBS)
 
 .PHONY: unit-check
 unit-check: $(UNIT_TESTS)

@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
+/*
+ * libmoex queues: commands submitted to one device, completions reaped in
+ * one place.
+ *
+ * The fast path is an io_uring ring with 128-byte SQEs (the command's uapi
+ * struct travels in the SQE's command area, cmd_op is its ioctl number) and
+ * 32-byte CQEs, the device registered as fixed file 0. The setup asks for
+ * COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN and drops them one at a
+ * time where the kernel says -EINVAL (as fio does); a startup no-op tells
+ * whether the driver answers uring_cmd.
+ *
+ * Where io_uring cannot be used, the queue is synchronous: each command
+ * runs through ioctl(2) when it is submitted and its completion waits in a
+ * small ring of struct moex_cqe until it is reaped. Same calls, same
+ * results.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MOEX_QUEUE_DEFAULT_ENTRIES	256
+#define MOEX_QUEUE_MAX_ENTRIES		32768
+
+/* Always asked for: without them the uapi structs do not fit. */
+#define MOEX_RING_REQUIRED	(IORING_SETUP_SQE128 | IORING_SETUP_CQE32)
+/* Asked for, dropped in this order where the kernel refuses them. */
+static const unsigned int moex_ring_optional[] = {
+	IORING_SETUP_DEFER_TASKRUN,	/* 6.1 */
+	IORING_SETUP_SINGLE_ISSUER,	/* 6.0 */
+	IORING_SETUP_COOP_TASKRUN,	/* 5.19 */
+};
+
+/* One command of the synchronous path, kept until submit. */
+struct moex_sync_cmd {
+	unsigned int nr;
+	uint64_t user_data;
+	union {
+		struct moex_nop nop;
+		struct moex_copy copy;
+	} arg;
+};
+
+struct moex_queue {
+	struct moex_device *dev;
+	unsigned int entries;
+	int mode;
+	int fallback_err;
+	/* io_uring mode */
+	struct io_uring ring;
+	unsigned int setup_flags;
+	unsigned int queued;	/* SQEs prepared, not submitted */
+	unsigned int inflight;	/* submitted, CQE not reaped */
+	/* synchronous mode */
+	struct moex_sync_cmd *cmds;	/* [entries], queued commands */
+	struct moex_cqe *done;		/* [entries], a ring of completions */
+	unsigned int done_head, done_count;
+};
+
+/* Replaced by the unit tests to play a kernel that refuses some flags. */
+int (*moex__ring_setup)(unsigned int entries, struct io_uring *ring,
+			struct io_uring_params *p) = io_uring_queue_init_params;
+
+/*
+ * Set up the ring, dropping optional flags one at a time on -EINVAL.
+ * 0, or the error of the last try.
+ */
+int moex__queue_ring_init(struct io_uring *ring, unsigned int entries,
+			  unsigned int *flags_out)
+{
+	unsigned int flags = MOEX_RING_REQUIRED;
+	struct io_uring_params p;
+	size_t i;
+	int ret;
+
+	for (i = 0; i < sizeof(moex_ring_optional) / sizeof(moex_ring_optional[0]); i++)
+		flags |= moex_ring_optional[i];
+
+	for (i = 0;; i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = flags;
+		ret = moex__ring_setup(entries, ring, &p);
+		if (ret != -EINVAL ||
+		    i == sizeof(moex_ring_optional) / sizeof(moex_ring_optional[0]))
+			break;
+		flags &= ~moex_ring_optional[i];
+	}
+	if (!ret)
+		*flags_out = flags;
+	return ret;
+}
+
+static void moex_sqe_cmd(struct io_uring_sqe *sqe, unsigned int nr,
+			 const void *arg, size_t len, uint64_t user_data)
+{
+	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, 0, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	sqe->cmd_op = nr;
+	memcpy(sqe->cmd, arg, len);
+	io_uring_sqe_set_data64(sqe, user_data);
+}
+
+/* Ready CQEs; with DEFER_TASKRUN the kernel runs completions only here. */
+static unsigned int moex_ring_ready(struct moex_queue *q)
+{
+	unsigned int n = io_uring_cq_ready(&q->ring);
+
+	if (!n && q->inflight &&
+	    ((q->setup_flags & IORING_SETUP_DEFER_TASKRUN) ||
+	     io_uring_cq_has_overflow(&q->ring) ||
+	     (IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN))) {
+		io_uring_get_events(&q->ring);
+		n = io_uring_cq_ready(&q->ring);
+	}
+	return n;
+}
+
+static unsigned int moex_ring_reap(struct moex_queue *q, struct moex_cqe *out,
+				   unsigned int max)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n = 0;
+
+	io_uring_for_each_cqe(&q->ring, head, cqe) {
+		if (n == max)
+			break;
+		out[n].user_data = io_uring_cqe_get_data64(cqe);
+		out[n].res = cqe->res;
+		out[n].reserved = 0;
+		n++;
+	}
+	io_uring_cq_advance(&q->ring, n);
+	q->inflight -= n;
+	return n;
+}
+
+/*
+ * The startup no-op: 0 when the driver answered it, else the errno that
+ * makes the queue synchronous.
+ */
+static int moex_ring_probe(struct moex_queue *q)
+{
+	struct moex_nop nop = { 0 };
+	struct io_uring_cqe *cqe;
+	int ret, res;
+
+	moex_sqe_cmd(io_uring_get_sqe(&q->ring), MOEX_IOCTL_NOP, &nop,
+		     sizeof(nop), 0);
+	ret = io_uring_submit_and_wait(&q->ring, 1);
+	if (ret < 0)
+		return ret;
+	ret = io_uring_wait_cqe(&q->ring, &cqe);
+	if (ret < 0)
+		return ret;
+	res = cqe->res;
+	io_uring_cqe_seen(&q->ring, cqe);
+	return res;
+}
+
+static int moex_queue_ring_open(struct moex_queue *q)
+{
+	int fd = moex_device_fd(q->dev);
+	int ret;
+
+	ret = moex__queue_ring_init(&q->ring, q->entries, &q->setup_flags);
+	if (ret)
+		return ret;
+	ret = io_uring_register_files(&q->ring, &fd, 1);
+	if (!ret)
+		ret = moex_ring_probe(q);
+	if (ret)
+		io_uring_queue_exit(&q->ring);
+	return ret;
+}
+
+static int moex_queue_sync_open(struct moex_queue *q)
+{
+	q->cmds = calloc(q->entries, sizeof(*q->cmds));
+	q->done = calloc(q->entries, sizeof(*q->done));
+	if (!q->cmds || !q->done)
+		return -ENOMEM;
+	q->mode = MOEX_QUEUE_MODE_SYNC;
+	return 0;
+}
+
+static void moex_queue_free(struct moex_queue *q)
+{
+	free(q->cmds);
+	free(q->done);
+	free(q);
+}
+
+int moex_queue_create(struct moex_device *dev,
+		      const struct moex_queue_opts *opts,
+		      struct moex_queue **out)
+{
+	MOEX_KEEP_ERRNO;
+	unsigned int entries = MOEX_QUEUE_DEFAULT_ENTRIES, flags = 0;
+	struct moex_queue *q;
+	int ret;
+
+	if (!dev || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (opts) {
+		if (!moex__size_ok(opts->size))
+			return -EINVAL;
+		if (MOEX_COVERS(opts, entries) && opts->entries)
+			entries = opts->entries;
+		if (MOEX_COVERS(opts, flags))
+			flags = opts->flags;
+	}
+	if (entries > MOEX_QUEUE_MAX_ENTRIES || flags & ~MOEX_QUEUE_SYNC)
+		return -EINVAL;
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->dev = dev;
+	q->entries = entries;
+
+	ret = flags & MOEX_QUEUE_SYNC ? -ECANCELED : moex_queue_ring_open(q);
+	if (!ret) {
+		q->mode = MOEX_QUEUE_MODE_URING;
+	} else {
+		/* -ECANCELED: asked for; else why io_uring is not usable. */
+		q->fallback_err = ret == -ECANCELED ? 0 : ret;
+		q->setup_flags = 0;
+		ret = moex_queue_sync_open(q);
+		if (ret) {
+			moex_queue_free(q);
+			return ret;
+		}
+	}
+	*out = q;
+	return 0;
+}
+
+int moex_queue_destroy(struct moex_queue *q)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_cqe cqe;
+
+	if (!q)
+		return 0;
+	if (q->mode == MOEX_QUEUE_MODE_URING) {
+		if (q->queued)
+			moex_queue_submit(q);
+		/* The driver's commands hold buffers of the caller's. */
+		while (q->inflight && moex_queue_wait(q, &cqe, 1, 1, -1) >= 0)
+			;
+		io_uring_queue_exit(&q->ring);
+	}
+	moex_queue_free(q);
+	return 0;
+}
+
+int moex_queue_mode(const struct moex_queue *q, unsigned int *setup_flags,
+		    int *fallback_err)
+{
+	if (!q)
+		return -EINVAL;
+	if (setup_flags)
+		*setup_flags = q->setup_flags;
+	if (fallback_err)
+		*fallback_err = q->fallback_err;
+	return q->mode;
+}
+
+/* Queue one command on either path. */
+static int moex_queue_cmd(struct moex_queue *q, unsigned int nr,
+			  const void *arg, size_t len, uint64_t user_data)
+{
+	struct moex_sync_cmd *c;
+
+	if (q->mode == MOEX_QUEUE_MODE_URING) {
+		struct io_uring_sqe *sqe;
+
+		if (q->queued + q->inflight >= q->entries)
+			return -EBUSY;
+		sqe = io_uring_get_sqe(&q->ring);
+		if (!sqe)
+			return -EBUSY;
+		moex_sqe_cmd(sqe, nr, arg, len, user_data);
+		q->queued++;
+		return 0;
+	}
+
+	/* Room for its completion too: every queued command makes one. */
+	if (q->queued + q->done_count >= q->entries)
+		return -EBUSY;
+	c = &q->cmds[q->queued++];
+	c->nr = nr;
+	c->user_data = user_data;
+	memcpy(&c->arg, arg, len);
+	return 0;
+}
+
+int moex_queue_nop(struct moex_queue *q, uint64_t user_data)
+{
+	struct moex_nop nop = { 0 };
+
+	if (!q)
+		return -EINVAL;
+	return moex_queue_cmd(q, MOEX_IOCTL_NOP, &nop, sizeof(nop), user_data);
+}
+
+int moex_queue_copy(struct moex_queue *q, uint32_t dst_handle,
+		    uint64_t dst_off, uint32_t src_handle, uint64_t src_off,
+		    uint64_t len, uint64_t user_data)
+{
+	struct moex_copy c = {
+		.src_handle = src_handle,
+		.dst_handle = dst_handle,
+		.src_offset = src_off,
+		.dst_offset = dst_off,
+		.length = len,
+	};
+
+	if (!q)
+		return -EINVAL;
+	return moex_queue_cmd(q, MOEX_IOCTL_COPY, &c, sizeof(c), user_data);
+}
+
+int moex_queue_submit(struct moex_queue *q)
+{
+	MOEX_KEEP_ERRNO;
+	unsigned int i, n;
+	int ret;
+
+	if (!q)
+		return -EINVAL;
+	if (q->mode == MOEX_QUEUE_MODE_URING) {
+		ret = io_uring_submit(&q->ring);
+		if (ret < 0)
+			return ret;
+		q->queued -= (unsigned int)ret;
+		q->inflight += (unsigned int)ret;
+		return ret;
+	}
+
+	n = q->queued;
+	for (i = 0; i < n; i++) {
+		struct moex_sync_cmd *c = &q->cmds[i];
+		struct moex_cqe *d;
+
+		d = &q->done[(q->done_head + q->done_count) % q->entries];
+		d->user_data = c->user_data;
+		d->res = moex__ioctl(moex_device_fd(q->dev), c->nr, &c->arg);
+		d->reserved = 0;
+		q->done_count++;
+	}
+	q->queued = 0;
+	return (int)n;
+}
+
+static unsigned int moex_sync_reap(struct moex_queue *q, struct moex_cqe *out,
+				   unsigned int max)
+{
+	unsigned int n = 0;
+
+	while (n < max && q->done_count) {
+		out[n++] = q->done[q->done_head];
+		q->done_head = (q->done_head + 1) % q->entries;
+		q->done_count--;
+	}
+	return n;
+}
+
+int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
+		    unsigned int max)
+{
+	MOEX_KEEP_ERRNO;
+
+	if (!q || (!cqes && max))
+		return -EINVAL;
+	if (q->mode == MOEX_QUEUE_MODE_SYNC)
+		return (int)moex_sync_reap(q, cqes, max);
+	moex_ring_ready(q);
+	return (int)moex_ring_reap(q, cqes, max);
+}
+
+int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
+		    unsigned int max, unsigned int min, int timeout_ms)
+{
+	MOEX_KEEP_ERRNO;
+	struct __kernel_timespec ts, *tsp = NULL;
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (!q || !cqes || !max || min > max || timeout_ms < -1)
+		return -EINVAL;
+	if (q->mode == MOEX_QUEUE_MODE_SYNC) {
+		/* Nothing is ever in flight: what is done is all there is. */
+		if (q->done_count < min)
+			return -ETIME;
+		return (int)moex_sync_reap(q, cqes, max);
+	}
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		tsp = &ts;
+	}
+	while (moex_ring_ready(q) < min) {
+		if (min > q->inflight)
+			return -ETIME;	/* can never arrive */
+		ret = io_uring_wait_cqes(&q->ring, &cqe, min, tsp, NULL);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0)
+			return ret;
+	}
+	return (int)moex_ring_reap(q, cqes, max);
+}

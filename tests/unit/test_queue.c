@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Unit tests of libmoex queues without a moex device: the io_uring flag
+ * ladder against a fake kernel that refuses flags, the fallback to the
+ * synchronous path (and why), and that path's submit/peek/wait against a
+ * fake driver (this file's ioctl() replaces libc's for moex commands).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "moex.h"
+#include "harness.h"
+#include "../../runtime/src/internal.h"
+
+/* ---- a fake kernel for io_uring_setup ----------------------------------- */
+
+static struct {
+	unsigned int refuse;	/* flags answered with -EINVAL */
+	int error;		/* if non-zero, every setup fails so */
+	unsigned int tries;
+	unsigned int last_flags;
+} kern;
+
+static int fake_setup(unsigned int entries, struct io_uring *ring,
+		      struct io_uring_params *p)
+{
+	(void)entries;
+	(void)ring;
+	kern.tries++;
+	kern.last_flags = p->flags;
+	if (kern.error)
+		return kern.error;
+	return p->flags & kern.refuse ? -EINVAL : 0;
+}
+
+#define ALL_OPTIONAL	(IORING_SETUP_COOP_TASKRUN |			\
+			 IORING_SETUP_SINGLE_ISSUER |			\
+			 IORING_SETUP_DEFER_TASKRUN)
+#define REQUIRED	(IORING_SETUP_SQE128 | IORING_SETUP_CQE32)
+
+static int ladder(unsigned int refuse, int error, unsigned int *flags)
+{
+	struct io_uring ring;
+
+	memset(&kern, 0, sizeof(kern));
+	kern.refuse = refuse;
+	kern.error = error;
+	moex__ring_setup = fake_setup;
+	*flags = 0;
+	return moex__queue_ring_init(&ring, 8, flags);
+}
+
+TEST(ladder_takes_everything_first)
+{
+	unsigned int flags;
+
+	CHECK_INT(ladder(0, 0, &flags), 0);
+	CHECK_INT(kern.tries, 1);
+	CHECK_INT(flags, REQUIRED | ALL_OPTIONAL);
+}
+
+TEST(ladder_drops_defer_taskrun_first)
+{
+	unsigned int flags;
+
+	CHECK_INT(ladder(IORING_SETUP_DEFER_TASKRUN, 0, &flags), 0);
+	CHECK_INT(kern.tries, 2);
+	CHECK_INT(flags, REQUIRED | IORING_SETUP_COOP_TASKRUN |
+		  IORING_SETUP_SINGLE_ISSUER);
+}
+
+TEST(ladder_drops_single_issuer_next)
+{
+	unsigned int flags;
+
+	CHECK_INT(ladder(IORING_SETUP_SINGLE_ISSUER, 0, &flags), 0);
+	CHECK_INT(kern.tries, 3);
+	CHECK_INT(flags, REQUIRED | IORING_SETUP_COOP_TASKRUN);
+}
+
+TEST(ladder_keeps_only_what_is_required)
+{
+	unsigned int flags;
+
+	CHECK_INT(ladder(IORING_SETUP_COOP_TASKRUN, 0, &flags), 0);
+	CHECK_INT(kern.tries, 4);
+	CHECK_INT(flags, REQUIRED);
+}
+
+TEST(ladder_never_drops_sqe128)
+{
+	unsigned int flags;
+
+	CHECK_INT(ladder(IORING_SETUP_SQE128, 0, &flags), -EINVAL);
+	CHECK_INT(kern.tries, 4);
+	CHECK_INT(kern.last_flags, REQUIRED);
+}
+
+TEST(ladder_stops_on_other_errors)
+{
+	unsigned int flags;
+
+	CHECK_INT(ladder(0, -EPERM, &flags), -EPERM);
+	CHECK_INT(kern.tries, 1);
+	CHECK_INT(ladder(0, -ENOMEM, &flags), -ENOMEM);
+	CHECK_INT(kern.tries, 1);
+}
+
+/* ---- a fake driver for the synchronous path ------------------------------ */
+
+static struct {
+	bool on;
+	unsigned int nops, copies;
+} drv;
+
+int ioctl(int fd, unsigned long cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (!drv.on || _IOC_TYPE(cmd) != MOEX_IOC_MAGIC)
+		return (int)syscall(SYS_ioctl, fd, cmd, arg);
+
+	switch (cmd) {
+	case MOEX_IOCTL_INFO: {
+		struct moex_info *info = arg;
+
+		memset(info, 0, sizeof(*info));
+		info->abi_version = MOEX_ABI_VERSION;
+		strcpy((char *)info->engine_name, "cpu");
+		return 0;
+	}
+	case MOEX_IOCTL_NOP:
+		drv.nops++;
+		return 0;
+	case MOEX_IOCTL_COPY: {
+		const struct moex_copy *c = arg;
+
+		if (!c->src_handle || !c->dst_handle) {
+			errno = ENOENT;
+			return -1;
+		}
+		drv.copies++;
+		return 0;
+	}
+	default:
+		errno = ENOTTY;
+		return -1;
+	}
+}
+
+/* A moex device played by path, with this file's ioctl() as its driver. */
+static struct moex_device *fake_device_at(const char *path)
+{
+	struct moex_device *dev = NULL;
+
+	memset(&drv, 0, sizeof(drv));
+	drv.on = true;
+	if (moex_open(path, &dev))
+		return NULL;
+	return dev;
+}
+
+static struct moex_device *fake_device(void)
+{
+	return fake_device_at("/dev/zero");
+}
+
+static struct moex_queue *sync_queue(struct moex_device *dev,
+				     unsigned int entries)
+{
+	struct moex_queue_opts o = {
+		.size = sizeof(o), .entries = entries, .flags = MOEX_QUEUE_SYNC,
+	};
+	struct moex_queue *q = NULL;
+
+	if (moex_queue_create(dev, &o, &q))
+		return NULL;
+	return q;
+}
+
+TEST(create_rejects_bad_options)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_queue_opts o = { .size = sizeof(o) };
+	struct moex_queue *q = (void *)1;
+
+	CHECK(dev);
+	CHECK_INT(moex_queue_create(NULL, NULL, &q), -EINVAL);
+	CHECK_INT(moex_queue_create(dev, NULL, NULL), -EINVAL);
+	o.size = 1;
+	CHECK_INT(moex_queue_create(dev, &o, &q), -EINVAL);
+	CHECK(q == NULL);
+	o.size = sizeof(o);
+	o.entries = 1u << 20;
+	CHECK_INT(moex_queue_create(dev, &o, &q), -EINVAL);
+	o.entries = 0;
+	o.flags = 0x80;
+	CHECK_INT(moex_queue_create(dev, &o, &q), -EINVAL);
+	moex_close(dev);
+}
+
+TEST(sync_when_asked)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_queue *q;
+	unsigned int flags = 1;
+	int why = 1;
+
+	CHECK(dev);
+	q = sync_queue(dev, 8);
+	CHECK(q);
+	CHECK_INT(moex_queue_mode(q, &flags, &why), MOEX_QUEUE_MODE_SYNC);
+	CHECK_INT(flags, 0);
+	CHECK_INT(why, 0);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+TEST(sync_when_io_uring_is_disabled)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_queue *q = NULL;
+	int why = 0;
+
+	CHECK(dev);
+	memset(&kern, 0, sizeof(kern));
+	kern.error = -EPERM;
+	moex__ring_setup = fake_setup;
+	CHECK_INT(moex_queue_create(dev, NULL, &q), 0);
+	CHECK_INT(moex_queue_mode(q, NULL, &why), MOEX_QUEUE_MODE_SYNC);
+	CHECK_INT(why, -EPERM);
+	CHECK(strstr(moex_error_hint(why), "io_uring") != NULL);
+	/* Still a working queue. */
+	CHECK_INT(moex_queue_nop(q, 7), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK_INT(drv.nops, 1);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+/*
+ * With the real io_uring (where this machine allows it), a file that does
+ * not answer uring_cmd (/dev/zero) must fail the startup no-op and make the
+ * queue synchronous: the probe is what catches a driver without uring_cmd.
+ */
+TEST(startup_nop_catches_a_driver_without_uring_cmd)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_queue *q = NULL;
+	int why = 0;
+
+	CHECK(dev);
+	moex__ring_setup = io_uring_queue_init_params;
+	CHECK_INT(moex_queue_create(dev, NULL, &q), 0);
+	CHECK_INT(moex_queue_mode(q, NULL, &why), MOEX_QUEUE_MODE_SYNC);
+	if (why == -EPERM || why == -ENOSYS) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("io_uring is not available here (%s)", moex_strerror(why));
+	}
+	CHECK_MSG(why == -EOPNOTSUPP || why == -EINVAL,
+		  "fallback reason %d (%s)", why, moex_strerror(why));
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+/*
+ * The ring's own mechanics on the real io_uring: /dev/null answers every
+ * uring_cmd with 0 (Linux 6.0 added that for benchmarking), so a queue on it
+ * runs in io_uring mode and every completion must come back exactly once.
+ */
+TEST(uring_mode_completes_each_command_once)
+{
+	struct moex_device *dev = fake_device_at("/dev/null");
+	struct moex_queue_opts o = { .size = sizeof(o), .entries = 64 };
+	static unsigned char seen[200];
+	struct moex_cqe c[16];
+	struct moex_queue *q = NULL;
+	unsigned int flags = 0, i, got = 0, next = 0;
+	int why = 0, n;
+
+	CHECK(dev);
+	moex__ring_setup = io_uring_queue_init_params;
+	CHECK_INT(moex_queue_create(dev, &o, &q), 0);
+	if (moex_queue_mode(q, &flags, &why) != MOEX_QUEUE_MODE_URING) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("no io_uring queue on /dev/null here (%s)",
+		     moex_strerror(why));
+	}
+	CHECK((flags & REQUIRED) == REQUIRED);
+	memset(seen, 0, sizeof(seen));
+	CHECK_INT(moex_queue_wait(q, c, 16, 1, 0), -ETIME); /* none in flight */
+	while (got < 200) {
+		while (next < 200 && moex_queue_nop(q, next) == 0)
+			next++;
+		CHECK(moex_queue_submit(q) >= 0);
+		n = moex_queue_wait(q, c, 16, 1, 5000);
+		CHECK_MSG(n > 0, "wait: %d", n);
+		for (i = 0; i < (unsigned int)n; i++) {
+			CHECK(c[i].user_data < 200);
+			CHECK_INT(seen[c[i].user_data]++, 0);
+			CHECK_INT(c[i].res, 0);
+		}
+		got += (unsigned int)n;
+	}
+	CHECK_INT(moex_queue_peek(q, c, 16), 0);
+	/* entries bounds what is queued and in flight together */
+	for (i = 0; i < 64; i++)
+		CHECK_INT(moex_queue_nop(q, i), 0);
+	CHECK_INT(moex_queue_nop(q, 64), -EBUSY);
+	CHECK_INT(moex_queue_submit(q), 64);
+	CHECK_INT(moex_queue_destroy(q), 0);	/* waits for all 64 */
+	moex_close(dev);
+}
+
+TEST(sync_submit_runs_in_order_and_keeps_results)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_cqe c[4];
+	struct moex_queue *q;
+
+	CHECK(dev);
+	q = sync_queue(dev, 8);
+	CHECK(q);
+	CHECK_INT(moex_queue_nop(q, 1), 0);
+	CHECK_INT(moex_queue_copy(q, 2, 0, 3, 0, 4096, 2), 0);
+	CHECK_INT(moex_queue_copy(q, 2, 0, 0, 0, 4096, 3), 0);
+	CHECK_INT(drv.nops + drv.copies, 0);	/* nothing runs before submit */
+	CHECK_INT(moex_queue_peek(q, c, 4), 0);
+	CHECK_INT(moex_queue_submit(q), 3);
+	CHECK_INT(drv.nops, 1);
+	CHECK_INT(drv.copies, 1);
+	CHECK_INT(moex_queue_peek(q, c, 2), 2);
+	CHECK_U64(c[0].user_data, 1);
+	CHECK_INT(c[0].res, 0);
+	CHECK_U64(c[1].user_data, 2);
+	CHECK_INT(c[1].res, 0);
+	CHECK_INT(moex_queue_wait(q, c, 4, 1, 0), 1);
+	CHECK_U64(c[0].user_data, 3);
+	CHECK_INT(c[0].res, -ENOENT);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+TEST(sync_queue_is_bounded_by_entries)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_cqe c[4];
+	struct moex_queue *q;
+	unsigned int i;
+
+	CHECK(dev);
+	q = sync_queue(dev, 4);
+	CHECK(q);
+	for (i = 0; i < 4; i++)
+		CHECK_INT(moex_queue_nop(q, i), 0);
+	CHECK_INT(moex_queue_nop(q, 9), -EBUSY);
+	CHECK_INT(moex_queue_submit(q), 4);
+	/* Unreaped completions take the room too. */
+	CHECK_INT(moex_queue_nop(q, 9), -EBUSY);
+	CHECK_INT(moex_queue_peek(q, c, 4), 4);
+	for (i = 0; i < 4; i++)
+		CHECK_U64(c[i].user_data, i);
+	CHECK_INT(moex_queue_nop(q, 9), 0);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+TEST(sync_wait_never_blocks_on_nothing)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_cqe c[2];
+	struct moex_queue *q;
+
+	CHECK(dev);
+	q = sync_queue(dev, 4);
+	CHECK(q);
+	CHECK_INT(moex_queue_wait(q, c, 2, 1, -1), -ETIME);
+	CHECK_INT(moex_queue_wait(q, c, 2, 3, 0), -EINVAL);	/* min > max */
+	CHECK_INT(moex_queue_wait(q, NULL, 2, 1, 0), -EINVAL);
+	CHECK_INT(moex_queue_wait(q, c, 2, 1, -2), -EINVAL);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+TEST(queue_calls_keep_errno)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_cqe c[2];
+	struct moex_queue *q;
+
+	CHECK(dev);
+	q = sync_queue(dev, 4);
+	CHECK(q);
+	CHECK_INT(moex_queue_copy(q, 1, 0, 0, 0, 1, 5), 0);
+	errno = 1234;
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK_INT(moex_queue_peek(q, c, 2), 1);
+	CHECK_INT(c[0].res, -ENOENT);
+	CHECK_INT(errno, 1234);
+	CHECK_INT(moex_queue_destroy(q), 0);
+	CHECK_INT(errno, 1234);
+	moex_close(dev);
+}
+
+TEST(null_queue_is_einval)
+{
+	struct moex_cqe c;
+
+	CHECK_INT(moex_queue_nop(NULL, 0), -EINVAL);
+	CHECK_INT(moex_queue_copy(NULL, 1, 0, 2, 0, 1, 0), -EINVAL);
+	CHECK_INT(moex_queue_submit(NULL), -EINVAL);
+	CHECK_INT(moex_queue_peek(NULL, &c, 1), -EINVAL);
+	CHECK_INT(moex_queue_wait(NULL, &c, 1, 1, 0), -EINVAL);
+	CHECK_INT(moex_queue_mode(NULL, NULL, NULL), -EINVAL);
+	CHECK_INT(moex_queue_destroy(NULL), 0);
+}
+
+RUN_TESTS(T(ladder_takes_everything_first),
+	  T(ladder_drops_defer_taskrun_first),
+	  T(ladder_drops_single_issuer_next),
+	  T(ladder_keeps_only_what_is_required),
+	  T(ladder_never_drops_sqe128),
+	  T(ladder_stops_on_other_errors),
+	  T(create_rejects_bad_options),
+	  T(sync_when_asked),
+	  T(sync_when_io_uring_is_disabled),
+	  T(startup_nop_catches_a_driver_without_uring_cmd),
+	  T(uring_mode_completes_each_command_once),
+	  T(sync_submit_runs_in_order_and_keeps_results),
+	  T(sync_queue_is_bounded_by_entries),
+	  T(sync_wait_never_blocks_on_nothing),
+	  T(queue_calls_keep_errno),
+	  T(null_queue_is_einval))
