@@ -27,7 +27,7 @@ UNIT_TESTS :=
 VM_BINS :=
 
 .PHONY: all module user clean check demo deps vm-root vm-check vm-shell \
-	static-check
+	static-check bench
 
 all: module user
 
@@ -66,6 +66,13 @@ vm-shell: vm-root
 
 static-check:
 	tools/static-check
+
+# Benchmarks, in the test VM (figures from an emulated machine: compare
+# ratios measured in one run, not absolute numbers across machines).
+bench: deps
+	$(MAKE) all vm-root
+	$(VM_RUN) --timeout 1500 -- 'insmod /moex/moex.ko && \
+		moex-bench queue --json; moex-bench pin --json; rmmod moex'
 
 # ---- the README's two commands -------------------------------------------
 check: deps

@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# Tools: $(BUILD)/moexctl, linked against libmoex.so with an $ORIGIN rpath
+# Tools: $(BUILD)/moexctl and $(BUILD)/moex-bench, linked against libmoex.so with an $ORIGIN rpath
 # so it runs from build/ and from any directory it is copied to together
 # with libmoex.so.0 (the test VM's /moex/bin). Included by the top Makefile.
 
 MOEXCTL := $(BUILD)/moexctl
+MOEX_BENCH := $(BUILD)/moex-bench
 
-USER_TARGETS += $(MOEXCTL)
-VM_BINS += $(MOEXCTL) $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
+USER_TARGETS += $(MOEXCTL) $(MOEX_BENCH)
+VM_BINS += $(MOEXCTL) $(MOEX_BENCH) $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
 
 $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(@D)
@@ -17,4 +18,8 @@ $(MOEXCTL): $(BUILD)/obj/tools/moexctl.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex \
 		-Wl,-rpath,'$$ORIGIN'
 
--include $(BUILD)/obj/tools/moexctl.d
+$(MOEX_BENCH): $(BUILD)/obj/tools/moex-bench.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex -luring \
+		-Wl,-rpath,'$$ORIGIN'
+
+-include $(BUILD)/obj/tools/moexctl.d $(BUILD)/obj/tools/moex-bench.d
