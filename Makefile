@@ -41,6 +41,7 @@ include runtime/rules.mk
 include tools/rules.mk
 include tests/unit/rules.mk
 include tests/vm/rules.mk
+include tests/vm/uring.mk
 
 user: $(USER_TARGETS)
 
@@ -80,6 +81,7 @@ check: deps
 	tools/run-suites $(BUILD)/check \
 		"unit=$(MAKE) -s unit-check" \
 		"vm=$(MAKE) -s vm-check" \
+		"vm-uring=$(MAKE) -s vm-uring" \
 		"static=tools/static-check"
 
 # The main job: until the MoE runtime exists, load the module, run the

@@ -1,28 +1,57 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * moex COPY: check a copy between two regions of one file and run it on the
- * device's engine.
+ * device's engine, for the ioctl (which waits for it) and for uring_cmd
+ * (which does not); and the CPU copy between a region and an io_uring fixed
+ * buffer.
  *
  * A copy is a struct moex_copy_op with two references: the submitter's and
  * the engine's (dropped by the completion). Whoever drops the last one
- * releases the regions, so a submitter that stops waiting (a fatal signal)
- * leaves nothing behind and nothing used after free. Counters move in the
- * completion, so they are exact whatever the submitter does.
+ * releases the regions and the device, so a submitter that stops waiting
+ * (a fatal signal) or never waits (uring_cmd) leaves nothing behind and
+ * nothing used after free. Counters move in the completion, so they are
+ * exact whatever the submitter does.
+ *
+ * Both paths share moex_copy_submit(). The ioctl waits on the op's
+ * completion; the uring path hands the engine a notify callback, called
+ * once from the completion (any context), unless the engine completed
+ * before submit returned (the CPU engine always does): then the submitter
+ * returns the result itself. struct moex_copy_op.state decides which of the
+ * two reports the result, without a lock.
  */
 #include <linux/completion.h>
+#include <linux/dma-mapping.h>
+#include <linux/highmem.h>
 #include <linux/refcount.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/uio.h>
 #include <linux/workqueue.h>
 
 #include "moex.h"
 
+/* Pages copied between two cond_resched() calls by moex_copy_fixed(). */
+#define MOEX_FIXED_RESCHED_PAGES	64
+
+/* struct moex_copy_op.state */
+enum {
+	MOEX_OP_SUBMITTING,	/* the submitter is in moex_copy_async() */
+	MOEX_OP_QUEUED,		/* it returned -EIOCBQUEUED: notify */
+	MOEX_OP_DONE,		/* completed during submit: no notify */
+};
+
 /**
  * struct moex_copy_op - one COPY in flight.
  * @req: what the engine sees.
- * @mdev: the device whose counters the completion moves.
+ * @mdev: the device whose counters the completion moves (holds a
+ *	reference).
  * @refs: the submitter's and the engine's reference.
- * @done: completed by the engine's completion.
+ * @done: completed by the engine's completion; the ioctl waits on it.
  * @err: the engine's result, valid once @done completed.
+ * @state: MOEX_OP_*; moved with atomic_cmpxchg() by the submitter and the
+ *	completion, so exactly one of them reports the result.
+ * @notify: the uring path's callback, NULL for the ioctl.
+ * @cookie: @notify's argument.
  * @free_work: frees the op when the completion, which may run in IRQ
  *	context, drops the last reference.
  */
@@ -32,6 +61,9 @@ struct moex_copy_op {
 	refcount_t refs;
 	struct completion done;
 	int err;
+	atomic_t state;
+	void (*notify)(void *cookie, int err);
+	void *cookie;
 	struct work_struct free_work;
 };
 
@@ -55,18 +87,27 @@ static void moex_copy_op_put(struct moex_copy_op *op)
 		moex_copy_op_free(op);
 }
 
-static void moex_copy_complete(struct moex_copy_req *req, int err)
+static void moex_copy_count(struct moex_stats *st, u64 len, int err)
 {
-	struct moex_copy_op *op = container_of(req, struct moex_copy_op, req);
-	struct moex_stats *st = &op->mdev->stats;
-
 	if (err) {
 		atomic64_inc(&st->copy_failures);
 	} else {
 		atomic64_inc(&st->copy_calls);
-		atomic64_add(req->len, &st->copy_bytes);
+		atomic64_add(len, &st->copy_bytes);
 	}
+}
+
+static void moex_copy_complete(struct moex_copy_req *req, int err)
+{
+	struct moex_copy_op *op = container_of(req, struct moex_copy_op, req);
+
+	moex_copy_count(&op->mdev->stats, req->len, err);
 	op->err = err;
+	/* fully ordered: a submitter that sees MOEX_OP_DONE sees @err */
+	if (op->notify &&
+	    atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_DONE) ==
+	    MOEX_OP_QUEUED)
+		op->notify(op->cookie, err);
 	complete(&op->done);
 	if (refcount_dec_and_test(&op->refs))
 		queue_work(moex_wq, &op->free_work);
@@ -77,12 +118,24 @@ static bool moex_in_range(u64 off, u64 len, u64 size)
 	return off <= size && len <= size - off;
 }
 
-static int moex_copy_check(const struct moex_copy *arg)
+/**
+ * moex_copy_check() - check a COPY payload on its own.
+ * @arg: the payload.
+ * @flags: the MOEX_COPY_* flags this path accepts: 0 for the ioctl,
+ *	%MOEX_COPY_FLAGS_ALL for uring_cmd.
+ *
+ * Return: 0 or -EINVAL (no counter moves).
+ */
+int moex_copy_check(const struct moex_copy *arg, u32 flags)
 {
-	if (arg->flags || arg->pad ||
+	if (arg->flags & ~flags || arg->pad ||
 	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 	if (!arg->length)
+		return -EINVAL;
+	if ((arg->flags & MOEX_COPY_FLAGS_ALL) == MOEX_COPY_FLAGS_ALL ||
+	    (arg->flags & MOEX_COPY_SRC_FIXED && arg->src_handle) ||
+	    (arg->flags & MOEX_COPY_DST_FIXED && arg->dst_handle))
 		return -EINVAL;
 	return 0;
 }
@@ -102,24 +155,21 @@ static int moex_copy_check_regions(const struct moex_copy *arg,
 	return 0;
 }
 
-/**
- * moex_copy() - COPY: copy between two regions and wait for the engine.
- * @mf: the open file that names both regions.
- * @arg: the payload.
- *
- * Return: 0; -EINVAL, -ENOENT, -ERANGE or -EACCES for bad arguments (no
- * counter moves); -ENODEV when the device is gone; -EINTR when a fatal
- * signal ended the wait (the copy still finishes and is counted); or the
- * engine's error (copy_failures moves).
+/*
+ * Check a copy between two regions and hand it to the engine. On success
+ * *@opp holds the submitter's reference (put it with moex_copy_op_put())
+ * and the completion has run or will run exactly once.
  */
-int moex_copy(struct moex_file *mf, struct moex_copy *arg)
+static int moex_copy_submit(struct moex_file *mf, const struct moex_copy *arg,
+			    void (*notify)(void *cookie, int err),
+			    void *cookie, struct moex_copy_op **opp)
 {
 	struct moex_dev *mdev = mf->mdev;
 	struct moex_region *src, *dst;
 	struct moex_copy_op *op;
 	int ret;
 
-	ret = moex_copy_check(arg);
+	ret = moex_copy_check(arg, 0);
 	if (ret)
 		return ret;
 
@@ -148,6 +198,9 @@ int moex_copy(struct moex_file *mf, struct moex_copy *arg)
 	op->mdev = mdev;
 	refcount_set(&op->refs, 2);
 	init_completion(&op->done);
+	atomic_set(&op->state, MOEX_OP_SUBMITTING);
+	op->notify = notify;
+	op->cookie = cookie;
 	INIT_WORK(&op->free_work, moex_copy_op_free_work);
 
 	down_read(&mdev->engine_lock);
@@ -164,16 +217,166 @@ int moex_copy(struct moex_file *mf, struct moex_copy *arg)
 		moex_copy_op_free(op);
 		return ret;
 	}
-
-	ret = wait_for_completion_killable(&op->done);
-	if (!ret)
-		ret = op->err;
-	moex_copy_op_put(op);
-	return ret;
+	*opp = op;
+	return 0;
 
 err_dst:
 	moex_region_put(dst);
 err_src:
 	moex_region_put(src);
+	return ret;
+}
+
+/**
+ * moex_copy() - COPY: copy between two regions and wait for the engine.
+ * @mf: the open file that names both regions.
+ * @arg: the payload.
+ *
+ * Return: 0; -EINVAL, -ENOENT, -ERANGE or -EACCES for bad arguments (no
+ * counter moves); -ENODEV when the device is gone; -EINTR when a fatal
+ * signal ended the wait (the copy still finishes and is counted); or the
+ * engine's error (copy_failures moves).
+ */
+int moex_copy(struct moex_file *mf, struct moex_copy *arg)
+{
+	struct moex_copy_op *op;
+	int ret;
+
+	ret = moex_copy_submit(mf, arg, NULL, NULL, &op);
+	if (ret)
+		return ret;
+	ret = wait_for_completion_killable(&op->done);
+	if (!ret)
+		ret = op->err;
+	moex_copy_op_put(op);
+	return ret;
+}
+
+/**
+ * moex_copy_async() - COPY without waiting (the uring_cmd path).
+ * @mf: the open file that names both regions.
+ * @arg: the payload.
+ * @notify: called exactly once with @cookie and the result when this
+ *	returns -EIOCBQUEUED, from any context (the engine's IRQ handler
+ *	included), possibly before this returns; never called otherwise.
+ * @cookie: passed to @notify.
+ *
+ * The op holds both regions and the device until the engine is done, so
+ * the caller may go away at once. Sleeps.
+ *
+ * Return: -EIOCBQUEUED when the copy is in flight; otherwise the result of
+ * a copy that was refused or already finished, as moex_copy() returns it.
+ */
+int moex_copy_async(struct moex_file *mf, const struct moex_copy *arg,
+		    void (*notify)(void *cookie, int err), void *cookie)
+{
+	struct moex_copy_op *op;
+	int ret;
+
+	ret = moex_copy_submit(mf, arg, notify, cookie, &op);
+	if (ret)
+		return ret;
+	if (atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_QUEUED) ==
+	    MOEX_OP_DONE)
+		ret = op->err;
+	else
+		ret = -EIOCBQUEUED;
+	moex_copy_op_put(op);
+	return ret;
+}
+
+/* Copy between @iter and bytes [@off, @off + @len) of @r's pages. */
+static int moex_copy_iter(struct moex_region *r, u64 off, u64 len,
+			  struct iov_iter *iter, bool to_region)
+{
+	unsigned int n = 0;
+
+	while (len) {
+		unsigned int po = offset_in_page(off);
+		size_t chunk = min_t(u64, len, PAGE_SIZE - po);
+		void *p = kmap_local_page(r->pages[off >> PAGE_SHIFT]);
+		size_t done;
+
+		if (to_region)
+			done = copy_from_iter(p + po, chunk, iter);
+		else
+			done = copy_to_iter(p + po, chunk, iter);
+		kunmap_local(p);
+		if (done != chunk)
+			return -EFAULT;
+		off += chunk;
+		len -= chunk;
+		if (++n % MOEX_FIXED_RESCHED_PAGES == 0)
+			cond_resched();
+	}
+	return 0;
+}
+
+static enum dma_data_direction moex_region_dma_dir(struct moex_region *r)
+{
+	return test_bit(MOEX_REGION_B_READONLY, &r->flags) ?
+		DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
+}
+
+/**
+ * moex_copy_fixed() - COPY between a region and an io_uring fixed buffer.
+ * @mf: the open file naming the region.
+ * @arg: the payload, with exactly one MOEX_COPY_*_FIXED flag.
+ * @iter: the fixed buffer's @arg->length bytes (io_uring_cmd_import_fixed():
+ *	an ITER_SOURCE iterator with %MOEX_COPY_SRC_FIXED, ITER_DEST with
+ *	%MOEX_COPY_DST_FIXED).
+ *
+ * The CPU copies, in the caller's context and on every engine: the fixed
+ * buffer's pages are pinned by io_uring but not DMA-mapped for the engine.
+ * A DMA-mapped region is synced for the CPU around the copy. The engine
+ * lock is held for read, so a removed device fails with -ENODEV as for
+ * moex_copy(). Sleeps.
+ *
+ * Return: 0, or the errnos of moex_copy() (only copy failures move
+ * copy_failures).
+ */
+int moex_copy_fixed(struct moex_file *mf, const struct moex_copy *arg,
+		    struct iov_iter *iter)
+{
+	bool to_region = arg->flags & MOEX_COPY_SRC_FIXED;
+	u32 handle = to_region ? arg->dst_handle : arg->src_handle;
+	u64 off = to_region ? arg->dst_offset : arg->src_offset;
+	struct moex_dev *mdev = mf->mdev;
+	struct moex_region *r;
+	int ret;
+
+	ret = moex_copy_check(arg, MOEX_COPY_FLAGS_ALL);
+	if (ret)
+		return ret;
+	if (!(arg->flags & MOEX_COPY_FLAGS_ALL) ||
+	    iov_iter_count(iter) != arg->length)
+		return -EINVAL;
+
+	r = moex_region_lookup(mf, handle);
+	if (!r)
+		return -ENOENT;
+	ret = -ERANGE;
+	if (!moex_in_range(off, arg->length, r->length))
+		goto out;
+	ret = -EACCES;
+	if (to_region && test_bit(MOEX_REGION_B_READONLY, &r->flags))
+		goto out;
+
+	down_read(&mdev->engine_lock);
+	if (mdev->engine) {
+		if (r->dma_dev)
+			dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt,
+						 moex_region_dma_dir(r));
+		ret = moex_copy_iter(r, off, arg->length, iter, to_region);
+		if (r->dma_dev)
+			dma_sync_sgtable_for_device(r->dma_dev, &r->sgt,
+						    moex_region_dma_dir(r));
+		moex_copy_count(&mdev->stats, arg->length, ret);
+	} else {
+		ret = -ENODEV;
+	}
+	up_read(&mdev->engine_lock);
+out:
+	moex_region_put(r);
 	return ret;
 }

@@ -95,8 +95,12 @@ static int moex_dmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	struct moex_region *r = dmabuf->priv;
 
-	/* A private mapping of page frames could be copied on write. */
-	if (!(vma->vm_flags & VM_SHARED))
+	/*
+	 * A private mapping of page frames could be copied on write. (For a
+	 * read-only file the kernel clears VM_SHARED of a shared mapping, so
+	 * check VM_MAYSHARE.)
+	 */
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	if (moex_region_ro(r)) {
 		if (vma->vm_flags & VM_WRITE)

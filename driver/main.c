@@ -7,9 +7,10 @@
  * channel when the host has one, else with the CPU. Each QEMU edu device the
  * module binds (engine_edu.c) adds another /dev/moexN.
  *
- * Every command is one entry of moex_cmds[]: its number, the size of its
- * payload struct, and the handler. The ioctl path copies the payload in,
- * runs the handler and copies it back out for _IOR/_IOWR commands.
+ * Every command is one entry of moex_cmds[]: its number (which encodes the
+ * size of its payload struct) and the handler. moex_cmd_run() runs one on a
+ * payload in kernel memory for both paths: the ioctl copies the payload in
+ * and back out for _IOR/_IOWR commands; uring.c takes it from the SQE.
  */
 #include <linux/compat.h>
 #include <linux/dma-buf.h>
@@ -66,7 +67,8 @@ static int moex_cmd_info(struct moex_file *mf, void *payload)
 	memset(arg, 0, sizeof(*arg));
 	arg->abi_version = MOEX_ABI_VERSION;
 	arg->features = MOEX_FEAT_PIN | MOEX_FEAT_PIN_READONLY |
-			MOEX_FEAT_DMABUF | MOEX_FEAT_COPY;
+			MOEX_FEAT_DMABUF | MOEX_FEAT_COPY |
+			MOEX_FEAT_URING_CMD | MOEX_FEAT_COPY_FIXED;
 	arg->max_pinned_bytes = (u64)READ_ONCE(moex_max_pinned_mb) << 20;
 	arg->pinned_bytes = atomic64_read(&mdev->stats.pinned_bytes);
 
@@ -136,17 +138,6 @@ static const struct moex_cmd moex_cmds[] = {
 	{ MOEX_IOCTL_NOP, moex_cmd_nop },
 };
 
-/* The largest payload; every uapi struct fits (checked at build time). */
-union moex_payload {
-	struct moex_info info;
-	struct moex_region_pin pin;
-	struct moex_region_unpin unpin;
-	struct moex_region_info region_info;
-	struct moex_region_export exp;
-	struct moex_copy copy;
-	struct moex_nop nop;
-};
-
 static const struct moex_cmd *moex_cmd_find(unsigned int nr)
 {
 	size_t i;
@@ -157,48 +148,99 @@ static const struct moex_cmd *moex_cmd_find(unsigned int nr)
 	return NULL;
 }
 
-/* REGION_EXPORT: the new fd is installed only after the reply was copied. */
-static long moex_ioctl_export(struct moex_file *mf, void __user *uarg)
+/**
+ * moex_cmd_known() - is @nr a command of the uapi?
+ * @nr: the ioctl number / uring_cmd cmd_op.
+ *
+ * Return: true when moex_cmd_run() knows it; _IOC_SIZE(@nr) then fits
+ * union moex_payload.
+ */
+bool moex_cmd_known(unsigned int nr)
 {
-	struct moex_region_export arg;
+	return moex_cmd_find(nr);
+}
+
+/* REGION_EXPORT: the new fd is installed only once the reply was sent. */
+static int moex_cmd_export(struct moex_file *mf,
+			   struct moex_region_export *arg,
+			   int (*reply)(void *ctx, const void *payload,
+					size_t size),
+			   void *ctx)
+{
 	struct dma_buf *dmabuf;
 	int ret;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
-	ret = moex_export_prepare(mf, &arg, &dmabuf);
+	ret = moex_export_prepare(mf, arg, &dmabuf);
 	if (ret)
 		return ret;
-	if (copy_to_user(uarg, &arg, sizeof(arg))) {
-		moex_export_abort(&arg, dmabuf);
-		return -EFAULT;
+	ret = reply(ctx, arg, sizeof(*arg));
+	if (ret) {
+		moex_export_abort(arg, dmabuf);
+		return ret;
 	}
-	moex_export_commit(mf, &arg, dmabuf);
+	moex_export_commit(mf, arg, dmabuf);
 	return 0;
+}
+
+/**
+ * moex_cmd_run() - run one command on a payload in kernel memory.
+ * @mf: the open file.
+ * @nr: the command: the ioctl number, which is also the uring_cmd cmd_op.
+ * @payload: the payload struct, _IOC_SIZE(@nr) bytes (a union
+ *	moex_payload), already copied from user space; updated with the
+ *	command's output.
+ * @reply: for commands with output (_IOC_READ), called once the command
+ *	succeeded to hand @payload to user space; its error becomes the
+ *	command's. REGION_EXPORT installs its fd only after @reply succeeded
+ *	and undoes the export when it fails; REGION_PIN undoes the pin, so a
+ *	failed reply leaves nothing pinned and no counter moved; the other
+ *	commands with output change nothing.
+ * @ctx: passed to @reply.
+ *
+ * Shared by the ioctl and the uring_cmd paths, so both check the same
+ * things in the same order and return the same errnos. Sleeps.
+ *
+ * Return: 0, -ENOTTY for an unknown command, or the command's error.
+ */
+int moex_cmd_run(struct moex_file *mf, unsigned int nr, void *payload,
+		 int (*reply)(void *ctx, const void *payload, size_t size),
+		 void *ctx)
+{
+	const struct moex_cmd *c = moex_cmd_find(nr);
+	int ret;
+
+	if (!c)
+		return -ENOTTY;
+	if (!c->fn)
+		return moex_cmd_export(mf, payload, reply, ctx);
+
+	ret = c->fn(mf, payload);
+	if (ret || !(_IOC_DIR(nr) & _IOC_READ))
+		return ret;
+	ret = reply(ctx, payload, _IOC_SIZE(nr));
+	/* A handle user space never learned would stay pinned: undo it. */
+	if (ret && nr == MOEX_IOCTL_REGION_PIN)
+		moex_region_pin_undo(mf, payload);
+	return ret;
+}
+
+static int moex_ioctl_reply(void *ctx, const void *payload, size_t size)
+{
+	return copy_to_user((void __user __force *)ctx, payload, size) ?
+		-EFAULT : 0;
 }
 
 static long moex_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	struct moex_file *mf = filp->private_data;
 	void __user *uarg = (void __user *)arg;
-	const struct moex_cmd *c = moex_cmd_find(cmd);
 	union moex_payload p;
-	size_t size = _IOC_SIZE(cmd);
-	int ret;
 
-	if (!c)
+	if (!moex_cmd_known(cmd))
 		return -ENOTTY;
-	if (!c->fn)
-		return moex_ioctl_export(mf, uarg);
-
-	if (copy_from_user(&p, uarg, size))
+	if (copy_from_user(&p, uarg, _IOC_SIZE(cmd)))
 		return -EFAULT;
-	ret = c->fn(mf, &p);
-	if (ret)
-		return ret;
-	if ((_IOC_DIR(cmd) & _IOC_READ) && copy_to_user(uarg, &p, size))
-		return -EFAULT;
-	return 0;
+	return moex_cmd_run(mf, cmd, &p, moex_ioctl_reply, (void __force *)uarg);
 }
 
 /* ---- open and release -------------------------------------------------- */
@@ -239,6 +281,7 @@ static const struct file_operations moex_fops = {
 	.release = moex_release,
 	.unlocked_ioctl = moex_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.uring_cmd = moex_uring_cmd,
 	.llseek = no_llseek,
 };
 
@@ -340,7 +383,9 @@ static int __init moex_init(void)
 	struct moex_engine *eng;
 	int ret;
 
-	BUILD_BUG_ON(sizeof(union moex_payload) > 80);
+	BUILD_BUG_ON(sizeof(struct moex_uring_cmd) != 80);
+	BUILD_BUG_ON(sizeof(union moex_payload) >
+		     sizeof_field(struct moex_uring_cmd, payload));
 
 	ret = alloc_chrdev_region(&moex_devt, 0, MOEX_MAX_DEVICES, MOEX_NAME);
 	if (ret)

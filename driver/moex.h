@@ -32,6 +32,16 @@
 
 /**
  * struct moex_stats - per-device counters shown in sysfs stats/.
+ * @pinned_bytes: bytes pinned now (regions held by a dma-buf included).
+ * @pinned_regions: regions pinned now.
+ * @pin_calls: successful REGION_PINs.
+ * @pin_failures: REGION_PINs that failed after validation.
+ * @unpin_calls: successful REGION_UNPINs.
+ * @copy_calls: COPYs that completed successfully.
+ * @copy_bytes: bytes those copies moved.
+ * @copy_failures: COPYs that failed after validation.
+ * @dmabuf_exports: successful REGION_EXPORTs.
+ * @open_files: open files of the device.
  *
  * All are atomics so that each file reads an exact value while commands run
  * concurrently. Failures of argument validation count nowhere; failures
@@ -184,17 +194,44 @@ static inline bool moex_all_zero(const u64 *p, size_t n)
 	return true;
 }
 
-/* main.c: devices */
+/**
+ * union moex_payload - room for any command's payload struct.
+ * @info: MOEX_IOCTL_INFO.
+ * @pin: MOEX_IOCTL_REGION_PIN.
+ * @unpin: MOEX_IOCTL_REGION_UNPIN.
+ * @region_info: MOEX_IOCTL_REGION_INFO.
+ * @exp: MOEX_IOCTL_REGION_EXPORT.
+ * @copy: MOEX_IOCTL_COPY.
+ * @nop: MOEX_IOCTL_NOP.
+ *
+ * Every struct fits struct moex_uring_cmd's payload (checked at build time).
+ */
+union moex_payload {
+	struct moex_info info;
+	struct moex_region_pin pin;
+	struct moex_region_unpin unpin;
+	struct moex_region_info region_info;
+	struct moex_region_export exp;
+	struct moex_copy copy;
+	struct moex_nop nop;
+};
+
+/* main.c: devices and the command table shared by ioctl and uring_cmd */
 extern unsigned int moex_max_pinned_mb;
 extern struct workqueue_struct *moex_wq;	/* drained at module exit */
 struct moex_dev *moex_dev_add(struct device *parent, struct moex_engine *eng);
 void moex_dev_remove(struct moex_dev *mdev);
 void moex_dev_put(struct moex_dev *mdev);
 void moex_dev_get(struct moex_dev *mdev);
+bool moex_cmd_known(unsigned int nr);
+int moex_cmd_run(struct moex_file *mf, unsigned int nr, void *payload,
+		 int (*reply)(void *ctx, const void *payload, size_t size),
+		 void *ctx);
 
 /* region.c: pinning */
 int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg);
 int moex_region_unpin(struct moex_file *mf, struct moex_region_unpin *arg);
+void moex_region_pin_undo(struct moex_file *mf, struct moex_region_pin *arg);
 int moex_region_info(struct moex_file *mf, struct moex_region_info *arg);
 struct moex_region *moex_region_lookup(struct moex_file *mf, u32 handle);
 void moex_region_get(struct moex_region *r);
@@ -220,7 +257,17 @@ dma_addr_t moex_dma_cursor_addr(struct moex_dma_cursor *c, u64 *contig);
 void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes);
 
 /* copy.c: the COPY command */
+int moex_copy_check(const struct moex_copy *arg, u32 flags);
 int moex_copy(struct moex_file *mf, struct moex_copy *arg);
+int moex_copy_async(struct moex_file *mf, const struct moex_copy *arg,
+		    void (*notify)(void *cookie, int err), void *cookie);
+struct iov_iter;
+int moex_copy_fixed(struct moex_file *mf, const struct moex_copy *arg,
+		    struct iov_iter *iter);
+
+/* uring.c: the io_uring passthrough commands */
+struct io_uring_cmd;
+int moex_uring_cmd(struct io_uring_cmd *cmd, unsigned int issue_flags);
 
 /*
  * dmabuf.c: export, in two steps so the fd is installed only once the

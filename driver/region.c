@@ -239,8 +239,12 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
 	if (ret)
 		goto err_free;
 
+	/* More than the host's memory can never be pinned. */
 	ret = -ENOMEM;
-	r->pages = kvmalloc_array(r->npages, sizeof(*r->pages), GFP_KERNEL);
+	if (r->npages > totalram_pages())
+		goto err_uncharge;
+	r->pages = kvmalloc_array(r->npages, sizeof(*r->pages),
+				  GFP_KERNEL | __GFP_NOWARN);
 	if (!r->pages)
 		goto err_uncharge;
 
@@ -252,7 +256,7 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
 	if (ret)
 		goto err_unpin;
 
-	ret = xa_alloc(&mf->regions, &handle, r, xa_limit_32b, GFP_KERNEL);
+	ret = xa_alloc(&mf->regions, &handle, r, xa_limit_31b, GFP_KERNEL);
 	if (ret)
 		goto err_unmap;
 
@@ -278,6 +282,25 @@ err_free:
 err_count:
 	atomic64_inc(&mdev->stats.pin_failures);
 	return ret;
+}
+
+/**
+ * moex_region_pin_undo() - take back a pin whose reply did not reach user
+ *	space.
+ * @mf: the open file.
+ * @arg: the payload moex_region_pin() filled.
+ *
+ * The handle goes, the region is released (unless someone else already
+ * holds it through that handle) and pin_calls is taken back.
+ */
+void moex_region_pin_undo(struct moex_file *mf, struct moex_region_pin *arg)
+{
+	struct moex_region *r = xa_erase(&mf->regions, arg->handle);
+
+	if (!r)
+		return;
+	atomic64_dec(&mf->mdev->stats.pin_calls);
+	moex_region_put(r);
 }
 
 /**

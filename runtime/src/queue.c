@@ -99,6 +99,9 @@ static void moex_sqe_cmd(struct io_uring_sqe *sqe, unsigned int nr,
 	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, 0, NULL, 0, 0);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	sqe->cmd_op = nr;
+	/* The whole command area: the driver refuses stray bytes after the
+	 * payload, and SQEs are reused. */
+	memset(sqe->cmd, 0, sizeof(struct moex_uring_cmd));
 	memcpy(sqe->cmd, arg, len);
 	io_uring_sqe_set_data64(sqe, user_data);
 }

@@ -1,1 +1,27 @@
-# tests/vm/rules.mk: placeholder until the VM test suite (owned elsewhere) provides its rules.
+# SPDX-License-Identifier: GPL-2.0
+#
+# The in-VM test suite: $(BUILD)/moex-vm-suite from tests/vm/suite*.c, raw
+# ioctls on uapi/linux/moex.h (no libmoex), linked with -lpthread. It goes
+# into the VM's /moex/bin through VM_BINS; `make vm-check` runs it there
+# (tools/vm/run), where it loads moex.ko itself and unloads it at the end.
+# Included by the top Makefile.
+
+MOEX_VM_SUITE := $(BUILD)/moex-vm-suite
+MOEX_VM_SUITE_SRCS := $(sort $(wildcard tests/vm/suite*.c))
+MOEX_VM_SUITE_OBJS := $(patsubst tests/vm/%.c,$(BUILD)/obj/tests/vm/%.o,$(MOEX_VM_SUITE_SRCS))
+
+USER_TARGETS += $(MOEX_VM_SUITE)
+VM_BINS += $(MOEX_VM_SUITE)
+
+$(BUILD)/obj/tests/vm/%.o: tests/vm/%.c
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(MOEX_VM_SUITE): $(MOEX_VM_SUITE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
+
+.PHONY: vm-suite
+vm-suite: $(MOEX_VM_SUITE)
+
+-include $(MOEX_VM_SUITE_OBJS:.o=.d)

@@ -4,10 +4,10 @@
  * Mixture-of-Experts inference hosts.
  *
  * This header is the only ABI between moex.ko and user space. Every command
- * is an ioctl on /dev/moexN; the same command number and payload struct will
- * also be accepted as an io_uring passthrough command (IORING_OP_URING_CMD,
- * cmd_op = the ioctl number, payload in the SQE128 command area), so every
- * payload struct stays within 80 bytes.
+ * is an ioctl on /dev/moexN and, with the same command number and payload
+ * struct, an io_uring passthrough command (IORING_OP_URING_CMD, cmd_op = the
+ * ioctl number, payload in the SQE128 command area: see struct
+ * moex_uring_cmd below), so every payload struct stays within 72 bytes.
  *
  * Rules (Documentation/process/botching-up-ioctls.rst): only __u64 and __u32
  * fields, pointers carried as __u64, explicit padding, natural alignment.
@@ -32,6 +32,10 @@
 #define MOEX_FEAT_COPY			_BITULL(3) /* COPY */
 /* regions are DMA-mapped for a device engine */
 #define MOEX_FEAT_DMA_MAPPED		_BITULL(4)
+/* every command as IORING_OP_URING_CMD, struct moex_uring_cmd */
+#define MOEX_FEAT_URING_CMD		_BITULL(5)
+/* COPY to or from io_uring fixed buffers: MOEX_COPY_{SRC,DST}_FIXED */
+#define MOEX_FEAT_COPY_FIXED		_BITULL(6)
 
 /* Copy engines, reported in &moex_info.engine. */
 #define MOEX_ENGINE_CPU			1 /* CPU copy (always present) */
@@ -161,21 +165,39 @@ struct moex_region_export {
 	__u64 reserved[2];
 };
 
+/*
+ * Flags for &moex_copy.flags, io_uring only (the ioctl refuses them with
+ * -EINVAL): one side of the copy is an io_uring registered buffer instead
+ * of a region. The SQE carries IORING_URING_CMD_FIXED and the buffer's
+ * index in sqe->buf_index; that side's handle must be 0 and its offset
+ * field is a user address inside the registered buffer. At most one of
+ * the two flags.
+ */
+#define MOEX_COPY_SRC_FIXED		_BITUL(0)
+#define MOEX_COPY_DST_FIXED		_BITUL(1)
+#define MOEX_COPY_FLAGS_ALL		(MOEX_COPY_SRC_FIXED | MOEX_COPY_DST_FIXED)
+
 /**
  * struct moex_copy - MOEX_IOCTL_COPY: copy bytes between two regions.
- * @src_handle: in, the source region's handle.
- * @dst_handle: in, the destination region's handle (not read-only).
- * @src_offset: in, byte offset into the source region.
- * @dst_offset: in, byte offset into the destination region.
+ * @src_handle: in, the source region's handle (0 with %MOEX_COPY_SRC_FIXED).
+ * @dst_handle: in, the destination region's handle, not read-only (0 with
+ *	%MOEX_COPY_DST_FIXED).
+ * @src_offset: in, byte offset into the source region; with
+ *	%MOEX_COPY_SRC_FIXED the user address of the first byte, inside the
+ *	registered buffer.
+ * @dst_offset: in, byte offset into the destination region; with
+ *	%MOEX_COPY_DST_FIXED the user address inside the registered buffer.
  * @length: in, bytes to copy, non-zero; offsets and length need no
- *	alignment, but both ranges must lie inside their regions.
- * @flags: in, must be 0.
+ *	alignment, but both ranges must lie inside their regions (or
+ *	registered buffer).
+ * @flags: in, 0 or one MOEX_COPY_*_FIXED flag (io_uring only).
  * @pad: must be zero.
  * @reserved: must be zero.
  *
  * The copy runs on the device's engine and the ioctl returns when it is
  * done. Source and destination may be the same region if the ranges do not
- * overlap.
+ * overlap. A copy with a fixed buffer runs on the CPU, in the submitter's
+ * context, on every engine.
  */
 struct moex_copy {
 	__u32 src_handle;
@@ -199,6 +221,39 @@ struct moex_nop {
 	__u32 flags;
 	__u32 pad;
 	__u64 reserved[2];
+};
+
+/**
+ * struct moex_uring_cmd - the command area of a 128-byte io_uring SQE.
+ * @payload: in, the command's payload struct, the same as the ioctl's, at
+ *	offset 0; the bytes after the struct must be zero.
+ * @out_addr: in, user address the command's output is copied to when it
+ *	succeeds (the whole payload struct, as the ioctl returns it), or 0.
+ *	Only for the commands that have output (INFO, REGION_PIN,
+ *	REGION_INFO, REGION_EXPORT); must be 0 for the others. The driver
+ *	zeroes the area first and fails the command with -EFAULT before
+ *	doing anything if it cannot.
+ *
+ * An IORING_OP_URING_CMD SQE on /dev/moexN carries cmd_op = the ioctl
+ * number (MOEX_IOCTL_*) and this struct in sqe->cmd; the ring must be set
+ * up with IORING_SETUP_SQE128 (a 64-byte SQE has only 16 bytes of command
+ * area: -EINVAL). The driver reads the 80 bytes once, so zero all of them
+ * before filling an SQE (io_uring_get_sqe() does not clear a reused SQE).
+ * Other SQE fields are not available to the driver (io_uring copies only
+ * the command area when it defers a request). IORING_SETUP_IOPOLL rings
+ * are refused by io_uring (-EOPNOTSUPP).
+ *
+ * The CQE's res is the result: -errno on failure (the ioctl's errno), else
+ * the new handle for REGION_PIN (handles are 1 to INT_MAX), the new dma-buf
+ * fd for REGION_EXPORT, and 0 for the other commands. With
+ * IORING_SETUP_CQE32 the first extra word (big_cqe[0]) is 0. COPY
+ * completes asynchronously on engines that DMA; the other commands
+ * complete during submission (REGION_PIN is moved to io_uring's worker
+ * threads, as it may take long).
+ */
+struct moex_uring_cmd {
+	__u64 payload[9];
+	__u64 out_addr;
 };
 
 #define MOEX_IOC_MAGIC		0xCE

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * moex-vm-suite: the in-VM test suite of moex.ko (tests/vm/suite*.c).
+ *
+ * The suite runs inside the test VM as root, loads the module itself, tests
+ * the kernel ABI of uapi/linux/moex.h with raw ioctls and unloads the module
+ * as its last test. This header is its small helper library:
+ *
+ * - tests: a test is a function returning T_PASS, T_FAIL or T_SKIP; FAIL()
+ *   and SKIP() record why; CHECK()/CHECK_ERRNO()/TRY() return from the test
+ *   on failure. The runner (suite.c) prints one line per test.
+ * - cleanup: every fd, mapping, child and the max_pinned_mb parameter that
+ *   a test takes through these helpers is given back after the test,
+ *   whatever its outcome, so an early return leaks nothing. The runner then
+ *   checks that the test left nothing pinned or open on any device. Not
+ *   thread-safe: worker threads use the raw do_*() wrappers only.
+ * - stats: a snapshot of the ten stats/ files of a device, and checks that
+ *   compare two snapshots against the expected changes (every counter not
+ *   named must not move).
+ * - ioctl wrappers: they return 0 or the errno, never -1.
+ */
+#ifndef MOEX_VM_SUITE_H
+#define MOEX_VM_SUITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <linux/moex.h>
+
+#define KIB		1024ULL
+#define MIB		(1024ULL * 1024)
+#define HPAGE		(2 * MIB)
+
+/* ---- tests ---------------------------------------------------------------- */
+enum { T_PASS, T_FAIL, T_SKIP };
+
+struct test {
+	const char *name;
+	int (*fn)(const struct test *t);
+	const void *arg;
+	unsigned int flags;
+};
+
+#define TF_MODULE	0x1u	/* needs the module loaded */
+#define TF_NOLEAK	0x2u	/* no after-test check (load/unload tests) */
+#define TF_ALWAYS	0x4u	/* runs even when --filter does not name it */
+
+/* Device argument of per-device tests: moex0, or the edu device. */
+#define DEV_CPU		((const void *)(intptr_t)1)
+#define DEV_EDU		((const void *)(intptr_t)2)
+
+/* The test tables, in the order the runner runs them; NULL-name ended. */
+extern const struct test suite_load_tests[];
+extern const struct test suite_basic_tests[];
+extern const struct test suite_bad_tests[];
+extern const struct test suite_region_tests[];
+extern const struct test suite_dmabuf_tests[];
+extern const struct test suite_copy_tests[];
+extern const struct test suite_kill_tests[];
+extern const struct test suite_end_tests[];
+
+int fail_at(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *test_msg(void);
+/* A "# ..." line in the output, for figures and context. */
+void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define FAIL(...)	fail_at(__FILE__, __LINE__, __VA_ARGS__)
+#define CHECK(cond, ...)						\
+	do {								\
+		if (!(cond))						\
+			return FAIL(__VA_ARGS__);			\
+	} while (0)
+/* Return from the test unless @expr (a helper returning T_*) passed. */
+#define TRY(expr)							\
+	do {								\
+		int t_r_ = (expr);					\
+		if (t_r_ != T_PASS)					\
+			return t_r_;					\
+	} while (0)
+/* Expect @expr (a wrapper returning an errno) to give @want. */
+#define CHECK_ERRNO(expr, want)						\
+	do {								\
+		int t_e_ = (expr);					\
+		if (t_e_ != (want))					\
+			return FAIL("%s: expected %s, got %s", #expr,	\
+				    errname(want), errname(t_e_));	\
+	} while (0)
+#define CHECK_OK(expr)	CHECK_ERRNO(expr, 0)
+
+const char *errname(int err);	/* "EINVAL", "success", ... */
+
+/* Resolve a per-device test's argument: T_PASS and *dev, or T_SKIP. */
+int test_dev(const struct test *t, int *dev);
+
+/* ---- global state ------------------------------------------------------ */
+extern const char *g_module_path;	/* --module */
+extern const char *g_moexctl;		/* --moexctl, or next to the suite */
+extern bool g_loaded;			/* the suite loaded moex and it is in */
+extern int g_edu;			/* N of the edu /dev/moexN, or -1 */
+extern bool g_edu_pci;			/* the VM has an edu PCI device */
+extern size_t g_page;
+
+/* ---- cleanup registry -------------------------------------------------- */
+int track_fd(int fd);			/* returns fd; closed after the test */
+void xclose(int fd);			/* close now and forget */
+void track_pid(pid_t pid);		/* SIGKILLed and reaped after the test */
+void untrack_pid(pid_t pid);
+void cleanup_all(void);
+void cleanup_forget(void);		/* in a forked child */
+
+/* ---- memory ------------------------------------------------------------ */
+/* Tracked mmap; NULL (errno set) on failure. */
+void *xmap(size_t len, int prot, int flags, int fd, off_t off);
+/* Unmap the tracked mapping containing @p now. */
+void xunmap(void *p);
+/* RW anonymous memory, touched: base pages (MADV_NOHUGEPAGE) ... */
+void *buf_4k(size_t len);
+/* ... 2 MiB aligned, MADV_HUGEPAGE ... */
+void *buf_thp(size_t len);
+/* ... or whatever the kernel gives. */
+void *buf_any(size_t len);
+/* A range certainly not mapped. */
+void *buf_hole(size_t len);
+/* AnonHugePages of the mapping holding @p, bytes, or -1. */
+long long thp_bytes(const void *p);
+
+/* ---- random ------------------------------------------------------------ */
+uint64_t rnd(void);
+uint64_t rnd_r(uint64_t *state);
+uint64_t rnd_range(uint64_t lo, uint64_t hi);	/* [lo, hi] */
+void fill_random(void *p, size_t len);
+void fill_random_r(void *p, size_t len, uint64_t *state);
+
+/* ---- files and processes ------------------------------------------------ */
+int read_file(const char *path, char *buf, size_t size);	/* len or -errno */
+int write_file(const char *path, const char *s);		/* 0 or errno */
+int read_ll(const char *path, long long *v);	/* "N\n" only; 0 or errno */
+bool path_exists(const char *path);
+long long vmpin_kb(pid_t pid);		/* VmPin of /proc/<pid or self>/status */
+uint64_t now_ms(void);
+void sleep_ms(int ms);
+char proc_state(pid_t pid);		/* the state letter of /proc/pid/stat */
+/* Run @fn in a forked child; its T_* and message become the caller's. */
+int child_run(int (*fn)(void *arg), void *arg, int timeout_s);
+/* Run a program, output as "# " lines; returns its exit status or -1. */
+int run_prog(char *const argv[], int timeout_s, bool echo);
+
+/*
+ * Kernel log lines that mean trouble (BUG, WARNING, lockdep, the edu
+ * engine's errors...): how many there are now (-1 when the log cannot be
+ * read), and in @line the first one after the first @after of them.
+ */
+int klog_bad_lines(int after, char *line, size_t size);
+
+/* ---- the module and its devices ----------------------------------------- */
+int mod_load(const char *path);		/* 0 or errno (finit_module) */
+int mod_unload(void);			/* 0 or errno (delete_module NONBLOCK) */
+bool mod_present(void);
+void discover_devices(void);		/* sets g_edu */
+bool dev_present(int dev);
+int dev_open(int dev);			/* tracked fd, or -1 with errno */
+int set_max_pinned_mb(unsigned int mb);	/* 0 or errno; restored to 0 */
+bool edu_pci_present(void);
+
+/* ---- stats --------------------------------------------------------------- */
+enum {
+	ST_PINNED_BYTES,
+	ST_PINNED_REGIONS,
+	ST_PIN_CALLS,
+	ST_PIN_FAILURES,
+	ST_UNPIN_CALLS,
+	ST_COPY_CALLS,
+	ST_COPY_BYTES,
+	ST_COPY_FAILURES,
+	ST_DMABUF_EXPORTS,
+	ST_OPEN_FILES,
+	NSTATS
+};
+extern const char *const stat_names[NSTATS];
+
+struct stats {
+	long long v[NSTATS];
+};
+
+/* Expected changes: DELTA([ST_PIN_CALLS] = 1, [ST_PINNED_BYTES] = len). */
+#define DELTA(...)	(&(const struct stats){ .v = { __VA_ARGS__ } })
+#define NODELTA		DELTA(0)
+
+int stats_read_at(const char *file, int line, int dev, struct stats *s);
+int stats_expect_at(const char *file, int line, int dev,
+		    const struct stats *before, const struct stats *delta,
+		    int timeout_ms);
+#define STATS(dev, s)	TRY(stats_read_at(__FILE__, __LINE__, dev, s))
+/* Every counter moved by exactly @delta since @before. */
+#define EXPECT_STATS(dev, before, delta)				\
+	TRY(stats_expect_at(__FILE__, __LINE__, dev, before, delta, 0))
+/* The same, polling up to @ms for asynchronous releases. */
+#define WAIT_STATS(dev, before, delta, ms)				\
+	TRY(stats_expect_at(__FILE__, __LINE__, dev, before, delta, ms))
+long long stat_get(int dev, int id);	/* one counter now, -1 on error */
+
+/* ---- ioctl wrappers: 0 or errno ------------------------------------------ */
+int xioctl(int fd, unsigned long req, void *arg);
+int do_info(int fd, struct moex_info *info);
+int do_pin(int fd, const void *addr, uint64_t len, uint32_t flags,
+	   uint32_t *handle);
+int do_unpin(int fd, uint32_t handle);
+int do_rinfo(int fd, uint32_t handle, struct moex_region_info *ri);
+/* The dma-buf fd is tracked. */
+int do_export(int fd, uint32_t handle, int *dmabuf_fd);
+int do_export_raw(int fd, uint32_t handle, int *dmabuf_fd);
+int do_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
+	    uint64_t dst_off, uint64_t len);
+
+/* Compare @len bytes; T_PASS or a failure naming the first difference. */
+int check_bytes_at(const char *file, int line, const char *what,
+		   const void *got, const void *want, size_t len);
+#define CHECK_BYTES(what, got, want, len)				\
+	TRY(check_bytes_at(__FILE__, __LINE__, what, got, want, len))
+
+#endif /* MOEX_VM_SUITE_H */

@@ -1,0 +1,830 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * moex-vm-suite: pinning. REGION_PIN/UNPIN/INFO, scatter lists of huge and
+ * base pages, VmPin accounting, RLIMIT_MEMLOCK for root and non-root,
+ * max_pinned_mb, and the per-open-file handle namespace.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+/* Check REGION_INFO of a region pinned at @p, @len, @flags on @dev. */
+static int check_rinfo(int dev, int fd, uint32_t h, const void *p,
+		       uint64_t len, uint32_t rflags,
+		       struct moex_region_info *out)
+{
+	struct moex_region_info ri;
+	uint64_t pages = len / g_page;
+
+	CHECK_OK(do_rinfo(fd, h, &ri));
+	CHECK(ri.handle == h, "REGION_INFO handle %u, expected %u", ri.handle, h);
+	CHECK(ri.addr == (uintptr_t)p, "REGION_INFO addr %#llx, expected %p",
+	      (unsigned long long)ri.addr, p);
+	CHECK(ri.length == len, "REGION_INFO length %llu, expected %llu",
+	      (unsigned long long)ri.length, (unsigned long long)len);
+	CHECK(ri.pages == pages, "REGION_INFO pages %llu, expected %llu",
+	      (unsigned long long)ri.pages, (unsigned long long)pages);
+	CHECK(ri.sg_segments >= 1 && ri.sg_segments <= pages,
+	      "REGION_INFO sg_segments %u, expected 1..%llu", ri.sg_segments,
+	      (unsigned long long)pages);
+	if (dev == 0)
+		CHECK(ri.dma_segments == 0,
+		      "REGION_INFO dma_segments %u on the CPU engine, expected 0",
+		      ri.dma_segments);
+	else
+		CHECK(ri.dma_segments >= 1 && ri.dma_segments <= ri.sg_segments,
+		      "REGION_INFO dma_segments %u, expected 1..%u (sg_segments)",
+		      ri.dma_segments, ri.sg_segments);
+	CHECK(ri.region_flags == rflags, "REGION_INFO region_flags %#x, expected %#x",
+	      ri.region_flags, rflags);
+	CHECK(ri.flags == 0 && ri.pad == 0 && !ri.reserved[0] && !ri.reserved[1],
+	      "REGION_INFO flags/pad/reserved not zero on output");
+	if (out)
+		*out = ri;
+	return T_PASS;
+}
+
+/* Pin, look, unpin: counters, INFO, REGION_INFO and VmPin at each step. */
+static int t_pin_basic(const struct test *t)
+{
+	const uint64_t len = 1 * MIB;
+	struct moex_region_info ri;
+	struct moex_info info;
+	struct stats s0;
+	long long vm0;
+	uint32_t h;
+	void *p;
+	int dev, fd;
+
+	TRY(test_dev(t, &dev));
+	p = buf_4k(len);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(dev, &s0);
+	vm0 = vmpin_kb(0);
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	CHECK_OK(do_pin(fd, p, len, 0, &h));
+	CHECK(h != 0, "REGION_PIN returned handle 0");
+	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len,
+				     [ST_PINNED_REGIONS] = 1,
+				     [ST_PIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
+	CHECK(vmpin_kb(0) == vm0 + 1024, "VmPin %lld kB after pinning 1 MiB, expected %lld",
+	      vmpin_kb(0), vm0 + 1024);
+	CHECK_OK(do_info(fd, &info));
+	CHECK((long long)info.pinned_bytes == s0.v[ST_PINNED_BYTES] + (long long)len,
+	      "INFO pinned_bytes %llu, expected %lld",
+	      (unsigned long long)info.pinned_bytes,
+	      s0.v[ST_PINNED_BYTES] + (long long)len);
+	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
+	note("moex%d: 1 MiB of base pages: %u sg segments, %u dma segments",
+	     dev, ri.sg_segments, ri.dma_segments);
+	CHECK_OK(do_unpin(fd, h));
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
+				     [ST_OPEN_FILES] = 1));
+	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after unpin, expected %lld",
+	      vmpin_kb(0), vm0);
+	CHECK_ERRNO(do_rinfo(fd, h, &ri), ENOENT);
+	CHECK_ERRNO(do_unpin(fd, h), ENOENT);
+	xclose(fd);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
+	return T_PASS;
+}
+
+/* A PROT_READ mapping: EFAULT without READONLY, pinned with it. */
+static int t_pin_readonly(const struct test *t)
+{
+	const uint64_t len = 256 * KIB;
+	struct stats s0;
+	long long vm0;
+	uint32_t h;
+	char *p;
+	int dev, fd;
+
+	TRY(test_dev(t, &dev));
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	p = buf_4k(len);
+	CHECK(p, "mmap: %s", strerror(errno));
+	fill_random(p, len);
+	CHECK(!mprotect(p, len, PROT_READ), "mprotect: %s", strerror(errno));
+	STATS(dev, &s0);
+	vm0 = vmpin_kb(0);
+	CHECK_ERRNO(do_pin(fd, p, len, 0, &h), EFAULT);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	CHECK(vmpin_kb(0) == vm0, "VmPin moved after a failed pin: %lld kB, was %lld",
+	      vmpin_kb(0), vm0);
+	CHECK_OK(do_pin(fd, p, len, MOEX_PIN_READONLY, &h));
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
+				     [ST_PINNED_BYTES] = len,
+				     [ST_PINNED_REGIONS] = 1));
+	CHECK(vmpin_kb(0) == vm0 + 256, "VmPin %lld kB, expected %lld",
+	      vmpin_kb(0), vm0 + 256);
+	TRY(check_rinfo(dev, fd, h, p, len, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_unpin(fd, h));
+	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after unpin, expected %lld",
+	      vmpin_kb(0), vm0);
+	return T_PASS;
+}
+
+/* READONLY on a writable mapping is allowed, and says so. */
+static int t_pin_readonly_rw_mapping(const struct test *t)
+{
+	uint32_t h;
+	void *p;
+	int dev, fd;
+
+	TRY(test_dev(t, &dev));
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	p = buf_4k(64 * KIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	CHECK_OK(do_pin(fd, p, 64 * KIB, MOEX_PIN_READONLY, &h));
+	TRY(check_rinfo(dev, fd, h, p, 64 * KIB, MOEX_REGION_READONLY, NULL));
+	return T_PASS;
+}
+
+/* 4 MiB of transparent huge pages: at most one segment per 2 MiB. */
+static int t_region_thp(const struct test *t)
+{
+	const uint64_t len = 4 * MIB;
+	struct moex_region_info ri;
+	long long huge;
+	uint32_t h;
+	void *p;
+	int dev, fd;
+
+	TRY(test_dev(t, &dev));
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	p = buf_thp(len);
+	CHECK(p, "mmap: %s", strerror(errno));
+	huge = thp_bytes(p);
+	if (huge < (long long)len)
+		return skip("no transparent huge pages for the buffer (AnonHugePages %lld bytes)",
+			    huge);
+	CHECK_OK(do_pin(fd, p, len, 0, &h));
+	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
+	CHECK(ri.sg_segments <= len / HPAGE,
+	      "sg_segments %u for %llu bytes of huge pages, expected at most %llu",
+	      ri.sg_segments, (unsigned long long)len,
+	      (unsigned long long)(len / HPAGE));
+	note("moex%d: 4 MiB of huge pages: %u sg segments, %u dma segments",
+	     dev, ri.sg_segments, ri.dma_segments);
+	return T_PASS;
+}
+
+/* 1 MiB of base pages (MADV_NOHUGEPAGE): 1..pages segments. */
+static int t_region_4k(const struct test *t)
+{
+	const uint64_t len = 1 * MIB;
+	struct moex_region_info ri;
+	uint32_t h;
+	void *p;
+	int dev, fd;
+
+	TRY(test_dev(t, &dev));
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	p = buf_4k(len);
+	CHECK(p, "mmap: %s", strerror(errno));
+	CHECK(thp_bytes(p) == 0, "MADV_NOHUGEPAGE buffer has %lld bytes of huge pages",
+	      thp_bytes(p));
+	CHECK_OK(do_pin(fd, p, len, 0, &h));
+	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
+	return T_PASS;
+}
+
+/* 64 MiB: many pin chunks; REGION_INFO and the counters add up. */
+static int t_pin_large(const struct test *t)
+{
+	const uint64_t len = 64 * MIB;
+	struct stats s0;
+	long long vm0;
+	uint32_t h;
+	void *p;
+	int fd;
+
+	(void)t;
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_any(len);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(0, &s0);
+	vm0 = vmpin_kb(0);
+	CHECK_OK(do_pin(fd, p, len, 0, &h));
+	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = len,
+				   [ST_PINNED_REGIONS] = 1, [ST_PIN_CALLS] = 1));
+	CHECK(vmpin_kb(0) == vm0 + 65536, "VmPin %lld kB, expected %lld",
+	      vmpin_kb(0), vm0 + 65536);
+	TRY(check_rinfo(0, fd, h, p, len, 0, NULL));
+	CHECK_OK(do_unpin(fd, h));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
+	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after unpin, expected %lld",
+	      vmpin_kb(0), vm0);
+	return T_PASS;
+}
+
+/* The same range pinned twice: two regions, two handles. */
+static int t_pin_twice(const struct test *t)
+{
+	struct stats s0;
+	uint32_t h1, h2;
+	void *p;
+	int fd;
+
+	(void)t;
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_4k(128 * KIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(0, &s0);
+	CHECK_OK(do_pin(fd, p, 128 * KIB, 0, &h1));
+	CHECK_OK(do_pin(fd, p, 128 * KIB, MOEX_PIN_READONLY, &h2));
+	CHECK(h1 && h2 && h1 != h2, "handles %u and %u, expected two distinct ones",
+	      h1, h2);
+	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = 256 * KIB,
+				   [ST_PINNED_REGIONS] = 2, [ST_PIN_CALLS] = 2));
+	TRY(check_rinfo(0, fd, h1, p, 128 * KIB, 0, NULL));
+	TRY(check_rinfo(0, fd, h2, p, 128 * KIB, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_unpin(fd, h1));
+	TRY(check_rinfo(0, fd, h2, p, 128 * KIB, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_unpin(fd, h2));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 2, [ST_UNPIN_CALLS] = 2));
+	return T_PASS;
+}
+
+/* A second UNPIN of the same handle: ENOENT, counted once. */
+static int t_unpin_twice(const struct test *t)
+{
+	struct stats s0;
+	uint32_t h;
+	void *p;
+	int fd;
+
+	(void)t;
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_4k(64 * KIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(0, &s0);
+	CHECK_OK(do_pin(fd, p, 64 * KIB, 0, &h));
+	CHECK_OK(do_unpin(fd, h));
+	CHECK_ERRNO(do_unpin(fd, h), ENOENT);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
+	return T_PASS;
+}
+
+/* Closing the file drops its regions without counting unpins. */
+static int t_close_releases(const struct test *t)
+{
+	struct stats s0;
+	long long vm0;
+	uint32_t h;
+	char *p;
+	int dev, fd, i;
+
+	TRY(test_dev(t, &dev));
+	p = buf_4k(3 * 256 * KIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(dev, &s0);
+	vm0 = vmpin_kb(0);
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(do_pin(fd, p + i * 256 * KIB, 256 * KIB,
+				i == 2 ? MOEX_PIN_READONLY : 0, &h));
+	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = 768 * KIB,
+				     [ST_PINNED_REGIONS] = 3, [ST_PIN_CALLS] = 3,
+				     [ST_OPEN_FILES] = 1));
+	CHECK(vmpin_kb(0) == vm0 + 768, "VmPin %lld kB, expected %lld",
+	      vmpin_kb(0), vm0 + 768);
+	xclose(fd);
+	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 3), 10000);
+	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after close, expected %lld",
+	      vmpin_kb(0), vm0);
+	return T_PASS;
+}
+
+/* ---- RLIMIT_MEMLOCK ---------------------------------------------------------- */
+
+static int drop_root(void)
+{
+	char buf[4096], *s;
+
+	CHECK(setgroups(0, NULL) == 0, "setgroups: %s", strerror(errno));
+	CHECK(setgid(65534) == 0, "setgid: %s", strerror(errno));
+	CHECK(setuid(65534) == 0, "setuid: %s", strerror(errno));
+	CHECK(geteuid() == 65534 && getegid() == 65534, "still uid %d gid %d",
+	      (int)geteuid(), (int)getegid());
+	CHECK(read_file("/proc/self/status", buf, sizeof(buf)) > 0,
+	      "read /proc/self/status");
+	s = strstr(buf, "CapEff:");
+	CHECK(s && strspn(s + 7, "\t 0") >= 17,
+	      "capabilities left after setuid: %.30s", s ? s : "?");
+	return T_PASS;
+}
+
+static int set_memlock(rlim_t bytes)
+{
+	struct rlimit rl = { bytes, bytes };
+
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0, "setrlimit: %s",
+	      strerror(errno));
+	return T_PASS;
+}
+
+/* nobody with 64 KiB of RLIMIT_MEMLOCK: 1 MiB fails, 32 KiB works. */
+static int rlimit_child(void *arg)
+{
+	struct stats s0;
+	uint32_t h;
+	void *big, *small;
+	int fd;
+
+	(void)arg;
+	fd = dev_open(0);	/* opened as root: the node is 0600 */
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	big = buf_any(1 * MIB);
+	small = buf_4k(32 * KIB);
+	CHECK(big && small, "mmap: %s", strerror(errno));
+	TRY(drop_root());
+	TRY(set_memlock(64 * KIB));
+	STATS(0, &s0);
+	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB at start", vmpin_kb(0));
+	CHECK_ERRNO(do_pin(fd, big, 1 * MIB, 0, &h), ENOMEM);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB after the refused pin, expected 0",
+	      vmpin_kb(0));
+	CHECK_OK(do_pin(fd, small, 32 * KIB, 0, &h));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
+				   [ST_PINNED_BYTES] = 32 * KIB,
+				   [ST_PINNED_REGIONS] = 1));
+	CHECK(vmpin_kb(0) == 32, "VmPin %lld kB, expected 32", vmpin_kb(0));
+	return T_PASS;
+}
+
+static int t_rlimit_nonroot(const struct test *t)
+{
+	struct stats s0;
+
+	(void)t;
+	STATS(0, &s0);
+	TRY(child_run(rlimit_child, NULL, 120));
+	WAIT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1),
+		   10000);
+	return T_PASS;
+}
+
+/* Exactly the limit is allowed; one page more is not. */
+static int rlimit_boundary_child(void *arg)
+{
+	struct stats s0;
+	uint32_t h;
+	char *p;
+	int fd;
+
+	(void)arg;
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_4k(128 * KIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	TRY(drop_root());
+	TRY(set_memlock(64 * KIB));
+	STATS(0, &s0);
+	CHECK_OK(do_pin(fd, p, 32 * KIB, 0, &h));
+	CHECK_OK(do_pin(fd, p + 32 * KIB, 32 * KIB, MOEX_PIN_READONLY, &h));
+	CHECK(vmpin_kb(0) == 64, "VmPin %lld kB, expected 64", vmpin_kb(0));
+	CHECK_ERRNO(do_pin(fd, p + 64 * KIB, g_page, 0, &h), ENOMEM);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 2,
+				   [ST_PINNED_BYTES] = 64 * KIB,
+				   [ST_PINNED_REGIONS] = 2));
+	CHECK(vmpin_kb(0) == 64, "VmPin %lld kB after the refused pin, expected 64",
+	      vmpin_kb(0));
+	/* unpinning gives the room back */
+	CHECK_OK(do_unpin(fd, h));
+	CHECK_OK(do_pin(fd, p + 64 * KIB, 32 * KIB, 0, &h));
+	CHECK(vmpin_kb(0) == 64, "VmPin %lld kB, expected 64", vmpin_kb(0));
+	return T_PASS;
+}
+
+static int t_rlimit_boundary(const struct test *t)
+{
+	struct stats s0;
+
+	(void)t;
+	STATS(0, &s0);
+	TRY(child_run(rlimit_boundary_child, NULL, 120));
+	WAIT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 3,
+				 [ST_UNPIN_CALLS] = 1), 10000);
+	return T_PASS;
+}
+
+/* root (CAP_IPC_LOCK) pins past its RLIMIT_MEMLOCK, and VmPin shows it. */
+static int root_rlimit_child(void *arg)
+{
+	uint32_t h;
+	void *p;
+	int fd;
+
+	(void)arg;
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_any(1 * MIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	TRY(set_memlock(64 * KIB));
+	CHECK_OK(do_pin(fd, p, 1 * MIB, 0, &h));
+	CHECK(vmpin_kb(0) == 1024, "VmPin %lld kB, expected 1024", vmpin_kb(0));
+	CHECK_OK(do_unpin(fd, h));
+	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB after unpin, expected 0",
+	      vmpin_kb(0));
+	return T_PASS;
+}
+
+static int t_rlimit_root(const struct test *t)
+{
+	struct stats s0;
+
+	(void)t;
+	STATS(0, &s0);
+	TRY(child_run(root_rlimit_child, NULL, 120));
+	WAIT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1),
+		   10000);
+	return T_PASS;
+}
+
+/* ---- max_pinned_mb -------------------------------------------------------------- */
+
+static int total_pinned_zero(void)
+{
+	int d;
+
+	for (d = 0; d < 64; d++) {
+		if (!dev_present(d))
+			continue;
+		if (stat_get(d, ST_PINNED_BYTES) != 0)
+			return skip("moex%d has %lld bytes pinned already", d,
+				    stat_get(d, ST_PINNED_BYTES));
+	}
+	return T_PASS;
+}
+
+static int t_max_pinned(const struct test *t)
+{
+	struct moex_info info;
+	struct stats s0;
+	uint32_t h1, h2, h3;
+	long long vm0;
+	char *p;
+	int fd;
+
+	(void)t;
+	TRY(total_pinned_zero());
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_any(16 * MIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	CHECK_OK(set_max_pinned_mb(8));
+	CHECK_OK(do_info(fd, &info));
+	CHECK(info.max_pinned_bytes == 8 * MIB, "INFO max_pinned_bytes %llu, expected %llu",
+	      (unsigned long long)info.max_pinned_bytes, 8 * MIB);
+	STATS(0, &s0);
+	vm0 = vmpin_kb(0);
+	CHECK_ERRNO(do_pin(fd, p, 16 * MIB, 0, &h1), ENOMEM);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	CHECK(vmpin_kb(0) == vm0, "VmPin moved after a refused pin: %lld kB, was %lld",
+	      vmpin_kb(0), vm0);
+	CHECK_OK(do_pin(fd, p, 4 * MIB, 0, &h1));
+	CHECK_ERRNO(do_pin(fd, p + 4 * MIB, 8 * MIB, 0, &h2), ENOMEM);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 2, [ST_PIN_CALLS] = 1,
+				   [ST_PINNED_BYTES] = 4 * MIB,
+				   [ST_PINNED_REGIONS] = 1));
+	/* exactly up to the cap */
+	CHECK_OK(do_pin(fd, p + 4 * MIB, 4 * MIB, 0, &h2));
+	CHECK_ERRNO(do_pin(fd, p + 8 * MIB, g_page, 0, &h3), ENOMEM);
+	CHECK_OK(do_unpin(fd, h2));
+	CHECK_OK(set_max_pinned_mb(0));
+	CHECK_OK(do_pin(fd, p + 4 * MIB, 8 * MIB, 0, &h2));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 3, [ST_PIN_CALLS] = 3,
+				   [ST_UNPIN_CALLS] = 1,
+				   [ST_PINNED_BYTES] = 12 * MIB,
+				   [ST_PINNED_REGIONS] = 2));
+	CHECK_OK(do_unpin(fd, h1));
+	CHECK_OK(do_unpin(fd, h2));
+	return T_PASS;
+}
+
+/* The cap counts every device together. */
+static int t_max_pinned_all_devices(const struct test *t)
+{
+	struct stats s0, s1;
+	uint32_t h0, h1, h;
+	char *p;
+	int fd0, fd1;
+
+	(void)t;
+	if (g_edu < 0)
+		return skip("no edu device: only one moex device");
+	TRY(total_pinned_zero());
+	fd0 = dev_open(0);
+	fd1 = dev_open(g_edu);
+	CHECK(fd0 >= 0 && fd1 >= 0, "open: %s", strerror(errno));
+	p = buf_any(10 * MIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	CHECK_OK(set_max_pinned_mb(8));
+	STATS(0, &s0);
+	STATS(g_edu, &s1);
+	CHECK_OK(do_pin(fd0, p, 4 * MIB, 0, &h0));
+	CHECK_OK(do_pin(fd1, p + 4 * MIB, 4 * MIB, 0, &h1));
+	CHECK_ERRNO(do_pin(fd1, p + 8 * MIB, g_page, 0, &h), ENOMEM);
+	CHECK_ERRNO(do_pin(fd0, p + 8 * MIB, g_page, 0, &h), ENOMEM);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
+				   [ST_PINNED_BYTES] = 4 * MIB,
+				   [ST_PINNED_REGIONS] = 1));
+	EXPECT_STATS(g_edu, &s1, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
+				       [ST_PINNED_BYTES] = 4 * MIB,
+				       [ST_PINNED_REGIONS] = 1));
+	/* room made on one device is usable on the other */
+	CHECK_OK(do_unpin(fd0, h0));
+	CHECK_OK(do_pin(fd1, p + 8 * MIB, 2 * MIB, 0, &h));
+	return T_PASS;
+}
+
+/* Lowering the cap unpins nothing; only later pins fail. */
+static int t_max_pinned_lower(const struct test *t)
+{
+	struct stats s0;
+	uint32_t h1, h2;
+	char *p;
+	int fd;
+
+	(void)t;
+	TRY(total_pinned_zero());
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	p = buf_any(12 * MIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(0, &s0);
+	CHECK_OK(do_pin(fd, p, 8 * MIB, 0, &h1));
+	CHECK_OK(set_max_pinned_mb(4));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_PINNED_BYTES] = 8 * MIB,
+				   [ST_PINNED_REGIONS] = 1));
+	TRY(check_rinfo(0, fd, h1, p, 8 * MIB, 0, NULL));
+	CHECK_ERRNO(do_pin(fd, p + 8 * MIB, g_page, 0, &h2), ENOMEM);
+	CHECK_OK(do_unpin(fd, h1));
+	CHECK_OK(do_pin(fd, p + 8 * MIB, 4 * MIB, 0, &h2));
+	CHECK_ERRNO(do_pin(fd, p, g_page, 0, &h1), ENOMEM);
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 2, [ST_PIN_FAILURES] = 2,
+				   [ST_UNPIN_CALLS] = 1,
+				   [ST_PINNED_BYTES] = 4 * MIB,
+				   [ST_PINNED_REGIONS] = 1));
+	return T_PASS;
+}
+
+/* ---- handles are per open file --------------------------------------------------- */
+
+static int t_handles_per_file(const struct test *t)
+{
+	struct moex_region_info ri;
+	struct stats s0;
+	uint32_t h1, h2;
+	int dev, fd1, fd2, dfd;
+	char *p1, *p2;
+
+	TRY(test_dev(t, &dev));
+	fd1 = dev_open(dev);
+	fd2 = dev_open(dev);
+	CHECK(fd1 >= 0 && fd2 >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	p1 = buf_4k(64 * KIB);
+	p2 = buf_4k(64 * KIB);
+	CHECK(p1 && p2, "mmap: %s", strerror(errno));
+	STATS(dev, &s0);
+	CHECK_OK(do_pin(fd1, p1, 64 * KIB, 0, &h1));
+	CHECK_ERRNO(do_rinfo(fd2, h1, &ri), ENOENT);
+	CHECK_ERRNO(do_unpin(fd2, h1), ENOENT);
+	CHECK_ERRNO(do_export(fd2, h1, &dfd), ENOENT);
+	CHECK_ERRNO(do_copy(fd2, h1, h1, 0, 8192, 4096), ENOENT);
+	/* fd2's own handle may have the same number: it names fd2's region */
+	CHECK_OK(do_pin(fd2, p2, 64 * KIB, 0, &h2));
+	CHECK_OK(do_rinfo(fd2, h2, &ri));
+	CHECK(ri.addr == (uintptr_t)p2, "fd2's handle %u names %#llx, expected %p",
+	      h2, (unsigned long long)ri.addr, (void *)p2);
+	if (h2 == h1)
+		note("both files' first handle is %u", h1);
+	CHECK_OK(do_rinfo(fd1, h1, &ri));
+	CHECK(ri.addr == (uintptr_t)p1, "fd1's handle %u names %#llx, expected %p",
+	      h1, (unsigned long long)ri.addr, (void *)p1);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 2,
+				     [ST_PINNED_BYTES] = 128 * KIB,
+				     [ST_PINNED_REGIONS] = 2));
+	return T_PASS;
+}
+
+struct fork_arg {
+	int dev;
+	int fd;
+	uint32_t h;
+	const void *p;
+};
+
+static int handles_fork_child(void *arg)
+{
+	const struct fork_arg *a = arg;
+	struct moex_region_info ri;
+	int fd;
+
+	fd = dev_open(a->dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", a->dev, strerror(errno));
+	CHECK_ERRNO(do_rinfo(fd, a->h, &ri), ENOENT);
+	CHECK_ERRNO(do_unpin(fd, a->h), ENOENT);
+	/* the inherited descriptor is the same open file: the handle works */
+	CHECK_OK(do_rinfo(a->fd, a->h, &ri));
+	CHECK(ri.addr == (uintptr_t)a->p, "inherited fd: handle names %#llx, expected %p",
+	      (unsigned long long)ri.addr, a->p);
+	return T_PASS;
+}
+
+static int t_handles_fork(const struct test *t)
+{
+	struct moex_region_info ri;
+	struct fork_arg a;
+	struct stats s0;
+	void *p;
+
+	TRY(test_dev(t, &a.dev));
+	a.fd = dev_open(a.dev);
+	CHECK(a.fd >= 0, "open /dev/moex%d: %s", a.dev, strerror(errno));
+	p = buf_4k(64 * KIB);
+	CHECK(p, "mmap: %s", strerror(errno));
+	a.p = p;
+	STATS(a.dev, &s0);
+	CHECK_OK(do_pin(a.fd, p, 64 * KIB, 0, &a.h));
+	TRY(child_run(handles_fork_child, &a, 60));
+	/* the child's exit closed nothing of ours */
+	CHECK_OK(do_rinfo(a.fd, a.h, &ri));
+	EXPECT_STATS(a.dev, &s0, DELTA([ST_PIN_CALLS] = 1,
+				       [ST_PINNED_BYTES] = 64 * KIB,
+				       [ST_PINNED_REGIONS] = 1));
+	return T_PASS;
+}
+
+/*
+ * The edu device addresses 28 bits: a region bigger than that cannot be
+ * DMA-mapped. The pin fails after validation (pin_failures + 1), unwinds
+ * completely, and a normal pin works afterwards.
+ */
+static int t_edu_pin_beyond_dma(const struct test *t)
+{
+	const uint64_t len = 320 * MIB;
+	struct stats s0;
+	long long vm0;
+	uint32_t h;
+	void *p;
+	int fd, err;
+
+	(void)t;
+	if (g_edu < 0)
+		return skip("no edu device (/dev/moexN with engine edu)");
+	fd = dev_open(g_edu);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
+	p = buf_any(len);
+	CHECK(p, "mmap: %s", strerror(errno));
+	STATS(g_edu, &s0);
+	vm0 = vmpin_kb(0);
+	err = do_pin(fd, p, len, 0, &h);
+	CHECK(err, "pinned 320 MiB for a device with 28-bit (256 MiB) DMA");
+	note("edu: pinning 320 MiB: %s", errname(err));
+	EXPECT_STATS(g_edu, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after the failed pin, expected %lld",
+	      vmpin_kb(0), vm0);
+	CHECK_OK(do_pin(fd, p, 64 * MIB, 0, &h));
+	CHECK_OK(do_unpin(fd, h));
+	return T_PASS;
+}
+
+/* A region holds its pages after the process unmaps them. */
+static int t_pin_outlives_munmap(const struct test *t)
+{
+	const size_t len = 256 * KIB;
+	unsigned char *a, *b, *want, *m;
+	struct stats s0;
+	long long vm0;
+	uint32_t ha, hb;
+	int dev, fd, dfd, rc;
+
+	TRY(test_dev(t, &dev));
+	fd = dev_open(dev);
+	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	a = buf_4k(len);
+	b = buf_4k(len);
+	want = buf_4k(len);
+	CHECK(a && b && want, "mmap: %s", strerror(errno));
+	fill_random(a, len);
+	fill_random(b, len);
+	memcpy(want, a, len);
+	STATS(dev, &s0);
+	vm0 = vmpin_kb(0);
+	CHECK_OK(do_pin(fd, a, len, 0, &ha));
+	CHECK_OK(do_pin(fd, b, len, 0, &hb));
+	CHECK_OK(do_export(fd, ha, &dfd));
+	xunmap(a);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = 2 * len,
+				     [ST_PINNED_REGIONS] = 2, [ST_PIN_CALLS] = 2,
+				     [ST_DMABUF_EXPORTS] = 1));
+	CHECK(vmpin_kb(0) == vm0 + 512, "VmPin %lld kB after munmap, expected %lld",
+	      vmpin_kb(0), vm0 + 512);
+	CHECK_OK(do_copy(fd, hb, ha, 1000, 4000, 3000));
+	memcpy(want + 4000, b + 1000, 3000);
+	m = xmap(len, PROT_READ, MAP_SHARED, dfd, 0);
+	CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
+	rc = check_bytes_at(__FILE__, __LINE__, "unmapped region through its dma-buf",
+			    m, want, len);
+	TRY(rc);
+	CHECK_OK(do_unpin(fd, ha));
+	xunmap(m);
+	xclose(dfd);
+	WAIT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,
+				   [ST_PIN_CALLS] = 2, [ST_UNPIN_CALLS] = 1,
+				   [ST_DMABUF_EXPORTS] = 1,
+				   [ST_COPY_CALLS] = 1, [ST_COPY_BYTES] = 3000), 10000);
+	CHECK(vmpin_kb(0) == vm0 + 256, "VmPin %lld kB, expected %lld",
+	      vmpin_kb(0), vm0 + 256);
+	return T_PASS;
+}
+
+#define HUGE_PIN_LEN	(2ULL << 40)	/* 2 TiB: 4 GiB of page pointers */
+
+/*
+ * nobody with an unlimited RLIMIT_MEMLOCK (common on inference hosts) asks
+ * to pin 2 TiB of PROT_NONE address space: the pin must fail cleanly
+ * (ENOMEM or EFAULT, pin_failures + 1) and the kernel must not complain.
+ */
+static int huge_pin_child(void *arg)
+{
+	struct stats s0;
+	uint32_t h;
+	void *p;
+	int fd, err;
+
+	(void)arg;
+	fd = dev_open(0);
+	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	TRY(set_memlock(RLIM_INFINITY));
+	TRY(drop_root());
+	p = xmap(HUGE_PIN_LEN, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!p)
+		return skip("cannot reserve 2 TiB of address space: %s",
+			    strerror(errno));
+	STATS(0, &s0);
+	err = do_pin(fd, p, HUGE_PIN_LEN, 0, &h);
+	CHECK(err == ENOMEM || err == EFAULT,
+	      "pinning 2 TiB of PROT_NONE space: expected ENOMEM or EFAULT, got %s",
+	      errname(err));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB after the refused pin", vmpin_kb(0));
+	return T_PASS;
+}
+
+/* (the runner fails the test if the kernel logs a warning meanwhile) */
+static int t_pin_huge_length(const struct test *t)
+{
+	(void)t;
+	return child_run(huge_pin_child, NULL, 120);
+}
+
+const struct test suite_region_tests[] = {
+	{ "pin_basic_cpu", t_pin_basic, DEV_CPU, TF_MODULE },
+	{ "pin_basic_edu", t_pin_basic, DEV_EDU, TF_MODULE },
+	{ "pin_readonly_cpu", t_pin_readonly, DEV_CPU, TF_MODULE },
+	{ "pin_readonly_edu", t_pin_readonly, DEV_EDU, TF_MODULE },
+	{ "pin_readonly_rw_mapping", t_pin_readonly_rw_mapping, DEV_CPU, TF_MODULE },
+	{ "region_info_thp_cpu", t_region_thp, DEV_CPU, TF_MODULE },
+	{ "region_info_thp_edu", t_region_thp, DEV_EDU, TF_MODULE },
+	{ "region_info_4k_cpu", t_region_4k, DEV_CPU, TF_MODULE },
+	{ "region_info_4k_edu", t_region_4k, DEV_EDU, TF_MODULE },
+	{ "pin_large_64m", t_pin_large, NULL, TF_MODULE },
+	{ "pin_same_range_twice", t_pin_twice, NULL, TF_MODULE },
+	{ "unpin_twice", t_unpin_twice, NULL, TF_MODULE },
+	{ "close_releases_regions_cpu", t_close_releases, DEV_CPU, TF_MODULE },
+	{ "close_releases_regions_edu", t_close_releases, DEV_EDU, TF_MODULE },
+	{ "rlimit_memlock_nonroot", t_rlimit_nonroot, NULL, TF_MODULE },
+	{ "rlimit_memlock_boundary", t_rlimit_boundary, NULL, TF_MODULE },
+	{ "rlimit_memlock_root", t_rlimit_root, NULL, TF_MODULE },
+	{ "max_pinned_mb", t_max_pinned, NULL, TF_MODULE },
+	{ "max_pinned_mb_all_devices", t_max_pinned_all_devices, NULL, TF_MODULE },
+	{ "max_pinned_mb_lowered", t_max_pinned_lower, NULL, TF_MODULE },
+	{ "handles_per_file_cpu", t_handles_per_file, DEV_CPU, TF_MODULE },
+	{ "handles_per_file_edu", t_handles_per_file, DEV_EDU, TF_MODULE },
+	{ "handles_per_file_fork", t_handles_fork, DEV_CPU, TF_MODULE },
+	{ "pin_outlives_munmap_cpu", t_pin_outlives_munmap, DEV_CPU, TF_MODULE },
+	{ "pin_outlives_munmap_edu", t_pin_outlives_munmap, DEV_EDU, TF_MODULE },
+	{ "pin_huge_length_unprivileged", t_pin_huge_length, NULL, TF_MODULE },
+	{ "edu_pin_beyond_dma_mask", t_edu_pin_beyond_dma, NULL, TF_MODULE },
+	{ NULL, NULL, NULL, 0 }
+};

@@ -1,0 +1,17 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# tests/vm/uring.mk: $(BUILD)/moex-vm-uring, the uring_cmd tests of moex.ko
+# that run in the test VM (they load and unload the module themselves).
+# Included by the top Makefile; `make vm-uring` builds and runs them.
+
+MOEX_VM_URING := $(BUILD)/moex-vm-uring
+
+VM_BINS += $(MOEX_VM_URING)
+
+$(MOEX_VM_URING): tests/vm/uring.c uapi/linux/moex.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ $< -luring
+
+.PHONY: vm-uring
+vm-uring: vm-root
+	$(VM_RUN) --timeout 900 -- /moex/bin/moex-vm-uring --module /moex/moex.ko
