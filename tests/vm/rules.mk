@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The in-VM test suite: $(BUILD)/moex-vm-suite from tests/vm/suite*.c, raw
-# ioctls on uapi/linux/moex.h (no libmoex), linked with -lpthread. It goes
+# ioctls on uapi/linux/moex.h (no libmoex), linked with -lpthread and the
+# helpers it shares with moex-vm-uring (tests/vm/vmlib.c). It goes
 # into the VM's /moex/bin through VM_BINS; `make vm-check` runs it there
 # (tools/vm/run), where it loads moex.ko itself and unloads it at the end.
 # Included by the top Makefile.
 
 MOEX_VM_SUITE := $(BUILD)/moex-vm-suite
-MOEX_VM_SUITE_SRCS := $(sort $(wildcard tests/vm/suite*.c))
+MOEX_VM_SUITE_SRCS := $(sort $(wildcard tests/vm/suite*.c)) tests/vm/vmlib.c
 MOEX_VM_SUITE_OBJS := $(patsubst tests/vm/%.c,$(BUILD)/obj/tests/vm/%.o,$(MOEX_VM_SUITE_SRCS))
 
 USER_TARGETS += $(MOEX_VM_SUITE)

@@ -366,68 +366,6 @@ void fill_random(void *p, size_t len)
 
 /* ---- files and processes --------------------------------------------------- */
 
-int read_file(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n, total = 0;
-	int err;
-
-	if (fd < 0)
-		return -errno;
-	while ((size_t)total + 1 < size) {
-		n = read(fd, buf + total, size - 1 - total);
-		if (n < 0) {
-			err = errno;
-			close(fd);
-			return -err;
-		}
-		if (!n)
-			break;
-		total += n;
-	}
-	close(fd);
-	buf[total] = '\0';
-	return (int)total;
-}
-
-int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	size_t len = strlen(s);
-	ssize_t n;
-	int err;
-
-	if (fd < 0)
-		return errno;
-	n = write(fd, s, len);
-	err = n < 0 ? errno : (size_t)n == len ? 0 : EIO;
-	close(fd);
-	return err;
-}
-
-int read_ll(const char *path, long long *v)
-{
-	char buf[64], *end;
-	int n = read_file(path, buf, sizeof(buf));
-
-	if (n < 0)
-		return -n;
-	if (n < 2 || buf[n - 1] != '\n' || buf[0] < '0' || buf[0] > '9')
-		return EPROTO;
-	errno = 0;
-	*v = strtoll(buf, &end, 10);
-	if (errno || end != buf + n - 1)
-		return EPROTO;
-	return 0;
-}
-
-bool path_exists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0;
-}
-
 long long vmpin_kb(pid_t pid)
 {
 	char path[64], buf[4096], *s;
@@ -445,20 +383,15 @@ long long vmpin_kb(pid_t pid)
 	return kb;
 }
 
-uint64_t now_ms(void)
+int vmpin_expect_at(const char *file, int line, long long want,
+		    const char *when)
 {
-	struct timespec ts;
+	long long kb = vmpin_kb(0);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+	if (kb != want)
+		return fail_at(file, line, "VmPin %lld kB%s, expected %lld", kb,
+			       when, want);
+	return T_PASS;
 }
 
 char proc_state(pid_t pid)
@@ -473,6 +406,22 @@ char proc_state(pid_t pid)
 }
 
 /* Wait for @pid up to @timeout_s (then SIGKILL it); its wait status. */
+pid_t fork_closing(const int fds[2])
+{
+	pid_t pid;
+	int err;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		err = errno;
+		close(fds[0]);
+		close(fds[1]);
+		errno = err;
+	}
+	return pid;
+}
+
 static int wait_child(pid_t pid, int timeout_s, bool *timed_out)
 {
 	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
@@ -508,13 +457,9 @@ int child_run(int (*fn)(void *arg), void *arg, int timeout_s)
 
 	if (pipe2(pfd, O_CLOEXEC))
 		return FAIL("pipe: %s", strerror(errno));
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
+	pid = fork_closing(pfd);
+	if (pid < 0)
 		return FAIL("fork: %s", strerror(errno));
-	}
 	if (!pid) {
 		close(pfd[0]);
 		cleanup_forget();
@@ -568,13 +513,9 @@ int run_prog(char *const argv[], int timeout_s, bool echo)
 
 	if (pipe2(pfd, O_CLOEXEC))
 		return -1;
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
+	pid = fork_closing(pfd);
+	if (pid < 0)
 		return -1;
-	}
 	if (!pid) {
 		dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
@@ -664,50 +605,13 @@ int klog_bad_lines(int after, char *first, size_t size)
 
 /* ---- the module and its devices --------------------------------------------- */
 
-int mod_load(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int err = 0;
-
-	if (fd < 0)
-		return errno;
-	if (syscall(SYS_finit_module, fd, "", 0))
-		err = errno;
-	close(fd);
-	return err;
-}
-
-int mod_unload(void)
-{
-	if (syscall(SYS_delete_module, "moex", O_NONBLOCK))
-		return errno;
-	return 0;
-}
-
-bool mod_present(void)
-{
-	return path_exists("/sys/module/moex");
-}
-
-bool dev_present(int dev)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/class/moex/moex%d", dev);
-	return path_exists(path);
-}
-
 void discover_devices(void)
 {
 	int i;
 
 	g_edu = -1;
 	for (i = 0; i < 64; i++) {
-		char path[96], buf[32];
-
-		snprintf(path, sizeof(path), "/sys/class/moex/moex%d/engine", i);
-		if (read_file(path, buf, sizeof(buf)) > 0 &&
-		    !strcmp(buf, "edu\n")) {
+		if (dev_is_edu(i)) {
 			g_edu = i;
 			break;
 		}
@@ -743,10 +647,16 @@ bool edu_pci_present(void)
 
 int dev_open(int dev)
 {
-	char path[32];
+	return track_fd(dev_open_raw(dev));
+}
 
-	snprintf(path, sizeof(path), "/dev/moex%d", dev);
-	return track_fd(open(path, O_RDWR | O_CLOEXEC));
+int dev_open_at(const char *file, int line, int dev, int *fd)
+{
+	*fd = dev_open(dev);
+	if (*fd < 0)
+		return fail_at(file, line, "open /dev/moex%d: %s", dev,
+			       strerror(errno));
+	return T_PASS;
 }
 
 int set_max_pinned_mb(unsigned int mb)
@@ -760,31 +670,6 @@ int set_max_pinned_mb(unsigned int mb)
 
 /* ---- stats -------------------------------------------------------------------- */
 
-const char *const stat_names[NSTATS] = {
-	"pinned_bytes", "pinned_regions", "pin_calls", "pin_failures",
-	"unpin_calls", "copy_calls", "copy_bytes", "copy_failures",
-	"dmabuf_exports", "open_files",
-};
-
-static int stats_read_raw(int dev, struct stats *s, char *why, size_t n)
-{
-	int i, err;
-
-	for (i = 0; i < NSTATS; i++) {
-		char path[128];
-
-		snprintf(path, sizeof(path), "/sys/class/moex/moex%d/stats/%s",
-			 dev, stat_names[i]);
-		err = read_ll(path, &s->v[i]);
-		if (err) {
-			snprintf(why, n, "cannot read %s: %s", path,
-				 err == EPROTO ? "not a decimal line" :
-						 strerror(err));
-			return -1;
-		}
-	}
-	return 0;
-}
 
 int stats_read_at(const char *file, int line, int dev, struct stats *s)
 {
@@ -910,6 +795,21 @@ int do_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
 	};
 
 	return xioctl(fd, MOEX_IOCTL_COPY, &c);
+}
+
+int info_pinned_at(const char *file, int line, int fd, long long want,
+		   const char *when)
+{
+	struct moex_info info;
+	int err = do_info(fd, &info);
+
+	if (err)
+		return fail_at(file, line, "do_info(fd, &info): expected %s, got %s",
+			       errname(0), errname(err));
+	if ((long long)info.pinned_bytes != want)
+		return fail_at(file, line, "INFO pinned_bytes %llu%s, expected %lld",
+			       (unsigned long long)info.pinned_bytes, when, want);
+	return T_PASS;
 }
 
 int check_bytes_at(const char *file, int line, const char *what,

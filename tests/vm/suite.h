@@ -29,6 +29,8 @@
 
 #include <linux/moex.h>
 
+#include "vmlib.h"
+
 #define KIB		1024ULL
 #define MIB		(1024ULL * 1024)
 #define HPAGE		(2 * MIB)
@@ -123,6 +125,12 @@ void *buf_4k(size_t len);
 void *buf_thp(size_t len);
 /* ... or whatever the kernel gives. */
 void *buf_any(size_t len);
+/* @p = @expr (buf_*(), xmap()), or return a failure naming the errno. */
+#define MAP(p, expr)							\
+	do {								\
+		(p) = (expr);						\
+		CHECK(p, "mmap: %s", strerror(errno));			\
+	} while (0)
 /* A range certainly not mapped. */
 void *buf_hole(size_t len);
 /* AnonHugePages of the mapping holding @p, bytes, or -1. */
@@ -136,14 +144,15 @@ void fill_random(void *p, size_t len);
 void fill_random_r(void *p, size_t len, uint64_t *state);
 
 /* ---- files and processes ------------------------------------------------ */
-int read_file(const char *path, char *buf, size_t size);	/* len or -errno */
-int write_file(const char *path, const char *s);		/* 0 or errno */
-int read_ll(const char *path, long long *v);	/* "N\n" only; 0 or errno */
-bool path_exists(const char *path);
 long long vmpin_kb(pid_t pid);		/* VmPin of /proc/<pid or self>/status */
-uint64_t now_ms(void);
-void sleep_ms(int ms);
+/* This process's VmPin is @want kB; @when (" after unpin") is for the message. */
+int vmpin_expect_at(const char *file, int line, long long want,
+		    const char *when);
+#define EXPECT_VMPIN(want, when)					\
+	TRY(vmpin_expect_at(__FILE__, __LINE__, want, when))
 char proc_state(pid_t pid);		/* the state letter of /proc/pid/stat */
+/* Flush stdout and fork; when fork fails, close both of @fds (errno kept). */
+pid_t fork_closing(const int fds[2]);
 /* Run @fn in a forked child; its T_* and message become the caller's. */
 int child_run(int (*fn)(void *arg), void *arg, int timeout_s);
 /* Run a program, output as "# " lines; returns its exit status or -1. */
@@ -157,35 +166,15 @@ int run_prog(char *const argv[], int timeout_s, bool echo);
 int klog_bad_lines(int after, char *line, size_t size);
 
 /* ---- the module and its devices ----------------------------------------- */
-int mod_load(const char *path);		/* 0 or errno (finit_module) */
-int mod_unload(void);			/* 0 or errno (delete_module NONBLOCK) */
-bool mod_present(void);
 void discover_devices(void);		/* sets g_edu */
-bool dev_present(int dev);
 int dev_open(int dev);			/* tracked fd, or -1 with errno */
+/* dev_open() into *fd, or a failure naming the device and the errno. */
+int dev_open_at(const char *file, int line, int dev, int *fd);
+#define OPEN_DEV(dev, fdp)	TRY(dev_open_at(__FILE__, __LINE__, dev, fdp))
 int set_max_pinned_mb(unsigned int mb);	/* 0 or errno; restored to 0 */
 bool edu_pci_present(void);
 
 /* ---- stats --------------------------------------------------------------- */
-enum {
-	ST_PINNED_BYTES,
-	ST_PINNED_REGIONS,
-	ST_PIN_CALLS,
-	ST_PIN_FAILURES,
-	ST_UNPIN_CALLS,
-	ST_COPY_CALLS,
-	ST_COPY_BYTES,
-	ST_COPY_FAILURES,
-	ST_DMABUF_EXPORTS,
-	ST_OPEN_FILES,
-	NSTATS
-};
-extern const char *const stat_names[NSTATS];
-
-struct stats {
-	long long v[NSTATS];
-};
-
 /* Expected changes: DELTA([ST_PIN_CALLS] = 1, [ST_PINNED_BYTES] = len). */
 #define DELTA(...)	(&(const struct stats){ .v = { __VA_ARGS__ } })
 #define NODELTA		DELTA(0)
@@ -215,6 +204,12 @@ int do_export(int fd, uint32_t handle, int *dmabuf_fd);
 int do_export_raw(int fd, uint32_t handle, int *dmabuf_fd);
 int do_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
 	    uint64_t dst_off, uint64_t len);
+
+/* INFO on @fd works and says pinned_bytes is @want; @when for the message. */
+int info_pinned_at(const char *file, int line, int fd, long long want,
+		   const char *when);
+#define EXPECT_INFO_PINNED(fd, want, when)				\
+	TRY(info_pinned_at(__FILE__, __LINE__, fd, want, when))
 
 /* Compare @len bytes; T_PASS or a failure naming the first difference. */
 int check_bytes_at(const char *file, int line, const char *what,

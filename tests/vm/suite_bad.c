@@ -151,8 +151,7 @@ static int t_bad(const struct test *t)
 		break;
 	case ARG_RDONLY:
 		/* the payload is readable, but the reply cannot be written */
-		argp = buf_4k(g_page);
-		CHECK(argp, "mmap: %s", strerror(errno));
+		MAP(argp, buf_4k(g_page));
 		memcpy(argp, &p, sizeof(p) < g_page ? sizeof(p) : g_page);
 		CHECK(!mprotect(argp, g_page, PROT_READ), "mprotect: %s",
 		      strerror(errno));

@@ -145,8 +145,7 @@ static int t_param_max_pinned(const struct test *t)
 	(void)t;
 	TRY(check_mode(PARAM_MAX_PINNED, 0644));
 	TRY(check_file_is(PARAM_MAX_PINNED, "0\n"));
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
 	CHECK_OK(set_max_pinned_mb(3));
 	TRY(check_file_is(PARAM_MAX_PINNED, "3\n"));
 	CHECK_OK(do_info(fd, &info));
@@ -172,8 +171,7 @@ static int t_info(const struct test *t)
 	int dev, fd, i;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &fd);
 	STATS(dev, &s0);
 
 	/* output fields hold garbage on input: ignored */
@@ -227,31 +225,20 @@ static int t_info(const struct test *t)
 /* INFO's pinned_bytes follows pins and unpins. */
 static int t_info_pinned_bytes(const struct test *t)
 {
-	struct moex_info info;
 	struct stats s0;
 	uint32_t h1, h2;
 	void *p;
 	int dev, fd;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	p = buf_4k(3 * 64 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(p, buf_4k(3 * 64 * KIB));
 	STATS(dev, &s0);
 	CHECK_OK(do_pin(fd, p, 64 * KIB, 0, &h1));
 	CHECK_OK(do_pin(fd, (char *)p + 64 * KIB, 128 * KIB, 0, &h2));
-	CHECK_OK(do_info(fd, &info));
-	CHECK((long long)info.pinned_bytes == s0.v[ST_PINNED_BYTES] + 192 * 1024,
-	      "INFO pinned_bytes %llu, expected %lld",
-	      (unsigned long long)info.pinned_bytes,
-	      s0.v[ST_PINNED_BYTES] + 192 * 1024);
+	EXPECT_INFO_PINNED(fd, s0.v[ST_PINNED_BYTES] + 192 * 1024, "");
 	CHECK_OK(do_unpin(fd, h1));
-	CHECK_OK(do_info(fd, &info));
-	CHECK((long long)info.pinned_bytes == s0.v[ST_PINNED_BYTES] + 128 * 1024,
-	      "INFO pinned_bytes %llu after unpin, expected %lld",
-	      (unsigned long long)info.pinned_bytes,
-	      s0.v[ST_PINNED_BYTES] + 128 * 1024);
+	EXPECT_INFO_PINNED(fd, s0.v[ST_PINNED_BYTES] + 128 * 1024, " after unpin");
 	CHECK_OK(do_unpin(fd, h2));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 2, [ST_UNPIN_CALLS] = 2));
 	return T_PASS;
@@ -264,8 +251,7 @@ static int t_nop(const struct test *t)
 	int fd, i;
 
 	(void)t;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
 	STATS(0, &s0);
 	for (i = 0; i < 100; i++)
 		CHECK_OK(xioctl(fd, MOEX_IOCTL_NOP, &nop));

@@ -226,12 +226,10 @@ static int t_copy_from_readonly(const struct test *t)
 	int dev, fd, err;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	src = buf_4k(len);
-	dst = buf_4k(len);
-	want = buf_4k(len);
-	CHECK(src && dst && want, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(src, buf_4k(len));
+	MAP(dst, buf_4k(len));
+	MAP(want, buf_4k(len));
 	fill_random(src, len);
 	fill_random(dst, len);
 	memcpy(want, dst, len);
@@ -419,8 +417,7 @@ static int t_concurrency(const struct test *t)
 	(void)t;
 	memset(w, 0, sizeof(w));
 	STATS(0, &s0);
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
 	for (i = 0; i < N; i++) {
 		w[i].fd = i < SHARED ? fd : dev_open(0);
 		CHECK(w[i].fd >= 0, "open /dev/moex0: %s", strerror(errno));

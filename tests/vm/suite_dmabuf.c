@@ -47,6 +47,27 @@ static int export_setup(int dev, size_t len, bool ro, struct exp_region *e)
 	return T_PASS;
 }
 
+/*
+ * mmap(@prot, @flags) of @len bytes of the dma-buf @dfd must fail with
+ * @want; @what names the attempt in the failure message.
+ */
+static int mmap_refused_at(int line, int dfd, size_t len, int prot, int flags,
+			   int want, const char *what)
+{
+	void *m = mmap(NULL, len, prot, flags, dfd, 0);
+	int err = errno;
+
+	if (m != MAP_FAILED)
+		munmap(m, len);
+	if (m != MAP_FAILED || err != want)
+		return fail_at(__FILE__, line, "%s: expected %s, got %s", what,
+			       errname(want),
+			       m == MAP_FAILED ? errname(err) : "success");
+	return T_PASS;
+}
+#define EXPECT_MMAP_REFUSED(dfd, len, prot, flags, want, what)		\
+	TRY(mmap_refused_at(__LINE__, dfd, len, prot, flags, want, what))
+
 static int t_export_basic(const struct test *t)
 {
 	struct moex_region_info ri;
@@ -123,35 +144,22 @@ static int t_export_mmap(const struct test *t)
 	      strerror(errno));
 	CHECK_BYTES("dma-buf mapping at an offset", m2, e.p + 2 * g_page,
 		    len - 2 * g_page);
-	m2 = mmap(NULL, len + g_page, PROT_READ, MAP_SHARED, e.dfd, 0);
-	if (m2 != MAP_FAILED)
-		munmap(m2, len + g_page);
-	CHECK(m2 == MAP_FAILED && errno == EINVAL,
-	      "mmap past the dma-buf's end: expected EINVAL, got %s",
-	      m2 == MAP_FAILED ? errname(errno) : "success");
+	EXPECT_MMAP_REFUSED(e.dfd, len + g_page, PROT_READ, MAP_SHARED, EINVAL,
+			    "mmap past the dma-buf's end");
 	return T_PASS;
 }
 
 static int t_export_mmap_private(const struct test *t)
 {
 	struct exp_region e;
-	void *m;
 	int dev;
 
 	TRY(test_dev(t, &dev));
 	TRY(export_setup(dev, 64 * KIB, false, &e));
-	m = mmap(NULL, 64 * KIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, e.dfd, 0);
-	if (m != MAP_FAILED)
-		munmap(m, 64 * KIB);
-	CHECK(m == MAP_FAILED && errno == EINVAL,
-	      "mmap MAP_PRIVATE of the dma-buf: expected EINVAL, got %s",
-	      m == MAP_FAILED ? errname(errno) : "success");
-	m = mmap(NULL, 64 * KIB, PROT_READ, MAP_PRIVATE, e.dfd, 0);
-	if (m != MAP_FAILED)
-		munmap(m, 64 * KIB);
-	CHECK(m == MAP_FAILED && errno == EINVAL,
-	      "mmap MAP_PRIVATE PROT_READ of the dma-buf: expected EINVAL, got %s",
-	      m == MAP_FAILED ? errname(errno) : "success");
+	EXPECT_MMAP_REFUSED(e.dfd, 64 * KIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, EINVAL,
+			    "mmap MAP_PRIVATE of the dma-buf");
+	EXPECT_MMAP_REFUSED(e.dfd, 64 * KIB, PROT_READ, MAP_PRIVATE, EINVAL,
+			    "mmap MAP_PRIVATE PROT_READ of the dma-buf");
 	return T_PASS;
 }
 
@@ -161,7 +169,6 @@ static int t_export_readonly(const struct test *t)
 	const size_t len = 64 * KIB;
 	struct moex_region_info ri;
 	struct exp_region e;
-	void *w;
 	int dev, fl;
 
 	TRY(test_dev(t, &dev));
@@ -172,12 +179,8 @@ static int t_export_readonly(const struct test *t)
 	CHECK_OK(do_rinfo(e.fd, e.h, &ri));
 	CHECK(ri.region_flags == (MOEX_REGION_READONLY | MOEX_REGION_EXPORTED),
 	      "region_flags %#x, expected READONLY|EXPORTED", ri.region_flags);
-	w = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, e.dfd, 0);
-	if (w != MAP_FAILED)
-		munmap(w, len);
-	CHECK(w == MAP_FAILED && errno == EACCES,
-	      "mmap PROT_WRITE of a read-only dma-buf: expected EACCES, got %s",
-	      w == MAP_FAILED ? errname(errno) : "success");
+	EXPECT_MMAP_REFUSED(e.dfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, EACCES,
+			    "mmap PROT_WRITE of a read-only dma-buf");
 	return T_PASS;
 }
 
@@ -277,15 +280,13 @@ static int t_export_lifetime(const struct test *t)
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_DMABUF_EXPORTS] = 1,
 				     [ST_OPEN_FILES] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 1024, "VmPin %lld kB, expected %lld",
-	      vmpin_kb(0), vm0 + 1024);
+	EXPECT_VMPIN(vm0 + 1024, "");
 
 	CHECK_OK(do_unpin(e.fd, e.h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_DMABUF_EXPORTS] = 1,
 				     [ST_UNPIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 1024, "VmPin %lld kB after UNPIN, expected %lld",
-	      vmpin_kb(0), vm0 + 1024);
+	EXPECT_VMPIN(vm0 + 1024, " after UNPIN");
 
 	xclose(e.fd);
 	sleep_ms(100);
@@ -310,8 +311,7 @@ static int t_export_lifetime(const struct test *t)
 	xunmap(m);
 	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_DMABUF_EXPORTS] = 1,
 				   [ST_UNPIN_CALLS] = 1), 10000);
-	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB at the end, expected %lld",
-	      vmpin_kb(0), vm0);
+	EXPECT_VMPIN(vm0, " at the end");
 	return T_PASS;
 }
 
@@ -326,10 +326,8 @@ static int export_emfile_child(void *arg)
 	int fd, dfd, lowest, err, rinfo_err;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_4k(64 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_4k(64 * KIB));
 	CHECK_OK(do_pin(fd, p, 64 * KIB, 0, &h));
 	lowest = dup(fd);
 	CHECK(lowest >= 0, "dup: %s", strerror(errno));
@@ -392,6 +390,43 @@ static int vgem_open(int *card)
 	return skip("vgem loaded but no /dev/dri/card* named vgem");
 }
 
+/*
+ * The start of the vgem tests: the device of @t, the vgem card, the stats
+ * before, and a region of @len bytes (@ro: READONLY) exported.
+ */
+static int vgem_setup(const struct test *t, size_t len, bool ro, int *dev,
+		      int *card, struct stats *s0, struct exp_region *e)
+{
+	TRY(test_dev(t, dev));
+	TRY(vgem_open(card));
+	STATS(*dev, s0);
+	return export_setup(*dev, len, ro, e);
+}
+
+/*
+ * The end of the vgem tests: close the card and the dma-buf, unpin, and
+ * expect the import gone with them (the moex file stays open).
+ */
+static int vgem_close_all(int dev, int card, struct exp_region *e,
+			  const struct stats *s0)
+{
+	xclose(card);
+	xclose(e->dfd);
+	CHECK_OK(do_unpin(e->fd, e->h));
+	WAIT_STATS(dev, s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
+				  [ST_DMABUF_EXPORTS] = 1, [ST_OPEN_FILES] = 1),
+		   10000);
+	return T_PASS;
+}
+
+/* DRM_IOCTL_PRIME_FD_TO_HANDLE of @dfd on @card into @ph: 0 or errno. */
+static int prime_import(int card, int dfd, struct drm_prime_handle *ph)
+{
+	memset(ph, 0, sizeof(*ph));
+	ph->fd = dfd;
+	return xioctl(card, DRM_IOCTL_PRIME_FD_TO_HANDLE, ph);
+}
+
 static int t_vgem_import(const struct test *t)
 {
 	const size_t len = 1 * MIB;
@@ -401,13 +436,8 @@ static int t_vgem_import(const struct test *t)
 	struct stats s0;
 	int dev, card, err;
 
-	TRY(test_dev(t, &dev));
-	TRY(vgem_open(&card));
-	STATS(dev, &s0);
-	TRY(export_setup(dev, len, false, &e));
-	memset(&ph, 0, sizeof(ph));
-	ph.fd = e.dfd;
-	err = xioctl(card, DRM_IOCTL_PRIME_FD_TO_HANDLE, &ph);
+	TRY(vgem_setup(t, len, false, &dev, &card, &s0, &e));
+	err = prime_import(card, e.dfd, &ph);
 	CHECK(!err, "DRM_IOCTL_PRIME_FD_TO_HANDLE on vgem: %s", errname(err));
 	CHECK(ph.handle != 0, "vgem GEM handle 0");
 	xclose(e.dfd);
@@ -436,28 +466,15 @@ static int t_vgem_import_twice(const struct test *t)
 	struct stats s0;
 	int dev, card, err;
 
-	TRY(test_dev(t, &dev));
-	TRY(vgem_open(&card));
-	STATS(dev, &s0);
-	TRY(export_setup(dev, 256 * KIB, false, &e));
-	memset(&ph1, 0, sizeof(ph1));
-	ph1.fd = e.dfd;
-	err = xioctl(card, DRM_IOCTL_PRIME_FD_TO_HANDLE, &ph1);
+	TRY(vgem_setup(t, 256 * KIB, false, &dev, &card, &s0, &e));
+	err = prime_import(card, e.dfd, &ph1);
 	CHECK(!err, "DRM_IOCTL_PRIME_FD_TO_HANDLE: %s", errname(err));
-	memset(&ph2, 0, sizeof(ph2));
-	ph2.fd = e.dfd;
-	err = xioctl(card, DRM_IOCTL_PRIME_FD_TO_HANDLE, &ph2);
+	err = prime_import(card, e.dfd, &ph2);
 	CHECK(!err, "second DRM_IOCTL_PRIME_FD_TO_HANDLE: %s", errname(err));
 	CHECK(ph1.handle == ph2.handle, "the same dma-buf imported as handles %u and %u",
 	      ph1.handle, ph2.handle);
 	/* closing the card drops the import without GEM_CLOSE */
-	xclose(card);
-	xclose(e.dfd);
-	CHECK_OK(do_unpin(e.fd, e.h));
-	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
-				   [ST_DMABUF_EXPORTS] = 1, [ST_OPEN_FILES] = 1),
-		   10000);
-	return T_PASS;
+	return vgem_close_all(dev, card, &e, &s0);
 }
 
 /* vgem maps imports for reading and writing: a READONLY region refuses. */
@@ -468,23 +485,12 @@ static int t_vgem_import_readonly(const struct test *t)
 	struct stats s0;
 	int dev, card, err;
 
-	TRY(test_dev(t, &dev));
-	TRY(vgem_open(&card));
-	STATS(dev, &s0);
-	TRY(export_setup(dev, 64 * KIB, true, &e));
-	memset(&ph, 0, sizeof(ph));
-	ph.fd = e.dfd;
-	err = xioctl(card, DRM_IOCTL_PRIME_FD_TO_HANDLE, &ph);
+	TRY(vgem_setup(t, 64 * KIB, true, &dev, &card, &s0, &e));
+	err = prime_import(card, e.dfd, &ph);
 	CHECK(err, "vgem imported a READONLY region's dma-buf (handle %u): it maps "
 	      "imports DMA_BIDIRECTIONAL", ph.handle);
 	note("vgem import of a read-only dma-buf: %s", errname(err));
-	xclose(card);
-	xclose(e.dfd);
-	CHECK_OK(do_unpin(e.fd, e.h));
-	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
-				   [ST_DMABUF_EXPORTS] = 1, [ST_OPEN_FILES] = 1),
-		   10000);
-	return T_PASS;
+	return vgem_close_all(dev, card, &e, &s0);
 }
 
 const struct test suite_dmabuf_tests[] = {

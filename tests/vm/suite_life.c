@@ -204,13 +204,9 @@ static pid_t spawn(int (*fn)(int sock, void *arg), void *arg, int *sock)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return -1;
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		close(sv[0]);
-		close(sv[1]);
+	pid = fork_closing(sv);
+	if (pid < 0)
 		return -1;
-	}
 	if (!pid) {
 		close(sv[0]);
 		cleanup_forget();
@@ -260,11 +256,9 @@ static int kid_dmabuf(int sock, void *arg)
 	int fd, dfd;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	a = buf_4k(1 * MIB);
-	b = buf_any(2 * MIB);
-	CHECK(a && b, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(a, buf_4k(1 * MIB));
+	MAP(b, buf_any(2 * MIB));
 	fill_random_r(b, 2 * MIB, &seed);
 	CHECK_OK(do_pin(fd, a, 1 * MIB, 0, &ha));
 	CHECK_OK(do_pin(fd, b, 2 * MIB, 0, &hb));
@@ -316,18 +310,15 @@ static int kid_regions(int sock, void *arg)
 	int fd, fe;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	a = buf_thp(2 * MIB);
-	b = buf_4k(256 * KIB);
-	c = buf_4k(64 * KIB);
-	CHECK(a && b && c, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(a, buf_thp(2 * MIB));
+	MAP(b, buf_4k(256 * KIB));
+	MAP(c, buf_4k(64 * KIB));
 	CHECK_OK(do_pin(fd, a, 2 * MIB, 0, &h));
 	CHECK_OK(do_pin(fd, b, 256 * KIB, 0, &h));
 	CHECK_OK(do_pin(fd, c, 64 * KIB, MOEX_PIN_READONLY, &h));
 	if (g_edu >= 0) {
-		fe = dev_open(g_edu);
-		CHECK(fe >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
+		OPEN_DEV(g_edu, &fe);
 		CHECK_OK(do_pin(fe, b, 256 * KIB, 0, &h));
 	}
 	CHECK(!send_msg(sock, 'R', -1, NULL), "sendmsg: %s", strerror(errno));
@@ -374,11 +365,9 @@ static int kid_edu_copy(int sock, void *arg)
 	char *a, *b;
 	int fd, err;
 
-	fd = dev_open(g_edu);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
-	a = buf_4k(64 * KIB);
-	b = buf_4k(64 * KIB);
-	CHECK(a && b, "mmap: %s", strerror(errno));
+	OPEN_DEV(g_edu, &fd);
+	MAP(a, buf_4k(64 * KIB));
+	MAP(b, buf_4k(64 * KIB));
 	fill_random(a, 64 * KIB);
 	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
 	CHECK_OK(do_pin(fd, b, 64 * KIB, 0, &hb));
@@ -442,11 +431,9 @@ static int kid_pin(int sock, void *arg)
 	int fd;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = xmap(PIN_KILL_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		 -1, 0);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, xmap(PIN_KILL_LEN, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 	CHECK(!send_msg(sock, 'R', -1, NULL), "sendmsg: %s", strerror(errno));
 	CHECK_OK(do_pin(fd, p, PIN_KILL_LEN, 0, &h));
 	return T_PASS;
@@ -504,10 +491,8 @@ static int kid_pass_fd(int sock, void *arg)
 	int fd;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_4k(1 * MIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_4k(1 * MIB));
 	fill_random_r(p, 1 * MIB, &seed);
 	CHECK_OK(do_pin(fd, p, 1 * MIB, 0, &h));
 	snprintf(text, sizeof(text), "%u %llu", h, (unsigned long long)(uintptr_t)p);
@@ -609,11 +594,9 @@ static int t_edu_hot_unplug(const struct test *t)
 	if (g_edu < 0)
 		return skip("no edu device (/dev/moexN with engine edu)");
 	TRY(edu_bdf(bdf, sizeof(bdf)));
-	fd = dev_open(g_edu);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
-	a = buf_4k(64 * KIB);
-	b = buf_4k(64 * KIB);
-	CHECK(a && b, "mmap: %s", strerror(errno));
+	OPEN_DEV(g_edu, &fd);
+	MAP(a, buf_4k(64 * KIB));
+	MAP(b, buf_4k(64 * KIB));
 	fill_random(a, 64 * KIB);
 	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
 	CHECK_OK(do_pin(fd, b, 64 * KIB, 0, &hb));
@@ -658,8 +641,7 @@ static int t_edu_hot_unplug(const struct test *t)
 	} while (now_ms() < end);
 	CHECK(g_edu >= 0, "no edu moex device after the PCI rescan");
 	TRY(check_chardev(g_edu));
-	fd = dev_open(g_edu);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
+	OPEN_DEV(g_edu, &fd);
 	CHECK_OK(do_info(fd, &info));
 	CHECK(info.engine == MOEX_ENGINE_EDU, "engine %u after the rescan", info.engine);
 	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
@@ -708,13 +690,11 @@ static int t_unload_busy_fd(const struct test *t)
 	int fd;
 
 	(void)t;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
 	TRY(expect_unload_busy("/dev/moex0 is open"));
 	xclose(fd);
 	if (g_edu >= 0) {
-		fd = dev_open(g_edu);
-		CHECK(fd >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
+		OPEN_DEV(g_edu, &fd);
 		TRY(expect_unload_busy("the edu device is open"));
 	}
 	return T_PASS;
@@ -729,10 +709,8 @@ static int unload_busy_exported(bool map)
 	int fd, dfd;
 
 	STATS(0, &s0);
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_4k(256 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_4k(256 * KIB));
 	CHECK_OK(do_pin(fd, p, 256 * KIB, 0, &h));
 	CHECK_OK(do_export(fd, h, &dfd));
 	if (map) {
@@ -868,11 +846,9 @@ static int t_reload_works(const struct test *t)
 	int fd, dfd;
 
 	(void)t;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	a = buf_4k(64 * KIB);
-	b = buf_4k(64 * KIB);
-	CHECK(a && b, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(a, buf_4k(64 * KIB));
+	MAP(b, buf_4k(64 * KIB));
 	fill_random(a, 64 * KIB);
 	STATS(0, &s0);
 	CHECK_OK(do_info(fd, &info));

@@ -55,7 +55,6 @@ static int t_pin_basic(const struct test *t)
 {
 	const uint64_t len = 1 * MIB;
 	struct moex_region_info ri;
-	struct moex_info info;
 	struct stats s0;
 	long long vm0;
 	uint32_t h;
@@ -63,32 +62,24 @@ static int t_pin_basic(const struct test *t)
 	int dev, fd;
 
 	TRY(test_dev(t, &dev));
-	p = buf_4k(len);
-	CHECK(p, "mmap: %s", strerror(errno));
+	MAP(p, buf_4k(len));
 	STATS(dev, &s0);
 	vm0 = vmpin_kb(0);
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &fd);
 	CHECK_OK(do_pin(fd, p, len, 0, &h));
 	CHECK(h != 0, "REGION_PIN returned handle 0");
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len,
 				     [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 1024, "VmPin %lld kB after pinning 1 MiB, expected %lld",
-	      vmpin_kb(0), vm0 + 1024);
-	CHECK_OK(do_info(fd, &info));
-	CHECK((long long)info.pinned_bytes == s0.v[ST_PINNED_BYTES] + (long long)len,
-	      "INFO pinned_bytes %llu, expected %lld",
-	      (unsigned long long)info.pinned_bytes,
-	      s0.v[ST_PINNED_BYTES] + (long long)len);
+	EXPECT_VMPIN(vm0 + 1024, " after pinning 1 MiB");
+	EXPECT_INFO_PINNED(fd, s0.v[ST_PINNED_BYTES] + (long long)len, "");
 	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
 	note("moex%d: 1 MiB of base pages: %u sg segments, %u dma segments",
 	     dev, ri.sg_segments, ri.dma_segments);
 	CHECK_OK(do_unpin(fd, h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
 				     [ST_OPEN_FILES] = 1));
-	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after unpin, expected %lld",
-	      vmpin_kb(0), vm0);
+	EXPECT_VMPIN(vm0, " after unpin");
 	CHECK_ERRNO(do_rinfo(fd, h, &ri), ENOENT);
 	CHECK_ERRNO(do_unpin(fd, h), ENOENT);
 	xclose(fd);
@@ -107,10 +98,8 @@ static int t_pin_readonly(const struct test *t)
 	int dev, fd;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	p = buf_4k(len);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(p, buf_4k(len));
 	fill_random(p, len);
 	CHECK(!mprotect(p, len, PROT_READ), "mprotect: %s", strerror(errno));
 	STATS(dev, &s0);
@@ -123,12 +112,10 @@ static int t_pin_readonly(const struct test *t)
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
 				     [ST_PINNED_BYTES] = len,
 				     [ST_PINNED_REGIONS] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 256, "VmPin %lld kB, expected %lld",
-	      vmpin_kb(0), vm0 + 256);
+	EXPECT_VMPIN(vm0 + 256, "");
 	TRY(check_rinfo(dev, fd, h, p, len, MOEX_REGION_READONLY, NULL));
 	CHECK_OK(do_unpin(fd, h));
-	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after unpin, expected %lld",
-	      vmpin_kb(0), vm0);
+	EXPECT_VMPIN(vm0, " after unpin");
 	return T_PASS;
 }
 
@@ -140,10 +127,8 @@ static int t_pin_readonly_rw_mapping(const struct test *t)
 	int dev, fd;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	p = buf_4k(64 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(p, buf_4k(64 * KIB));
 	CHECK_OK(do_pin(fd, p, 64 * KIB, MOEX_PIN_READONLY, &h));
 	TRY(check_rinfo(dev, fd, h, p, 64 * KIB, MOEX_REGION_READONLY, NULL));
 	return T_PASS;
@@ -160,10 +145,8 @@ static int t_region_thp(const struct test *t)
 	int dev, fd;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	p = buf_thp(len);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(p, buf_thp(len));
 	huge = thp_bytes(p);
 	if (huge < (long long)len)
 		return skip("no transparent huge pages for the buffer (AnonHugePages %lld bytes)",
@@ -189,10 +172,8 @@ static int t_region_4k(const struct test *t)
 	int dev, fd;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	p = buf_4k(len);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(p, buf_4k(len));
 	CHECK(thp_bytes(p) == 0, "MADV_NOHUGEPAGE buffer has %lld bytes of huge pages",
 	      thp_bytes(p));
 	CHECK_OK(do_pin(fd, p, len, 0, &h));
@@ -211,22 +192,18 @@ static int t_pin_large(const struct test *t)
 	int fd;
 
 	(void)t;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_any(len);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_any(len));
 	STATS(0, &s0);
 	vm0 = vmpin_kb(0);
 	CHECK_OK(do_pin(fd, p, len, 0, &h));
 	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = len,
 				   [ST_PINNED_REGIONS] = 1, [ST_PIN_CALLS] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 65536, "VmPin %lld kB, expected %lld",
-	      vmpin_kb(0), vm0 + 65536);
+	EXPECT_VMPIN(vm0 + 65536, "");
 	TRY(check_rinfo(0, fd, h, p, len, 0, NULL));
 	CHECK_OK(do_unpin(fd, h));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
-	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after unpin, expected %lld",
-	      vmpin_kb(0), vm0);
+	EXPECT_VMPIN(vm0, " after unpin");
 	return T_PASS;
 }
 
@@ -239,10 +216,8 @@ static int t_pin_twice(const struct test *t)
 	int fd;
 
 	(void)t;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_4k(128 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_4k(128 * KIB));
 	STATS(0, &s0);
 	CHECK_OK(do_pin(fd, p, 128 * KIB, 0, &h1));
 	CHECK_OK(do_pin(fd, p, 128 * KIB, MOEX_PIN_READONLY, &h2));
@@ -268,10 +243,8 @@ static int t_unpin_twice(const struct test *t)
 	int fd;
 
 	(void)t;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_4k(64 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_4k(64 * KIB));
 	STATS(0, &s0);
 	CHECK_OK(do_pin(fd, p, 64 * KIB, 0, &h));
 	CHECK_OK(do_unpin(fd, h));
@@ -290,24 +263,20 @@ static int t_close_releases(const struct test *t)
 	int dev, fd, i;
 
 	TRY(test_dev(t, &dev));
-	p = buf_4k(3 * 256 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	MAP(p, buf_4k(3 * 256 * KIB));
 	STATS(dev, &s0);
 	vm0 = vmpin_kb(0);
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &fd);
 	for (i = 0; i < 3; i++)
 		CHECK_OK(do_pin(fd, p + i * 256 * KIB, 256 * KIB,
 				i == 2 ? MOEX_PIN_READONLY : 0, &h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = 768 * KIB,
 				     [ST_PINNED_REGIONS] = 3, [ST_PIN_CALLS] = 3,
 				     [ST_OPEN_FILES] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 768, "VmPin %lld kB, expected %lld",
-	      vmpin_kb(0), vm0 + 768);
+	EXPECT_VMPIN(vm0 + 768, "");
 	xclose(fd);
 	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 3), 10000);
-	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after close, expected %lld",
-	      vmpin_kb(0), vm0);
+	EXPECT_VMPIN(vm0, " after close");
 	return T_PASS;
 }
 
@@ -350,22 +319,20 @@ static int rlimit_child(void *arg)
 	(void)arg;
 	fd = dev_open(0);	/* opened as root: the node is 0600 */
 	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	big = buf_any(1 * MIB);
-	small = buf_4k(32 * KIB);
-	CHECK(big && small, "mmap: %s", strerror(errno));
+	MAP(big, buf_any(1 * MIB));
+	MAP(small, buf_4k(32 * KIB));
 	TRY(drop_root());
 	TRY(set_memlock(64 * KIB));
 	STATS(0, &s0);
 	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB at start", vmpin_kb(0));
 	CHECK_ERRNO(do_pin(fd, big, 1 * MIB, 0, &h), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1));
-	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB after the refused pin, expected 0",
-	      vmpin_kb(0));
+	EXPECT_VMPIN(0, " after the refused pin");
 	CHECK_OK(do_pin(fd, small, 32 * KIB, 0, &h));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
 				   [ST_PINNED_BYTES] = 32 * KIB,
 				   [ST_PINNED_REGIONS] = 1));
-	CHECK(vmpin_kb(0) == 32, "VmPin %lld kB, expected 32", vmpin_kb(0));
+	EXPECT_VMPIN(32, "");
 	return T_PASS;
 }
 
@@ -390,26 +357,23 @@ static int rlimit_boundary_child(void *arg)
 	int fd;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_4k(128 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_4k(128 * KIB));
 	TRY(drop_root());
 	TRY(set_memlock(64 * KIB));
 	STATS(0, &s0);
 	CHECK_OK(do_pin(fd, p, 32 * KIB, 0, &h));
 	CHECK_OK(do_pin(fd, p + 32 * KIB, 32 * KIB, MOEX_PIN_READONLY, &h));
-	CHECK(vmpin_kb(0) == 64, "VmPin %lld kB, expected 64", vmpin_kb(0));
+	EXPECT_VMPIN(64, "");
 	CHECK_ERRNO(do_pin(fd, p + 64 * KIB, g_page, 0, &h), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 2,
 				   [ST_PINNED_BYTES] = 64 * KIB,
 				   [ST_PINNED_REGIONS] = 2));
-	CHECK(vmpin_kb(0) == 64, "VmPin %lld kB after the refused pin, expected 64",
-	      vmpin_kb(0));
+	EXPECT_VMPIN(64, " after the refused pin");
 	/* unpinning gives the room back */
 	CHECK_OK(do_unpin(fd, h));
 	CHECK_OK(do_pin(fd, p + 64 * KIB, 32 * KIB, 0, &h));
-	CHECK(vmpin_kb(0) == 64, "VmPin %lld kB, expected 64", vmpin_kb(0));
+	EXPECT_VMPIN(64, "");
 	return T_PASS;
 }
 
@@ -433,16 +397,13 @@ static int root_rlimit_child(void *arg)
 	int fd;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_any(1 * MIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_any(1 * MIB));
 	TRY(set_memlock(64 * KIB));
 	CHECK_OK(do_pin(fd, p, 1 * MIB, 0, &h));
-	CHECK(vmpin_kb(0) == 1024, "VmPin %lld kB, expected 1024", vmpin_kb(0));
+	EXPECT_VMPIN(1024, "");
 	CHECK_OK(do_unpin(fd, h));
-	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB after unpin, expected 0",
-	      vmpin_kb(0));
+	EXPECT_VMPIN(0, " after unpin");
 	return T_PASS;
 }
 
@@ -485,10 +446,8 @@ static int t_max_pinned(const struct test *t)
 
 	(void)t;
 	TRY(total_pinned_zero());
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_any(16 * MIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_any(16 * MIB));
 	CHECK_OK(set_max_pinned_mb(8));
 	CHECK_OK(do_info(fd, &info));
 	CHECK(info.max_pinned_bytes == 8 * MIB, "INFO max_pinned_bytes %llu, expected %llu",
@@ -534,8 +493,7 @@ static int t_max_pinned_all_devices(const struct test *t)
 	fd0 = dev_open(0);
 	fd1 = dev_open(g_edu);
 	CHECK(fd0 >= 0 && fd1 >= 0, "open: %s", strerror(errno));
-	p = buf_any(10 * MIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	MAP(p, buf_any(10 * MIB));
 	CHECK_OK(set_max_pinned_mb(8));
 	STATS(0, &s0);
 	STATS(g_edu, &s1);
@@ -565,10 +523,8 @@ static int t_max_pinned_lower(const struct test *t)
 
 	(void)t;
 	TRY(total_pinned_zero());
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
-	p = buf_any(12 * MIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
+	MAP(p, buf_any(12 * MIB));
 	STATS(0, &s0);
 	CHECK_OK(do_pin(fd, p, 8 * MIB, 0, &h1));
 	CHECK_OK(set_max_pinned_mb(4));
@@ -600,9 +556,8 @@ static int t_handles_per_file(const struct test *t)
 	fd1 = dev_open(dev);
 	fd2 = dev_open(dev);
 	CHECK(fd1 >= 0 && fd2 >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	p1 = buf_4k(64 * KIB);
-	p2 = buf_4k(64 * KIB);
-	CHECK(p1 && p2, "mmap: %s", strerror(errno));
+	MAP(p1, buf_4k(64 * KIB));
+	MAP(p2, buf_4k(64 * KIB));
 	STATS(dev, &s0);
 	CHECK_OK(do_pin(fd1, p1, 64 * KIB, 0, &h1));
 	CHECK_ERRNO(do_rinfo(fd2, h1, &ri), ENOENT);
@@ -659,8 +614,7 @@ static int t_handles_fork(const struct test *t)
 	TRY(test_dev(t, &a.dev));
 	a.fd = dev_open(a.dev);
 	CHECK(a.fd >= 0, "open /dev/moex%d: %s", a.dev, strerror(errno));
-	p = buf_4k(64 * KIB);
-	CHECK(p, "mmap: %s", strerror(errno));
+	MAP(p, buf_4k(64 * KIB));
 	a.p = p;
 	STATS(a.dev, &s0);
 	CHECK_OK(do_pin(a.fd, p, 64 * KIB, 0, &a.h));
@@ -690,18 +644,15 @@ static int t_edu_pin_beyond_dma(const struct test *t)
 	(void)t;
 	if (g_edu < 0)
 		return skip("no edu device (/dev/moexN with engine edu)");
-	fd = dev_open(g_edu);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", g_edu, strerror(errno));
-	p = buf_any(len);
-	CHECK(p, "mmap: %s", strerror(errno));
+	OPEN_DEV(g_edu, &fd);
+	MAP(p, buf_any(len));
 	STATS(g_edu, &s0);
 	vm0 = vmpin_kb(0);
 	err = do_pin(fd, p, len, 0, &h);
 	CHECK(err, "pinned 320 MiB for a device with 28-bit (256 MiB) DMA");
 	note("edu: pinning 320 MiB: %s", errname(err));
 	EXPECT_STATS(g_edu, &s0, DELTA([ST_PIN_FAILURES] = 1));
-	CHECK(vmpin_kb(0) == vm0, "VmPin %lld kB after the failed pin, expected %lld",
-	      vmpin_kb(0), vm0);
+	EXPECT_VMPIN(vm0, " after the failed pin");
 	CHECK_OK(do_pin(fd, p, 64 * MIB, 0, &h));
 	CHECK_OK(do_unpin(fd, h));
 	return T_PASS;
@@ -718,12 +669,10 @@ static int t_pin_outlives_munmap(const struct test *t)
 	int dev, fd, dfd, rc;
 
 	TRY(test_dev(t, &dev));
-	fd = dev_open(dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
-	a = buf_4k(len);
-	b = buf_4k(len);
-	want = buf_4k(len);
-	CHECK(a && b && want, "mmap: %s", strerror(errno));
+	OPEN_DEV(dev, &fd);
+	MAP(a, buf_4k(len));
+	MAP(b, buf_4k(len));
+	MAP(want, buf_4k(len));
 	fill_random(a, len);
 	fill_random(b, len);
 	memcpy(want, a, len);
@@ -736,8 +685,7 @@ static int t_pin_outlives_munmap(const struct test *t)
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = 2 * len,
 				     [ST_PINNED_REGIONS] = 2, [ST_PIN_CALLS] = 2,
 				     [ST_DMABUF_EXPORTS] = 1));
-	CHECK(vmpin_kb(0) == vm0 + 512, "VmPin %lld kB after munmap, expected %lld",
-	      vmpin_kb(0), vm0 + 512);
+	EXPECT_VMPIN(vm0 + 512, " after munmap");
 	CHECK_OK(do_copy(fd, hb, ha, 1000, 4000, 3000));
 	memcpy(want + 4000, b + 1000, 3000);
 	m = xmap(len, PROT_READ, MAP_SHARED, dfd, 0);
@@ -752,8 +700,7 @@ static int t_pin_outlives_munmap(const struct test *t)
 				   [ST_PIN_CALLS] = 2, [ST_UNPIN_CALLS] = 1,
 				   [ST_DMABUF_EXPORTS] = 1,
 				   [ST_COPY_CALLS] = 1, [ST_COPY_BYTES] = 3000), 10000);
-	CHECK(vmpin_kb(0) == vm0 + 256, "VmPin %lld kB, expected %lld",
-	      vmpin_kb(0), vm0 + 256);
+	EXPECT_VMPIN(vm0 + 256, "");
 	return T_PASS;
 }
 
@@ -772,8 +719,7 @@ static int huge_pin_child(void *arg)
 	int fd, err;
 
 	(void)arg;
-	fd = dev_open(0);
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	OPEN_DEV(0, &fd);
 	TRY(set_memlock(RLIM_INFINITY));
 	TRY(drop_root());
 	p = xmap(HUGE_PIN_LEN, PROT_NONE,

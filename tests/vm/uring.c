@@ -30,20 +30,9 @@
 
 #include <linux/moex.h>
 
+#include "vmlib.h"
+
 #define PAGE		4096UL
-#define NSTATS		10
-
-static const char *const stat_names[NSTATS] = {
-	"pinned_bytes", "pinned_regions", "pin_calls", "pin_failures",
-	"unpin_calls", "copy_calls", "copy_bytes", "copy_failures",
-	"dmabuf_exports", "open_files",
-};
-enum { PINNED_BYTES, PINNED_REGIONS, PIN_CALLS, PIN_FAILURES, UNPIN_CALLS,
-	COPY_CALLS, COPY_BYTES, COPY_FAILURES, DMABUF_EXPORTS, OPEN_FILES };
-
-struct stats {
-	long long v[NSTATS];
-};
 
 static int passed, failed, skipped;
 
@@ -75,36 +64,27 @@ static void skip(const char *name, const char *why)
 
 static int read_stats(int dev, struct stats *s)
 {
-	char path[128], buf[64];
-	int i;
+	char why[256];
 
-	for (i = 0; i < NSTATS; i++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/sys/class/moex/moex%d/stats/%s",
-			 dev, stat_names[i]);
-		f = fopen(path, "r");
-		if (!f)
-			return -errno;
-		if (!fgets(buf, sizeof(buf), f)) {
-			fclose(f);
-			return -EIO;
-		}
-		fclose(f);
-		s->v[i] = strtoll(buf, NULL, 10);
-	}
-	return 0;
+	return stats_read_raw(dev, s, why, sizeof(why)) ? -EIO : 0;
 }
 
-/* The first counter that differs, or -1. */
-static int stats_diff(const struct stats *a, const struct stats *b)
+/*
+ * ok @name if the counters moved from @a to @b by @n copies of @bytes in
+ * all and no failed copy, else fail it with the changes.
+ */
+static void report_copies(const char *name, const struct stats *a,
+			  const struct stats *b, long long n, long long bytes)
 {
-	int i;
+	long long calls = b->v[ST_COPY_CALLS] - a->v[ST_COPY_CALLS];
+	long long moved = b->v[ST_COPY_BYTES] - a->v[ST_COPY_BYTES];
+	long long failures = b->v[ST_COPY_FAILURES] - a->v[ST_COPY_FAILURES];
 
-	for (i = 0; i < NSTATS; i++)
-		if (a->v[i] != b->v[i])
-			return i;
-	return -1;
+	if (calls != n || moved != bytes || failures)
+		fail(name, "copy_calls +%lld copy_bytes +%lld failures +%lld",
+		     calls, moved, failures);
+	else
+		ok(name);
 }
 
 /*
@@ -118,7 +98,7 @@ static void wait_open_files(int dev, long long n)
 	int i;
 
 	for (i = 0; i < 1000; i++) {
-		if (read_stats(dev, &s) || s.v[OPEN_FILES] == n)
+		if (read_stats(dev, &s) || s.v[ST_OPEN_FILES] == n)
 			return;
 		nanosleep(&ts, NULL);
 	}
@@ -129,23 +109,12 @@ static bool dev_exists(int dev)
 	char path[64];
 
 	snprintf(path, sizeof(path), "/dev/moex%d", dev);
-	return access(path, F_OK) == 0;
-}
-
-static int open_dev(int dev)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/dev/moex%d", dev);
-	return open(path, O_RDWR | O_CLOEXEC);
+	return path_exists(path);
 }
 
 static double now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return now_ms() / 1e3;
 }
 
 /* ---- commands -------------------------------------------------------- */
@@ -282,7 +251,7 @@ static void test_sqe64(void)
 	struct io_uring ring;
 	int fd, ret;
 
-	fd = open_dev(0);
+	fd = dev_open_raw(0);
 	if (fd < 0 || ring_init(&ring, 8, 0)) {
 		fail(name, "setup: %s", strerror(errno));
 		if (fd >= 0)
@@ -295,8 +264,8 @@ static void test_sqe64(void)
 	if (ret != -EINVAL)
 		fail(name, "NOP on a 64-byte SQE ring: res %d, want %d", ret,
 		     -EINVAL);
-	else if (stats_diff(&a, &b) >= 0)
-		fail(name, "%s changed", stat_names[stats_diff(&a, &b)]);
+	else if (stats_first_diff(&a, &b) >= 0)
+		fail(name, "%s changed", stat_names[stats_first_diff(&a, &b)]);
 	else
 		ok(name);
 	io_uring_queue_exit(&ring);
@@ -336,7 +305,7 @@ static void test_success(int dev)
 	int fd, ret, h, h2, efd;
 
 	snprintf(name, sizeof(name), "commands-moex%d", dev);
-	fd = open_dev(dev);
+	fd = dev_open_raw(dev);
 	buf = alloc_pages(len);
 	if (fd < 0 || !buf ||
 	    ring_init(&ring, 16, IORING_SETUP_SQE128 | IORING_SETUP_CQE32)) {
@@ -470,14 +439,14 @@ static void test_success(int dev)
 	}
 
 	read_stats(dev, &b);
-	if (b.v[PIN_CALLS] - a.v[PIN_CALLS] != 2 ||
-	    b.v[UNPIN_CALLS] - a.v[UNPIN_CALLS] != 2 ||
-	    b.v[DMABUF_EXPORTS] - a.v[DMABUF_EXPORTS] != 1 ||
-	    b.v[COPY_CALLS] - a.v[COPY_CALLS] != 1 ||
-	    b.v[COPY_BYTES] - a.v[COPY_BYTES] != 3 * PAGE + 11 ||
-	    b.v[PINNED_BYTES] != a.v[PINNED_BYTES] ||
-	    b.v[PIN_FAILURES] != a.v[PIN_FAILURES] ||
-	    b.v[COPY_FAILURES] != a.v[COPY_FAILURES]) {
+	if (b.v[ST_PIN_CALLS] - a.v[ST_PIN_CALLS] != 2 ||
+	    b.v[ST_UNPIN_CALLS] - a.v[ST_UNPIN_CALLS] != 2 ||
+	    b.v[ST_DMABUF_EXPORTS] - a.v[ST_DMABUF_EXPORTS] != 1 ||
+	    b.v[ST_COPY_CALLS] - a.v[ST_COPY_CALLS] != 1 ||
+	    b.v[ST_COPY_BYTES] - a.v[ST_COPY_BYTES] != 3 * PAGE + 11 ||
+	    b.v[ST_PINNED_BYTES] != a.v[ST_PINNED_BYTES] ||
+	    b.v[ST_PIN_FAILURES] != a.v[ST_PIN_FAILURES] ||
+	    b.v[ST_COPY_FAILURES] != a.v[ST_COPY_FAILURES]) {
 		fail(name, "counters moved wrongly");
 		goto out;
 	}
@@ -542,7 +511,7 @@ static void test_bad_input(void)
 	int fd, ha, hr, n = 0, i, bad = 0;
 	unsigned int unk = 0x7fffff00;
 
-	fd = open_dev(0);
+	fd = dev_open_raw(0);
 	if (fd < 0 || !a || !b || !fbuf ||
 	    ring_init(&ring, 16, IORING_SETUP_SQE128)) {
 		fail(name, "setup: %s", strerror(errno));
@@ -687,7 +656,7 @@ static void test_bad_input(void)
 		ret = run_full(&ring, fd, c->nr, &c->p, sizeof(c->p.raw),
 			       c->out_addr, c->fixed, c->buf_index, NULL);
 		read_stats(0, &s1);
-		d = stats_diff(&s0, &s1);
+		d = stats_first_diff(&s0, &s1);
 		if (ret != c->err) {
 			printf("  %s: res %d, want %d\n", c->name, ret, c->err);
 			bad++;
@@ -727,7 +696,7 @@ static void test_many(int dev, unsigned int n, size_t chunk)
 	double t0;
 
 	snprintf(name, sizeof(name), "copy-%u-in-flight-moex%d", n, dev);
-	fd = open_dev(dev);
+	fd = dev_open_raw(dev);
 	if (fd < 0 || !src || !dst || !seen ||
 	    ring_init(&ring, n, IORING_SETUP_SQE128)) {
 		fail(name, "setup: %s", strerror(errno));
@@ -792,15 +761,8 @@ static void test_many(int dev, unsigned int n, size_t chunk)
 	read_stats(dev, &b);
 	if (bad)
 		fail(name, "%d bad completions or copies", bad);
-	else if (b.v[COPY_CALLS] - a.v[COPY_CALLS] != n ||
-		 b.v[COPY_BYTES] - a.v[COPY_BYTES] != (long long)(n * chunk) ||
-		 b.v[COPY_FAILURES] != a.v[COPY_FAILURES])
-		fail(name, "copy_calls +%lld copy_bytes +%lld failures +%lld",
-		     b.v[COPY_CALLS] - a.v[COPY_CALLS],
-		     b.v[COPY_BYTES] - a.v[COPY_BYTES],
-		     b.v[COPY_FAILURES] - a.v[COPY_FAILURES]);
 	else
-		ok(name);
+		report_copies(name, &a, &b, n, (long long)(n * chunk));
 out:
 	io_uring_queue_exit(&ring);
 out_nofd:
@@ -826,7 +788,7 @@ static void test_fixed(int dev)
 	int fd, h, ret;
 
 	snprintf(name, sizeof(name), "copy-fixed-moex%d", dev);
-	fd = open_dev(dev);
+	fd = dev_open_raw(dev);
 	if (fd < 0 || !reg || !fb ||
 	    ring_init(&ring, 8, IORING_SETUP_SQE128)) {
 		fail(name, "setup: %s", strerror(errno));
@@ -875,14 +837,7 @@ static void test_fixed(int dev)
 		goto out;
 	}
 	read_stats(dev, &b);
-	if (b.v[COPY_CALLS] - a.v[COPY_CALLS] != 2 ||
-	    b.v[COPY_BYTES] - a.v[COPY_BYTES] != (long long)(2 * n) ||
-	    b.v[COPY_FAILURES] != a.v[COPY_FAILURES])
-		fail(name, "counters: copy_calls +%lld copy_bytes +%lld",
-		     b.v[COPY_CALLS] - a.v[COPY_CALLS],
-		     b.v[COPY_BYTES] - a.v[COPY_BYTES]);
-	else
-		ok(name);
+	report_copies(name, &a, &b, 2, (long long)(2 * n));
 out:
 	io_uring_queue_exit(&ring);
 out_nofd:
@@ -908,7 +863,7 @@ static void kill_child(int dev, int wfd, unsigned int n, size_t chunk,
 	int fd, hs, hd;
 	char r = 'x';
 
-	fd = open_dev(dev);
+	fd = dev_open_raw(dev);
 	if (fd < 0 || !src || !dst || ring_init(&ring, n, IORING_SETUP_SQE128))
 		_exit(2);
 	hs = upin(&ring, fd, src, len, 0);
@@ -976,22 +931,22 @@ static void test_kill(int dev, unsigned int n, size_t chunk, bool async,
 	do {
 		usleep(100000);
 		read_stats(dev, &b);
-		b.v[PIN_CALLS] -= 2;
-		b.v[COPY_CALLS] = a.v[COPY_CALLS];
-		b.v[COPY_BYTES] = a.v[COPY_BYTES];
-		b.v[COPY_FAILURES] = a.v[COPY_FAILURES];
-		d = stats_diff(&a, &b);
+		b.v[ST_PIN_CALLS] -= 2;
+		b.v[ST_COPY_CALLS] = a.v[ST_COPY_CALLS];
+		b.v[ST_COPY_BYTES] = a.v[ST_COPY_BYTES];
+		b.v[ST_COPY_FAILURES] = a.v[ST_COPY_FAILURES];
+		d = stats_first_diff(&a, &b);
 	} while (d >= 0 && now() - t0 < 120);
 	read_stats(dev, &b);
-	done = b.v[COPY_CALLS] - a.v[COPY_CALLS];
+	done = b.v[ST_COPY_CALLS] - a.v[ST_COPY_CALLS];
 	if (d >= 0)
 		fail(name, "%s is %lld, was %lld", stat_names[d], b.v[d],
 		     a.v[d]);
-	else if (done < 0 || done > n || b.v[COPY_FAILURES] != a.v[COPY_FAILURES] ||
-		 b.v[COPY_BYTES] - a.v[COPY_BYTES] != done * (long long)chunk)
+	else if (done < 0 || done > n || b.v[ST_COPY_FAILURES] != a.v[ST_COPY_FAILURES] ||
+		 b.v[ST_COPY_BYTES] - a.v[ST_COPY_BYTES] != done * (long long)chunk)
 		fail(name, "copy counters: calls +%lld bytes +%lld failures +%lld",
-		     done, b.v[COPY_BYTES] - a.v[COPY_BYTES],
-		     b.v[COPY_FAILURES] - a.v[COPY_FAILURES]);
+		     done, b.v[ST_COPY_BYTES] - a.v[ST_COPY_BYTES],
+		     b.v[ST_COPY_FAILURES] - a.v[ST_COPY_FAILURES]);
 	else
 		ok(name);
 	printf("  %s: %lld of %u copies ran\n", name, done, n);
@@ -1001,17 +956,11 @@ static void test_kill(int dev, unsigned int n, size_t chunk, bool async,
 
 static int load_module(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	double t0;
-	int ret;
+	int ret = mod_load(path);
 
-	if (fd < 0)
-		return -errno;
-	ret = syscall(SYS_finit_module, fd, "", 0);
-	ret = ret ? -errno : 0;
-	close(fd);
-	if (ret && ret != -EEXIST)
-		return ret;
+	if (ret && ret != EEXIST)
+		return -ret;
 	t0 = now();
 	while (!dev_exists(0) && now() - t0 < 10)
 		usleep(50000);
@@ -1025,28 +974,12 @@ static int unload_module(void)
 
 	/* a dying process's files may take a moment to close */
 	do {
-		ret = syscall(SYS_delete_module, "moex", O_NONBLOCK);
+		ret = -mod_unload();
 		if (!ret)
 			return 0;
-		ret = -errno;
 		usleep(100000);
 	} while (ret == -EWOULDBLOCK && now() - t0 < 30);
 	return ret;
-}
-
-static bool is_edu(int dev)
-{
-	char path[64], buf[16] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/class/moex/moex%d/engine", dev);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	return !strncmp(buf, "edu", 3);
 }
 
 int main(int argc, char **argv)
@@ -1077,7 +1010,7 @@ int main(int argc, char **argv)
 	test_many(0, 256, 4096);
 	test_fixed(0);
 	test_kill(0, 16, 32 << 20, true, 50);
-	if (dev_exists(1) && is_edu(1)) {
+	if (dev_exists(1) && dev_is_edu(1)) {
 		test_success(1);
 		test_many(1, 32, 1000);
 		test_fixed(1);

@@ -8,9 +8,9 @@ MOEX_VM_URING := $(BUILD)/moex-vm-uring
 
 VM_BINS += $(MOEX_VM_URING)
 
-$(MOEX_VM_URING): tests/vm/uring.c uapi/linux/moex.h
+$(MOEX_VM_URING): tests/vm/uring.c tests/vm/vmlib.c tests/vm/vmlib.h uapi/linux/moex.h
 	@mkdir -p $(@D)
-	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ $< -luring
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ tests/vm/uring.c tests/vm/vmlib.c -luring
 
 .PHONY: vm-uring
 vm-uring: vm-root
