@@ -17,7 +17,7 @@ BUILD := build
 CC ?= cc
 CFLAGS ?= -O2 -g
 MOEX_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
-	-I$(CURDIR)/uapi -I$(CURDIR)/runtime/include
+	-I$(CURDIR)/uapi -I$(CURDIR)/runtime/include -I$(CURDIR)/kernels/include
 SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 
@@ -37,11 +37,13 @@ deps:
 module:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
+include kernels/rules.mk
 include runtime/rules.mk
 include tools/rules.mk
 include tests/unit/rules.mk
 include tests/vm/rules.mk
 include tests/vm/uring.mk
+include tests/fuzz/rules.mk
 
 user: $(USER_TARGETS)
 
@@ -68,12 +70,18 @@ vm-shell: vm-root
 static-check:
 	tools/static-check
 
-# Benchmarks, in the test VM (figures from an emulated machine: compare
-# ratios measured in one run, not absolute numbers across machines).
+# Benchmarks: queue and pin in the test VM (figures from an emulated
+# machine: compare ratios measured in one run, not absolute numbers across
+# machines); moe and load (a 2-layer DeepSeek-V2-Lite-shaped model, 2.2 GB,
+# written to build/) natively on this host.
+BENCH_MODEL := $(BUILD)/bench-model
 bench: deps
 	$(MAKE) all vm-root
 	$(VM_RUN) --timeout 1500 -- 'insmod /moex/moex.ko && \
 		moex-bench queue --json; moex-bench pin --json; rmmod moex'
+	$(BUILD)/moex-bench moe --json
+	$(MKMODEL) --quiet --force --preset v2-lite --layers 2 $(BENCH_MODEL)
+	$(BUILD)/moex-bench load --json --model $(BENCH_MODEL)
 
 # ---- the README's two commands -------------------------------------------
 check: deps
@@ -82,19 +90,49 @@ check: deps
 		"unit=$(MAKE) -s unit-check" \
 		"vm=$(MAKE) -s vm-check" \
 		"vm-uring=$(MAKE) -s vm-uring" \
+		"kernels=$(MAKE) -s kernels-check" \
+		"demo=$(MAKE) -s demo-check" \
+		"fuzz=$(MAKE) -s fuzz-check" \
 		"static=tools/static-check"
 
-# The main job: until the MoE runtime exists, load the module, run the
-# selftest and show the stats; directly where /dev/moex0 exists, else in
-# the test VM.
-DEMO_CMD := moexctl info && moexctl selftest && moexctl stats
+# The GPU tests (tests/gpu, kernels/hip/rules.mk): they run where an
+# NVIDIA or AMD GPU is present, and SKIP elsewhere.
+.PHONY: check-gpu
+check-gpu: deps
+	$(MAKE) $(LIBMOEX_A)
+	tools/run-suites $(BUILD)/check-gpu "gpu=$(MAKE) -s gpu-check"
+
+# The main job: write the embedded default model (mkmodel's tiny preset, a
+# DeepSeek-V3-style layout of a few MB) and run it with moex-run --check,
+# then show the device's stats: directly where /dev/moex0 exists, else in
+# the test VM with the module loaded.
+DEMO_MODEL := $(BUILD)/demo-model
+DEMO_RUN := moex-run --model MODEL --check --tokens 256 --batch 32
 demo: deps
 	$(MAKE) all vm-root
 	@if [ -c /dev/moex0 ]; then \
-		PATH=$(CURDIR)/$(BUILD):$$PATH sh -c '$(DEMO_CMD)'; \
+		$(MKMODEL) --quiet --force --preset tiny $(DEMO_MODEL) && \
+		$(BUILD)/$(subst MODEL,$(DEMO_MODEL),$(DEMO_RUN)) && \
+		$(MOEXCTL) stats; \
 	else \
 		echo "demo: no /dev/moex0 here: running in the test VM"; \
-		$(VM_RUN) --timeout 900 -- 'insmod /moex/moex.ko && $(DEMO_CMD) && rmmod moex'; \
+		$(MKMODEL) --quiet --force --preset tiny $(VM_ROOT)/model && \
+		$(VM_RUN) --timeout 900 -- 'insmod /moex/moex.ko && \
+			$(subst MODEL,/moex/model,$(DEMO_RUN)) && moexctl stats && \
+			rmmod moex'; \
+	fi
+
+# `make demo` as a suite of `make check`: it passes when moex-run's check
+# of every layer against the reference passed.
+.PHONY: demo-check
+demo-check:
+	@if $(MAKE) -s demo >$(BUILD)/demo.log 2>&1 && \
+	    grep -q '^check: passed' $(BUILD)/demo.log; then \
+		grep -E '^(model|loaded|check|ran) ' $(BUILD)/demo.log; \
+		echo "demo: 1 passed, 0 failed"; \
+	else \
+		tail -40 $(BUILD)/demo.log; \
+		echo "demo: 0 passed, 1 failed"; exit 1; \
 	fi
 
 clean:

@@ -128,24 +128,25 @@ struct moex_cmd {
 	int (*fn)(struct moex_file *mf, void *payload);
 };
 
+/* Indexed by _IOC_NR(): the uapi numbers its commands from 0 up. */
 static const struct moex_cmd moex_cmds[] = {
-	{ MOEX_IOCTL_INFO, moex_cmd_info },
-	{ MOEX_IOCTL_REGION_PIN, moex_cmd_pin },
-	{ MOEX_IOCTL_REGION_UNPIN, moex_cmd_unpin },
-	{ MOEX_IOCTL_REGION_INFO, moex_cmd_region_info },
-	{ MOEX_IOCTL_REGION_EXPORT, NULL },
-	{ MOEX_IOCTL_COPY, moex_cmd_copy },
-	{ MOEX_IOCTL_NOP, moex_cmd_nop },
+	[_IOC_NR(MOEX_IOCTL_INFO)] = { MOEX_IOCTL_INFO, moex_cmd_info },
+	[_IOC_NR(MOEX_IOCTL_REGION_PIN)] = { MOEX_IOCTL_REGION_PIN, moex_cmd_pin },
+	[_IOC_NR(MOEX_IOCTL_REGION_UNPIN)] = { MOEX_IOCTL_REGION_UNPIN, moex_cmd_unpin },
+	[_IOC_NR(MOEX_IOCTL_REGION_INFO)] = { MOEX_IOCTL_REGION_INFO, moex_cmd_region_info },
+	[_IOC_NR(MOEX_IOCTL_REGION_EXPORT)] = { MOEX_IOCTL_REGION_EXPORT, NULL },
+	[_IOC_NR(MOEX_IOCTL_COPY)] = { MOEX_IOCTL_COPY, moex_cmd_copy },
+	[_IOC_NR(MOEX_IOCTL_NOP)] = { MOEX_IOCTL_NOP, moex_cmd_nop },
 };
 
+/* One lookup on every command of both paths: no search. */
 static const struct moex_cmd *moex_cmd_find(unsigned int nr)
 {
-	size_t i;
+	unsigned int i = _IOC_NR(nr);
 
-	for (i = 0; i < ARRAY_SIZE(moex_cmds); i++)
-		if (moex_cmds[i].nr == nr)
-			return &moex_cmds[i];
-	return NULL;
+	if (i >= ARRAY_SIZE(moex_cmds) || moex_cmds[i].nr != nr)
+		return NULL;
+	return &moex_cmds[i];
 }
 
 /**

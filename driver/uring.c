@@ -58,8 +58,30 @@ static struct moex_uring_pdu *moex_uring_pdu(struct io_uring_cmd *cmd)
 	return (struct moex_uring_pdu *)cmd->pdu;
 }
 
+/**
+ * union moex_uring_area - the local copy of an SQE's command area.
+ * @words: as read from the SQE, word by word.
+ * @area: the uapi's view: payload words and out_addr.
+ * @p: the payload as a command's struct: it starts the area, and every
+ *	payload struct is a whole number of words (checked below).
+ */
+union moex_uring_area {
+	u64 words[sizeof(struct moex_uring_cmd) / sizeof(u64)];
+	struct moex_uring_cmd area;
+	union moex_payload p;
+};
+
+static_assert(sizeof(union moex_uring_area) == sizeof(struct moex_uring_cmd));
+static_assert(sizeof(struct moex_info) % sizeof(u64) == 0);
+static_assert(sizeof(struct moex_region_pin) % sizeof(u64) == 0);
+static_assert(sizeof(struct moex_region_unpin) % sizeof(u64) == 0);
+static_assert(sizeof(struct moex_region_info) % sizeof(u64) == 0);
+static_assert(sizeof(struct moex_region_export) % sizeof(u64) == 0);
+static_assert(sizeof(struct moex_copy) % sizeof(u64) == 0);
+static_assert(sizeof(struct moex_nop) % sizeof(u64) == 0);
+
 /* The SQE's command area (io_uring_sqe_cmd() since 6.6, cmd->cmd before). */
-static const void *moex_uring_area(struct io_uring_cmd *cmd)
+static const u64 *moex_uring_area(struct io_uring_cmd *cmd)
 {
 #ifdef MOEX_HAVE_SQE_CMD
 	return io_uring_sqe_cmd(cmd->sqe);
@@ -173,8 +195,10 @@ int moex_uring_cmd(struct io_uring_cmd *cmd, unsigned int issue_flags)
 {
 	struct moex_file *mf = cmd->file->private_data;
 	unsigned int nr = cmd->cmd_op;
-	struct moex_uring_cmd area;
-	union moex_payload p;
+	union moex_uring_area a;
+	const u64 *sqe_words;
+	unsigned int i;
+	u64 stray = 0;
 	size_t size;
 	int ret;
 
@@ -184,33 +208,39 @@ int moex_uring_cmd(struct io_uring_cmd *cmd, unsigned int issue_flags)
 	if (!moex_cmd_known(nr))
 		return -ENOTTY;
 
-	/* read the shared SQE once; only the local copy is used below */
-	memcpy(&area, moex_uring_area(cmd), sizeof(area));
-	size = _IOC_SIZE(nr);
-	if (memchr_inv((u8 *)area.payload + size, 0,
-		       sizeof(area.payload) - size))
+	/*
+	 * Read the shared SQE once, a word at a time (no memcpy: this is the
+	 * hot path of every command); only the local copy is used below.
+	 */
+	sqe_words = moex_uring_area(cmd);
+	for (i = 0; i < ARRAY_SIZE(a.words); i++)
+		a.words[i] = READ_ONCE(sqe_words[i]);
+	size = _IOC_SIZE(nr);	/* a multiple of 8 (moex_uring_area) */
+	for (i = size / sizeof(u64); i < ARRAY_SIZE(a.area.payload); i++)
+		stray |= a.words[i];
+	if (stray)
 		return -EINVAL;
-	if (area.out_addr && !(_IOC_DIR(nr) & _IOC_READ))
+	if (a.area.out_addr && !(_IOC_DIR(nr) & _IOC_READ))
 		return -EINVAL;
-	memcpy(&p, area.payload, sizeof(p));
 
 	if (nr == MOEX_IOCTL_COPY)
-		return moex_uring_copy(cmd, mf, &p.copy, issue_flags);
+		return moex_uring_copy(cmd, mf, &a.p.copy, issue_flags);
 	if (cmd->flags & IORING_URING_CMD_FIXED)
 		return -EINVAL;
 	/* pinning may take long: let io_uring's worker threads do it */
 	if (nr == MOEX_IOCTL_REGION_PIN && issue_flags & IO_URING_F_NONBLOCK)
 		return -EAGAIN;
-	if (area.out_addr && clear_user(u64_to_user_ptr(area.out_addr), size))
+	if (a.area.out_addr &&
+	    clear_user(u64_to_user_ptr(a.area.out_addr), size))
 		return -EFAULT;
 
-	ret = moex_cmd_run(mf, nr, &p, moex_uring_reply, &area.out_addr);
+	ret = moex_cmd_run(mf, nr, &a.p, moex_uring_reply, &a.area.out_addr);
 	if (ret)
 		return ret;
 	if (nr == MOEX_IOCTL_REGION_PIN)
-		ret = p.pin.handle;	/* 1 to INT_MAX (region.c) */
+		ret = a.p.pin.handle;	/* 1 to INT_MAX (region.c) */
 	else if (nr == MOEX_IOCTL_REGION_EXPORT)
-		ret = p.exp.fd;
+		ret = a.p.exp.fd;
 	else
 		return 0;
 	/*

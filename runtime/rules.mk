@@ -1,22 +1,26 @@
 # SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
 #
-# libmoex: $(BUILD)/libmoex.a, $(BUILD)/libmoex.so.0.1 (soname libmoex.so.0,
+# libmoex: $(BUILD)/libmoex.a, $(BUILD)/libmoex.so.$(LIBMOEX_VERSION) (soname libmoex.so.0,
 # symbols versioned by runtime/libmoex.map, with the libmoex.so.0 and
 # libmoex.so links) and $(BUILD)/moex.pc; plus $(BUILD)/san/libmoex.a built
 # with SAN_CFLAGS for the sanitizer unit tests. Included by the top Makefile.
 
-LIBMOEX_VERSION := 0.1
+LIBMOEX_VERSION := 0.3
 LIBMOEX_SONAME := libmoex.so.0
 # moex.pc's prefix: where libmoex would be installed.
 PREFIX ?= /usr/local
 
 # What a program linking libmoex.a needs besides it.
-LIBMOEX_LIBS := -luring
+LIBMOEX_LIBS := -luring -lpthread -lm
 
+# The library's own sources and the CPU compute kernels (kernels/rules.mk
+# fills KERNELS_SRCS and the per-file instruction-set flags).
 LIBMOEX_SRCS := $(sort $(wildcard runtime/src/*.c))
 # One set of position-independent objects serves both libraries.
-LIBMOEX_OBJS := $(patsubst runtime/src/%.c,$(BUILD)/obj/runtime/%.o,$(LIBMOEX_SRCS))
-LIBMOEX_SAN_OBJS := $(patsubst runtime/src/%.c,$(BUILD)/san/obj/runtime/%.o,$(LIBMOEX_SRCS))
+LIBMOEX_OBJS := $(patsubst runtime/src/%.c,$(BUILD)/obj/runtime/%.o,$(LIBMOEX_SRCS)) \
+	$(patsubst %.c,$(BUILD)/obj/%.o,$(KERNELS_SRCS))
+LIBMOEX_SAN_OBJS := $(patsubst runtime/src/%.c,$(BUILD)/san/obj/runtime/%.o,$(LIBMOEX_SRCS)) \
+	$(patsubst %.c,$(BUILD)/san/obj/%.o,$(KERNELS_SRCS))
 
 LIBMOEX_A := $(BUILD)/libmoex.a
 LIBMOEX_SO := $(BUILD)/libmoex.so.$(LIBMOEX_VERSION)
@@ -33,6 +37,14 @@ $(BUILD)/obj/runtime/%.o: runtime/src/%.c
 $(BUILD)/san/obj/runtime/%.o: runtime/src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/kernels/%.o: kernels/%.c
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(KERNELS_CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+
+$(BUILD)/san/obj/kernels/%.o: kernels/%.c
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(KERNELS_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(LIBMOEX_A): $(LIBMOEX_OBJS)
 	@mkdir -p $(@D)

@@ -7,17 +7,28 @@
  *	operations/s of the uring_cmd NOP on the device at batch 1, 8 and 32,
  *	of IORING_OP_NOP (the io_uring floor) at the same batches, and of the
  *	NOP ioctl; GiB/s of the device's COPY against memcpy of the same
- *	sizes. Ratios: uring_nop_vs_ioring_nop_b32, uring_nop_vs_ioctl_b32,
- *	cpu_copy_vs_memcpy_1m.
+ *	sizes; at batch 32 also without the fixed file and on a ring without
+ *	the task-run flags. Ratios: uring_nop_vs_ioring_nop_b32,
+ *	uring_nop_vs_ioctl_b32, cpu_copy_vs_memcpy_1m.
  *   moex-bench pin [--json] [--device PATH] [--size SIZE]
  *	GiB/s of REGION_PIN and of unpin for SIZE (default 1G) of memory
  *	backed by 4 KiB pages and by transparent huge pages, against
  *	io_uring_register_buffers of the same memory. Ratios:
  *	pin_vs_ioring_register_4k, pin_vs_ioring_register_thp.
  *
+ *   moex-bench load --model DIR [--json] [--device PATH]
+ *	GB/s of moex_model_open() reading DIR's MoE layers (io_uring,
+ *	O_DIRECT) against fio --direct=1 (dd iflag=direct without fio)
+ *	reading the same files. Ratio: load_vs_direct_read.
+ *   moex-bench moe [--json] [--threads N] [--isa ISA] [--quick] ...
+ *	tokens/s and effective GB/s of the MoE layer on the CPU for
+ *	DeepSeek-V2-Lite and V3 shapes, bf16 and fp8, against a STREAM-style
+ *	triad measured in the same run (tools/bench-moe.c).
+ *
  * Every figure is the median of 5 runs. With --json each figure is one
  * line: {"suite": ..., "name": ..., "value": ..., "unit": ...}.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <liburing.h>
@@ -28,10 +39,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-moe.h"
 #include "moex.h"
 
 #define RUNS		5
@@ -96,26 +110,41 @@ static void *alloc_mem(size_t len, bool huge)
 
 /* ---- queue ---------------------------------------------------------------- */
 
-/* A ring as libmoex builds it (SQE128 | CQE32, device as fixed file 0). */
-static int ring_open(struct io_uring *ring, int devfd)
+/*
+ * The NOP figures and where the time goes. IORING_OP_NOP is io_uring's own
+ * floor. The variants at batch 32 take away one thing at a time: the fixed
+ * file, and the ring's task-run flags (Documentation/moex.rst, "Where a
+ * uring_cmd's time goes").
+ */
+enum ring_op {
+	OP_IORING_NOP,		/* IORING_OP_NOP */
+	OP_CMD_NOP,		/* uring_cmd MOEX_IOCTL_NOP */
+};
+
+/* Ring setups tried in order; RING_PLAIN: only what the structs need. */
+#define RING_NEEDED	(IORING_SETUP_SQE128 | IORING_SETUP_CQE32)
+#define RING_PLAIN	RING_NEEDED
+static const unsigned int ring_ladder[] = {
+	RING_NEEDED | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_DEFER_TASKRUN,
+	RING_NEEDED | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER,
+	RING_NEEDED | IORING_SETUP_COOP_TASKRUN,
+	RING_PLAIN,
+};
+
+/*
+ * A ring with the device as fixed file 0: the first setup of the ladder the
+ * kernel takes (as libmoex builds its queues), or only RING_PLAIN.
+ */
+static int ring_open(struct io_uring *ring, int devfd, bool plain)
 {
-	static const unsigned int tries[] = {
-		IORING_SETUP_SQE128 | IORING_SETUP_CQE32 |
-			IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-			IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_SQE128 | IORING_SETUP_CQE32 |
-			IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER,
-		IORING_SETUP_SQE128 | IORING_SETUP_CQE32 |
-			IORING_SETUP_COOP_TASKRUN,
-		IORING_SETUP_SQE128 | IORING_SETUP_CQE32,
-	};
 	struct io_uring_params p;
-	size_t i;
+	size_t i = plain ? sizeof(ring_ladder) / sizeof(ring_ladder[0]) - 1 : 0;
 	int ret = -EINVAL;
 
-	for (i = 0; i < sizeof(tries) / sizeof(tries[0]) && ret == -EINVAL; i++) {
+	for (; i < sizeof(ring_ladder) / sizeof(ring_ladder[0]) && ret == -EINVAL; i++) {
 		memset(&p, 0, sizeof(p));
-		p.flags = tries[i];
+		p.flags = ring_ladder[i];
 		ret = io_uring_queue_init_params(64, ring, &p);
 	}
 	if (ret)
@@ -126,9 +155,9 @@ static int ring_open(struct io_uring *ring, int devfd)
 	return ret;
 }
 
-/* ops/s of NOP_OPS operations at batch b: uring_cmd NOP or IORING_OP_NOP. */
-static double ring_nop_rate(struct io_uring *ring, unsigned int b,
-			    bool uring_cmd, int *err)
+/* ops/s of NOP_OPS operations of one kind at batch b. */
+static double ring_op_rate(struct io_uring *ring, enum ring_op op,
+			   unsigned int b, int devfd, bool fixed, int *err)
 {
 	struct io_uring_cqe *cqe;
 	unsigned int done = 0, i, head, n;
@@ -139,15 +168,16 @@ static double ring_nop_rate(struct io_uring *ring, unsigned int b,
 		for (i = 0; i < b; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
-			if (uring_cmd) {
-				io_uring_prep_rw(IORING_OP_URING_CMD, sqe, 0,
-						 NULL, 0, 0);
-				sqe->flags |= IOSQE_FIXED_FILE;
-				sqe->cmd_op = MOEX_IOCTL_NOP;
-				memset(sqe->cmd, 0, sizeof(struct moex_nop));
-			} else {
+			if (op == OP_IORING_NOP) {
 				io_uring_prep_nop(sqe);
+				continue;
 			}
+			io_uring_prep_rw(IORING_OP_URING_CMD, sqe,
+					 fixed ? 0 : devfd, NULL, 0, 0);
+			if (fixed)
+				sqe->flags |= IOSQE_FIXED_FILE;
+			sqe->cmd_op = MOEX_IOCTL_NOP;
+			memset(sqe->cmd, 0, sizeof(struct moex_uring_cmd));
 		}
 		ret = io_uring_submit_and_wait(ring, b);
 		if (ret < 0)
@@ -170,6 +200,30 @@ static double ring_nop_rate(struct io_uring *ring, unsigned int b,
 	return done / (now() - t0);
 }
 
+/* Report the median of RUNS runs as name; 0 when a run failed. */
+static double ring_op_figure(const char *name, bool plain, enum ring_op op,
+			     unsigned int b, int devfd, bool fixed)
+{
+	struct io_uring ring;
+	double v[RUNS], m;
+	int r, err;
+
+	err = ring_open(&ring, devfd, plain);
+	if (!err) {
+		for (r = 0; r < RUNS && !err; r++)
+			v[r] = ring_op_rate(&ring, op, b, devfd, fixed, &err);
+		io_uring_queue_exit(&ring);
+	}
+	if (err) {
+		fprintf(stderr, "moex-bench: %s: %s; %s\n", name,
+			moex_strerror(err), moex_error_hint(err));
+		return 0;
+	}
+	m = median(v, RUNS);
+	report(name, m, "ops/s");
+	return m;
+}
+
 static double ioctl_nop_rate(int fd, int *err)
 {
 	struct moex_nop nop = { 0 };
@@ -190,15 +244,14 @@ static int bench_queue(const char *path)
 {
 	static const unsigned int batches[] = { 1, 8, 32 };
 	static const size_t sizes[] = { 4096, 65536, 1 << 20, 16 << 20 };
-	double v[RUNS], uring_b32 = 0, ioring_b32 = 0, ioctl_rate, copy_1m = 0,
-	       memcpy_1m = 0;
+	double v[RUNS], uring_b32 = 0, ioring_b32 = 0, ioctl_rate,
+	       copy_1m = 0, memcpy_1m = 0;
 	struct moex_device *dev;
-	struct io_uring ring;
 	uint32_t hs, hd;
 	char name[64];
 	size_t i, r, max = 16 << 20;
 	void *src, *dst;
-	int ret, err = 0;
+	int fd, ret, err = 0;
 
 	suite = "queue";
 	ret = moex_open(path, &dev);
@@ -207,38 +260,27 @@ static int bench_queue(const char *path)
 			moex_strerror(ret), moex_error_hint(ret));
 		return 1;
 	}
-	ret = ring_open(&ring, moex_device_fd(dev));
-	if (ret) {
-		fprintf(stderr, "moex-bench: io_uring: %s; %s\n",
-			moex_strerror(ret), moex_error_hint(ret));
-		return 1;
-	}
-
+	fd = moex_device_fd(dev);
 	for (i = 0; i < 3; i++) {
-		bool cmd;
+		double nop, cmd;
 
-		for (cmd = false;; cmd = true) {
-			for (r = 0; r < RUNS; r++) {
-				v[r] = ring_nop_rate(&ring, batches[i], cmd, &err);
-				if (err)
-					break;
-			}
-			snprintf(name, sizeof(name), "%s_b%u",
-				 cmd ? "uring_cmd_nop" : "ioring_nop", batches[i]);
-			if (err) {
-				fprintf(stderr, "moex-bench: %s: %s\n", name,
-					moex_strerror(err));
-			} else {
-				double m = median(v, RUNS);
-
-				report(name, m, "ops/s");
-				if (batches[i] == 32)
-					*(cmd ? &uring_b32 : &ioring_b32) = m;
-			}
-			if (cmd)
-				break;
+		snprintf(name, sizeof(name), "ioring_nop_b%u", batches[i]);
+		nop = ring_op_figure(name, false, OP_IORING_NOP, batches[i], fd,
+				     true);
+		snprintf(name, sizeof(name), "uring_cmd_nop_b%u", batches[i]);
+		cmd = ring_op_figure(name, false, OP_CMD_NOP, batches[i], fd,
+				     true);
+		if (batches[i] == 32) {
+			ioring_b32 = nop;
+			uring_b32 = cmd;
 		}
 	}
+	ring_op_figure("uring_cmd_nop_b32_nofixed", false, OP_CMD_NOP, 32, fd,
+		       false);
+	ring_op_figure("ioring_nop_b32_plainring", true, OP_IORING_NOP, 32, fd,
+		       true);
+	ring_op_figure("uring_cmd_nop_b32_plainring", true, OP_CMD_NOP, 32, fd,
+		       true);
 	for (r = 0; r < RUNS; r++) {
 		v[r] = ioctl_nop_rate(moex_device_fd(dev), &err);
 		if (err)
@@ -247,7 +289,6 @@ static int bench_queue(const char *path)
 	ioctl_rate = err ? 0 : median(v, RUNS);
 	if (ioctl_rate)
 		report("ioctl_nop", ioctl_rate, "ops/s");
-	io_uring_queue_exit(&ring);
 
 	src = alloc_mem(max, true);
 	dst = alloc_mem(max, true);
@@ -292,9 +333,201 @@ static int bench_queue(const char *path)
 			     0.40);
 	if (uring_b32 && ioctl_rate)
 		report_ratio("uring_nop_vs_ioctl_b32", uring_b32 / ioctl_rate, 1.5);
+
 	report_ratio("cpu_copy_vs_memcpy_1m", copy_1m / memcpy_1m, 0.9);
 	moex_close(dev);
 	return uring_b32 ? 0 : 1;
+}
+
+/* ---- load ----------------------------------------------------------------- */
+
+/*
+ * The anchor: seconds to read the files with O_DIRECT, by fio (io_uring,
+ * 1 MiB blocks, queue depth 32: what the loader does, so the anchor is the
+ * disk's own speed) or, without fio, dd (4 MiB blocks, one at a time).
+ * files is "a:b:c" (fio's list); < 0: failed.
+ */
+static double direct_read(const char *files, bool fio)
+{
+	char arg[8400], out[64] = "/tmp/moex-bench-fio.XXXXXX", oarg[80];
+	char *argv[16];
+	double t0, t;
+	pid_t pid;
+	int st, n = 0, fd = -1;
+
+	if (fio) {
+		fd = mkstemp(out);
+		if (fd < 0)
+			return -1;
+		snprintf(oarg, sizeof(oarg), "--output=%s", out);
+		snprintf(arg, sizeof(arg), "--filename=%s", files);
+		argv[n++] = "fio";
+		argv[n++] = "--name=anchor";
+		argv[n++] = arg;
+		argv[n++] = "--rw=read";
+		argv[n++] = "--bs=1M";
+		argv[n++] = "--iodepth=32";
+		argv[n++] = "--ioengine=io_uring";
+		argv[n++] = "--direct=1";
+		argv[n++] = "--output-format=terse";
+		argv[n++] = "--terse-version=3";
+		argv[n++] = oarg;
+	} else {
+		snprintf(arg, sizeof(arg), "if=%s", files);
+		argv[n++] = "dd";
+		argv[n++] = arg;
+		argv[n++] = "of=/dev/null";
+		argv[n++] = "bs=4M";
+		argv[n++] = "iflag=direct";
+		argv[n++] = "status=none";
+	}
+	argv[n] = NULL;
+	t0 = now();
+	pid = fork();
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st))
+		t = -1;
+	else
+		t = now() - t0;
+	if (fio) {
+		/* fio's own clock, without its start-up: terse v3 fields 6
+		 * and 9 are the KiB read and the milliseconds it took */
+		FILE *f = fdopen(fd, "r");
+		unsigned long long kib = 0, ms = 0;
+		char line[4096];
+		int i;
+
+		t = -1;
+		if (f && fgets(line, sizeof(line), f)) {
+			char *p = line;
+
+			for (i = 1; i < 6 && p; i++)
+				p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL;
+			if (p && sscanf(p, "%llu;%*u;%*u;%llu", &kib, &ms) == 2 &&
+			    ms)
+				t = ms / 1e3;
+		}
+		if (f)
+			fclose(f);
+		else
+			close(fd);
+		unlink(out);
+	}
+	return t;
+}
+
+static bool have(const char *prog)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", prog);
+	return system(cmd) == 0;
+}
+
+/*
+ * GB/s of moex_model_open() reading a model's MoE layers (io_uring,
+ * O_DIRECT, into locked memory) against fio (or dd) reading the same files
+ * with O_DIRECT, both in this run. The anchor reads the files whole; the
+ * loader reads the blocks around the MoE tensors: each figure is its own
+ * bytes over its own time.
+ */
+static int bench_load(const char *path, const char *model)
+{
+	struct moex_model_info info = { .size = sizeof(info) };
+	double ld[RUNS], dd[RUNS];
+	struct moex_device *dev = NULL;
+	char err[512], file[4200], files[4200] = "";
+	bool fio = have("fio");
+	uint64_t total = 0;
+	struct dirent *de;
+	int r, ret;
+	DIR *d;
+
+	suite = "load";
+	if (!model) {
+		fprintf(stderr, "moex-bench: load needs --model DIR\n");
+		return 2;
+	}
+	d = opendir(model);
+	if (!d) {
+		fprintf(stderr, "moex-bench: %s: %s\n", model, strerror(errno));
+		return 1;
+	}
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		struct stat st;
+
+		if (n < 12 || strcmp(de->d_name + n - 12, ".safetensors"))
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", model, de->d_name);
+		if (stat(file, &st) || strlen(files) + strlen(file) + 2 >
+		    sizeof(files))
+			continue;
+		total += (uint64_t)st.st_size;
+		if (files[0])
+			strcat(files, ":");
+		strcat(files, file);
+	}
+	closedir(d);
+	if (!total) {
+		fprintf(stderr, "moex-bench: %s: no .safetensors files\n", model);
+		return 1;
+	}
+	for (r = 0; r < RUNS; r++) {
+		char one[4200], *f, *save = NULL;
+
+		dd[r] = 0;
+		if (fio) {
+			dd[r] = direct_read(files, true);
+		} else {	/* dd reads one file at a time */
+			snprintf(one, sizeof(one), "%s", files);
+			for (f = strtok_r(one, ":", &save); f && dd[r] >= 0;
+			     f = strtok_r(NULL, ":", &save)) {
+				double t = direct_read(f, false);
+
+				dd[r] = t < 0 ? t : dd[r] + t;
+			}
+		}
+		if (dd[r] < 0) {
+			fprintf(stderr, "moex-bench: %s of %s failed\n",
+				fio ? "fio --direct=1" : "dd iflag=direct",
+				files);
+			return 1;
+		}
+	}
+	if (moex_open(path, &dev))
+		dev = NULL;	/* natively without the module: mlock */
+	for (r = 0; r < RUNS; r++) {
+		struct moex_model_opts o = {
+			.size = sizeof(o), .dev = dev,
+			.first_layer = MOEX_MODEL_ALL_LAYERS,
+			.last_layer = MOEX_MODEL_ALL_LAYERS,
+			.errbuf = err, .errlen = sizeof(err),
+		};
+		struct moex_model *m;
+
+		ret = moex_model_open(model, &o, &m);
+		if (ret) {
+			fprintf(stderr, "moex-bench: %s: %s\n", model, err);
+			moex_close(dev);
+			return 1;
+		}
+		moex_model_info(m, &info);
+		ld[r] = info.read_bytes / info.load_seconds / 1e9;
+		moex_model_close(m);
+		dd[r] = total / dd[r] / 1e9;
+	}
+	moex_close(dev);
+	report("model_load", median(ld, RUNS), "GB/s");
+	report(fio ? "fio_direct_read" : "dd_direct_read", median(dd, RUNS),
+	       "GB/s");
+	report_ratio("load_vs_direct_read", median(ld, RUNS) / median(dd, RUNS),
+		     0.9);
+	return 0;
 }
 
 /* ---- pin ------------------------------------------------------------------ */
@@ -366,9 +599,13 @@ static int bench_pin(const char *path, uint64_t size)
 
 static void usage(FILE *f)
 {
-	fputs("usage: moex-bench queue|pin [--json] [--device PATH] [--size SIZE]\n"
+	fputs("usage: moex-bench queue|pin|load [--json] [--device PATH] [--size SIZE]\n"
+	      "                  [--model DIR]\n"
+	      "       moex-bench moe [--help for its options]\n"
 	      "  queue  uring_cmd NOP vs IORING_OP_NOP vs ioctl; COPY vs memcpy\n"
-	      "  pin    REGION_PIN vs io_uring_register_buffers, 4 KiB and THP\n",
+	      "  pin    REGION_PIN vs io_uring_register_buffers, 4 KiB and THP\n"
+	      "  load   loading --model DIR's MoE layers vs fio/dd O_DIRECT reads\n"
+	      "  moe    the MoE layer on the CPU vs a STREAM triad (native)\n",
 	      f);
 }
 
@@ -378,20 +615,27 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "size", required_argument, NULL, 's' },
+		{ "model", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = "/dev/moex0";
+	const char *path = "/dev/moex0", *model = NULL;
 	uint64_t size = 1ull << 30;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "jd:s:h", opts, NULL)) != -1) {
+	/* moe has options of its own (tools/bench-moe.c) */
+	if (argc > 1 && !strcmp(argv[1], "moe"))
+		return bench_moe_main(argc - 1, argv + 1);
+	while ((c = getopt_long(argc, argv, "jd:s:m:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
 			break;
 		case 'd':
 			path = optarg;
+			break;
+		case 'm':
+			model = optarg;
 			break;
 		case 's':
 			if (moex_parse_size(optarg, &size) || !size) {
@@ -415,6 +659,8 @@ int main(int argc, char **argv)
 		return bench_queue(path);
 	if (!strcmp(argv[optind], "pin"))
 		return bench_pin(path, size);
+	if (!strcmp(argv[optind], "load"))
+		return bench_load(path, model);
 	usage(stderr);
 	return 2;
 }

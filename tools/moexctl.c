@@ -44,7 +44,8 @@ static const char usage_text[] =
 "                       allocate SIZE bytes, pin them on the device, fill\n"
 "                       them, show the region, hold it, unpin it\n"
 "  selftest [--size SIZE] [--seed N]\n"
-"                       pin, copy, export and unpin on every /dev/moexN and\n"
+"                       pin, copy, export, queue (NOPs and a COPY round trip,\n"
+"                       io_uring or sync) and unpin on every /dev/moexN and\n"
 "                       measure pin, unpin (SIZE, default 256M) and copy speed\n"
 "\n"
 "Options:\n"
@@ -704,6 +705,139 @@ out:
 	close(fd);
 }
 
+/* The queue's mode in words: "uring (...)" or "sync (why)". */
+static const char *st_queue_mode(const struct moex_queue *q, char *buf,
+				 size_t len)
+{
+	unsigned int flags = 0;
+	int err = 0, mode;
+
+	mode = moex_queue_mode(q, &flags, &err);
+	if (mode == MOEX_QUEUE_MODE_URING) {
+		snprintf(buf, len, "uring, setup flags %#x", flags);
+	} else if (!err) {
+		snprintf(buf, len, "sync, asked for");
+	} else {
+		const char *hint = moex_error_hint(err);
+
+		snprintf(buf, len, "sync, io_uring not usable: %s%s%s",
+			 moex_strerror(err), *hint ? ": " : "", hint);
+	}
+	return buf;
+}
+
+/*
+ * Submit what q holds (n commands) and reap their n completions into cqes
+ * within 10 s: 0 or a negative errno.
+ */
+static int st_queue_run(struct moex_queue *q, unsigned int n,
+			struct moex_cqe *cqes)
+{
+	unsigned int got = 0;
+	double t0 = now();
+	int ret;
+
+	ret = moex_queue_submit(q);
+	if (ret >= 0 && (unsigned int)ret != n)
+		ret = -EIO;
+	while (ret >= 0 && got < n) {
+		ret = moex_queue_wait(q, cqes + got, n - got, 1, 1000);
+		if (ret == -ETIME && now() - t0 < 10)
+			ret = 0;
+		if (ret > 0)
+			got += (unsigned int)ret;
+	}
+	return ret < 0 ? ret : 0;
+}
+
+#define ST_QUEUE_NOPS	16
+
+/*
+ * A queue on the device: a batch of NOPs, then (with copy) a COPY from a
+ * to b and one back from b to a, each checked against the shadows. The
+ * line says whether the queue is an io_uring one or synchronous, and why.
+ */
+static void st_queue(struct selftest *st, const char *name,
+		     struct moex_device *dev, struct st_region *a,
+		     struct st_region *b, bool copy, bool edu)
+{
+	struct moex_cqe cqes[ST_QUEUE_NOPS];
+	bool seen[ST_QUEUE_NOPS] = { false };
+	size_t len, aoff, boff, aoff2;
+	struct moex_queue *q;
+	char mode[256];
+	unsigned int i;
+	int ret;
+
+	ret = moex_queue_create(dev, NULL, &q);
+	if (ret) {
+		st_fail_err(st, name, "queue", "create", ret);
+		return;
+	}
+	st_queue_mode(q, mode, sizeof(mode));
+	for (i = 0; i < ST_QUEUE_NOPS && !ret; i++)
+		ret = moex_queue_nop(q, i);
+	if (!ret)
+		ret = st_queue_run(q, ST_QUEUE_NOPS, cqes);
+	if (ret) {
+		st_report(st, name, "queue", false, "%s: NOPs: %s", mode,
+			  moex_strerror(ret));
+		goto out;
+	}
+	for (i = 0; i < ST_QUEUE_NOPS; i++) {
+		uint64_t ud = cqes[i].user_data;
+
+		if (ud >= ST_QUEUE_NOPS || seen[ud] || cqes[i].res) {
+			st_report(st, name, "queue", false,
+				  "%s: NOP completion %" PRIu64 " res %d", mode,
+				  ud, cqes[i].res);
+			goto out;
+		}
+		seen[ud] = true;
+	}
+	if (!copy) {
+		st_report(st, name, "queue", true, "%s; %u NOPs", mode,
+			  ST_QUEUE_NOPS);
+		goto out;
+	}
+
+	/* a to b and back to another place in a: unaligned, across pages */
+	len = edu ? 2000 : 5 * 4096 + 99;
+	aoff = 4096 - 333;
+	boff = 3 * 4096 + 5;
+	aoff2 = a->len - len - 77;
+	ret = moex_queue_copy(q, b->handle, boff, a->handle, aoff, len, 100);
+	if (!ret)
+		ret = st_queue_run(q, 1, cqes);
+	if (!ret)
+		ret = cqes[0].user_data == 100 ? cqes[0].res : -EIO;
+	if (!ret) {
+		memmove(b->shadow + boff, a->shadow + aoff, len);
+		ret = moex_queue_copy(q, a->handle, aoff2, b->handle, boff,
+				      len, 101);
+	}
+	if (!ret)
+		ret = st_queue_run(q, 1, cqes);
+	if (!ret)
+		ret = cqes[0].user_data == 101 ? cqes[0].res : -EIO;
+	if (ret) {
+		st_report(st, name, "queue", false, "%s: COPY round trip: %s",
+			  mode, moex_strerror(ret));
+		goto out;
+	}
+	memmove(a->shadow + aoff2, b->shadow + boff, len);
+	if (st_diff(a, 0, a->len) >= 0 || st_diff(b, 0, b->len) >= 0) {
+		st_report(st, name, "queue", false,
+			  "%s: COPY round trip left wrong bytes", mode);
+		goto out;
+	}
+	st_report(st, name, "queue", true,
+		  "%s; %u NOPs, a %zu-byte COPY round trip", mode,
+		  ST_QUEUE_NOPS, len);
+out:
+	moex_queue_destroy(q);
+}
+
 /* Pin and unpin speed for size bytes of pre-faulted huge-page memory. */
 static void st_pin_speed(struct selftest *st, const char *name,
 			 struct moex_device *dev, size_t size)
@@ -802,6 +936,7 @@ static void st_device(struct selftest *st, const char *path, size_t speed_size)
 		st_readonly(st, name, dev, &b);
 	if (info.features & MOEX_FEAT_DMABUF)
 		st_dmabuf(st, name, dev, &a);
+	st_queue(st, name, dev, &a, &b, info.features & MOEX_FEAT_COPY, edu);
 
 	ret = st_region_unpin(dev, &a);
 	if (!ret)

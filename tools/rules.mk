@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# Tools: $(BUILD)/moexctl and $(BUILD)/moex-bench, linked against libmoex.so with an $ORIGIN rpath
-# so it runs from build/ and from any directory it is copied to together
-# with libmoex.so.0 (the test VM's /moex/bin). Included by the top Makefile.
+# Tools: $(BUILD)/moexctl, moex-run and moex-bench. moexctl and moex-run
+# link libmoex.so with an $ORIGIN rpath, so they run from build/ and from
+# any directory they are copied to together with libmoex.so.0 (the test
+# VM's /moex/bin). Included by the top Makefile.
 
 MOEXCTL := $(BUILD)/moexctl
 MOEX_BENCH := $(BUILD)/moex-bench
+MOEX_RUN := $(BUILD)/moex-run
+MKMODEL := $(BUILD)/mkmodel
 
-USER_TARGETS += $(MOEXCTL) $(MOEX_BENCH)
-VM_BINS += $(MOEXCTL) $(MOEX_BENCH) $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
+USER_TARGETS += $(MOEXCTL) $(MOEX_BENCH) $(MOEX_RUN) $(MKMODEL)
+VM_BINS += $(MOEXCTL) $(MOEX_BENCH) $(MOEX_RUN) $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
 
 $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(@D)
@@ -18,8 +21,23 @@ $(MOEXCTL): $(BUILD)/obj/tools/moexctl.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex \
 		-Wl,-rpath,'$$ORIGIN'
 
-$(MOEX_BENCH): $(BUILD)/obj/tools/moex-bench.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex -luring \
+$(MOEX_RUN): $(BUILD)/obj/tools/moex-run.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex -lm \
 		-Wl,-rpath,'$$ORIGIN'
 
--include $(BUILD)/obj/tools/moexctl.d $(BUILD)/obj/tools/moex-bench.d
+# mkmodel checks its shapes with the kernels' own rules (libmoex.a).
+$(MKMODEL): $(BUILD)/obj/tools/mkmodel.o $(LIBMOEX_A)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBMOEX_A) $(LIBMOEX_LIBS)
+
+# moex-bench links libmoex.a: its moe suite drives the compute kernels
+# (kernels/include/moek.h), which libmoex.so does not export.
+$(BUILD)/obj/tools/bench-moe.o: CFLAGS += -I$(CURDIR)/kernels/cpu
+
+$(MOEX_BENCH): $(BUILD)/obj/tools/moex-bench.o $(BUILD)/obj/tools/bench-moe.o \
+		$(LIBMOEX_A)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBMOEX_A) \
+		$(LIBMOEX_LIBS)
+
+-include $(BUILD)/obj/tools/moexctl.d $(BUILD)/obj/tools/moex-bench.d \
+	$(BUILD)/obj/tools/bench-moe.d $(BUILD)/obj/tools/moex-run.d \
+	$(BUILD)/obj/tools/mkmodel.d

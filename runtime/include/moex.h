@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <linux/moex.h>
 
@@ -214,18 +215,22 @@ struct moex_cqe {
 /*
  * Make a queue on dev (opts may be NULL for the defaults). The io_uring
  * setup asks for COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN and drops
- * them one at a time where the kernel answers -EINVAL; a startup no-op
+ * them one at a time where the kernel answers -EINVAL; a startup INFO
  * tells whether the driver answers uring_cmd. When io_uring cannot be used
  * (it is disabled: -EPERM, see moex_error_hint(); too old: -EINVAL or
  * -ENOSYS; the driver lacks uring_cmd: -EOPNOTSUPP) the queue falls back
  * to the synchronous path and moex_queue_mode() says why.
  * A queue is for one thread at a time (SINGLE_ISSUER).
+ * dev may be NULL for a queue of host work only (MoE layers on a host
+ * without the module): it is synchronous, fallback_err -ENODEV, and its
+ * device commands complete with -ENODEV.
  */
 int moex_queue_create(struct moex_device *dev,
 		      const struct moex_queue_opts *opts,
 		      struct moex_queue **out);
 
-/* Destroy a queue; commands in flight are waited for first. */
+/* Destroy a queue: what is queued is submitted and every command in
+ * flight waited for first. */
 int moex_queue_destroy(struct moex_queue *q);
 
 /*
@@ -247,6 +252,28 @@ int moex_queue_copy(struct moex_queue *q, uint32_t dst_handle,
 		    uint64_t dst_off, uint32_t src_handle, uint64_t src_off,
 		    uint64_t len, uint64_t user_data);
 
+/*
+ * Registered (fixed) buffers, for small hot buffers such as activations:
+ * a COPY between one and a region needs no region of its own and no page
+ * pinning per command. Register nr iovecs once (they count against
+ * RLIMIT_MEMLOCK, as any io_uring fixed buffer does); registering again
+ * replaces the set, nr == 0 unregisters. -EOPNOTSUPP on a synchronous
+ * queue (fixed buffers belong to io_uring), -errno from the kernel.
+ * Needs Linux 6.1 and a moex.ko with MOEX_FEAT_COPY_FIXED.
+ */
+int moex_queue_register_buffers(struct moex_queue *q, const struct iovec *iov,
+				unsigned int nr);
+
+/*
+ * Queue a COPY between registered buffer buf_index and a region. flags is
+ * MOEX_COPY_SRC_FIXED (buffer to region: the buffer's bytes at addr go to
+ * handle at off) or MOEX_COPY_DST_FIXED (region to buffer); addr lies
+ * inside the registered buffer. -EOPNOTSUPP on a synchronous queue.
+ */
+int moex_queue_copy_fixed(struct moex_queue *q, unsigned int flags,
+			  uint32_t handle, uint64_t off, unsigned int buf_index,
+			  void *addr, uint64_t len, uint64_t user_data);
+
 /* Submit what was queued: the number of commands submitted, or -errno. */
 int moex_queue_submit(struct moex_queue *q);
 
@@ -261,6 +288,263 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
  */
 int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		    unsigned int max, unsigned int min, int timeout_ms);
+
+/* ---- MoE layers ------------------------------------------------------------ */
+
+/*
+ * A DeepSeek-style MoE layer (router, grouped top-k, expert FFNs, combine,
+ * shared experts) run by a backend chosen at run time: "cpu" (SIMD and a
+ * thread pool, on any x86-64 host, with or without the module) or "hip"
+ * (a GPU). Semantics: Documentation/moe-kernels.rst; activations are f32
+ * row-major [tokens][dim]; weights stay where the caller keeps them (in
+ * moex regions, see moex_region_addr()) and are never copied.
+ */
+enum moex_dtype {
+	MOEX_DTYPE_F32 = 0,
+	MOEX_DTYPE_BF16 = 1,
+	MOEX_DTYPE_FP8_E4M3 = 2,	/* 128x128 block scales */
+};
+
+enum moex_scoring {
+	MOEX_SCORING_SOFTMAX = 0,	/* DeepSeek-V2 */
+	MOEX_SCORING_SIGMOID = 1,	/* DeepSeek-V3 */
+};
+
+/**
+ * struct moex_moe_desc - one MoE layer's shape (config.json's names).
+ * @size: sizeof(struct moex_moe_desc) as the caller knows it.
+ * @dim: hidden_size.
+ * @inter: moe_intermediate_size.
+ * @n_experts: n_routed_experts.
+ * @topk: num_experts_per_tok.
+ * @n_groups: n_group (0 or 1: no group limiting).
+ * @topk_groups: topk_group.
+ * @n_shared: n_shared_experts (one FFN of width n_shared * inter).
+ * @scoring: enum moex_scoring (scoring_func).
+ * @norm_topk: norm_topk_prob: 1 to normalise the top-k weights.
+ * @route_scale: routed_scaling_factor.
+ * @weight_dtype: enum moex_dtype of the expert weights.
+ * @gate_dtype: MOEX_DTYPE_F32 or MOEX_DTYPE_BF16.
+ */
+struct moex_moe_desc {
+	size_t size;
+	uint32_t dim;
+	uint32_t inter;
+	uint32_t n_experts;
+	uint32_t topk;
+	uint32_t n_groups;
+	uint32_t topk_groups;
+	uint32_t n_shared;
+	uint32_t scoring;
+	uint32_t norm_topk;
+	float route_scale;
+	uint32_t weight_dtype;
+	uint32_t gate_dtype;
+	/* New fields go here. */
+};
+
+/**
+ * struct moex_ffn_weights - one expert, as nn.Linear stores it.
+ * @w1: gate_proj, [inter][dim].
+ * @w2: down_proj, [dim][inter].
+ * @w3: up_proj, [inter][dim].
+ * @s1, @s2, @s3: their FP8 weight_scale_inv, f32
+ *	[ceil(out/128)][ceil(in/128)]; NULL for f32 and bf16.
+ */
+struct moex_ffn_weights {
+	const void *w1;
+	const void *w2;
+	const void *w3;
+	const float *s1;
+	const float *s2;
+	const float *s3;
+};
+
+/**
+ * struct moex_moe_weights - a layer's weights, by address.
+ * @size: sizeof(struct moex_moe_weights) as the caller knows it.
+ * @gate: the router, [n_experts][dim] of gate_dtype.
+ * @bias: e_score_correction_bias, f32 [n_experts], or NULL.
+ * @experts: [n_experts]; the array is copied, the weights are not.
+ * @shared: the shared experts as one FFN; unused when n_shared is 0.
+ */
+struct moex_moe_weights {
+	size_t size;
+	const void *gate;
+	const float *bias;
+	const struct moex_ffn_weights *experts;
+	struct moex_ffn_weights shared;
+	/* New fields go here. */
+};
+
+/**
+ * struct moex_moe_opts - how to run a layer.
+ * @size: sizeof(struct moex_moe_opts) as the caller knows it.
+ * @backend: "cpu" (the default when NULL) or "hip".
+ * @threads: CPU backend threads; 0: $MOEX_THREADS, else one per online CPU.
+ *	Every CPU layer of a process shares one pool, sized by the first.
+ */
+struct moex_moe_opts {
+	size_t size;
+	const char *backend;
+	unsigned int threads;
+	/* New fields go here. */
+};
+
+struct moex_moe;
+
+/*
+ * Bind a layer to a backend. The weights must stay valid and unchanged
+ * until moex_moe_destroy(). -EINVAL: a bad shape or a missing weight;
+ * -ENODEV: the backend is not built in or has no device; -ENOMEM.
+ */
+int moex_moe_create(const struct moex_moe_desc *desc,
+		    const struct moex_moe_weights *weights,
+		    const struct moex_moe_opts *opts, struct moex_moe **out);
+int moex_moe_destroy(struct moex_moe *moe);
+
+/* "cpu-avx512", "cpu-avx2", "cpu-scalar" or "hip". */
+const char *moex_moe_backend(const struct moex_moe *moe);
+
+/*
+ * Run the layer on ntok tokens: y = moe(x), both [ntok][dim] f32.
+ * counts (may be NULL) receives the tokens routed to each expert
+ * ([n_experts], the expert load as EPLB uses it). Returns when done.
+ */
+int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
+		 uint32_t *counts);
+
+/*
+ * The same through the scalar reference (double accumulation; slow): what
+ * moex-run --check and the tests compare the backends with.
+ */
+int moex_moe_run_reference(struct moex_moe *moe, const float *x, size_t ntok,
+			   float *y, uint32_t *counts);
+
+/*
+ * Bytes of weights one run reads: the router, the shared experts and each
+ * routed expert with counts[e] > 0 (all of them when counts is NULL).
+ */
+uint64_t moex_moe_active_bytes(const struct moex_moe *moe,
+			       const uint32_t *counts);
+
+/*
+ * Queue a run of the layer on q: it runs when moex_queue_submit() is
+ * called (the CPU backend runs in the submitting thread and its pool), and
+ * its completion, res 0 or -errno, is reaped with the queue's others by
+ * moex_queue_peek() and moex_queue_wait(). Completions of layers and of
+ * device commands submitted together may arrive in any order. -EBUSY when
+ * the queue is full.
+ */
+int moex_queue_moe(struct moex_queue *q, struct moex_moe *moe, const float *x,
+		   size_t ntok, float *y, uint32_t *counts,
+		   uint64_t user_data);
+
+/*
+ * The address of [off, off + len) of a region pinned on dev, for weights
+ * given by region: -ENOENT for an unknown handle, -ERANGE when the range
+ * leaves the region.
+ */
+int moex_region_addr(struct moex_device *dev, uint32_t handle, uint64_t off,
+		     uint64_t len, void **out);
+
+/*
+ * Keep [addr, addr + len) resident for weights: pinned by moex when dev is
+ * open (*handle: the region; addr page-aligned, len a page multiple), else
+ * (dev NULL) locked with mlock(2) and *handle = 0, and libmoex says once on
+ * stderr that the weights are not pinned by moex. moex_unlock_weights()
+ * undoes either.
+ */
+int moex_lock_weights(struct moex_device *dev, void *addr, size_t len,
+		      uint32_t *handle);
+int moex_unlock_weights(struct moex_device *dev, void *addr, size_t len,
+			uint32_t handle);
+
+/* ---- models ----------------------------------------------------------------- */
+
+/*
+ * A DeepSeek-style model directory (config.json, safetensors shards and
+ * model.safetensors.index.json; Documentation/model-format.rst): its MoE
+ * layers' weights read with O_DIRECT through io_uring straight into
+ * huge-page memory that moex pins (or that is mlock()ed when no device is
+ * given), and one struct moex_moe per layer bound to a backend.
+ */
+struct moex_model;
+
+/* MoE layers of a model: first_layer..last_layer, both included. */
+#define MOEX_MODEL_ALL_LAYERS	UINT32_MAX
+
+/**
+ * struct moex_model_opts - how to load a model.
+ * @size: sizeof(struct moex_model_opts) as the caller knows it.
+ * @dev: the device that pins the weights; NULL: mlock(2) instead.
+ * @first_layer: the first layer to load (a MoE layer: at least
+ *	config.json's first_k_dense_replace); MOEX_MODEL_ALL_LAYERS for the
+ *	first MoE layer.
+ * @last_layer: the last layer to load; MOEX_MODEL_ALL_LAYERS for the last.
+ * @queue_depth: reads in flight (0: 32; at least 16 is best).
+ * @backend: see struct moex_moe_opts.
+ * @threads: see struct moex_moe_opts.
+ * @progress: called after each completed read with the bytes read so far
+ *	and the total (may be NULL).
+ * @progress_ctx: passed to @progress.
+ * @errbuf: where a failure's explanation goes (naming the file, tensor or
+ *	key), may be NULL.
+ * @errlen: its size.
+ */
+struct moex_model_opts {
+	size_t size;
+	struct moex_device *dev;
+	uint32_t first_layer;
+	uint32_t last_layer;
+	unsigned int queue_depth;
+	const char *backend;
+	unsigned int threads;
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
+	char *errbuf;
+	size_t errlen;
+	/* New fields go here. */
+};
+
+/**
+ * struct moex_model_info - what was loaded, and how.
+ * @size: sizeof(struct moex_model_info) as the caller knows it.
+ * @first_layer: the first layer loaded.
+ * @layers: layers loaded.
+ * @n_layers: num_hidden_layers of the model.
+ * @files: safetensors files read from.
+ * @bytes: weight bytes the layers use.
+ * @read_bytes: bytes read (whole 4 KiB blocks around the tensors).
+ * @load_seconds: wall time of the reads.
+ * @pinned: 1 when moex pinned the weights, 0 when they are mlock()ed.
+ * @direct: files read with O_DIRECT (the others: buffered, still into the
+ *	weights' memory).
+ * @desc: the first layer's shape (all MoE layers of a model share it).
+ */
+struct moex_model_info {
+	size_t size;
+	uint32_t first_layer;
+	uint32_t layers;
+	uint32_t n_layers;
+	uint32_t files;
+	uint64_t bytes;
+	uint64_t read_bytes;
+	double load_seconds;
+	uint32_t pinned;
+	uint32_t direct;
+	struct moex_moe_desc desc;
+	/* New fields go here. */
+};
+
+/* Load; 0 or -errno, with the explanation in opts->errbuf. */
+int moex_model_open(const char *dir, const struct moex_model_opts *opts,
+		    struct moex_model **out);
+int moex_model_close(struct moex_model *model);
+int moex_model_info(const struct moex_model *model,
+		    struct moex_model_info *info);
+/* The layer's MoE, owned by the model; NULL when it was not loaded. */
+struct moex_moe *moex_model_layer(struct moex_model *model, uint32_t layer);
 
 /* ---- pinnable memory ------------------------------------------------------- */
 

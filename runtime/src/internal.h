@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "moex.h"
@@ -73,5 +74,15 @@ extern int (*moex__ring_setup)(unsigned int entries, struct io_uring *ring,
 			       struct io_uring_params *p);
 int moex__queue_ring_init(struct io_uring *ring, unsigned int entries,
 			  unsigned int *flags_out);
+/* The startup probe of a new ring (INFO as uring_cmd), replaceable too. */
+extern int (*moex__ring_probe)(struct moex_queue *q);
+
+/*
+ * Queue work the queue runs itself, in the submitting thread, at the next
+ * moex_queue_submit(); fn's return (0 or -errno) is the completion's res.
+ * -EBUSY when the queue is full.
+ */
+int moex__queue_host(struct moex_queue *q, int (*fn)(void *ctx), void *ctx,
+		     uint64_t user_data);
 
 #endif /* LIBMOEX_INTERNAL_H */

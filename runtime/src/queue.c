@@ -7,7 +7,7 @@
  * struct travels in the SQE's command area, cmd_op is its ioctl number) and
  * 32-byte CQEs, the device registered as fixed file 0. The setup asks for
  * COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN and drops them one at a
- * time where the kernel says -EINVAL (as fio does); a startup no-op tells
+ * time where the kernel says -EINVAL (as fio does); a startup INFO tells
  * whether the driver answers uring_cmd.
  *
  * Where io_uring cannot be used, the queue is synchronous: each command
@@ -44,6 +44,13 @@ struct moex_sync_cmd {
 	} arg;
 };
 
+/* Work the queue runs itself at submit: a MoE layer (moe.c). */
+struct moex_host_op {
+	int (*fn)(void *ctx);
+	void *ctx;
+	uint64_t user_data;
+};
+
 struct moex_queue {
 	struct moex_device *dev;
 	unsigned int entries;
@@ -54,8 +61,13 @@ struct moex_queue {
 	unsigned int setup_flags;
 	unsigned int queued;	/* SQEs prepared, not submitted */
 	unsigned int inflight;	/* submitted, CQE not reaped */
+	unsigned int nr_bufs;	/* registered fixed buffers */
 	/* synchronous mode */
 	struct moex_sync_cmd *cmds;	/* [entries], queued commands */
+	/* both modes: host work queued, and completions the ring did not
+	 * post (every completion of the synchronous mode) */
+	struct moex_host_op *host;	/* [entries] */
+	unsigned int host_queued;
 	struct moex_cqe *done;		/* [entries], a ring of completions */
 	unsigned int done_head, done_count;
 };
@@ -141,17 +153,22 @@ static unsigned int moex_ring_reap(struct moex_queue *q, struct moex_cqe *out,
 }
 
 /*
- * The startup no-op: 0 when the driver answered it, else the errno that
- * makes the queue synchronous.
+ * The startup probe: INFO as a uring_cmd, its output at out_addr. 0 when
+ * a moex driver answered it with its ABI version; else the errno that
+ * makes the queue synchronous (-EOPNOTSUPP for a file that answers
+ * uring_cmd without being moex).
  */
-static int moex_ring_probe(struct moex_queue *q)
+static int moex_ring_probe_info(struct moex_queue *q)
 {
-	struct moex_nop nop = { 0 };
+	struct moex_info info = { 0 };
+	struct moex_uring_cmd area = { .out_addr = (uintptr_t)&info };
 	struct io_uring_cqe *cqe;
 	int ret, res;
 
-	moex_sqe_cmd(io_uring_get_sqe(&q->ring), MOEX_IOCTL_NOP, &nop,
-		     sizeof(nop), 0);
+	memset(&info, 0xff, sizeof(info));
+	memset(area.payload, 0, sizeof(area.payload));
+	moex_sqe_cmd(io_uring_get_sqe(&q->ring), MOEX_IOCTL_INFO, &area,
+		     sizeof(area), 0);
 	ret = io_uring_submit_and_wait(&q->ring, 1);
 	if (ret < 0)
 		return ret;
@@ -160,8 +177,13 @@ static int moex_ring_probe(struct moex_queue *q)
 		return ret;
 	res = cqe->res;
 	io_uring_cqe_seen(&q->ring, cqe);
+	if (!res && info.abi_version != MOEX_ABI_VERSION)
+		res = -EOPNOTSUPP;
 	return res;
 }
+
+/* Replaced by the unit tests to drive a ring on /dev/null. */
+int (*moex__ring_probe)(struct moex_queue *q) = moex_ring_probe_info;
 
 static int moex_queue_ring_open(struct moex_queue *q)
 {
@@ -173,7 +195,7 @@ static int moex_queue_ring_open(struct moex_queue *q)
 		return ret;
 	ret = io_uring_register_files(&q->ring, &fd, 1);
 	if (!ret)
-		ret = moex_ring_probe(q);
+		ret = moex__ring_probe(q);
 	if (ret)
 		io_uring_queue_exit(&q->ring);
 	return ret;
@@ -182,8 +204,7 @@ static int moex_queue_ring_open(struct moex_queue *q)
 static int moex_queue_sync_open(struct moex_queue *q)
 {
 	q->cmds = calloc(q->entries, sizeof(*q->cmds));
-	q->done = calloc(q->entries, sizeof(*q->done));
-	if (!q->cmds || !q->done)
+	if (!q->cmds)
 		return -ENOMEM;
 	q->mode = MOEX_QUEUE_MODE_SYNC;
 	return 0;
@@ -192,6 +213,7 @@ static int moex_queue_sync_open(struct moex_queue *q)
 static void moex_queue_free(struct moex_queue *q)
 {
 	free(q->cmds);
+	free(q->host);
 	free(q->done);
 	free(q);
 }
@@ -205,7 +227,7 @@ int moex_queue_create(struct moex_device *dev,
 	struct moex_queue *q;
 	int ret;
 
-	if (!dev || !out)
+	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (opts) {
@@ -224,8 +246,19 @@ int moex_queue_create(struct moex_device *dev,
 		return -ENOMEM;
 	q->dev = dev;
 	q->entries = entries;
+	q->host = calloc(entries, sizeof(*q->host));
+	q->done = calloc(entries, sizeof(*q->done));
+	if (!q->host || !q->done) {
+		moex_queue_free(q);
+		return -ENOMEM;
+	}
 
-	ret = flags & MOEX_QUEUE_SYNC ? -ECANCELED : moex_queue_ring_open(q);
+	if (!dev)
+		ret = -ENODEV;	/* host work only */
+	else if (flags & MOEX_QUEUE_SYNC)
+		ret = -ECANCELED;
+	else
+		ret = moex_queue_ring_open(q);
 	if (!ret) {
 		q->mode = MOEX_QUEUE_MODE_URING;
 	} else {
@@ -249,9 +282,10 @@ int moex_queue_destroy(struct moex_queue *q)
 
 	if (!q)
 		return 0;
+	/* What was queued runs: host work owns memory only running frees. */
+	if (q->queued || q->host_queued)
+		moex_queue_submit(q);
 	if (q->mode == MOEX_QUEUE_MODE_URING) {
-		if (q->queued)
-			moex_queue_submit(q);
 		/* The driver's commands hold buffers of the caller's. */
 		while (q->inflight && moex_queue_wait(q, &cqe, 1, 1, -1) >= 0)
 			;
@@ -273,27 +307,36 @@ int moex_queue_mode(const struct moex_queue *q, unsigned int *setup_flags,
 	return q->mode;
 }
 
-/* Queue one command on either path. */
+/*
+ * Queue one command on either path. buf_index >= 0 names the registered
+ * buffer of a fixed COPY (io_uring only).
+ */
 static int moex_queue_cmd(struct moex_queue *q, unsigned int nr,
-			  const void *arg, size_t len, uint64_t user_data)
+			  const void *arg, size_t len, uint64_t user_data,
+			  int buf_index)
 {
 	struct moex_sync_cmd *c;
 
 	if (q->mode == MOEX_QUEUE_MODE_URING) {
 		struct io_uring_sqe *sqe;
 
-		if (q->queued + q->inflight >= q->entries)
+		if (q->queued + q->inflight + q->host_queued + q->done_count >=
+		    q->entries)
 			return -EBUSY;
 		sqe = io_uring_get_sqe(&q->ring);
 		if (!sqe)
 			return -EBUSY;
 		moex_sqe_cmd(sqe, nr, arg, len, user_data);
+		if (buf_index >= 0) {
+			sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+			sqe->buf_index = (uint16_t)buf_index;
+		}
 		q->queued++;
 		return 0;
 	}
 
 	/* Room for its completion too: every queued command makes one. */
-	if (q->queued + q->done_count >= q->entries)
+	if (q->queued + q->host_queued + q->done_count >= q->entries)
 		return -EBUSY;
 	c = &q->cmds[q->queued++];
 	c->nr = nr;
@@ -308,7 +351,7 @@ int moex_queue_nop(struct moex_queue *q, uint64_t user_data)
 
 	if (!q)
 		return -EINVAL;
-	return moex_queue_cmd(q, MOEX_IOCTL_NOP, &nop, sizeof(nop), user_data);
+	return moex_queue_cmd(q, MOEX_IOCTL_NOP, &nop, sizeof(nop), user_data, -1);
 }
 
 int moex_queue_copy(struct moex_queue *q, uint32_t dst_handle,
@@ -325,7 +368,94 @@ int moex_queue_copy(struct moex_queue *q, uint32_t dst_handle,
 
 	if (!q)
 		return -EINVAL;
-	return moex_queue_cmd(q, MOEX_IOCTL_COPY, &c, sizeof(c), user_data);
+	return moex_queue_cmd(q, MOEX_IOCTL_COPY, &c, sizeof(c), user_data, -1);
+}
+
+/* A completion that does not come from the ring. */
+static void moex_queue_done(struct moex_queue *q, uint64_t user_data, int res)
+{
+	struct moex_cqe *d = &q->done[(q->done_head + q->done_count) %
+				      q->entries];
+
+	d->user_data = user_data;
+	d->res = res;
+	d->reserved = 0;
+	q->done_count++;
+}
+
+int moex__queue_host(struct moex_queue *q, int (*fn)(void *ctx), void *ctx,
+		     uint64_t user_data)
+{
+	struct moex_host_op *h;
+
+	if (q->queued + q->inflight + q->host_queued + q->done_count >=
+	    q->entries)
+		return -EBUSY;
+	h = &q->host[q->host_queued++];
+	h->fn = fn;
+	h->ctx = ctx;
+	h->user_data = user_data;
+	return 0;
+}
+
+/* Run the host work queued, in order, after the device commands left. */
+static int moex_queue_run_host(struct moex_queue *q)
+{
+	unsigned int i, n = q->host_queued;
+
+	for (i = 0; i < n; i++)
+		moex_queue_done(q, q->host[i].user_data,
+				q->host[i].fn(q->host[i].ctx));
+	q->host_queued = 0;
+	return (int)n;
+}
+
+int moex_queue_register_buffers(struct moex_queue *q, const struct iovec *iov,
+				unsigned int nr)
+{
+	MOEX_KEEP_ERRNO;
+	int ret;
+
+	if (!q || (nr && !iov))
+		return -EINVAL;
+	if (q->mode != MOEX_QUEUE_MODE_URING)
+		return -EOPNOTSUPP;
+	if (q->nr_bufs) {
+		ret = io_uring_unregister_buffers(&q->ring);
+		if (ret)
+			return ret;
+		q->nr_bufs = 0;
+	}
+	if (!nr)
+		return 0;
+	ret = io_uring_register_buffers(&q->ring, iov, nr);
+	if (!ret)
+		q->nr_bufs = nr;
+	return ret;
+}
+
+int moex_queue_copy_fixed(struct moex_queue *q, unsigned int flags,
+			  uint32_t handle, uint64_t off, unsigned int buf_index,
+			  void *addr, uint64_t len, uint64_t user_data)
+{
+	struct moex_copy c = { .length = len, .flags = flags };
+
+	if (!q || buf_index > UINT16_MAX ||
+	    (flags != MOEX_COPY_SRC_FIXED && flags != MOEX_COPY_DST_FIXED))
+		return -EINVAL;
+	if (q->mode != MOEX_QUEUE_MODE_URING)
+		return -EOPNOTSUPP;
+	if (flags == MOEX_COPY_SRC_FIXED) {
+		c.src_offset = (uintptr_t)addr;
+		c.dst_handle = handle;
+		c.dst_offset = off;
+	} else {
+		c.dst_offset = (uintptr_t)addr;
+		c.src_handle = handle;
+		c.src_offset = off;
+	}
+	return moex_queue_cmd(q, MOEX_IOCTL_COPY, &c, sizeof(c), user_data,
+			      (int)buf_index);
 }
 
 int moex_queue_submit(struct moex_queue *q)
@@ -337,27 +467,27 @@ int moex_queue_submit(struct moex_queue *q)
 	if (!q)
 		return -EINVAL;
 	if (q->mode == MOEX_QUEUE_MODE_URING) {
-		ret = io_uring_submit(&q->ring);
-		if (ret < 0)
-			return ret;
-		q->queued -= (unsigned int)ret;
-		q->inflight += (unsigned int)ret;
-		return ret;
+		ret = 0;
+		if (q->queued) {
+			ret = io_uring_submit(&q->ring);
+			if (ret < 0)
+				return ret;
+			q->queued -= (unsigned int)ret;
+			q->inflight += (unsigned int)ret;
+		}
+		return ret + moex_queue_run_host(q);
 	}
 
 	n = q->queued;
 	for (i = 0; i < n; i++) {
 		struct moex_sync_cmd *c = &q->cmds[i];
-		struct moex_cqe *d;
 
-		d = &q->done[(q->done_head + q->done_count) % q->entries];
-		d->user_data = c->user_data;
-		d->res = moex__ioctl(moex_device_fd(q->dev), c->nr, &c->arg);
-		d->reserved = 0;
-		q->done_count++;
+		moex_queue_done(q, c->user_data,
+				q->dev ? moex__ioctl(moex_device_fd(q->dev),
+						     c->nr, &c->arg) : -ENODEV);
 	}
 	q->queued = 0;
-	return (int)n;
+	return (int)n + moex_queue_run_host(q);
 }
 
 static unsigned int moex_sync_reap(struct moex_queue *q, struct moex_cqe *out,
@@ -377,13 +507,15 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
 		    unsigned int max)
 {
 	MOEX_KEEP_ERRNO;
+	unsigned int n;
 
 	if (!q || (!cqes && max))
 		return -EINVAL;
-	if (q->mode == MOEX_QUEUE_MODE_SYNC)
-		return (int)moex_sync_reap(q, cqes, max);
+	n = moex_sync_reap(q, cqes, max);
+	if (q->mode == MOEX_QUEUE_MODE_SYNC || n == max)
+		return (int)n;
 	moex_ring_ready(q);
-	return (int)moex_ring_reap(q, cqes, max);
+	return (int)(n + moex_ring_reap(q, cqes + n, max - n));
 }
 
 int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
@@ -408,14 +540,17 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
 		tsp = &ts;
 	}
-	while (moex_ring_ready(q) < min) {
-		if (min > q->inflight)
+	/* the local completions count towards min; the ring gives the rest */
+	while (q->done_count + moex_ring_ready(q) < min) {
+		unsigned int want = min - q->done_count;
+
+		if (want > q->inflight)
 			return -ETIME;	/* can never arrive */
-		ret = io_uring_wait_cqes(&q->ring, &cqe, min, tsp, NULL);
+		ret = io_uring_wait_cqes(&q->ring, &cqe, want, tsp, NULL);
 		if (ret == -EINTR)
 			continue;
 		if (ret < 0)
 			return ret;
 	}
-	return (int)moex_ring_reap(q, cqes, max);
+	return moex_queue_peek(q, cqes, max);
 }

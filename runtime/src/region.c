@@ -3,8 +3,11 @@
  * libmoex regions: pin, unpin, describe, export as dma-buf, copy.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -112,4 +115,56 @@ int moex_copy(struct moex_device *dev, uint32_t dst_handle, uint64_t dst_off,
 	arg.dst_offset = dst_off;
 	arg.length = len;
 	return moex__ioctl(dev->fd, MOEX_IOCTL_COPY, &arg);
+}
+
+int moex_region_addr(struct moex_device *dev, uint32_t handle, uint64_t off,
+		     uint64_t len, void **out)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_region_desc d = { .size = sizeof(d) };
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	ret = moex_region_query(dev, handle, &d);
+	if (ret)
+		return ret;
+	if (off > d.length || len > d.length - off)
+		return -ERANGE;
+	*out = (char *)d.addr + off;
+	return 0;
+}
+
+/* Said once per process when weights are only mlock()ed. */
+static atomic_flag moex_mlock_said = ATOMIC_FLAG_INIT;
+
+int moex_lock_weights(struct moex_device *dev, void *addr, size_t len,
+		      uint32_t *handle)
+{
+	MOEX_KEEP_ERRNO;
+
+	if (!addr || !len || !handle)
+		return -EINVAL;
+	*handle = 0;
+	if (dev)
+		return moex_pin(dev, addr, len, MOEX_PIN_READONLY, handle);
+	if (mlock(addr, len) < 0)
+		return moex__neg_errno();
+	if (!atomic_flag_test_and_set(&moex_mlock_said))
+		fprintf(stderr,
+			"libmoex: no moex device: weights are locked with mlock(2), not pinned by moex (load moex.ko for pinned, accounted, DMA-mapped weights)\n");
+	return 0;
+}
+
+int moex_unlock_weights(struct moex_device *dev, void *addr, size_t len,
+			uint32_t handle)
+{
+	MOEX_KEEP_ERRNO;
+
+	if (handle)
+		return moex_unpin(dev, handle);
+	if (!addr || !len)
+		return -EINVAL;
+	return munlock(addr, len) < 0 ? moex__neg_errno() : 0;
 }

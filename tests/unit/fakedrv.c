@@ -11,6 +11,11 @@
  * and read-only checks on COPY) and copies with memmove(). It offers no
  * dma-buf export (MOEX_FEAT_DMABUF is not reported).
  *
+ * io_uring cannot reach a user-space fake, so it also defines
+ * io_uring_queue_init_params():
+ * every ring setup fails with -ENOSYS, as on a kernel without io_uring,
+ * and libmoex queues run synchronously through the ioctl() below.
+ *
  * Environment:
  *   MOEX_FAKE_ENGINE=NAME   engine name in INFO (default "cpu")
  *   MOEX_FAKE_PIN_ERRNO=N   REGION_PIN fails with errno N
@@ -28,6 +33,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <liburing.h>
 #include <linux/moex.h>
 
 #define FAKE_REGIONS 64
@@ -165,6 +171,15 @@ static int fake_copy(const struct moex_copy *a)
 static int fake_nop(const struct moex_nop *a)
 {
 	return a->flags || a->pad || !fake_zero(a->reserved, 2) ? -EINVAL : 0;
+}
+
+int io_uring_queue_init_params(unsigned int entries, struct io_uring *ring,
+			       struct io_uring_params *p)
+{
+	(void)entries;
+	(void)ring;
+	(void)p;
+	return -ENOSYS;
 }
 
 int ioctl(int fd, unsigned long cmd, ...)

@@ -27,7 +27,8 @@ UNIT_HDRS := runtime/include/moex.h uapi/linux/moex.h
 
 # $(1): the moexctl, $(2): the moexctl-fake a suite runs.
 UNIT_CFLAGS = -Itests/unit -DMOEXCTL='"$(abspath $(1))"' \
-	-DMOEXCTL_FAKE='"$(abspath $(2))"'
+	-DMOEXCTL_FAKE='"$(abspath $(2))"' -DMKMODEL='"$(abspath $(MKMODEL))"' \
+	-DMOEX_RUN='"$(abspath $(MOEX_RUN))"'
 
 $(BUILD)/tests/unit/unit-%: tests/unit/test_%.c $(LIBMOEX_A)
 	@mkdir -p $(@D)
@@ -39,6 +40,10 @@ $(BUILD)/san/tests/unit/unit-%-san: tests/unit/test_%.c $(LIBMOEX_SAN_A)
 	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL_SAN),$(MOEXCTL_FAKE_SAN)) \
 		-DSUITE='"unit-$*-san"' -MMD -MP -o $@ $< $(LIBMOEX_SAN_A) $(LIBMOEX_LIBS)
 
+# unit-run and unit-mkmodel run the plain tools (both builds of the suite).
+$(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san \
+$(BUILD)/tests/unit/unit-mkmodel $(BUILD)/san/tests/unit/unit-mkmodel-san: \
+	$(MKMODEL) $(MOEX_RUN)
 $(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
 $(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
 

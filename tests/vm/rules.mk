@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# The in-VM test suite: $(BUILD)/moex-vm-suite from tests/vm/suite*.c, raw
-# ioctls on uapi/linux/moex.h (no libmoex), linked with -lpthread and the
-# helpers it shares with moex-vm-uring (tests/vm/vmlib.c). It goes
+# The in-VM test suite: $(BUILD)/moex-vm-suite from tests/vm/suite*.c:
+# success paths through libmoex (linked statically, $(LIBMOEX_A)), raw
+# ioctls on uapi/linux/moex.h for the bad-input table and what libmoex
+# hides, linked with the helpers it shares with moex-vm-uring
+# (tests/vm/vmlib.c). It goes
 # into the VM's /moex/bin through VM_BINS; `make vm-check` runs it there
 # (tools/vm/run), where it loads moex.ko itself and unloads it at the end.
 # Included by the top Makefile.
@@ -18,9 +20,10 @@ $(BUILD)/obj/tests/vm/%.o: tests/vm/%.c
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(MOEX_VM_SUITE): $(MOEX_VM_SUITE_OBJS)
+$(MOEX_VM_SUITE): $(MOEX_VM_SUITE_OBJS) $(LIBMOEX_A)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(MOEX_VM_SUITE_OBJS) $(LIBMOEX_A) \
+		$(LIBMOEX_LIBS) -lpthread
 
 .PHONY: vm-suite
 vm-suite: $(MOEX_VM_SUITE)

@@ -142,6 +142,8 @@ static struct {
 static int n_maps;
 static pid_t t_pids[64];
 static int n_pids;
+static struct moex_device *t_mdevs[MAX_TRACK];
+static int n_mdevs;
 static bool t_param_dirty;
 
 int track_fd(int fd)
@@ -198,6 +200,8 @@ void cleanup_all(void)
 	}
 	while (n_fds)
 		close(t_fds[--n_fds]);
+	while (n_mdevs)
+		moex_close(t_mdevs[--n_mdevs]);
 	if (t_param_dirty) {
 		t_param_dirty = false;
 		write_file("/sys/module/moex/parameters/max_pinned_mb", "0");
@@ -209,6 +213,7 @@ void cleanup_forget(void)
 	n_fds = 0;
 	n_maps = 0;
 	n_pids = 0;
+	n_mdevs = 0;
 	t_param_dirty = false;
 }
 
@@ -659,6 +664,50 @@ int dev_open_at(const char *file, int line, int dev, int *fd)
 	return T_PASS;
 }
 
+struct moex_device *mdev_open(int dev)
+{
+	struct moex_device *md;
+	char path[32];
+	int ret;
+
+	snprintf(path, sizeof(path), "/dev/moex%d", dev);
+	ret = moex_open(path, &md);
+	if (ret) {
+		errno = -ret;
+		return NULL;
+	}
+	if (n_mdevs < MAX_TRACK)
+		t_mdevs[n_mdevs++] = md;
+	return md;
+}
+
+int mdev_open_at(const char *file, int line, int dev, struct moex_device **md)
+{
+	*md = mdev_open(dev);
+	if (!*md)
+		return fail_at(file, line, "moex_open /dev/moex%d: %s", dev,
+			       strerror(errno));
+	return T_PASS;
+}
+
+void mdev_close(struct moex_device *md)
+{
+	int i;
+
+	for (i = n_mdevs - 1; i >= 0; i--) {
+		if (t_mdevs[i] == md) {
+			t_mdevs[i] = t_mdevs[--n_mdevs];
+			break;
+		}
+	}
+	moex_close(md);
+}
+
+int mdev_fd(const struct moex_device *md)
+{
+	return moex_device_fd(md);
+}
+
 int set_max_pinned_mb(unsigned int mb)
 {
 	char buf[16];
@@ -728,66 +777,109 @@ int stats_expect_at(const char *file, int line, int dev,
 	return fail_at(file, line, "%s", why);
 }
 
-/* ---- ioctl wrappers ---------------------------------------------------------- */
+/* ---- libmoex wrappers ------------------------------------------------------- */
 
-int xioctl(int fd, unsigned long req, void *arg)
-{
-	return ioctl(fd, req, arg) ? errno : 0;
-}
-
-int do_info(int fd, struct moex_info *info)
+int do_info(struct moex_device *md, struct moex_device_info *info)
 {
 	memset(info, 0, sizeof(*info));
-	return xioctl(fd, MOEX_IOCTL_INFO, info);
+	info->size = sizeof(*info);
+	return -moex_query(md, info);
 }
 
-int do_pin(int fd, const void *addr, uint64_t len, uint32_t flags,
-	   uint32_t *handle)
+int do_nop(struct moex_device *md)
 {
-	struct moex_region_pin p = {
-		.addr = (uintptr_t)addr, .length = len, .flags = flags,
-	};
-	int err = xioctl(fd, MOEX_IOCTL_REGION_PIN, &p);
+	return -moex_nop(md);
+}
 
+int do_pin(struct moex_device *md, const void *addr, uint64_t len,
+	   uint32_t flags, uint32_t *handle)
+{
+	uint32_t h = 0;
+	int err;
+
+	if (len > SIZE_MAX)
+		return EOVERFLOW;
+	err = -moex_pin(md, (void *)addr, (size_t)len, flags, &h);
 	if (!err && handle)
-		*handle = p.handle;
+		*handle = h;
 	return err;
 }
 
-int do_unpin(int fd, uint32_t handle)
+int do_unpin(struct moex_device *md, uint32_t handle)
 {
-	struct moex_region_unpin u = { .handle = handle };
-
-	return xioctl(fd, MOEX_IOCTL_REGION_UNPIN, &u);
+	return -moex_unpin(md, handle);
 }
 
-int do_rinfo(int fd, uint32_t handle, struct moex_region_info *ri)
+int do_rinfo(struct moex_device *md, uint32_t handle,
+	     struct moex_region_desc *rd)
 {
-	memset(ri, 0, sizeof(*ri));
-	ri->handle = handle;
-	return xioctl(fd, MOEX_IOCTL_REGION_INFO, ri);
+	memset(rd, 0, sizeof(*rd));
+	rd->size = sizeof(*rd);
+	return -moex_region_query(md, handle, rd);
 }
 
-int do_export_raw(int fd, uint32_t handle, int *dmabuf_fd)
+int do_export_raw(struct moex_device *md, uint32_t handle, int *dmabuf_fd)
 {
-	struct moex_region_export e = { .handle = handle };
-	int err = xioctl(fd, MOEX_IOCTL_REGION_EXPORT, &e);
+	int err = -moex_export(md, handle, dmabuf_fd);
 
-	*dmabuf_fd = err ? -1 : (int)e.fd;
+	if (err)
+		*dmabuf_fd = -1;
 	return err;
 }
 
-int do_export(int fd, uint32_t handle, int *dmabuf_fd)
+int do_export(struct moex_device *md, uint32_t handle, int *dmabuf_fd)
 {
-	int err = do_export_raw(fd, handle, dmabuf_fd);
+	int err = do_export_raw(md, handle, dmabuf_fd);
 
 	if (!err)
 		track_fd(*dmabuf_fd);
 	return err;
 }
 
-int do_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
-	    uint64_t dst_off, uint64_t len)
+int do_copy(struct moex_device *md, uint32_t src, uint32_t dst,
+	    uint64_t src_off, uint64_t dst_off, uint64_t len)
+{
+	return -moex_copy(md, dst, dst_off, src, src_off, len);
+}
+
+int info_pinned_at(const char *file, int line, struct moex_device *md,
+		   long long want, const char *when)
+{
+	struct moex_device_info info;
+	int err = do_info(md, &info);
+
+	if (err)
+		return fail_at(file, line, "moex_query: expected %s, got %s",
+			       errname(0), errname(err));
+	if ((long long)info.pinned_bytes != want)
+		return fail_at(file, line, "INFO pinned_bytes %llu%s, expected %lld",
+			       (unsigned long long)info.pinned_bytes, when, want);
+	return T_PASS;
+}
+
+/* ---- raw ioctl wrappers ------------------------------------------------------ */
+
+int xioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) ? errno : 0;
+}
+
+int raw_unpin(int fd, uint32_t handle)
+{
+	struct moex_region_unpin u = { .handle = handle };
+
+	return xioctl(fd, MOEX_IOCTL_REGION_UNPIN, &u);
+}
+
+int raw_rinfo(int fd, uint32_t handle, struct moex_region_info *ri)
+{
+	memset(ri, 0, sizeof(*ri));
+	ri->handle = handle;
+	return xioctl(fd, MOEX_IOCTL_REGION_INFO, ri);
+}
+
+int raw_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
+	     uint64_t dst_off, uint64_t len)
 {
 	struct moex_copy c = {
 		.src_handle = src, .dst_handle = dst, .src_offset = src_off,
@@ -795,21 +887,6 @@ int do_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
 	};
 
 	return xioctl(fd, MOEX_IOCTL_COPY, &c);
-}
-
-int info_pinned_at(const char *file, int line, int fd, long long want,
-		   const char *when)
-{
-	struct moex_info info;
-	int err = do_info(fd, &info);
-
-	if (err)
-		return fail_at(file, line, "do_info(fd, &info): expected %s, got %s",
-			       errname(0), errname(err));
-	if ((long long)info.pinned_bytes != want)
-		return fail_at(file, line, "INFO pinned_bytes %llu%s, expected %lld",
-			       (unsigned long long)info.pinned_bytes, when, want);
-	return T_PASS;
 }
 
 int check_bytes_at(const char *file, int line, const char *what,

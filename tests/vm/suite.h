@@ -3,8 +3,12 @@
  * moex-vm-suite: the in-VM test suite of moex.ko (tests/vm/suite*.c).
  *
  * The suite runs inside the test VM as root, loads the module itself, tests
- * the kernel ABI of uapi/linux/moex.h with raw ioctls and unloads the module
- * as its last test. This header is its small helper library:
+ * the kernel ABI of uapi/linux/moex.h and unloads the module as its last
+ * test. Success paths go through libmoex (moex_open, moex_pin, ...), as an
+ * application would; raw ioctls are kept where a test needs exact kernel
+ * behaviour libmoex hides (malformed structs, output padding, argument
+ * checks libmoex makes itself, descriptors libmoex did not open). This
+ * header is its small helper library:
  *
  * - tests: a test is a function returning T_PASS, T_FAIL or T_SKIP; FAIL()
  *   and SKIP() record why; CHECK()/CHECK_ERRNO()/TRY() return from the test
@@ -13,11 +17,16 @@
  *   a test takes through these helpers is given back after the test,
  *   whatever its outcome, so an early return leaks nothing. The runner then
  *   checks that the test left nothing pinned or open on any device. Not
- *   thread-safe: worker threads use the raw do_*() wrappers only.
+ *   thread-safe: worker threads use the do_*() and raw_*() wrappers
+ *   only.
  * - stats: a snapshot of the ten stats/ files of a device, and checks that
  *   compare two snapshots against the expected changes (every counter not
  *   named must not move).
- * - ioctl wrappers: they return 0 or the errno, never -1.
+ * - devices: OPEN_DEV() gives a tracked libmoex handle (struct moex_device),
+ *   moex_close()d after the test; mdev_fd() is its descriptor.
+ * - command wrappers: do_*() run a command through libmoex, raw_*() and
+ *   xioctl() through ioctl(2); all return 0 or the errno, never -1 or a
+ *   negative errno.
  */
 #ifndef MOEX_VM_SUITE_H
 #define MOEX_VM_SUITE_H
@@ -29,6 +38,7 @@
 
 #include <linux/moex.h>
 
+#include "moex.h"
 #include "vmlib.h"
 
 #define KIB		1024ULL
@@ -167,10 +177,17 @@ int klog_bad_lines(int after, char *line, size_t size);
 
 /* ---- the module and its devices ----------------------------------------- */
 void discover_devices(void);		/* sets g_edu */
-int dev_open(int dev);			/* tracked fd, or -1 with errno */
-/* dev_open() into *fd, or a failure naming the device and the errno. */
-int dev_open_at(const char *file, int line, int dev, int *fd);
-#define OPEN_DEV(dev, fdp)	TRY(dev_open_at(__FILE__, __LINE__, dev, fdp))
+int dev_open(int dev);			/* tracked raw fd, or -1 with errno */
+/*
+ * moex_open() of /dev/moex@dev, tracked (moex_close()d after the test), or
+ * NULL with errno set.
+ */
+struct moex_device *mdev_open(int dev);
+/* mdev_open() into *md, or a failure naming the device and the errno. */
+int mdev_open_at(const char *file, int line, int dev, struct moex_device **md);
+#define OPEN_DEV(dev, mdp)	TRY(mdev_open_at(__FILE__, __LINE__, dev, mdp))
+void mdev_close(struct moex_device *md);	/* moex_close() now, forget */
+int mdev_fd(const struct moex_device *md);	/* its file descriptor */
 int set_max_pinned_mb(unsigned int mb);	/* 0 or errno; restored to 0 */
 bool edu_pci_present(void);
 
@@ -192,24 +209,32 @@ int stats_expect_at(const char *file, int line, int dev,
 	TRY(stats_expect_at(__FILE__, __LINE__, dev, before, delta, ms))
 long long stat_get(int dev, int id);	/* one counter now, -1 on error */
 
-/* ---- ioctl wrappers: 0 or errno ------------------------------------------ */
-int xioctl(int fd, unsigned long req, void *arg);
-int do_info(int fd, struct moex_info *info);
-int do_pin(int fd, const void *addr, uint64_t len, uint32_t flags,
-	   uint32_t *handle);
-int do_unpin(int fd, uint32_t handle);
-int do_rinfo(int fd, uint32_t handle, struct moex_region_info *ri);
+/* ---- libmoex wrappers: 0 or errno ------------------------------------------ */
+int do_info(struct moex_device *md, struct moex_device_info *info);
+int do_nop(struct moex_device *md);
+int do_pin(struct moex_device *md, const void *addr, uint64_t len,
+	   uint32_t flags, uint32_t *handle);
+int do_unpin(struct moex_device *md, uint32_t handle);
+int do_rinfo(struct moex_device *md, uint32_t handle,
+	     struct moex_region_desc *rd);
 /* The dma-buf fd is tracked. */
-int do_export(int fd, uint32_t handle, int *dmabuf_fd);
-int do_export_raw(int fd, uint32_t handle, int *dmabuf_fd);
-int do_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
-	    uint64_t dst_off, uint64_t len);
+int do_export(struct moex_device *md, uint32_t handle, int *dmabuf_fd);
+int do_export_raw(struct moex_device *md, uint32_t handle, int *dmabuf_fd);
+int do_copy(struct moex_device *md, uint32_t src, uint32_t dst,
+	    uint64_t src_off, uint64_t dst_off, uint64_t len);
 
-/* INFO on @fd works and says pinned_bytes is @want; @when for the message. */
-int info_pinned_at(const char *file, int line, int fd, long long want,
-		   const char *when);
-#define EXPECT_INFO_PINNED(fd, want, when)				\
-	TRY(info_pinned_at(__FILE__, __LINE__, fd, want, when))
+/* ---- raw ioctl wrappers: 0 or errno ------------------------------------------ */
+int xioctl(int fd, unsigned long req, void *arg);
+int raw_unpin(int fd, uint32_t handle);
+int raw_rinfo(int fd, uint32_t handle, struct moex_region_info *ri);
+int raw_copy(int fd, uint32_t src, uint32_t dst, uint64_t src_off,
+	     uint64_t dst_off, uint64_t len);
+
+/* INFO on @md works and says pinned_bytes is @want; @when for the message. */
+int info_pinned_at(const char *file, int line, struct moex_device *md,
+		   long long want, const char *when);
+#define EXPECT_INFO_PINNED(md, want, when)				\
+	TRY(info_pinned_at(__FILE__, __LINE__, md, want, when))
 
 /* Compare @len bytes; T_PASS or a failure naming the first difference. */
 int check_bytes_at(const char *file, int line, const char *what,

@@ -19,7 +19,7 @@
 #include "suite.h"
 
 struct copy_pair {
-	int fd;
+	struct moex_device *md;
 	size_t len;
 	unsigned char *a, *b;		/* the regions' memory */
 	unsigned char *sa, *sb;		/* what they should hold */
@@ -43,7 +43,7 @@ static int copy_checked(struct copy_pair *cp, bool a_to_b, uint64_t so,
 	size_t i;
 	int err;
 
-	err = do_copy(cp->fd, a_to_b ? cp->ha : cp->hb, a_to_b ? cp->hb : cp->ha,
+	err = do_copy(cp->md, a_to_b ? cp->ha : cp->hb, a_to_b ? cp->hb : cp->ha,
 		      so, dof, n);
 	CHECK(!err, "COPY %s %llu bytes from offset %llu to %llu: %s",
 	      a_to_b ? "A->B" : "B->A", (unsigned long long)n,
@@ -64,8 +64,7 @@ static int copy_checked(struct copy_pair *cp, bool a_to_b, uint64_t so,
 static int pair_setup(int dev, size_t len, bool thp, struct copy_pair *cp)
 {
 	memset(cp, 0, sizeof(*cp));
-	cp->fd = dev_open(dev);
-	CHECK(cp->fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &cp->md);
 	cp->len = len;
 	cp->a = thp ? buf_thp(len) : buf_4k(len);
 	cp->b = buf_4k(len);
@@ -76,8 +75,8 @@ static int pair_setup(int dev, size_t len, bool thp, struct copy_pair *cp)
 	fill_random(cp->b, len);
 	memcpy(cp->sa, cp->a, len);
 	memcpy(cp->sb, cp->b, len);
-	CHECK_OK(do_pin(cp->fd, cp->a, len, 0, &cp->ha));
-	CHECK_OK(do_pin(cp->fd, cp->b, len, 0, &cp->hb));
+	CHECK_OK(do_pin(cp->md, cp->a, len, 0, &cp->ha));
+	CHECK_OK(do_pin(cp->md, cp->b, len, 0, &cp->hb));
 	return T_PASS;
 }
 
@@ -222,11 +221,12 @@ static int t_copy_from_readonly(const struct test *t)
 	unsigned char *src, *dst, *want;
 	struct stats s0;
 	uint64_t n, so, dof;
+	struct moex_device *md;
 	uint32_t hs, hd;
-	int dev, fd, err;
+	int dev, err;
 
 	TRY(test_dev(t, &dev));
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	MAP(src, buf_4k(len));
 	MAP(dst, buf_4k(len));
 	MAP(want, buf_4k(len));
@@ -234,17 +234,17 @@ static int t_copy_from_readonly(const struct test *t)
 	fill_random(dst, len);
 	memcpy(want, dst, len);
 	CHECK(!mprotect(src, len, PROT_READ), "mprotect: %s", strerror(errno));
-	CHECK_OK(do_pin(fd, src, len, MOEX_PIN_READONLY, &hs));
-	CHECK_OK(do_pin(fd, dst, len, 0, &hd));
+	CHECK_OK(do_pin(md, src, len, MOEX_PIN_READONLY, &hs));
+	CHECK_OK(do_pin(md, dst, len, 0, &hd));
 	n = dev == 0 ? 40000 : 2000;
 	so = 777;
 	dof = g_page * 3 - 123;
 	STATS(dev, &s0);
-	err = do_copy(fd, hs, hd, so, dof, n);
+	err = do_copy(md, hs, hd, so, dof, n);
 	CHECK(!err, "COPY from a READONLY region: %s", errname(err));
 	memcpy(want + dof, src + so, n);
 	CHECK_BYTES("destination", dst, want, len);
-	CHECK_ERRNO(do_copy(fd, hd, hs, 0, 0, 1), EACCES);
+	CHECK_ERRNO(do_copy(md, hd, hs, 0, 0, 1), EACCES);
 	EXPECT_STATS(dev, &s0, DELTA([ST_COPY_CALLS] = 1, [ST_COPY_BYTES] = (long long)n));
 	return T_PASS;
 }
@@ -261,7 +261,7 @@ static int t_copy_dmabuf_view(const struct test *t)
 	rc = pair_setup(dev, len, false, &cp);
 	if (rc == T_PASS) {
 		rc = FAIL("REGION_EXPORT failed");
-		if (!do_export(cp.fd, cp.hb, &dfd)) {
+		if (!do_export(cp.md, cp.hb, &dfd)) {
 			m = xmap(len, PROT_READ, MAP_SHARED, dfd, 0);
 			rc = m ? copy_checked(&cp, true, 100, 5000, 3000) :
 				 FAIL("mmap of the dma-buf: %s", strerror(errno));
@@ -283,7 +283,7 @@ static int t_copy_dmabuf_view(const struct test *t)
 
 struct worker {
 	pthread_t th;
-	int fd;
+	struct moex_device *md;
 	uint64_t rng;
 	unsigned char *a, *b;
 	uint32_t ha, hb;
@@ -307,7 +307,7 @@ static void worker_pin(struct worker *w)
 	uint64_t n = 1 + rnd_r(&w->rng) % (pages - first);
 	int err;
 
-	err = do_pin(w->fd, w->a + first * g_page, n * g_page,
+	err = do_pin(w->md, w->a + first * g_page, n * g_page,
 		     rnd_r(&w->rng) % 2 ? MOEX_PIN_READONLY : 0,
 		     &w->stack[w->depth]);
 	if (err)
@@ -318,7 +318,7 @@ static void worker_pin(struct worker *w)
 
 static void worker_unpin(struct worker *w)
 {
-	int err = do_unpin(w->fd, w->stack[--w->depth]);
+	int err = do_unpin(w->md, w->stack[--w->depth]);
 
 	if (err)
 		return werr(w, "REGION_UNPIN", err);
@@ -328,12 +328,12 @@ static void worker_unpin(struct worker *w)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	int i, err;
 
-	err = do_pin(w->fd, w->a, WORKER_LEN, MOEX_PIN_READONLY, &w->ha);
+	err = do_pin(w->md, w->a, WORKER_LEN, MOEX_PIN_READONLY, &w->ha);
 	if (!err)
-		err = do_pin(w->fd, w->b, WORKER_LEN, 0, &w->hb);
+		err = do_pin(w->md, w->b, WORKER_LEN, 0, &w->hb);
 	if (err) {
 		werr(w, "REGION_PIN", err);
 		return NULL;
@@ -358,7 +358,7 @@ static void *worker_main(void *arg)
 			uint64_t so = rnd_r(&w->rng) % (WORKER_LEN - n + 1);
 			uint64_t dof = rnd_r(&w->rng) % (WORKER_LEN - n + 1);
 
-			err = do_copy(w->fd, w->ha, w->hb, so, dof, n);
+			err = do_copy(w->md, w->ha, w->hb, so, dof, n);
 			if (err) {
 				werr(w, "COPY", err);
 				break;
@@ -379,11 +379,12 @@ static void *worker_main(void *arg)
 			uint32_t h = w->depth ? w->stack[rnd_r(&w->rng) % w->depth] :
 						w->ha;
 
-			err = do_rinfo(w->fd, h, &ri);
+			err = do_rinfo(w->md, h, &ri);
 			if (err)
 				werr(w, "REGION_INFO", err);
-			else if (ri.addr < (uintptr_t)w->a ||
-				 ri.addr + ri.length > (uintptr_t)w->a + WORKER_LEN)
+			else if ((uintptr_t)ri.addr < (uintptr_t)w->a ||
+				 (uintptr_t)ri.addr + ri.length >
+				 (uintptr_t)w->a + WORKER_LEN)
 				snprintf(w->err, sizeof(w->err),
 					 "REGION_INFO of handle %u names another thread's region",
 					 h);
@@ -394,9 +395,9 @@ static void *worker_main(void *arg)
 	while (w->depth && !w->err[0])
 		worker_unpin(w);
 	if (!w->err[0]) {
-		err = do_unpin(w->fd, w->ha);
+		err = do_unpin(w->md, w->ha);
 		if (!err)
-			err = do_unpin(w->fd, w->hb);
+			err = do_unpin(w->md, w->hb);
 		if (err)
 			werr(w, "REGION_UNPIN", err);
 		else
@@ -411,16 +412,19 @@ static int t_concurrency(const struct test *t)
 	struct worker w[N];
 	long pins = 0, unpins = 0, copies = 0;
 	uint64_t bytes = 0;
+	struct moex_device *md;
 	struct stats s0;
-	int fd, i, started = 0;
+	int i, started = 0;
 
 	(void)t;
 	memset(w, 0, sizeof(w));
 	STATS(0, &s0);
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	for (i = 0; i < N; i++) {
-		w[i].fd = i < SHARED ? fd : dev_open(0);
-		CHECK(w[i].fd >= 0, "open /dev/moex0: %s", strerror(errno));
+		if (i < SHARED)
+			w[i].md = md;
+		else
+			OPEN_DEV(0, &w[i].md);
 		w[i].a = buf_4k(WORKER_LEN);
 		w[i].b = buf_4k(WORKER_LEN);
 		CHECK(w[i].a && w[i].b, "mmap: %s", strerror(errno));
@@ -446,9 +450,9 @@ static int t_concurrency(const struct test *t)
 	note("concurrency: %ld pins, %ld unpins, %ld copies (%llu bytes) on %d threads",
 	     pins, unpins, copies, (unsigned long long)bytes, N);
 	for (i = 0; i < N; i++)
-		if (w[i].fd != fd)
-			xclose(w[i].fd);
-	xclose(fd);
+		if (w[i].md != md)
+			mdev_close(w[i].md);
+	mdev_close(md);
 	WAIT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = pins, [ST_UNPIN_CALLS] = unpins,
 				 [ST_COPY_CALLS] = copies,
 				 [ST_COPY_BYTES] = (long long)bytes), 10000);
@@ -464,7 +468,7 @@ static int t_concurrency(const struct test *t)
 #define RACE_UNPINNERS	3
 
 struct race {
-	int fd;
+	struct moex_device *md;
 	uint32_t h, hdst;
 	unsigned char *src, *dst;
 	pthread_barrier_t start, done;
@@ -480,7 +484,7 @@ static void *race_unpinner(void *arg)
 
 	for (round = 0; round < RACE_ROUNDS; round++) {
 		pthread_barrier_wait(&r->start);
-		err = do_unpin(r->fd, r->h);
+		err = do_unpin(r->md, r->h);
 		if (!err)
 			__atomic_add_fetch(&r->wins[round], 1, __ATOMIC_SEQ_CST);
 		else if (err != ENOENT && !r->err[0])
@@ -498,7 +502,7 @@ static void *race_copier(void *arg)
 	for (round = 0; round < RACE_ROUNDS; round++) {
 		memset(r->dst, 0, 8192);
 		pthread_barrier_wait(&r->start);
-		err = do_copy(r->fd, r->h, r->hdst, 0, 0, 8192);
+		err = do_copy(r->md, r->h, r->hdst, 0, 0, 8192);
 		if (!err) {
 			r->copies++;
 			if (memcmp(r->dst, r->src, 8192) && !r->err[0])
@@ -522,18 +526,19 @@ static int t_unpin_race(const struct test *t)
 	(void)t;
 	r = calloc(1, sizeof(*r));
 	CHECK(r, "calloc");
-	r->fd = dev_open(0);
+	r->md = mdev_open(0);
 	r->src = buf_4k(64 * KIB);
 	r->dst = buf_4k(64 * KIB);
-	if (r->fd < 0 || !r->src || !r->dst) {
+	if (!r->md || !r->src || !r->dst) {
 		free(r);
 		return FAIL("setup: %s", strerror(errno));
 	}
 	fill_random(r->src, 64 * KIB);
 	STATS(0, &s0);
-	if (do_pin(r->fd, r->dst, 64 * KIB, 0, &r->hdst)) {
+	i = do_pin(r->md, r->dst, 64 * KIB, 0, &r->hdst);
+	if (i) {
 		free(r);
-		return FAIL("REGION_PIN: %s", strerror(errno));
+		return FAIL("REGION_PIN: %s", errname(i));
 	}
 	pthread_barrier_init(&r->start, NULL, RACE_UNPINNERS + 2);
 	pthread_barrier_init(&r->done, NULL, RACE_UNPINNERS + 2);
@@ -548,7 +553,7 @@ static int t_unpin_race(const struct test *t)
 		return FAIL("pthread_create failed after %d threads", started);
 	}
 	for (round = 0; round < RACE_ROUNDS; round++) {
-		int err = do_pin(r->fd, r->src, 64 * KIB, 0, &r->h);
+		int err = do_pin(r->md, r->src, 64 * KIB, 0, &r->h);
 
 		if (err && !r->err[0])
 			snprintf(r->err, sizeof(r->err), "REGION_PIN: %s",

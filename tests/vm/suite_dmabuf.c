@@ -26,7 +26,7 @@
 #include "suite.h"
 
 struct exp_region {
-	int fd;
+	struct moex_device *md;
 	uint32_t h;
 	char *p;
 	size_t len;
@@ -36,14 +36,13 @@ struct exp_region {
 /* Open @dev, pin @len bytes of random data (READONLY if @ro) and export. */
 static int export_setup(int dev, size_t len, bool ro, struct exp_region *e)
 {
-	e->fd = dev_open(dev);
-	CHECK(e->fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &e->md);
 	e->len = len;
 	e->p = buf_4k(len);
 	CHECK(e->p, "mmap: %s", strerror(errno));
 	fill_random(e->p, len);
-	CHECK_OK(do_pin(e->fd, e->p, len, ro ? MOEX_PIN_READONLY : 0, &e->h));
-	CHECK_OK(do_export(e->fd, e->h, &e->dfd));
+	CHECK_OK(do_pin(e->md, e->p, len, ro ? MOEX_PIN_READONLY : 0, &e->h));
+	CHECK_OK(do_export(e->md, e->h, &e->dfd));
 	return T_PASS;
 }
 
@@ -70,7 +69,7 @@ static int mmap_refused_at(int line, int dfd, size_t len, int prot, int flags,
 
 static int t_export_basic(const struct test *t)
 {
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	struct exp_region e;
 	struct stats s0;
 	char path[64], buf[1024];
@@ -78,16 +77,15 @@ static int t_export_basic(const struct test *t)
 	off_t end;
 
 	TRY(test_dev(t, &dev));
-	e.fd = dev_open(dev);
-	CHECK(e.fd >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &e.md);
 	e.p = buf_4k(256 * KIB);
 	CHECK(e.p, "mmap: %s", strerror(errno));
-	CHECK_OK(do_pin(e.fd, e.p, 256 * KIB, 0, &e.h));
-	CHECK_OK(do_rinfo(e.fd, e.h, &ri));
-	CHECK(!(ri.region_flags & MOEX_REGION_EXPORTED),
-	      "region_flags %#x before the export", ri.region_flags);
+	CHECK_OK(do_pin(e.md, e.p, 256 * KIB, 0, &e.h));
+	CHECK_OK(do_rinfo(e.md, e.h, &ri));
+	CHECK(!(ri.flags & MOEX_REGION_EXPORTED),
+	      "region_flags %#x before the export", ri.flags);
 	STATS(dev, &s0);
-	CHECK_OK(do_export(e.fd, e.h, &e.dfd));
+	CHECK_OK(do_export(e.md, e.h, &e.dfd));
 	CHECK(e.dfd >= 0, "dma-buf fd %d", e.dfd);
 	EXPECT_STATS(dev, &s0, DELTA([ST_DMABUF_EXPORTS] = 1));
 	fl = fcntl(e.dfd, F_GETFD);
@@ -103,9 +101,9 @@ static int t_export_basic(const struct test *t)
 	CHECK(n > 0 && strstr(buf, "exp_name:\tmoex"),
 	      "%s does not name the exporter moex: %.200s", path,
 	      n > 0 ? buf : "unreadable");
-	CHECK_OK(do_rinfo(e.fd, e.h, &ri));
-	CHECK(ri.region_flags == MOEX_REGION_EXPORTED,
-	      "region_flags %#x after export, expected %#x", ri.region_flags,
+	CHECK_OK(do_rinfo(e.md, e.h, &ri));
+	CHECK(ri.flags == MOEX_REGION_EXPORTED,
+	      "region_flags %#x after export, expected %#x", ri.flags,
 	      (unsigned int)MOEX_REGION_EXPORTED);
 	return T_PASS;
 }
@@ -167,7 +165,7 @@ static int t_export_mmap_private(const struct test *t)
 static int t_export_readonly(const struct test *t)
 {
 	const size_t len = 64 * KIB;
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	struct exp_region e;
 	int dev, fl;
 
@@ -176,9 +174,9 @@ static int t_export_readonly(const struct test *t)
 	fl = fcntl(e.dfd, F_GETFL);
 	CHECK(fl >= 0 && (fl & O_ACCMODE) == O_RDONLY,
 	      "dma-buf of a READONLY region: file flags %#x, expected O_RDONLY", fl);
-	CHECK_OK(do_rinfo(e.fd, e.h, &ri));
-	CHECK(ri.region_flags == (MOEX_REGION_READONLY | MOEX_REGION_EXPORTED),
-	      "region_flags %#x, expected READONLY|EXPORTED", ri.region_flags);
+	CHECK_OK(do_rinfo(e.md, e.h, &ri));
+	CHECK(ri.flags == (MOEX_REGION_READONLY | MOEX_REGION_EXPORTED),
+	      "region_flags %#x, expected READONLY|EXPORTED", ri.flags);
 	EXPECT_MMAP_REFUSED(e.dfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, EACCES,
 			    "mmap PROT_WRITE of a read-only dma-buf");
 	return T_PASS;
@@ -223,8 +221,8 @@ static int t_pin_dmabuf_mapping(const struct test *t)
 	CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
 	CHECK_BYTES("dma-buf mapping", m, e.p, len);	/* faulted in */
 	STATS(dev, &s0);
-	CHECK_ERRNO(do_pin(e.fd, m, len, 0, &h), EFAULT);
-	CHECK_ERRNO(do_pin(e.fd, m, len, MOEX_PIN_READONLY, &h), EFAULT);
+	CHECK_ERRNO(do_pin(e.md, m, len, 0, &h), EFAULT);
+	CHECK_ERRNO(do_pin(e.md, m, len, MOEX_PIN_READONLY, &h), EFAULT);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 2));
 	return T_PASS;
 }
@@ -239,14 +237,14 @@ static int t_export_twice(const struct test *t)
 	TRY(test_dev(t, &dev));
 	STATS(dev, &s0);
 	TRY(export_setup(dev, 128 * KIB, false, &e));
-	CHECK_OK(do_export(e.fd, e.h, &dfd2));
+	CHECK_OK(do_export(e.md, e.h, &dfd2));
 	CHECK(dfd2 != e.dfd, "two exports gave the same fd %d", dfd2);
 	EXPECT_STATS(dev, &s0, DELTA([ST_DMABUF_EXPORTS] = 2, [ST_PIN_CALLS] = 1,
 				     [ST_PINNED_BYTES] = 128 * KIB,
 				     [ST_PINNED_REGIONS] = 1,
 				     [ST_OPEN_FILES] = 1));
-	CHECK_OK(do_unpin(e.fd, e.h));
-	xclose(e.fd);
+	CHECK_OK(do_unpin(e.md, e.h));
+	mdev_close(e.md);
 	xclose(e.dfd);
 	EXPECT_STATS(dev, &s0, DELTA([ST_DMABUF_EXPORTS] = 2, [ST_PIN_CALLS] = 1,
 				     [ST_UNPIN_CALLS] = 1,
@@ -282,13 +280,13 @@ static int t_export_lifetime(const struct test *t)
 				     [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0 + 1024, "");
 
-	CHECK_OK(do_unpin(e.fd, e.h));
+	CHECK_OK(do_unpin(e.md, e.h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_DMABUF_EXPORTS] = 1,
 				     [ST_UNPIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0 + 1024, " after UNPIN");
 
-	xclose(e.fd);
+	mdev_close(e.md);
 	sleep_ms(100);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_DMABUF_EXPORTS] = 1,
@@ -318,35 +316,36 @@ static int t_export_lifetime(const struct test *t)
 /* No descriptor left: EMFILE, nothing exported, nothing counted. */
 static int export_emfile_child(void *arg)
 {
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	struct rlimit rl;
 	struct stats s0;
 	uint32_t h;
 	void *p;
-	int fd, dfd, lowest, err, rinfo_err;
+	struct moex_device *md;
+	int dfd, lowest, err, rinfo_err;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_4k(64 * KIB));
-	CHECK_OK(do_pin(fd, p, 64 * KIB, 0, &h));
-	lowest = dup(fd);
+	CHECK_OK(do_pin(md, p, 64 * KIB, 0, &h));
+	lowest = dup(mdev_fd(md));
 	CHECK(lowest >= 0, "dup: %s", strerror(errno));
 	close(lowest);
 	STATS(0, &s0);		/* reading stats needs descriptors: before */
 	CHECK(!getrlimit(RLIMIT_NOFILE, &rl), "getrlimit: %s", strerror(errno));
 	rl.rlim_cur = (rlim_t)lowest;
 	CHECK(!setrlimit(RLIMIT_NOFILE, &rl), "setrlimit: %s", strerror(errno));
-	err = do_export_raw(fd, h, &dfd);
-	rinfo_err = do_rinfo(fd, h, &ri);
+	err = do_export_raw(md, h, &dfd);
+	rinfo_err = do_rinfo(md, h, &ri);
 	rl.rlim_cur = (rlim_t)lowest + 8;
 	CHECK(!setrlimit(RLIMIT_NOFILE, &rl), "setrlimit: %s", strerror(errno));
 	CHECK(err == EMFILE, "REGION_EXPORT with no descriptor left: expected EMFILE, got %s",
 	      errname(err));
 	EXPECT_STATS(0, &s0, NODELTA);
 	CHECK_OK(rinfo_err);
-	CHECK(!(ri.region_flags & MOEX_REGION_EXPORTED),
-	      "region_flags %#x after a failed export", ri.region_flags);
-	CHECK_OK(do_export_raw(fd, h, &dfd));
+	CHECK(!(ri.flags & MOEX_REGION_EXPORTED),
+	      "region_flags %#x after a failed export", ri.flags);
+	CHECK_OK(do_export_raw(md, h, &dfd));
 	CHECK(dfd == lowest, "dma-buf fd %d, expected %d", dfd, lowest);
 	EXPECT_STATS(0, &s0, DELTA([ST_DMABUF_EXPORTS] = 1));
 	return T_PASS;
@@ -412,7 +411,7 @@ static int vgem_close_all(int dev, int card, struct exp_region *e,
 {
 	xclose(card);
 	xclose(e->dfd);
-	CHECK_OK(do_unpin(e->fd, e->h));
+	CHECK_OK(do_unpin(e->md, e->h));
 	WAIT_STATS(dev, s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
 				  [ST_DMABUF_EXPORTS] = 1, [ST_OPEN_FILES] = 1),
 		   10000);
@@ -441,8 +440,8 @@ static int t_vgem_import(const struct test *t)
 	CHECK(!err, "DRM_IOCTL_PRIME_FD_TO_HANDLE on vgem: %s", errname(err));
 	CHECK(ph.handle != 0, "vgem GEM handle 0");
 	xclose(e.dfd);
-	CHECK_OK(do_unpin(e.fd, e.h));
-	xclose(e.fd);
+	CHECK_OK(do_unpin(e.md, e.h));
+	mdev_close(e.md);
 	sleep_ms(100);
 	/* vgem's GEM object holds the dma-buf, which holds the region */
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,

@@ -252,17 +252,18 @@ static int kid_dmabuf(int sock, void *arg)
 {
 	uint64_t seed = KILL_SEED;
 	uint32_t ha, hb;
+	struct moex_device *md;
 	char *a, *b;
-	int fd, dfd;
+	int dfd;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(a, buf_4k(1 * MIB));
 	MAP(b, buf_any(2 * MIB));
 	fill_random_r(b, 2 * MIB, &seed);
-	CHECK_OK(do_pin(fd, a, 1 * MIB, 0, &ha));
-	CHECK_OK(do_pin(fd, b, 2 * MIB, 0, &hb));
-	CHECK_OK(do_export(fd, hb, &dfd));
+	CHECK_OK(do_pin(md, a, 1 * MIB, 0, &ha));
+	CHECK_OK(do_pin(md, b, 2 * MIB, 0, &hb));
+	CHECK_OK(do_export(md, hb, &dfd));
 	CHECK(!send_msg(sock, 'R', dfd, NULL), "sendmsg: %s", strerror(errno));
 	return T_PASS;
 }
@@ -306,20 +307,20 @@ static int t_kill9_dmabuf(const struct test *t)
 static int kid_regions(int sock, void *arg)
 {
 	uint32_t h;
+	struct moex_device *md, *me;
 	char *a, *b, *c;
-	int fd, fe;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(a, buf_thp(2 * MIB));
 	MAP(b, buf_4k(256 * KIB));
 	MAP(c, buf_4k(64 * KIB));
-	CHECK_OK(do_pin(fd, a, 2 * MIB, 0, &h));
-	CHECK_OK(do_pin(fd, b, 256 * KIB, 0, &h));
-	CHECK_OK(do_pin(fd, c, 64 * KIB, MOEX_PIN_READONLY, &h));
+	CHECK_OK(do_pin(md, a, 2 * MIB, 0, &h));
+	CHECK_OK(do_pin(md, b, 256 * KIB, 0, &h));
+	CHECK_OK(do_pin(md, c, 64 * KIB, MOEX_PIN_READONLY, &h));
 	if (g_edu >= 0) {
-		OPEN_DEV(g_edu, &fe);
-		CHECK_OK(do_pin(fe, b, 256 * KIB, 0, &h));
+		OPEN_DEV(g_edu, &me);
+		CHECK_OK(do_pin(me, b, 256 * KIB, 0, &h));
 	}
 	CHECK(!send_msg(sock, 'R', -1, NULL), "sendmsg: %s", strerror(errno));
 	return T_PASS;
@@ -362,17 +363,18 @@ static int kid_edu_copy(int sock, void *arg)
 {
 	uint64_t len = (uintptr_t)arg;
 	uint32_t ha, hb;
+	struct moex_device *md;
 	char *a, *b;
-	int fd, err;
+	int err;
 
-	OPEN_DEV(g_edu, &fd);
+	OPEN_DEV(g_edu, &md);
 	MAP(a, buf_4k(64 * KIB));
 	MAP(b, buf_4k(64 * KIB));
 	fill_random(a, 64 * KIB);
-	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
-	CHECK_OK(do_pin(fd, b, 64 * KIB, 0, &hb));
+	CHECK_OK(do_pin(md, a, 64 * KIB, 0, &ha));
+	CHECK_OK(do_pin(md, b, 64 * KIB, 0, &hb));
 	CHECK(!send_msg(sock, 'R', -1, NULL), "sendmsg: %s", strerror(errno));
-	err = do_copy(fd, ha, hb, 0, 0, len);
+	err = do_copy(md, ha, hb, 0, 0, len);
 	CHECK(!err, "COPY: %s", errname(err));
 	return T_PASS;
 }
@@ -426,16 +428,16 @@ static int t_kill9_edu_copy(const struct test *t)
 
 static int kid_pin(int sock, void *arg)
 {
+	struct moex_device *md;
 	uint32_t h;
 	void *p;
-	int fd;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, xmap(PIN_KILL_LEN, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 	CHECK(!send_msg(sock, 'R', -1, NULL), "sendmsg: %s", strerror(errno));
-	CHECK_OK(do_pin(fd, p, PIN_KILL_LEN, 0, &h));
+	CHECK_OK(do_pin(md, p, PIN_KILL_LEN, 0, &h));
 	return T_PASS;
 }
 
@@ -486,17 +488,17 @@ static int kid_pass_fd(int sock, void *arg)
 {
 	uint64_t seed = PASS_SEED;
 	char text[64];
+	struct moex_device *md;
 	uint32_t h;
 	void *p;
-	int fd;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_4k(1 * MIB));
 	fill_random_r(p, 1 * MIB, &seed);
-	CHECK_OK(do_pin(fd, p, 1 * MIB, 0, &h));
+	CHECK_OK(do_pin(md, p, 1 * MIB, 0, &h));
 	snprintf(text, sizeof(text), "%u %llu", h, (unsigned long long)(uintptr_t)p);
-	CHECK(!send_msg(sock, 'R', fd, text), "sendmsg: %s", strerror(errno));
+	CHECK(!send_msg(sock, 'R', mdev_fd(md), text), "sendmsg: %s", strerror(errno));
 	_exit(0);	/* a normal exit, with the region pinned and charged */
 }
 
@@ -511,6 +513,7 @@ static int t_fd_outlives_pinner(const struct test *t)
 	uint64_t seed = PASS_SEED;
 	unsigned long long addr;
 	struct moex_region_info ri;
+	struct moex_region_export exp;
 	unsigned char *want, *m;
 	struct stats s0;
 	char text[64];
@@ -530,12 +533,19 @@ static int t_fd_outlives_pinner(const struct test *t)
 	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
 	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = 1 * MIB, [ST_PINNED_REGIONS] = 1,
 				   [ST_PIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
-	CHECK_OK(do_rinfo(fd, h, &ri));
+	/*
+	 * Raw ioctls: the descriptor came over a socket, and libmoex only
+	 * opens a device by path (it cannot adopt a descriptor).
+	 */
+	CHECK_OK(raw_rinfo(fd, h, &ri));
 	CHECK(ri.addr == addr && ri.length == 1 * MIB,
 	      "REGION_INFO addr %#llx length %llu, expected %#llx and 1 MiB",
 	      (unsigned long long)ri.addr, (unsigned long long)ri.length, addr);
-	CHECK_OK(do_copy(fd, h, h, 0, 512 * KIB, 4096));
-	CHECK_OK(do_export(fd, h, &dfd));
+	CHECK_OK(raw_copy(fd, h, h, 0, 512 * KIB, 4096));
+	memset(&exp, 0, sizeof(exp));
+	exp.handle = h;
+	CHECK_OK(xioctl(fd, MOEX_IOCTL_REGION_EXPORT, &exp));
+	dfd = track_fd((int)exp.fd);
 	m = xmap(1 * MIB, PROT_READ, MAP_SHARED, dfd, 0);
 	CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
 	want = malloc(1 * MIB);
@@ -546,7 +556,7 @@ static int t_fd_outlives_pinner(const struct test *t)
 			    want, 1 * MIB);
 	free(want);
 	TRY(rc);
-	CHECK_OK(do_unpin(fd, h));
+	CHECK_OK(raw_unpin(fd, h));
 	xunmap(m);
 	xclose(dfd);
 	xclose(fd);
@@ -583,24 +593,25 @@ static int edu_bdf(char *bdf, size_t size)
 static int t_edu_hot_unplug(const struct test *t)
 {
 	char bdf[64], path[160], node[32];
-	struct moex_region_info ri;
-	struct moex_info info;
+	struct moex_device_info info;
+	struct moex_region_desc ri;
+	struct moex_device *md;
 	unsigned char *a, *b, *m;
 	uint32_t ha, hb, h;
 	uint64_t end;
-	int fd, dfd, err, old = g_edu;
+	int dfd, err, old = g_edu;
 
 	(void)t;
 	if (g_edu < 0)
 		return skip("no edu device (/dev/moexN with engine edu)");
 	TRY(edu_bdf(bdf, sizeof(bdf)));
-	OPEN_DEV(g_edu, &fd);
+	OPEN_DEV(g_edu, &md);
 	MAP(a, buf_4k(64 * KIB));
 	MAP(b, buf_4k(64 * KIB));
 	fill_random(a, 64 * KIB);
-	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
-	CHECK_OK(do_pin(fd, b, 64 * KIB, 0, &hb));
-	CHECK_OK(do_export(fd, ha, &dfd));
+	CHECK_OK(do_pin(md, a, 64 * KIB, 0, &ha));
+	CHECK_OK(do_pin(md, b, 64 * KIB, 0, &hb));
+	CHECK_OK(do_export(md, ha, &dfd));
 	m = xmap(64 * KIB, PROT_READ, MAP_SHARED, dfd, 0);
 	CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
 
@@ -615,18 +626,18 @@ static int t_edu_hot_unplug(const struct test *t)
 	      node);
 	g_edu = -1;
 
-	CHECK_ERRNO(do_info(fd, &info), ENODEV);
-	CHECK_ERRNO(do_copy(fd, ha, hb, 0, 0, 100), ENODEV);
-	err = do_pin(fd, b, 4096, 0, &h);
+	CHECK_ERRNO(do_info(md, &info), ENODEV);
+	CHECK_ERRNO(do_copy(md, ha, hb, 0, 0, 100), ENODEV);
+	err = do_pin(md, b, 4096, 0, &h);
 	CHECK(err == ENODEV, "REGION_PIN on a removed device: expected ENODEV, got %s",
 	      errname(err));
-	CHECK_OK(do_rinfo(fd, ha, &ri));
+	CHECK_OK(do_rinfo(md, ha, &ri));
 	CHECK(ri.length == 64 * KIB, "REGION_INFO length %llu",
 	      (unsigned long long)ri.length);
 	CHECK_BYTES("dma-buf mapping after the device went", m, a, 64 * KIB);
-	CHECK_OK(do_unpin(fd, hb));
-	CHECK_OK(do_unpin(fd, ha));
-	xclose(fd);
+	CHECK_OK(do_unpin(md, hb));
+	CHECK_OK(do_unpin(md, ha));
+	mdev_close(md);
 	xclose(dfd);
 	xunmap(m);		/* the last reference: unmaps for a gone device */
 
@@ -641,12 +652,12 @@ static int t_edu_hot_unplug(const struct test *t)
 	} while (now_ms() < end);
 	CHECK(g_edu >= 0, "no edu moex device after the PCI rescan");
 	TRY(check_chardev(g_edu));
-	OPEN_DEV(g_edu, &fd);
-	CHECK_OK(do_info(fd, &info));
+	OPEN_DEV(g_edu, &md);
+	CHECK_OK(do_info(md, &info));
 	CHECK(info.engine == MOEX_ENGINE_EDU, "engine %u after the rescan", info.engine);
-	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
-	CHECK_OK(do_pin(fd, b, 64 * KIB, 0, &hb));
-	CHECK_OK(do_copy(fd, ha, hb, 7, 9, 300));
+	CHECK_OK(do_pin(md, a, 64 * KIB, 0, &ha));
+	CHECK_OK(do_pin(md, b, 64 * KIB, 0, &hb));
+	CHECK_OK(do_copy(md, ha, hb, 7, 9, 300));
 	CHECK_BYTES("edu copy after the rescan", b + 9, a + 7, 300);
 	note("edu device %s removed and rescanned: moex%d then moex%d", bdf, old,
 	     g_edu);
@@ -687,14 +698,14 @@ static int expect_unload_busy(const char *what)
 
 static int t_unload_busy_fd(const struct test *t)
 {
-	int fd;
+	struct moex_device *md;
 
 	(void)t;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	TRY(expect_unload_busy("/dev/moex0 is open"));
-	xclose(fd);
+	mdev_close(md);
 	if (g_edu >= 0) {
-		OPEN_DEV(g_edu, &fd);
+		OPEN_DEV(g_edu, &md);
 		TRY(expect_unload_busy("the edu device is open"));
 	}
 	return T_PASS;
@@ -705,21 +716,22 @@ static int unload_busy_exported(bool map)
 {
 	struct stats s0;
 	uint32_t h;
+	struct moex_device *md;
 	void *p, *m = NULL;
-	int fd, dfd;
+	int dfd;
 
 	STATS(0, &s0);
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_4k(256 * KIB));
-	CHECK_OK(do_pin(fd, p, 256 * KIB, 0, &h));
-	CHECK_OK(do_export(fd, h, &dfd));
+	CHECK_OK(do_pin(md, p, 256 * KIB, 0, &h));
+	CHECK_OK(do_export(md, h, &dfd));
 	if (map) {
 		m = xmap(256 * KIB, PROT_READ, MAP_SHARED, dfd, 0);
 		CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
 		xclose(dfd);
 	}
-	CHECK_OK(do_unpin(fd, h));
-	xclose(fd);
+	CHECK_OK(do_unpin(md, h));
+	mdev_close(md);
 	TRY(expect_unload_busy(map ? "only a dma-buf mapping is left" :
 				     "only a dma-buf fd is left"));
 	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = 256 * KIB,
@@ -839,27 +851,28 @@ static int t_module_reload(const struct test *t)
 /* The reloaded module works: pin, copy, export, unpin. */
 static int t_reload_works(const struct test *t)
 {
-	struct moex_info info;
+	struct moex_device_info info;
+	struct moex_device *md;
 	struct stats s0;
 	unsigned char *a, *b;
 	uint32_t ha, hb;
-	int fd, dfd;
+	int dfd;
 
 	(void)t;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(a, buf_4k(64 * KIB));
 	MAP(b, buf_4k(64 * KIB));
 	fill_random(a, 64 * KIB);
 	STATS(0, &s0);
-	CHECK_OK(do_info(fd, &info));
+	CHECK_OK(do_info(md, &info));
 	CHECK(info.abi_version == MOEX_ABI_VERSION, "abi_version %u", info.abi_version);
-	CHECK_OK(do_pin(fd, a, 64 * KIB, 0, &ha));
-	CHECK_OK(do_pin(fd, b, 64 * KIB, 0, &hb));
-	CHECK_OK(do_copy(fd, ha, hb, 10, 20, 30000));
+	CHECK_OK(do_pin(md, a, 64 * KIB, 0, &ha));
+	CHECK_OK(do_pin(md, b, 64 * KIB, 0, &hb));
+	CHECK_OK(do_copy(md, ha, hb, 10, 20, 30000));
 	CHECK_BYTES("copy after reload", b + 20, a + 10, 30000);
-	CHECK_OK(do_export(fd, hb, &dfd));
-	CHECK_OK(do_unpin(fd, ha));
-	CHECK_OK(do_unpin(fd, hb));
+	CHECK_OK(do_export(md, hb, &dfd));
+	CHECK_OK(do_unpin(md, ha));
+	CHECK_OK(do_unpin(md, hb));
 	xclose(dfd);
 	WAIT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 2, [ST_UNPIN_CALLS] = 2,
 				 [ST_COPY_CALLS] = 1, [ST_COPY_BYTES] = 30000,

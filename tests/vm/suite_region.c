@@ -14,18 +14,22 @@
 
 #include "suite.h"
 
-/* Check REGION_INFO of a region pinned at @p, @len, @flags on @dev. */
-static int check_rinfo(int dev, int fd, uint32_t h, const void *p,
-		       uint64_t len, uint32_t rflags,
-		       struct moex_region_info *out)
+/*
+ * Check a region pinned at @p, @len, @flags on @dev as moex_region_query()
+ * describes it, and that the raw REGION_INFO says the same with its flags,
+ * pad and reserved fields zero (output padding libmoex does not show).
+ */
+static int check_rinfo(int dev, struct moex_device *md, uint32_t h,
+		       const void *p, uint64_t len, uint32_t rflags,
+		       struct moex_region_desc *out)
 {
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
+	struct moex_region_info raw;
 	uint64_t pages = len / g_page;
 
-	CHECK_OK(do_rinfo(fd, h, &ri));
+	CHECK_OK(do_rinfo(md, h, &ri));
 	CHECK(ri.handle == h, "REGION_INFO handle %u, expected %u", ri.handle, h);
-	CHECK(ri.addr == (uintptr_t)p, "REGION_INFO addr %#llx, expected %p",
-	      (unsigned long long)ri.addr, p);
+	CHECK(ri.addr == p, "REGION_INFO addr %p, expected %p", ri.addr, p);
 	CHECK(ri.length == len, "REGION_INFO length %llu, expected %llu",
 	      (unsigned long long)ri.length, (unsigned long long)len);
 	CHECK(ri.pages == pages, "REGION_INFO pages %llu, expected %llu",
@@ -41,9 +45,18 @@ static int check_rinfo(int dev, int fd, uint32_t h, const void *p,
 		CHECK(ri.dma_segments >= 1 && ri.dma_segments <= ri.sg_segments,
 		      "REGION_INFO dma_segments %u, expected 1..%u (sg_segments)",
 		      ri.dma_segments, ri.sg_segments);
-	CHECK(ri.region_flags == rflags, "REGION_INFO region_flags %#x, expected %#x",
-	      ri.region_flags, rflags);
-	CHECK(ri.flags == 0 && ri.pad == 0 && !ri.reserved[0] && !ri.reserved[1],
+	CHECK(ri.flags == rflags, "REGION_INFO region_flags %#x, expected %#x",
+	      ri.flags, rflags);
+	/* raw: the output padding, which libmoex does not pass on */
+	CHECK_OK(raw_rinfo(mdev_fd(md), h, &raw));
+	CHECK(raw.handle == h && raw.addr == (uintptr_t)p &&
+	      raw.length == len && raw.pages == pages &&
+	      raw.sg_segments == ri.sg_segments &&
+	      raw.dma_segments == ri.dma_segments &&
+	      raw.region_flags == rflags,
+	      "raw REGION_INFO differs from moex_region_query");
+	CHECK(raw.flags == 0 && raw.pad == 0 && !raw.reserved[0] &&
+	      !raw.reserved[1],
 	      "REGION_INFO flags/pad/reserved not zero on output");
 	if (out)
 		*out = ri;
@@ -54,35 +67,36 @@ static int check_rinfo(int dev, int fd, uint32_t h, const void *p,
 static int t_pin_basic(const struct test *t)
 {
 	const uint64_t len = 1 * MIB;
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	struct stats s0;
 	long long vm0;
 	uint32_t h;
 	void *p;
-	int dev, fd;
+	struct moex_device *md;
+	int dev;
 
 	TRY(test_dev(t, &dev));
 	MAP(p, buf_4k(len));
 	STATS(dev, &s0);
 	vm0 = vmpin_kb(0);
-	OPEN_DEV(dev, &fd);
-	CHECK_OK(do_pin(fd, p, len, 0, &h));
+	OPEN_DEV(dev, &md);
+	CHECK_OK(do_pin(md, p, len, 0, &h));
 	CHECK(h != 0, "REGION_PIN returned handle 0");
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len,
 				     [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0 + 1024, " after pinning 1 MiB");
-	EXPECT_INFO_PINNED(fd, s0.v[ST_PINNED_BYTES] + (long long)len, "");
-	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
+	EXPECT_INFO_PINNED(md, s0.v[ST_PINNED_BYTES] + (long long)len, "");
+	TRY(check_rinfo(dev, md, h, p, len, 0, &ri));
 	note("moex%d: 1 MiB of base pages: %u sg segments, %u dma segments",
 	     dev, ri.sg_segments, ri.dma_segments);
-	CHECK_OK(do_unpin(fd, h));
+	CHECK_OK(do_unpin(md, h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
 				     [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0, " after unpin");
-	CHECK_ERRNO(do_rinfo(fd, h, &ri), ENOENT);
-	CHECK_ERRNO(do_unpin(fd, h), ENOENT);
-	xclose(fd);
+	CHECK_ERRNO(do_rinfo(md, h, &ri), ENOENT);
+	CHECK_ERRNO(do_unpin(md, h), ENOENT);
+	mdev_close(md);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
 	return T_PASS;
 }
@@ -95,26 +109,27 @@ static int t_pin_readonly(const struct test *t)
 	long long vm0;
 	uint32_t h;
 	char *p;
-	int dev, fd;
+	struct moex_device *md;
+	int dev;
 
 	TRY(test_dev(t, &dev));
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	MAP(p, buf_4k(len));
 	fill_random(p, len);
 	CHECK(!mprotect(p, len, PROT_READ), "mprotect: %s", strerror(errno));
 	STATS(dev, &s0);
 	vm0 = vmpin_kb(0);
-	CHECK_ERRNO(do_pin(fd, p, len, 0, &h), EFAULT);
+	CHECK_ERRNO(do_pin(md, p, len, 0, &h), EFAULT);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1));
 	CHECK(vmpin_kb(0) == vm0, "VmPin moved after a failed pin: %lld kB, was %lld",
 	      vmpin_kb(0), vm0);
-	CHECK_OK(do_pin(fd, p, len, MOEX_PIN_READONLY, &h));
+	CHECK_OK(do_pin(md, p, len, MOEX_PIN_READONLY, &h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
 				     [ST_PINNED_BYTES] = len,
 				     [ST_PINNED_REGIONS] = 1));
 	EXPECT_VMPIN(vm0 + 256, "");
-	TRY(check_rinfo(dev, fd, h, p, len, MOEX_REGION_READONLY, NULL));
-	CHECK_OK(do_unpin(fd, h));
+	TRY(check_rinfo(dev, md, h, p, len, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_unpin(md, h));
 	EXPECT_VMPIN(vm0, " after unpin");
 	return T_PASS;
 }
@@ -124,13 +139,14 @@ static int t_pin_readonly_rw_mapping(const struct test *t)
 {
 	uint32_t h;
 	void *p;
-	int dev, fd;
+	struct moex_device *md;
+	int dev;
 
 	TRY(test_dev(t, &dev));
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	MAP(p, buf_4k(64 * KIB));
-	CHECK_OK(do_pin(fd, p, 64 * KIB, MOEX_PIN_READONLY, &h));
-	TRY(check_rinfo(dev, fd, h, p, 64 * KIB, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_pin(md, p, 64 * KIB, MOEX_PIN_READONLY, &h));
+	TRY(check_rinfo(dev, md, h, p, 64 * KIB, MOEX_REGION_READONLY, NULL));
 	return T_PASS;
 }
 
@@ -138,21 +154,22 @@ static int t_pin_readonly_rw_mapping(const struct test *t)
 static int t_region_thp(const struct test *t)
 {
 	const uint64_t len = 4 * MIB;
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	long long huge;
 	uint32_t h;
 	void *p;
-	int dev, fd;
+	struct moex_device *md;
+	int dev;
 
 	TRY(test_dev(t, &dev));
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	MAP(p, buf_thp(len));
 	huge = thp_bytes(p);
 	if (huge < (long long)len)
 		return skip("no transparent huge pages for the buffer (AnonHugePages %lld bytes)",
 			    huge);
-	CHECK_OK(do_pin(fd, p, len, 0, &h));
-	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
+	CHECK_OK(do_pin(md, p, len, 0, &h));
+	TRY(check_rinfo(dev, md, h, p, len, 0, &ri));
 	CHECK(ri.sg_segments <= len / HPAGE,
 	      "sg_segments %u for %llu bytes of huge pages, expected at most %llu",
 	      ri.sg_segments, (unsigned long long)len,
@@ -166,18 +183,19 @@ static int t_region_thp(const struct test *t)
 static int t_region_4k(const struct test *t)
 {
 	const uint64_t len = 1 * MIB;
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	uint32_t h;
 	void *p;
-	int dev, fd;
+	struct moex_device *md;
+	int dev;
 
 	TRY(test_dev(t, &dev));
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	MAP(p, buf_4k(len));
 	CHECK(thp_bytes(p) == 0, "MADV_NOHUGEPAGE buffer has %lld bytes of huge pages",
 	      thp_bytes(p));
-	CHECK_OK(do_pin(fd, p, len, 0, &h));
-	TRY(check_rinfo(dev, fd, h, p, len, 0, &ri));
+	CHECK_OK(do_pin(md, p, len, 0, &h));
+	TRY(check_rinfo(dev, md, h, p, len, 0, &ri));
 	return T_PASS;
 }
 
@@ -189,19 +207,19 @@ static int t_pin_large(const struct test *t)
 	long long vm0;
 	uint32_t h;
 	void *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)t;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_any(len));
 	STATS(0, &s0);
 	vm0 = vmpin_kb(0);
-	CHECK_OK(do_pin(fd, p, len, 0, &h));
+	CHECK_OK(do_pin(md, p, len, 0, &h));
 	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = len,
 				   [ST_PINNED_REGIONS] = 1, [ST_PIN_CALLS] = 1));
 	EXPECT_VMPIN(vm0 + 65536, "");
-	TRY(check_rinfo(0, fd, h, p, len, 0, NULL));
-	CHECK_OK(do_unpin(fd, h));
+	TRY(check_rinfo(0, md, h, p, len, 0, NULL));
+	CHECK_OK(do_unpin(md, h));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
 	EXPECT_VMPIN(vm0, " after unpin");
 	return T_PASS;
@@ -213,23 +231,23 @@ static int t_pin_twice(const struct test *t)
 	struct stats s0;
 	uint32_t h1, h2;
 	void *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)t;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_4k(128 * KIB));
 	STATS(0, &s0);
-	CHECK_OK(do_pin(fd, p, 128 * KIB, 0, &h1));
-	CHECK_OK(do_pin(fd, p, 128 * KIB, MOEX_PIN_READONLY, &h2));
+	CHECK_OK(do_pin(md, p, 128 * KIB, 0, &h1));
+	CHECK_OK(do_pin(md, p, 128 * KIB, MOEX_PIN_READONLY, &h2));
 	CHECK(h1 && h2 && h1 != h2, "handles %u and %u, expected two distinct ones",
 	      h1, h2);
 	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = 256 * KIB,
 				   [ST_PINNED_REGIONS] = 2, [ST_PIN_CALLS] = 2));
-	TRY(check_rinfo(0, fd, h1, p, 128 * KIB, 0, NULL));
-	TRY(check_rinfo(0, fd, h2, p, 128 * KIB, MOEX_REGION_READONLY, NULL));
-	CHECK_OK(do_unpin(fd, h1));
-	TRY(check_rinfo(0, fd, h2, p, 128 * KIB, MOEX_REGION_READONLY, NULL));
-	CHECK_OK(do_unpin(fd, h2));
+	TRY(check_rinfo(0, md, h1, p, 128 * KIB, 0, NULL));
+	TRY(check_rinfo(0, md, h2, p, 128 * KIB, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_unpin(md, h1));
+	TRY(check_rinfo(0, md, h2, p, 128 * KIB, MOEX_REGION_READONLY, NULL));
+	CHECK_OK(do_unpin(md, h2));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 2, [ST_UNPIN_CALLS] = 2));
 	return T_PASS;
 }
@@ -240,15 +258,15 @@ static int t_unpin_twice(const struct test *t)
 	struct stats s0;
 	uint32_t h;
 	void *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)t;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_4k(64 * KIB));
 	STATS(0, &s0);
-	CHECK_OK(do_pin(fd, p, 64 * KIB, 0, &h));
-	CHECK_OK(do_unpin(fd, h));
-	CHECK_ERRNO(do_unpin(fd, h), ENOENT);
+	CHECK_OK(do_pin(md, p, 64 * KIB, 0, &h));
+	CHECK_OK(do_unpin(md, h));
+	CHECK_ERRNO(do_unpin(md, h), ENOENT);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1));
 	return T_PASS;
 }
@@ -260,21 +278,22 @@ static int t_close_releases(const struct test *t)
 	long long vm0;
 	uint32_t h;
 	char *p;
-	int dev, fd, i;
+	struct moex_device *md;
+	int dev, i;
 
 	TRY(test_dev(t, &dev));
 	MAP(p, buf_4k(3 * 256 * KIB));
 	STATS(dev, &s0);
 	vm0 = vmpin_kb(0);
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	for (i = 0; i < 3; i++)
-		CHECK_OK(do_pin(fd, p + i * 256 * KIB, 256 * KIB,
+		CHECK_OK(do_pin(md, p + i * 256 * KIB, 256 * KIB,
 				i == 2 ? MOEX_PIN_READONLY : 0, &h));
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = 768 * KIB,
 				     [ST_PINNED_REGIONS] = 3, [ST_PIN_CALLS] = 3,
 				     [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0 + 768, "");
-	xclose(fd);
+	mdev_close(md);
 	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 3), 10000);
 	EXPECT_VMPIN(vm0, " after close");
 	return T_PASS;
@@ -314,21 +333,20 @@ static int rlimit_child(void *arg)
 	struct stats s0;
 	uint32_t h;
 	void *big, *small;
-	int fd;
+	struct moex_device *md;
 
 	(void)arg;
-	fd = dev_open(0);	/* opened as root: the node is 0600 */
-	CHECK(fd >= 0, "open /dev/moex0: %s", strerror(errno));
+	OPEN_DEV(0, &md);	/* opened as root: the node is 0600 */
 	MAP(big, buf_any(1 * MIB));
 	MAP(small, buf_4k(32 * KIB));
 	TRY(drop_root());
 	TRY(set_memlock(64 * KIB));
 	STATS(0, &s0);
 	CHECK(vmpin_kb(0) == 0, "VmPin %lld kB at start", vmpin_kb(0));
-	CHECK_ERRNO(do_pin(fd, big, 1 * MIB, 0, &h), ENOMEM);
+	CHECK_ERRNO(do_pin(md, big, 1 * MIB, 0, &h), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1));
 	EXPECT_VMPIN(0, " after the refused pin");
-	CHECK_OK(do_pin(fd, small, 32 * KIB, 0, &h));
+	CHECK_OK(do_pin(md, small, 32 * KIB, 0, &h));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
 				   [ST_PINNED_BYTES] = 32 * KIB,
 				   [ST_PINNED_REGIONS] = 1));
@@ -354,25 +372,25 @@ static int rlimit_boundary_child(void *arg)
 	struct stats s0;
 	uint32_t h;
 	char *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_4k(128 * KIB));
 	TRY(drop_root());
 	TRY(set_memlock(64 * KIB));
 	STATS(0, &s0);
-	CHECK_OK(do_pin(fd, p, 32 * KIB, 0, &h));
-	CHECK_OK(do_pin(fd, p + 32 * KIB, 32 * KIB, MOEX_PIN_READONLY, &h));
+	CHECK_OK(do_pin(md, p, 32 * KIB, 0, &h));
+	CHECK_OK(do_pin(md, p + 32 * KIB, 32 * KIB, MOEX_PIN_READONLY, &h));
 	EXPECT_VMPIN(64, "");
-	CHECK_ERRNO(do_pin(fd, p + 64 * KIB, g_page, 0, &h), ENOMEM);
+	CHECK_ERRNO(do_pin(md, p + 64 * KIB, g_page, 0, &h), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 2,
 				   [ST_PINNED_BYTES] = 64 * KIB,
 				   [ST_PINNED_REGIONS] = 2));
 	EXPECT_VMPIN(64, " after the refused pin");
 	/* unpinning gives the room back */
-	CHECK_OK(do_unpin(fd, h));
-	CHECK_OK(do_pin(fd, p + 64 * KIB, 32 * KIB, 0, &h));
+	CHECK_OK(do_unpin(md, h));
+	CHECK_OK(do_pin(md, p + 64 * KIB, 32 * KIB, 0, &h));
 	EXPECT_VMPIN(64, "");
 	return T_PASS;
 }
@@ -394,15 +412,15 @@ static int root_rlimit_child(void *arg)
 {
 	uint32_t h;
 	void *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_any(1 * MIB));
 	TRY(set_memlock(64 * KIB));
-	CHECK_OK(do_pin(fd, p, 1 * MIB, 0, &h));
+	CHECK_OK(do_pin(md, p, 1 * MIB, 0, &h));
 	EXPECT_VMPIN(1024, "");
-	CHECK_OK(do_unpin(fd, h));
+	CHECK_OK(do_unpin(md, h));
 	EXPECT_VMPIN(0, " after unpin");
 	return T_PASS;
 }
@@ -437,44 +455,44 @@ static int total_pinned_zero(void)
 
 static int t_max_pinned(const struct test *t)
 {
-	struct moex_info info;
+	struct moex_device_info info;
 	struct stats s0;
 	uint32_t h1, h2, h3;
 	long long vm0;
 	char *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)t;
 	TRY(total_pinned_zero());
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_any(16 * MIB));
 	CHECK_OK(set_max_pinned_mb(8));
-	CHECK_OK(do_info(fd, &info));
+	CHECK_OK(do_info(md, &info));
 	CHECK(info.max_pinned_bytes == 8 * MIB, "INFO max_pinned_bytes %llu, expected %llu",
 	      (unsigned long long)info.max_pinned_bytes, 8 * MIB);
 	STATS(0, &s0);
 	vm0 = vmpin_kb(0);
-	CHECK_ERRNO(do_pin(fd, p, 16 * MIB, 0, &h1), ENOMEM);
+	CHECK_ERRNO(do_pin(md, p, 16 * MIB, 0, &h1), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1));
 	CHECK(vmpin_kb(0) == vm0, "VmPin moved after a refused pin: %lld kB, was %lld",
 	      vmpin_kb(0), vm0);
-	CHECK_OK(do_pin(fd, p, 4 * MIB, 0, &h1));
-	CHECK_ERRNO(do_pin(fd, p + 4 * MIB, 8 * MIB, 0, &h2), ENOMEM);
+	CHECK_OK(do_pin(md, p, 4 * MIB, 0, &h1));
+	CHECK_ERRNO(do_pin(md, p + 4 * MIB, 8 * MIB, 0, &h2), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 2, [ST_PIN_CALLS] = 1,
 				   [ST_PINNED_BYTES] = 4 * MIB,
 				   [ST_PINNED_REGIONS] = 1));
 	/* exactly up to the cap */
-	CHECK_OK(do_pin(fd, p + 4 * MIB, 4 * MIB, 0, &h2));
-	CHECK_ERRNO(do_pin(fd, p + 8 * MIB, g_page, 0, &h3), ENOMEM);
-	CHECK_OK(do_unpin(fd, h2));
+	CHECK_OK(do_pin(md, p + 4 * MIB, 4 * MIB, 0, &h2));
+	CHECK_ERRNO(do_pin(md, p + 8 * MIB, g_page, 0, &h3), ENOMEM);
+	CHECK_OK(do_unpin(md, h2));
 	CHECK_OK(set_max_pinned_mb(0));
-	CHECK_OK(do_pin(fd, p + 4 * MIB, 8 * MIB, 0, &h2));
+	CHECK_OK(do_pin(md, p + 4 * MIB, 8 * MIB, 0, &h2));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 3, [ST_PIN_CALLS] = 3,
 				   [ST_UNPIN_CALLS] = 1,
 				   [ST_PINNED_BYTES] = 12 * MIB,
 				   [ST_PINNED_REGIONS] = 2));
-	CHECK_OK(do_unpin(fd, h1));
-	CHECK_OK(do_unpin(fd, h2));
+	CHECK_OK(do_unpin(md, h1));
+	CHECK_OK(do_unpin(md, h2));
 	return T_PASS;
 }
 
@@ -484,23 +502,22 @@ static int t_max_pinned_all_devices(const struct test *t)
 	struct stats s0, s1;
 	uint32_t h0, h1, h;
 	char *p;
-	int fd0, fd1;
+	struct moex_device *md0, *md1;
 
 	(void)t;
 	if (g_edu < 0)
 		return skip("no edu device: only one moex device");
 	TRY(total_pinned_zero());
-	fd0 = dev_open(0);
-	fd1 = dev_open(g_edu);
-	CHECK(fd0 >= 0 && fd1 >= 0, "open: %s", strerror(errno));
+	OPEN_DEV(0, &md0);
+	OPEN_DEV(g_edu, &md1);
 	MAP(p, buf_any(10 * MIB));
 	CHECK_OK(set_max_pinned_mb(8));
 	STATS(0, &s0);
 	STATS(g_edu, &s1);
-	CHECK_OK(do_pin(fd0, p, 4 * MIB, 0, &h0));
-	CHECK_OK(do_pin(fd1, p + 4 * MIB, 4 * MIB, 0, &h1));
-	CHECK_ERRNO(do_pin(fd1, p + 8 * MIB, g_page, 0, &h), ENOMEM);
-	CHECK_ERRNO(do_pin(fd0, p + 8 * MIB, g_page, 0, &h), ENOMEM);
+	CHECK_OK(do_pin(md0, p, 4 * MIB, 0, &h0));
+	CHECK_OK(do_pin(md1, p + 4 * MIB, 4 * MIB, 0, &h1));
+	CHECK_ERRNO(do_pin(md1, p + 8 * MIB, g_page, 0, &h), ENOMEM);
+	CHECK_ERRNO(do_pin(md0, p + 8 * MIB, g_page, 0, &h), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_FAILURES] = 1, [ST_PIN_CALLS] = 1,
 				   [ST_PINNED_BYTES] = 4 * MIB,
 				   [ST_PINNED_REGIONS] = 1));
@@ -508,8 +525,8 @@ static int t_max_pinned_all_devices(const struct test *t)
 				       [ST_PINNED_BYTES] = 4 * MIB,
 				       [ST_PINNED_REGIONS] = 1));
 	/* room made on one device is usable on the other */
-	CHECK_OK(do_unpin(fd0, h0));
-	CHECK_OK(do_pin(fd1, p + 8 * MIB, 2 * MIB, 0, &h));
+	CHECK_OK(do_unpin(md0, h0));
+	CHECK_OK(do_pin(md1, p + 8 * MIB, 2 * MIB, 0, &h));
 	return T_PASS;
 }
 
@@ -519,22 +536,22 @@ static int t_max_pinned_lower(const struct test *t)
 	struct stats s0;
 	uint32_t h1, h2;
 	char *p;
-	int fd;
+	struct moex_device *md;
 
 	(void)t;
 	TRY(total_pinned_zero());
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	MAP(p, buf_any(12 * MIB));
 	STATS(0, &s0);
-	CHECK_OK(do_pin(fd, p, 8 * MIB, 0, &h1));
+	CHECK_OK(do_pin(md, p, 8 * MIB, 0, &h1));
 	CHECK_OK(set_max_pinned_mb(4));
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_PINNED_BYTES] = 8 * MIB,
 				   [ST_PINNED_REGIONS] = 1));
-	TRY(check_rinfo(0, fd, h1, p, 8 * MIB, 0, NULL));
-	CHECK_ERRNO(do_pin(fd, p + 8 * MIB, g_page, 0, &h2), ENOMEM);
-	CHECK_OK(do_unpin(fd, h1));
-	CHECK_OK(do_pin(fd, p + 8 * MIB, 4 * MIB, 0, &h2));
-	CHECK_ERRNO(do_pin(fd, p, g_page, 0, &h1), ENOMEM);
+	TRY(check_rinfo(0, md, h1, p, 8 * MIB, 0, NULL));
+	CHECK_ERRNO(do_pin(md, p + 8 * MIB, g_page, 0, &h2), ENOMEM);
+	CHECK_OK(do_unpin(md, h1));
+	CHECK_OK(do_pin(md, p + 8 * MIB, 4 * MIB, 0, &h2));
+	CHECK_ERRNO(do_pin(md, p, g_page, 0, &h1), ENOMEM);
 	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = 2, [ST_PIN_FAILURES] = 2,
 				   [ST_UNPIN_CALLS] = 1,
 				   [ST_PINNED_BYTES] = 4 * MIB,
@@ -546,34 +563,34 @@ static int t_max_pinned_lower(const struct test *t)
 
 static int t_handles_per_file(const struct test *t)
 {
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	struct stats s0;
 	uint32_t h1, h2;
-	int dev, fd1, fd2, dfd;
+	struct moex_device *md1, *md2;
+	int dev, dfd;
 	char *p1, *p2;
 
 	TRY(test_dev(t, &dev));
-	fd1 = dev_open(dev);
-	fd2 = dev_open(dev);
-	CHECK(fd1 >= 0 && fd2 >= 0, "open /dev/moex%d: %s", dev, strerror(errno));
+	OPEN_DEV(dev, &md1);
+	OPEN_DEV(dev, &md2);
 	MAP(p1, buf_4k(64 * KIB));
 	MAP(p2, buf_4k(64 * KIB));
 	STATS(dev, &s0);
-	CHECK_OK(do_pin(fd1, p1, 64 * KIB, 0, &h1));
-	CHECK_ERRNO(do_rinfo(fd2, h1, &ri), ENOENT);
-	CHECK_ERRNO(do_unpin(fd2, h1), ENOENT);
-	CHECK_ERRNO(do_export(fd2, h1, &dfd), ENOENT);
-	CHECK_ERRNO(do_copy(fd2, h1, h1, 0, 8192, 4096), ENOENT);
-	/* fd2's own handle may have the same number: it names fd2's region */
-	CHECK_OK(do_pin(fd2, p2, 64 * KIB, 0, &h2));
-	CHECK_OK(do_rinfo(fd2, h2, &ri));
-	CHECK(ri.addr == (uintptr_t)p2, "fd2's handle %u names %#llx, expected %p",
-	      h2, (unsigned long long)ri.addr, (void *)p2);
+	CHECK_OK(do_pin(md1, p1, 64 * KIB, 0, &h1));
+	CHECK_ERRNO(do_rinfo(md2, h1, &ri), ENOENT);
+	CHECK_ERRNO(do_unpin(md2, h1), ENOENT);
+	CHECK_ERRNO(do_export(md2, h1, &dfd), ENOENT);
+	CHECK_ERRNO(do_copy(md2, h1, h1, 0, 8192, 4096), ENOENT);
+	/* md2's own handle may have the same number: it names md2's region */
+	CHECK_OK(do_pin(md2, p2, 64 * KIB, 0, &h2));
+	CHECK_OK(do_rinfo(md2, h2, &ri));
+	CHECK(ri.addr == p2, "md2's handle %u names %p, expected %p",
+	      h2, ri.addr, (void *)p2);
 	if (h2 == h1)
 		note("both files' first handle is %u", h1);
-	CHECK_OK(do_rinfo(fd1, h1, &ri));
-	CHECK(ri.addr == (uintptr_t)p1, "fd1's handle %u names %#llx, expected %p",
-	      h1, (unsigned long long)ri.addr, (void *)p1);
+	CHECK_OK(do_rinfo(md1, h1, &ri));
+	CHECK(ri.addr == p1, "md1's handle %u names %p, expected %p",
+	      h1, ri.addr, (void *)p1);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 2,
 				     [ST_PINNED_BYTES] = 128 * KIB,
 				     [ST_PINNED_REGIONS] = 2));
@@ -582,7 +599,7 @@ static int t_handles_per_file(const struct test *t)
 
 struct fork_arg {
 	int dev;
-	int fd;
+	struct moex_device *md;
 	uint32_t h;
 	const void *p;
 };
@@ -590,37 +607,35 @@ struct fork_arg {
 static int handles_fork_child(void *arg)
 {
 	const struct fork_arg *a = arg;
-	struct moex_region_info ri;
-	int fd;
+	struct moex_region_desc ri;
+	struct moex_device *md;
 
-	fd = dev_open(a->dev);
-	CHECK(fd >= 0, "open /dev/moex%d: %s", a->dev, strerror(errno));
-	CHECK_ERRNO(do_rinfo(fd, a->h, &ri), ENOENT);
-	CHECK_ERRNO(do_unpin(fd, a->h), ENOENT);
+	OPEN_DEV(a->dev, &md);
+	CHECK_ERRNO(do_rinfo(md, a->h, &ri), ENOENT);
+	CHECK_ERRNO(do_unpin(md, a->h), ENOENT);
 	/* the inherited descriptor is the same open file: the handle works */
-	CHECK_OK(do_rinfo(a->fd, a->h, &ri));
-	CHECK(ri.addr == (uintptr_t)a->p, "inherited fd: handle names %#llx, expected %p",
-	      (unsigned long long)ri.addr, a->p);
+	CHECK_OK(do_rinfo(a->md, a->h, &ri));
+	CHECK(ri.addr == a->p, "inherited fd: handle names %p, expected %p",
+	      ri.addr, a->p);
 	return T_PASS;
 }
 
 static int t_handles_fork(const struct test *t)
 {
-	struct moex_region_info ri;
+	struct moex_region_desc ri;
 	struct fork_arg a;
 	struct stats s0;
 	void *p;
 
 	TRY(test_dev(t, &a.dev));
-	a.fd = dev_open(a.dev);
-	CHECK(a.fd >= 0, "open /dev/moex%d: %s", a.dev, strerror(errno));
+	OPEN_DEV(a.dev, &a.md);
 	MAP(p, buf_4k(64 * KIB));
 	a.p = p;
 	STATS(a.dev, &s0);
-	CHECK_OK(do_pin(a.fd, p, 64 * KIB, 0, &a.h));
+	CHECK_OK(do_pin(a.md, p, 64 * KIB, 0, &a.h));
 	TRY(child_run(handles_fork_child, &a, 60));
 	/* the child's exit closed nothing of ours */
-	CHECK_OK(do_rinfo(a.fd, a.h, &ri));
+	CHECK_OK(do_rinfo(a.md, a.h, &ri));
 	EXPECT_STATS(a.dev, &s0, DELTA([ST_PIN_CALLS] = 1,
 				       [ST_PINNED_BYTES] = 64 * KIB,
 				       [ST_PINNED_REGIONS] = 1));
@@ -639,22 +654,23 @@ static int t_edu_pin_beyond_dma(const struct test *t)
 	long long vm0;
 	uint32_t h;
 	void *p;
-	int fd, err;
+	struct moex_device *md;
+	int err;
 
 	(void)t;
 	if (g_edu < 0)
 		return skip("no edu device (/dev/moexN with engine edu)");
-	OPEN_DEV(g_edu, &fd);
+	OPEN_DEV(g_edu, &md);
 	MAP(p, buf_any(len));
 	STATS(g_edu, &s0);
 	vm0 = vmpin_kb(0);
-	err = do_pin(fd, p, len, 0, &h);
+	err = do_pin(md, p, len, 0, &h);
 	CHECK(err, "pinned 320 MiB for a device with 28-bit (256 MiB) DMA");
 	note("edu: pinning 320 MiB: %s", errname(err));
 	EXPECT_STATS(g_edu, &s0, DELTA([ST_PIN_FAILURES] = 1));
 	EXPECT_VMPIN(vm0, " after the failed pin");
-	CHECK_OK(do_pin(fd, p, 64 * MIB, 0, &h));
-	CHECK_OK(do_unpin(fd, h));
+	CHECK_OK(do_pin(md, p, 64 * MIB, 0, &h));
+	CHECK_OK(do_unpin(md, h));
 	return T_PASS;
 }
 
@@ -666,10 +682,11 @@ static int t_pin_outlives_munmap(const struct test *t)
 	struct stats s0;
 	long long vm0;
 	uint32_t ha, hb;
-	int dev, fd, dfd, rc;
+	struct moex_device *md;
+	int dev, dfd, rc;
 
 	TRY(test_dev(t, &dev));
-	OPEN_DEV(dev, &fd);
+	OPEN_DEV(dev, &md);
 	MAP(a, buf_4k(len));
 	MAP(b, buf_4k(len));
 	MAP(want, buf_4k(len));
@@ -678,22 +695,22 @@ static int t_pin_outlives_munmap(const struct test *t)
 	memcpy(want, a, len);
 	STATS(dev, &s0);
 	vm0 = vmpin_kb(0);
-	CHECK_OK(do_pin(fd, a, len, 0, &ha));
-	CHECK_OK(do_pin(fd, b, len, 0, &hb));
-	CHECK_OK(do_export(fd, ha, &dfd));
+	CHECK_OK(do_pin(md, a, len, 0, &ha));
+	CHECK_OK(do_pin(md, b, len, 0, &hb));
+	CHECK_OK(do_export(md, ha, &dfd));
 	xunmap(a);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = 2 * len,
 				     [ST_PINNED_REGIONS] = 2, [ST_PIN_CALLS] = 2,
 				     [ST_DMABUF_EXPORTS] = 1));
 	EXPECT_VMPIN(vm0 + 512, " after munmap");
-	CHECK_OK(do_copy(fd, hb, ha, 1000, 4000, 3000));
+	CHECK_OK(do_copy(md, hb, ha, 1000, 4000, 3000));
 	memcpy(want + 4000, b + 1000, 3000);
 	m = xmap(len, PROT_READ, MAP_SHARED, dfd, 0);
 	CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
 	rc = check_bytes_at(__FILE__, __LINE__, "unmapped region through its dma-buf",
 			    m, want, len);
 	TRY(rc);
-	CHECK_OK(do_unpin(fd, ha));
+	CHECK_OK(do_unpin(md, ha));
 	xunmap(m);
 	xclose(dfd);
 	WAIT_STATS(dev, &s0, DELTA([ST_PINNED_BYTES] = len, [ST_PINNED_REGIONS] = 1,
@@ -716,10 +733,11 @@ static int huge_pin_child(void *arg)
 	struct stats s0;
 	uint32_t h;
 	void *p;
-	int fd, err;
+	struct moex_device *md;
+	int err;
 
 	(void)arg;
-	OPEN_DEV(0, &fd);
+	OPEN_DEV(0, &md);
 	TRY(set_memlock(RLIM_INFINITY));
 	TRY(drop_root());
 	p = xmap(HUGE_PIN_LEN, PROT_NONE,
@@ -728,7 +746,7 @@ static int huge_pin_child(void *arg)
 		return skip("cannot reserve 2 TiB of address space: %s",
 			    strerror(errno));
 	STATS(0, &s0);
-	err = do_pin(fd, p, HUGE_PIN_LEN, 0, &h);
+	err = do_pin(md, p, HUGE_PIN_LEN, 0, &h);
 	CHECK(err == ENOMEM || err == EFAULT,
 	      "pinning 2 TiB of PROT_NONE space: expected ENOMEM or EFAULT, got %s",
 	      errname(err));

@@ -8,6 +8,16 @@
  * counters, 256 copies in flight, fixed-buffer copies, kill -9 with copies
  * in flight on moex0 and moex1 (edu), and unloads the module.
  *
+ * NOP, COPY and fixed-buffer COPY go through the libmoex queue API
+ * (moex_open, moex_queue_*), as applications submit them, checked through
+ * struct moex_cqe; the queue must be in MOEX_QUEUE_MODE_URING here, and a
+ * MOEX_QUEUE_SYNC queue must give the same results. Raw liburing stays
+ * only where a test builds what libmoex refuses to build: a ring without
+ * SQE128 (or with IOPOLL), the malformed-struct bad-input table (reserved
+ * fields, unknown flags, stray bytes in the command area, out_addr),
+ * IOSQE_ASYNC submissions, and the commands the libmoex queue has no call
+ * for (INFO, REGION_PIN/UNPIN/INFO/EXPORT with out_addr).
+ *
  * Prints "ok NAME", "FAIL NAME: WHY" or "SKIP NAME: WHY" per test and
  * "vm-uring: N passed, N failed, N skipped"; exits 0 iff nothing failed.
  */
@@ -30,6 +40,7 @@
 
 #include <linux/moex.h>
 
+#include "moex.h"
 #include "vmlib.h"
 
 #define PAGE		4096UL
@@ -241,6 +252,626 @@ static int ucopy(struct io_uring *ring, int fd, unsigned int src,
 	return run(ring, fd, MOEX_IOCTL_COPY, &c, sizeof(c), 0);
 }
 
+/* ---- libmoex queues -------------------------------------------------- */
+
+/* moex_open() of /dev/moex@dev: 0 or a negative errno. */
+static int lib_open(int dev, struct moex_device **md)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/dev/moex%d", dev);
+	return moex_open(path, md);
+}
+
+/*
+ * A queue of @entries commands on @md, MOEX_QUEUE_SYNC if @sync. Without
+ * @sync it must be an io_uring queue: in the VM (Linux 6.1, a moex.ko that
+ * answers uring_cmd) nothing should make libmoex fall back. 0, or a
+ * negative errno with why in @why.
+ */
+static int lib_queue(struct moex_device *md, unsigned int entries, bool sync,
+		     struct moex_queue **q, char *why, size_t whylen)
+{
+	struct moex_queue_opts o = {
+		.size = sizeof(o), .entries = entries,
+		.flags = sync ? MOEX_QUEUE_SYNC : 0,
+	};
+	unsigned int flags = 0;
+	int ret, mode, err = 0;
+
+	ret = moex_queue_create(md, &o, q);
+	if (ret) {
+		snprintf(why, whylen, "moex_queue_create: %s", strerror(-ret));
+		return ret;
+	}
+	mode = moex_queue_mode(*q, &flags, &err);
+	if (mode != (sync ? MOEX_QUEUE_MODE_SYNC : MOEX_QUEUE_MODE_URING)) {
+		snprintf(why, whylen,
+			 "queue mode %d (fallback errno %d: %s), expected %s",
+			 mode, err, strerror(-err), sync ? "sync" : "uring");
+		moex_queue_destroy(*q);
+		*q = NULL;
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/*
+ * Submit what is queued (@n commands) and reap their @n completions into
+ * @cqes, giving up after 120 s: 0 or a negative errno.
+ */
+static int lib_run(struct moex_queue *q, unsigned int n, struct moex_cqe *cqes)
+{
+	unsigned int got = 0;
+	double t0 = now();
+	int ret;
+
+	ret = moex_queue_submit(q);
+	if (ret < 0)
+		return ret;
+	if ((unsigned int)ret != n)
+		return -EIO;
+	while (got < n) {
+		ret = moex_queue_wait(q, cqes + got, n - got, 1, 1000);
+		if (ret == -ETIME && now() - t0 < 120)
+			continue;
+		if (ret < 0)
+			return ret == -ETIME ? -ETIMEDOUT : ret;
+		got += (unsigned int)ret;
+	}
+	return 0;
+}
+
+/*
+ * The result of the command queued with @user_data among @n completions:
+ * true and *res when it completed exactly once.
+ */
+static bool cqe_res(const struct moex_cqe *cqes, unsigned int n,
+		    uint64_t user_data, int *res)
+{
+	unsigned int i, seen = 0;
+
+	for (i = 0; i < n; i++) {
+		if (cqes[i].user_data == user_data) {
+			*res = cqes[i].res;
+			seen++;
+		}
+	}
+	return seen == 1;
+}
+
+/*
+ * The queue libmoex builds in the VM is an io_uring one: SQE128 and CQE32
+ * kept, no fallback errno; a MOEX_QUEUE_SYNC queue says sync, no io_uring
+ * flags and no fallback errno either.
+ */
+static void test_queue_mode(int dev)
+{
+	const unsigned int opt = IORING_SETUP_COOP_TASKRUN |
+				 IORING_SETUP_SINGLE_ISSUER |
+				 IORING_SETUP_DEFER_TASKRUN;
+	struct moex_queue_opts o = { .size = sizeof(o), .flags = MOEX_QUEUE_SYNC };
+	struct moex_device *md = NULL;
+	struct moex_queue *q = NULL;
+	unsigned int flags = ~0u;
+	int ret, mode, err = 1;
+	char name[64];
+
+	snprintf(name, sizeof(name), "queue-mode-moex%d", dev);
+	ret = lib_open(dev, &md);
+	if (!ret)
+		ret = moex_queue_create(md, NULL, &q);
+	if (ret) {
+		fail(name, "setup: %s", strerror(-ret));
+		goto out;
+	}
+	mode = moex_queue_mode(q, &flags, &err);
+	printf("  %s: mode %s, setup flags %#x (%s%s%s), fallback errno %d\n",
+	       name, mode == MOEX_QUEUE_MODE_URING ? "uring" : "sync", flags,
+	       flags & IORING_SETUP_COOP_TASKRUN ? "COOP_TASKRUN " : "",
+	       flags & IORING_SETUP_SINGLE_ISSUER ? "SINGLE_ISSUER " : "",
+	       flags & IORING_SETUP_DEFER_TASKRUN ? "DEFER_TASKRUN" : "", err);
+	if (mode != MOEX_QUEUE_MODE_URING || err) {
+		fail(name, "default queue: mode %d, fallback errno %d (%s)", mode,
+		     err, strerror(-err));
+		goto out;
+	}
+	if ((flags & (IORING_SETUP_SQE128 | IORING_SETUP_CQE32)) !=
+	    (IORING_SETUP_SQE128 | IORING_SETUP_CQE32) ||
+	    (flags & ~(opt | IORING_SETUP_SQE128 | IORING_SETUP_CQE32))) {
+		fail(name, "setup flags %#x: SQE128|CQE32 missing or unknown flags",
+		     flags);
+		goto out;
+	}
+	/* Linux 6.1 has every optional flag libmoex asks for */
+	if ((flags & opt) != opt) {
+		fail(name, "setup flags %#x: an optional flag was dropped on 6.1",
+		     flags);
+		goto out;
+	}
+	moex_queue_destroy(q);
+	q = NULL;
+
+	ret = moex_queue_create(md, &o, &q);
+	if (ret) {
+		fail(name, "sync queue: %s", strerror(-ret));
+		goto out;
+	}
+	flags = ~0u;
+	err = 1;
+	mode = moex_queue_mode(q, &flags, &err);
+	if (mode != MOEX_QUEUE_MODE_SYNC || flags || err)
+		fail(name, "MOEX_QUEUE_SYNC queue: mode %d flags %#x fallback %d",
+		     mode, flags, err);
+	else
+		ok(name);
+out:
+	moex_queue_destroy(q);
+	moex_close(md);
+	wait_open_files(dev, 0);
+}
+
+/*
+ * NOP and COPY through a libmoex queue: a batch of NOPs, a COPY inside a
+ * region, one from a read-only region, one into it (-EACCES in its
+ * completion); each completion once, with its user_data.
+ */
+static void test_queue_commands(int dev)
+{
+	size_t len = 16 * PAGE, n1 = 3 * PAGE + 11, n2 = 100;
+	unsigned char *buf = alloc_pages(len), *want = malloc(len);
+	struct moex_device *md = NULL;
+	struct moex_queue *q = NULL;
+	struct moex_cqe cqes[16];
+	uint32_t h = 0, hr = 0;
+	struct stats a, b;
+	char name[64], why[160];
+	int ret, res, i;
+
+	snprintf(name, sizeof(name), "queue-commands-moex%d", dev);
+	ret = !buf || !want ? -ENOMEM : lib_open(dev, &md);
+	if (!ret)
+		ret = moex_pin(md, buf, len, 0, &h);
+	if (!ret)
+		ret = moex_pin(md, buf, PAGE, MOEX_PIN_READONLY, &hr);
+	if (ret) {
+		fail(name, "setup: %s", strerror(-ret));
+		goto out;
+	}
+	if (lib_queue(md, 16, false, &q, why, sizeof(why))) {
+		fail(name, "%s", why);
+		goto out;
+	}
+	fill(buf, len, 5);
+	memcpy(want, buf, len);
+	memmove(want + 8 * PAGE + 5, want + 3, n1);
+	memcpy(want + 12 * PAGE, want, n2);
+	read_stats(dev, &a);
+	for (i = 0; i < 4; i++)
+		ret |= moex_queue_nop(q, 100 + i);
+	ret |= moex_queue_copy(q, h, 8 * PAGE + 5, h, 3, n1, 200);
+	ret |= moex_queue_copy(q, h, 12 * PAGE, hr, 0, n2, 201);
+	ret |= moex_queue_copy(q, hr, 0, h, 4 * PAGE, 64, 202);
+	if (ret) {
+		fail(name, "queueing: %d", ret);
+		goto out;
+	}
+	ret = lib_run(q, 7, cqes);
+	if (ret) {
+		fail(name, "submit and wait: %s", strerror(-ret));
+		goto out;
+	}
+	for (i = 0; i < 4; i++) {
+		if (!cqe_res(cqes, 7, 100 + i, &res) || res) {
+			fail(name, "NOP %d: completion missing or res %d", i, res);
+			goto out;
+		}
+	}
+	if (!cqe_res(cqes, 7, 200, &res) || res ||
+	    !cqe_res(cqes, 7, 201, &res) || res) {
+		fail(name, "COPY: completion missing or res %d", res);
+		goto out;
+	}
+	if (!cqe_res(cqes, 7, 202, &res) || res != -EACCES) {
+		fail(name, "COPY into a read-only region: res %d, want %d", res,
+		     -EACCES);
+		goto out;
+	}
+	if (memcmp(buf, want, len)) {
+		fail(name, "the copies left the wrong bytes");
+		goto out;
+	}
+	read_stats(dev, &b);
+	report_copies(name, &a, &b, 2, (long long)(n1 + n2));
+out:
+	moex_queue_destroy(q);
+	moex_close(md);
+	free(want);
+	if (buf)
+		munmap(buf, len);
+	wait_open_files(dev, 0);
+}
+
+/* One command of test_sync_same(): COPY arguments (len 0: a NOP). */
+struct same_cmd {
+	int dst, src;		/* 0: region A, 1: read-only R, 2: unknown */
+	uint64_t dst_off, src_off, len;
+};
+
+/*
+ * Run the commands on a fresh pair of regions through a queue (@sync or
+ * io_uring): their results in @res, the bytes of A after them in @out,
+ * the counters' changes in @delta. 0 or a negative errno, why in @why.
+ */
+static int same_run(int dev, bool sync, const struct same_cmd *cmds,
+		    unsigned int n, int *res, unsigned char *out, size_t len,
+		    struct stats *delta, char *why, size_t whylen)
+{
+	unsigned char *a = alloc_pages(len), *r = alloc_pages(len);
+	struct moex_device *md = NULL;
+	struct moex_queue *q = NULL;
+	struct moex_cqe cqes[32];
+	uint32_t h[3] = { 0, 0, 0x7fffff00 };
+	struct stats s0, s1;
+	unsigned char fb[64];
+	struct iovec iov = { .iov_base = fb, .iov_len = sizeof(fb) };
+	unsigned int i;
+	int ret;
+
+	ret = !a || !r ? -ENOMEM : lib_open(dev, &md);
+	if (!ret) {
+		fill(a, len, 1);
+		fill(r, len, 2);
+		ret = moex_pin(md, a, len, 0, &h[0]);
+	}
+	if (!ret)
+		ret = moex_pin(md, r, len, MOEX_PIN_READONLY, &h[1]);
+	if (ret) {
+		snprintf(why, whylen, "setup: %s", strerror(-ret));
+		goto out;
+	}
+	ret = lib_queue(md, 32, sync, &q, why, whylen);
+	if (ret)
+		goto out;
+	read_stats(dev, &s0);
+	for (i = 0; i < n && !ret; i++) {
+		const struct same_cmd *c = &cmds[i];
+
+		if (!c->len && !c->dst_off)
+			ret = moex_queue_nop(q, i);
+		else
+			ret = moex_queue_copy(q, h[c->dst], c->dst_off,
+					      h[c->src], c->src_off, c->len, i);
+	}
+	if (!ret)
+		ret = lib_run(q, n, cqes);
+	if (ret) {
+		snprintf(why, whylen, "%s queue: %s", sync ? "sync" : "uring",
+			 strerror(-ret));
+		goto out;
+	}
+	read_stats(dev, &s1);
+	for (i = 0; i < n; i++) {
+		if (!cqe_res(cqes, n, i, &res[i])) {
+			snprintf(why, whylen, "%s queue: command %u: no single completion",
+				 sync ? "sync" : "uring", i);
+			ret = -EIO;
+			goto out;
+		}
+	}
+	for (i = 0; i < NSTATS; i++)
+		delta->v[i] = s1.v[i] - s0.v[i];
+	memcpy(out, a, len);
+	if (sync) {
+		/* fixed buffers belong to io_uring */
+		ret = moex_queue_register_buffers(q, &iov, 1);
+		if (ret != -EOPNOTSUPP) {
+			snprintf(why, whylen, "register_buffers on a sync queue: %d, want %d",
+				 ret, -EOPNOTSUPP);
+			ret = -EIO;
+			goto out;
+		}
+		ret = moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED, h[0], 0, 0,
+					    fb, sizeof(fb), 99);
+		if (ret != -EOPNOTSUPP) {
+			snprintf(why, whylen, "copy_fixed on a sync queue: %d, want %d",
+				 ret, -EOPNOTSUPP);
+			ret = -EIO;
+			goto out;
+		}
+		ret = moex_queue_peek(q, cqes, 32);
+		if (ret) {
+			snprintf(why, whylen, "sync queue: %d completions after a refused copy_fixed",
+				 ret);
+			ret = -EIO;
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	moex_queue_destroy(q);
+	moex_close(md);
+	if (a)
+		munmap(a, len);
+	if (r)
+		munmap(r, len);
+	wait_open_files(dev, 0);
+	return ret;
+}
+
+/*
+ * The same commands through an io_uring queue and a MOEX_QUEUE_SYNC queue
+ * give the same results, bytes and counters; copy_fixed and
+ * register_buffers give -EOPNOTSUPP on the sync queue.
+ */
+static void test_sync_same(int dev)
+{
+	static const struct same_cmd cmds[] = {
+		{ 0 },						/* NOP */
+		{ 0, 0, 8 * PAGE + 1, 5, 3 * PAGE },		/* inside A */
+		{ 0, 1, 13 * PAGE + 7, 100, 999 },		/* from R */
+		{ 1, 0, 0, 0, 64 },				/* into R: EACCES */
+		{ 0, 1, 15 * PAGE, 0, PAGE + 1 },		/* ERANGE */
+		{ 0, 2, 0, 0, 64 },				/* ENOENT */
+		{ 0, 0, 12 * PAGE, 4 * PAGE, 500 },		/* inside A */
+		{ 0, 0, 0, 100, 200 },				/* overlap: EINVAL */
+		{ 0, 0, 10 * PAGE, 0, 0 },			/* len 0: EINVAL */
+		{ 0 },						/* NOP */
+	};
+	enum { N = sizeof(cmds) / sizeof(cmds[0]) };
+	size_t len = 16 * PAGE;
+	unsigned char *ba = malloc(len), *bs = malloc(len);
+	struct stats du, ds;
+	int ru[N], rs[N];
+	char name[64], why[256];
+	unsigned int i;
+
+	snprintf(name, sizeof(name), "queue-sync-same-results-moex%d", dev);
+	if (!ba || !bs) {
+		fail(name, "malloc");
+		goto out;
+	}
+	if (same_run(dev, false, cmds, N, ru, ba, len, &du, why, sizeof(why)) ||
+	    same_run(dev, true, cmds, N, rs, bs, len, &ds, why, sizeof(why))) {
+		fail(name, "%s", why);
+		goto out;
+	}
+	for (i = 0; i < N; i++) {
+		if (ru[i] != rs[i]) {
+			fail(name, "command %u: uring res %d, sync res %d", i,
+			     ru[i], rs[i]);
+			goto out;
+		}
+	}
+	if (ru[3] != -EACCES || ru[4] != -ERANGE || ru[5] != -ENOENT ||
+	    ru[7] != -EINVAL || ru[8] != -EINVAL || ru[0] || ru[1] || ru[2] ||
+	    ru[6] || ru[9]) {
+		fail(name, "results %d %d %d %d %d %d %d %d %d %d", ru[0], ru[1],
+		     ru[2], ru[3], ru[4], ru[5], ru[6], ru[7], ru[8], ru[9]);
+		goto out;
+	}
+	if (memcmp(ba, bs, len)) {
+		fail(name, "the two queues left different bytes");
+		goto out;
+	}
+	if (stats_first_diff(&du, &ds) >= 0) {
+		i = (unsigned int)stats_first_diff(&du, &ds);
+		fail(name, "%s moved by %lld (uring) and %lld (sync)",
+		     stat_names[i], du.v[i], ds.v[i]);
+		goto out;
+	}
+	ok(name);
+out:
+	free(ba);
+	free(bs);
+}
+
+/*
+ * @n copies of @chunk bytes in flight at once on @dev through a libmoex
+ * queue of @n entries: copy i goes from source offset i * stride to
+ * destination offset (n - 1 - i) * stride + 1. Checks each completion
+ * once (by user_data), the content and exact counters.
+ */
+static void test_many(int dev, unsigned int n, size_t chunk)
+{
+	char name[64], why[160];
+	size_t stride = chunk + 3, len = (n * stride + PAGE) & ~(PAGE - 1);
+	unsigned char *src = alloc_pages(len), *dst = alloc_pages(len);
+	unsigned char *seen = calloc(n, 1);
+	struct moex_cqe *cqes = calloc(n, sizeof(*cqes));
+	struct moex_device *md = NULL;
+	struct moex_queue *q = NULL;
+	unsigned int i, got = 0;
+	uint32_t hs, hd;
+	struct stats a, b;
+	int ret = 0, bad = 0;
+	double t0;
+
+	snprintf(name, sizeof(name), "copy-%u-in-flight-moex%d", n, dev);
+	if (!src || !dst || !seen || !cqes) {
+		fail(name, "setup: %s", strerror(errno));
+		goto out;
+	}
+	fill(src, len, 3);
+	memset(dst, 0, len);
+	ret = lib_open(dev, &md);
+	if (!ret)
+		ret = moex_pin(md, src, len, MOEX_PIN_READONLY, &hs);
+	if (!ret)
+		ret = moex_pin(md, dst, len, 0, &hd);
+	if (ret) {
+		fail(name, "setup: %s", strerror(-ret));
+		goto out;
+	}
+	if (lib_queue(md, n, false, &q, why, sizeof(why))) {
+		fail(name, "%s", why);
+		goto out;
+	}
+	read_stats(dev, &a);
+	for (i = 0; i < n && !ret; i++)
+		ret = moex_queue_copy(q, hd, (n - 1 - i) * stride + 1, hs,
+				      i * stride, chunk, i);
+	/* the queue is full: one more is refused */
+	if (!ret && moex_queue_nop(q, n) != -EBUSY) {
+		fail(name, "a command beyond %u entries was queued", n);
+		goto out;
+	}
+	if (ret) {
+		fail(name, "queue: %s", strerror(-ret));
+		goto out;
+	}
+	ret = moex_queue_submit(q);
+	if (ret != (int)n) {
+		fail(name, "submit: %d", ret);
+		goto out;
+	}
+	t0 = now();
+	while (got < n && now() - t0 < 300) {
+		ret = moex_queue_wait(q, cqes, n, 1, 1000);
+		if (ret == -ETIME)
+			continue;
+		if (ret < 0) {
+			fail(name, "wait: %d", ret);
+			goto out;
+		}
+		for (i = 0; i < (unsigned int)ret; i++) {
+			if (cqes[i].user_data >= n || seen[cqes[i].user_data]++ ||
+			    cqes[i].res) {
+				printf("  cqe %llu: res %d\n",
+				       (unsigned long long)cqes[i].user_data,
+				       cqes[i].res);
+				bad++;
+			}
+		}
+		got += (unsigned int)ret;
+	}
+	if (got < n) {
+		fail(name, "%u of %u completions", got, n);
+		goto out;
+	}
+	if (moex_queue_peek(q, cqes, n) != 0) {
+		fail(name, "completions after all %u", n);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (memcmp(dst + (n - 1 - i) * stride + 1, src + i * stride,
+			   chunk))
+			bad++;
+	read_stats(dev, &b);
+	if (bad)
+		fail(name, "%d bad completions or copies", bad);
+	else
+		report_copies(name, &a, &b, n, (long long)(n * chunk));
+out:
+	moex_queue_destroy(q);
+	moex_close(md);
+	free(seen);
+	free(cqes);
+	if (src)
+		munmap(src, len);
+	if (dst)
+		munmap(dst, len);
+	wait_open_files(dev, 0);
+}
+
+/*
+ * Fixed buffer -> region and region -> fixed buffer on @dev through
+ * moex_queue_register_buffers() and moex_queue_copy_fixed(); a buf_index
+ * past the registered buffers fails in its completion (-EFAULT) and
+ * counts nothing.
+ */
+static void test_fixed(int dev)
+{
+	char name[64], why[160];
+	size_t len = 8 * PAGE, blen = 6 * PAGE, n = 3 * PAGE + 123;
+	unsigned char *reg = alloc_pages(len), *fb = alloc_pages(2 * blen);
+	struct moex_device *md = NULL;
+	struct moex_queue *q = NULL;
+	struct moex_cqe cqe = { 0 };
+	struct iovec iov[2];
+	struct stats a, b, c;
+	uint32_t h;
+	int ret;
+
+	snprintf(name, sizeof(name), "copy-fixed-moex%d", dev);
+	if (!reg || !fb) {
+		fail(name, "setup: %s", strerror(errno));
+		goto out;
+	}
+	iov[0].iov_base = fb;
+	iov[0].iov_len = blen;
+	iov[1].iov_base = fb + blen;
+	iov[1].iov_len = blen;
+	memset(reg, 0, len);
+	fill(fb, 2 * blen, 9);
+	ret = lib_open(dev, &md);
+	if (!ret)
+		ret = moex_pin(md, reg, len, 0, &h);
+	if (ret) {
+		fail(name, "setup: %s", strerror(-ret));
+		goto out;
+	}
+	if (lib_queue(md, 8, false, &q, why, sizeof(why))) {
+		fail(name, "%s", why);
+		goto out;
+	}
+	ret = moex_queue_register_buffers(q, iov, 2);
+	if (ret) {
+		fail(name, "register_buffers: %s", strerror(-ret));
+		goto out;
+	}
+	read_stats(dev, &a);
+
+	/* buffer 1, from 100 bytes in, to region offset 5000 */
+	ret = moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED, h, 5000, 1,
+				    fb + blen + 100, n, 1);
+	if (!ret)
+		ret = lib_run(q, 1, &cqe);
+	if (ret || cqe.user_data != 1 || cqe.res ||
+	    memcmp(reg + 5000, fb + blen + 100, n)) {
+		fail(name, "fixed -> region: %d res %d", ret, cqe.res);
+		goto out;
+	}
+
+	/* region offset 5000 back to buffer 0 at 7 bytes in */
+	memset(fb, 0, blen);
+	ret = moex_queue_copy_fixed(q, MOEX_COPY_DST_FIXED, h, 5000, 0, fb + 7,
+				    n, 2);
+	if (!ret)
+		ret = lib_run(q, 1, &cqe);
+	if (ret || cqe.user_data != 2 || cqe.res ||
+	    memcmp(fb + 7, fb + blen + 100, n) || fb[6] || fb[7 + n]) {
+		fail(name, "region -> fixed: %d res %d", ret, cqe.res);
+		goto out;
+	}
+	read_stats(dev, &b);
+
+	/* buf_index 5 of 2 registered: the completion's errno */
+	ret = moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED, h, 0, 5, fb, 64, 3);
+	if (!ret)
+		ret = lib_run(q, 1, &cqe);
+	read_stats(dev, &c);
+	if (ret || cqe.user_data != 3 || cqe.res != -EFAULT) {
+		fail(name, "buf_index out of range: %d res %d, want %d", ret,
+		     cqe.res, -EFAULT);
+		goto out;
+	}
+	if (stats_first_diff(&b, &c) >= 0) {
+		fail(name, "buf_index out of range: %s changed",
+		     stat_names[stats_first_diff(&b, &c)]);
+		goto out;
+	}
+	report_copies(name, &a, &b, 2, (long long)(2 * n));
+out:
+	moex_queue_destroy(q);
+	moex_close(md);
+	if (reg)
+		munmap(reg, len);
+	if (fb)
+		munmap(fb, 2 * blen);
+	wait_open_files(dev, 0);
+}
+
 /* ---- tests ----------------------------------------------------------- */
 
 static void test_sqe64(void)
@@ -285,7 +916,12 @@ static void test_sqe64(void)
 	close(fd);
 }
 
-/* Every command's success path on device @dev. */
+/*
+ * Every command's success path on device @dev over raw uring_cmd: the
+ * libmoex queue has calls for NOP and COPY only (test_queue_commands()),
+ * not for INFO, REGION_PIN/UNPIN/INFO/EXPORT nor out_addr, so those are
+ * built here by hand.
+ */
 static void test_success(int dev)
 {
 	char name[64];
@@ -505,24 +1141,33 @@ static void test_bad_input(void)
 	size_t len = 4 * PAGE;
 	unsigned char *a = alloc_pages(len), *b = alloc_pages(len);
 	unsigned char *fbuf = alloc_pages(2 * PAGE);
+	struct moex_device *md = NULL;
 	struct bad_case cs[64], *c;
 	struct io_uring ring;
 	struct iovec iov;
-	int fd, ha, hr, n = 0, i, bad = 0;
+	uint32_t ha = 0, hr = 0;
+	int fd, n = 0, i, bad = 0, ret;
 	unsigned int unk = 0x7fffff00;
 
-	fd = dev_open_raw(0);
+	/*
+	 * The regions through libmoex; the table through a raw ring on the
+	 * same file, as its rows are malformed commands libmoex never builds.
+	 */
+	ret = lib_open(0, &md);
+	fd = ret ? -1 : moex_device_fd(md);
 	if (fd < 0 || !a || !b || !fbuf ||
 	    ring_init(&ring, 16, IORING_SETUP_SQE128)) {
-		fail(name, "setup: %s", strerror(errno));
+		fail(name, "setup: %s", ret ? strerror(-ret) : strerror(errno));
+		moex_close(md);
 		return;
 	}
 	iov.iov_base = fbuf;
 	iov.iov_len = 2 * PAGE;
-	ha = upin(&ring, fd, a, len, 0);
-	hr = upin(&ring, fd, b, len, MOEX_PIN_READONLY);
-	if (ha <= 0 || hr <= 0 || io_uring_register_buffers(&ring, &iov, 1)) {
-		fail(name, "setup: pin %d %d", ha, hr);
+	ret = moex_pin(md, a, len, 0, &ha);
+	if (!ret)
+		ret = moex_pin(md, b, len, MOEX_PIN_READONLY, &hr);
+	if (ret || io_uring_register_buffers(&ring, &iov, 1)) {
+		fail(name, "setup: pin %u %u: %s", ha, hr, strerror(-ret));
 		goto out;
 	}
 	memset(cs, 0, sizeof(cs));
@@ -671,7 +1316,7 @@ static void test_bad_input(void)
 		ok(name);
 out:
 	io_uring_queue_exit(&ring);
-	close(fd);
+	moex_close(md);
 	munmap(a, len);
 	munmap(b, len);
 	munmap(fbuf, 2 * PAGE);
@@ -681,9 +1326,10 @@ out:
  * @n copies of @chunk bytes in flight at once on @dev, every other one
  * with IOSQE_ASYNC: copy i goes from source offset i * stride to
  * destination offset (n - 1 - i) * stride + 1. Checks each CQE once,
- * the content and exact counters.
+ * the content and exact counters. Raw liburing: libmoex does not let a
+ * caller set IOSQE_ASYNC, which sends a command to io_uring's workers.
  */
-static void test_many(int dev, unsigned int n, size_t chunk)
+static void test_many_async(int dev, unsigned int n, size_t chunk)
 {
 	char name[64];
 	size_t stride = chunk + 3, len = (n * stride + PAGE) & ~(PAGE - 1);
@@ -695,7 +1341,7 @@ static void test_many(int dev, unsigned int n, size_t chunk)
 	int fd, hs, hd, ret, bad = 0;
 	double t0;
 
-	snprintf(name, sizeof(name), "copy-%u-in-flight-moex%d", n, dev);
+	snprintf(name, sizeof(name), "copy-%u-in-flight-async-moex%d", n, dev);
 	fd = dev_open_raw(dev);
 	if (fd < 0 || !src || !dst || !seen ||
 	    ring_init(&ring, n, IORING_SETUP_SQE128)) {
@@ -775,83 +1421,41 @@ out_nofd:
 		munmap(dst, len);
 }
 
-/* Fixed buffer -> region and region -> fixed buffer on @dev. */
-static void test_fixed(int dev)
+/*
+ * The child of test_kill through libmoex: pins two regions, queues and
+ * submits @n copies of @chunk bytes on a queue, says so on @wfd and waits
+ * to die.
+ */
+static void kill_child_lib(int dev, int wfd, unsigned int n, size_t chunk)
 {
-	char name[64];
-	size_t len = 8 * PAGE, blen = 6 * PAGE, n = 3 * PAGE + 123;
-	unsigned char *reg = alloc_pages(len), *fb = alloc_pages(2 * blen);
-	struct io_uring ring;
-	struct iovec iov[2];
-	struct stats a, b;
-	struct moex_copy c;
-	int fd, h, ret;
+	size_t len = (chunk + PAGE - 1) & ~(PAGE - 1);
+	unsigned char *src = alloc_pages(len), *dst = alloc_pages(len);
+	struct moex_device *md;
+	struct moex_queue *q;
+	uint32_t hs, hd;
+	unsigned int i;
+	char r = 'x', why[160];
 
-	snprintf(name, sizeof(name), "copy-fixed-moex%d", dev);
-	fd = dev_open_raw(dev);
-	if (fd < 0 || !reg || !fb ||
-	    ring_init(&ring, 8, IORING_SETUP_SQE128)) {
-		fail(name, "setup: %s", strerror(errno));
-		goto out_nofd;
-	}
-	iov[0].iov_base = fb;
-	iov[0].iov_len = blen;
-	iov[1].iov_base = fb + blen;
-	iov[1].iov_len = blen;
-	memset(reg, 0, len);
-	fill(fb, 2 * blen, 9);
-	h = upin(&ring, fd, reg, len, 0);
-	if (h <= 0 || io_uring_register_buffers(&ring, iov, 2)) {
-		fail(name, "setup: pin %d", h);
-		goto out;
-	}
-	read_stats(dev, &a);
-
-	/* buffer 1, from 100 bytes in, to region offset 5000 */
-	memset(&c, 0, sizeof(c));
-	c.src_offset = (uintptr_t)fb + blen + 100;
-	c.dst_handle = h;
-	c.dst_offset = 5000;
-	c.length = n;
-	c.flags = MOEX_COPY_SRC_FIXED;
-	ret = run_full(&ring, fd, MOEX_IOCTL_COPY, &c, sizeof(c), 0, true, 1,
-		       NULL);
-	if (ret || memcmp(reg + 5000, fb + blen + 100, n)) {
-		fail(name, "fixed -> region: res %d", ret);
-		goto out;
-	}
-
-	/* region offset 5000 back to buffer 0 at 7 bytes in */
-	memset(fb, 0, blen);
-	memset(&c, 0, sizeof(c));
-	c.src_handle = h;
-	c.src_offset = 5000;
-	c.dst_offset = (uintptr_t)fb + 7;
-	c.length = n;
-	c.flags = MOEX_COPY_DST_FIXED;
-	ret = run_full(&ring, fd, MOEX_IOCTL_COPY, &c, sizeof(c), 0, true, 0,
-		       NULL);
-	if (ret || memcmp(fb + 7, fb + blen + 100, n) || fb[6] ||
-	    fb[7 + n]) {
-		fail(name, "region -> fixed: res %d", ret);
-		goto out;
-	}
-	read_stats(dev, &b);
-	report_copies(name, &a, &b, 2, (long long)(2 * n));
-out:
-	io_uring_queue_exit(&ring);
-out_nofd:
-	if (fd >= 0)
-		close(fd);
-	if (reg)
-		munmap(reg, len);
-	if (fb)
-		munmap(fb, 2 * blen);
+	if (!src || !dst || lib_open(dev, &md))
+		_exit(2);
+	if (moex_pin(md, src, len, 0, &hs) || moex_pin(md, dst, len, 0, &hd))
+		_exit(3);
+	if (lib_queue(md, n, false, &q, why, sizeof(why)))
+		_exit(6);
+	for (i = 0; i < n; i++)
+		if (moex_queue_copy(q, hd, 0, hs, 0, chunk, i))
+			_exit(7);
+	if (moex_queue_submit(q) != (int)n)
+		_exit(4);
+	if (write(wfd, &r, 1) != 1)
+		_exit(5);
+	for (;;)
+		pause();
 }
 
 /*
- * The child of test_kill: pins two regions, submits @n copies of @chunk
- * bytes (with IOSQE_ASYNC if @async), says so on @wfd and waits to die.
+ * The raw child of test_kill, for @async: the same with IOSQE_ASYNC on
+ * every copy, which libmoex does not let a caller ask for.
  */
 static void kill_child(int dev, int wfd, unsigned int n, size_t chunk,
 		       bool async)
@@ -899,7 +1503,8 @@ static void test_kill(int dev, unsigned int n, size_t chunk, bool async,
 	pid_t pid;
 	char r;
 
-	snprintf(name, sizeof(name), "kill-9-in-flight-moex%d", dev);
+	snprintf(name, sizeof(name), "kill-9-%s-moex%d",
+		 async ? "async" : "in-flight", dev);
 	wait_open_files(dev, 0);
 	if (read_stats(dev, &a) || pipe(p)) {
 		fail(name, "setup: %s", strerror(errno));
@@ -912,7 +1517,9 @@ static void test_kill(int dev, unsigned int n, size_t chunk, bool async,
 	}
 	if (!pid) {
 		close(p[0]);
-		kill_child(dev, p[1], n, chunk, async);
+		if (async)
+			kill_child(dev, p[1], n, chunk, true);
+		kill_child_lib(dev, p[1], n, chunk);
 	}
 	close(p[1]);
 	if (read(p[0], &r, 1) != 1) {
@@ -1005,14 +1612,23 @@ int main(int argc, char **argv)
 	ok("load-module");
 
 	test_sqe64();
+	test_queue_mode(0);
 	test_success(0);
+	test_queue_commands(0);
+	test_sync_same(0);
 	test_bad_input();
 	test_many(0, 256, 4096);
+	test_many_async(0, 256, 4096);
 	test_fixed(0);
+	test_kill(0, 16, 32 << 20, false, 50);
 	test_kill(0, 16, 32 << 20, true, 50);
 	if (dev_exists(1) && dev_is_edu(1)) {
+		test_queue_mode(1);
 		test_success(1);
+		test_queue_commands(1);
+		test_sync_same(1);
 		test_many(1, 32, 1000);
+		test_many_async(1, 32, 1000);
 		test_fixed(1);
 		test_kill(1, 16, 3000, false, 0);
 	} else {

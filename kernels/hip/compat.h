@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT OR LGPL-2.1-or-later */
+/*
+ * compat.h - one source for hipcc and nvcc.
+ *
+ * The kernels in kernels/hip are written against the HIP runtime API. Built
+ * by hipcc they include <hip/hip_runtime.h>; built by nvcc (`nvcc -x cu`)
+ * this header maps the few hip* names moex uses onto CUDA. HIP's own
+ * NVIDIA headers (hip/nvidia_detail) are not used: HIP 5.2's do not build
+ * with CUDA 13. Only what kernels/hip uses is mapped; add names here as
+ * they are needed, never in the .hip files.
+ *
+ * Warp size: never assume one. MOEK_WARP is the warp (wavefront) size of
+ * the target the device code is compiled for: 64 on CDNA (gfx90a,
+ * gfx940), 32 on RDNA (gfx1030, wave32 by default) and on NVIDIA. In the
+ * host pass it is the largest possible value (64) so that anything sized
+ * by it is big enough; host code must not use it to choose launch sizes.
+ * MOEK_MAX_WARPS bounds the warps of one block (1024 threads / 32).
+ */
+#ifndef MOEK_HIP_COMPAT_H
+#define MOEK_HIP_COMPAT_H
+
+#if defined(__HIPCC__)
+/* ---- hipcc (AMD) ---- */
+#include <hip/hip_runtime.h>
+
+#define MOEK_HIP_AMD 1
+
+#if defined(__HIP_DEVICE_COMPILE__)
+#define MOEK_WARP __AMDGCN_WAVEFRONT_SIZE
+#else
+#define MOEK_WARP 64
+#endif
+
+/* All lanes of the (converged) wave take part. */
+#define moek_shfl_xor(v, mask) __shfl_xor((v), (mask), MOEK_WARP)
+
+#elif defined(__CUDACC__)
+/* ---- nvcc (NVIDIA) ---- */
+#include <cuda_runtime.h>
+
+#define MOEK_HIP_CUDA 1
+
+#if defined(__CUDA_ARCH__)
+#define MOEK_WARP 32
+#else
+#define MOEK_WARP 64
+#endif
+
+#define moek_shfl_xor(v, mask) __shfl_xor_sync(0xffffffffu, (v), (mask), MOEK_WARP)
+
+typedef cudaError_t hipError_t;
+typedef cudaStream_t hipStream_t;
+typedef cudaDeviceProp hipDeviceProp_t;
+
+#define hipSuccess			cudaSuccess
+#define hipErrorInvalidValue		cudaErrorInvalidValue
+#define hipErrorMemoryAllocation	cudaErrorMemoryAllocation
+#define hipErrorOutOfMemory		cudaErrorMemoryAllocation
+#define hipErrorNoDevice		cudaErrorNoDevice
+#define hipErrorInsufficientDriver	cudaErrorInsufficientDriver
+#define hipErrorInvalidDevice		cudaErrorInvalidDevice
+#define hipErrorHostMemoryAlreadyRegistered \
+	cudaErrorHostMemoryAlreadyRegistered
+
+#define hipMemcpyHostToDevice		cudaMemcpyHostToDevice
+#define hipMemcpyDeviceToHost		cudaMemcpyDeviceToHost
+#define hipMemcpyDeviceToDevice		cudaMemcpyDeviceToDevice
+#define hipMemcpyDefault		cudaMemcpyDefault
+
+#define hipHostMallocDefault		cudaHostAllocDefault
+#define hipHostRegisterMapped		cudaHostRegisterMapped
+
+#define hipGetDeviceCount		cudaGetDeviceCount
+#define hipGetDevice			cudaGetDevice
+#define hipSetDevice			cudaSetDevice
+#define hipGetDeviceProperties		cudaGetDeviceProperties
+#define hipDeviceSynchronize		cudaDeviceSynchronize
+#define hipGetLastError			cudaGetLastError
+#define hipGetErrorString		cudaGetErrorString
+#define hipMalloc			cudaMalloc
+#define hipFree				cudaFree
+#define hipHostMalloc			cudaHostAlloc
+#define hipHostFree			cudaFreeHost
+#define hipHostRegister			cudaHostRegister
+#define hipHostUnregister		cudaHostUnregister
+#define hipHostGetDevicePointer		cudaHostGetDevicePointer
+#define hipMemcpy			cudaMemcpy
+#define hipMemcpyAsync			cudaMemcpyAsync
+#define hipMemsetAsync			cudaMemsetAsync
+#define hipStreamSynchronize		cudaStreamSynchronize
+
+#else
+#error "kernels/hip is built by hipcc or by nvcc -x cu"
+#endif
+
+#define MOEK_MAX_WARPS 32
+
+#endif /* MOEK_HIP_COMPAT_H */

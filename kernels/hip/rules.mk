@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
+#
+# kernels/hip: the MoE layer as GPU kernels, one source for hipcc (AMD) and
+# nvcc (NVIDIA, through kernels/hip/compat.h), and the GPU test program
+# tests/gpu. Included by kernels/rules.mk. Nothing here is part of `make
+# all`: the build machines have no GPU and may lack either compiler.
+#
+#   make kernels-check   compile every kernels/hip/*.hip with hipcc (into
+#                        $(BUILD)/hip) and nvcc (into $(BUILD)/cuda),
+#                        warnings as errors, and link the GPU test program
+#                        with each; one line per step, "ok NAME",
+#                        "FAIL NAME: why" or "SKIP NAME: why", then
+#                        "kernels: N passed, N failed, N skipped"
+#   make gpu-check       build and run the GPU test program (nvcc when
+#                        present, else hipcc); it SKIPs without a GPU.
+#                        The top Makefile's check-gpu runs it.
+#
+# hipcc 5.2 must always be given --offload-arch (its detection crashes
+# without a GPU). HIP_ARCHS and CUDA_ARCH choose the targets.
+
+HIPCC ?= hipcc
+NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) \
+	$(shell command -v nvcc 2>/dev/null))
+HIP_ARCHS ?= gfx90a gfx940
+CUDA_ARCH ?= sm_90
+
+HIP_SRCS := $(sort $(wildcard kernels/hip/*.hip))
+HIP_NAMES := $(HIP_SRCS:kernels/hip/%.hip=%)
+HIP_HDRS := kernels/include/moek.h $(wildcard kernels/hip/*.h)
+HIP_INC := -Ikernels/include -Ikernels/hip
+
+HIPCC_FLAGS := -std=c++17 -O3 -fPIC -Wall -Wextra -Werror \
+	$(HIP_ARCHS:%=--offload-arch=%) $(HIP_INC)
+NVCC_FLAGS := -std=c++17 -O3 -arch=$(CUDA_ARCH) -Werror all-warnings \
+	-Xcompiler -fPIC,-Wall,-Wextra,-Werror $(HIP_INC)
+
+HIP_OBJS := $(HIP_NAMES:%=$(BUILD)/hip/%.o)
+CUDA_OBJS := $(HIP_NAMES:%=$(BUILD)/cuda/%.o)
+
+# The GPU test program: C11 against moek_hip.h and libmoex.a's reference.
+GPU_TEST_SRC := tests/gpu/test_gpu.c
+GPU_TEST_CUDA := $(BUILD)/cuda/gpu-moe
+GPU_TEST_HIP := $(BUILD)/hip/gpu-moe
+GPU_TEST_CFLAGS := $(MOEX_CFLAGS) $(CFLAGS) -Itests/unit -Ikernels/hip \
+	-DSUITE='"gpu"'
+
+.PHONY: kernels-check gpu-check
+
+$(BUILD)/hip/%.o: kernels/hip/%.hip $(HIP_HDRS)
+	@mkdir -p $(@D)
+	$(HIPCC) $(HIPCC_FLAGS) -c -o $@ $<
+
+$(BUILD)/cuda/%.o: kernels/hip/%.hip $(HIP_HDRS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -x cu -c -o $@ $<
+
+$(BUILD)/tests/gpu/test_gpu.o: $(GPU_TEST_SRC) kernels/hip/moek_hip.h \
+		kernels/include/moek.h tests/unit/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(GPU_TEST_CFLAGS) -c -o $@ $<
+
+$(GPU_TEST_CUDA): $(BUILD)/tests/gpu/test_gpu.o $(CUDA_OBJS) $(LIBMOEX_A)
+	$(NVCC) -arch=$(CUDA_ARCH) -o $@ $(BUILD)/tests/gpu/test_gpu.o \
+		$(CUDA_OBJS) $(LIBMOEX_A) $(LIBMOEX_LIBS)
+
+$(GPU_TEST_HIP): $(BUILD)/tests/gpu/test_gpu.o $(HIP_OBJS) $(LIBMOEX_A)
+	$(HIPCC) $(HIP_ARCHS:%=--offload-arch=%) -o $@ \
+		$(BUILD)/tests/gpu/test_gpu.o $(HIP_OBJS) $(LIBMOEX_A) \
+		$(LIBMOEX_LIBS)
+
+# One compile per line; a failure is reported, not fatal, so that every
+# file is tried. $(1): name, $(2): the make target, $(3): compiler or "".
+define hip_try
+	if [ -z "$(3)" ]; then \
+		echo "SKIP $(1): $(4) not found"; s=$$((s + 1)); \
+	elif $(MAKE) --no-print-directory -s $(2) >$(BUILD)/kcheck.log 2>&1; then \
+		echo "ok $(1)"; p=$$((p + 1)); \
+	else \
+		echo "FAIL $(1): $$(grep -m1 -E 'error|Error' $(BUILD)/kcheck.log || tail -n1 $(BUILD)/kcheck.log)"; \
+		sed 's/^/    /' $(BUILD)/kcheck.log | head -n 40; f=$$((f + 1)); \
+	fi;
+endef
+
+HIPCC_PATH := $(shell command -v $(HIPCC) 2>/dev/null)
+
+kernels-check:
+	@mkdir -p $(BUILD); p=0; f=0; s=0; \
+	$(foreach n,$(HIP_NAMES),$(call hip_try,hipcc/$(n),$(BUILD)/hip/$(n).o,$(HIPCC_PATH),hipcc)) \
+	$(foreach n,$(HIP_NAMES),$(call hip_try,nvcc/$(n),$(BUILD)/cuda/$(n).o,$(NVCC),nvcc)) \
+	$(call hip_try,hipcc/link-gpu-moe,$(GPU_TEST_HIP),$(HIPCC_PATH),hipcc) \
+	$(call hip_try,nvcc/link-gpu-moe,$(GPU_TEST_CUDA),$(NVCC),nvcc) \
+	rm -f $(BUILD)/kcheck.log; \
+	echo "kernels: $$p passed, $$f failed, $$s skipped"; \
+	[ $$f -eq 0 ]
+
+# The GPU test: nvcc's build where nvcc is, else hipcc's, else a SKIP.
+GPU_TEST := $(if $(NVCC),$(GPU_TEST_CUDA),$(if $(HIPCC_PATH),$(GPU_TEST_HIP)))
+
+gpu-check: $(GPU_TEST)
+ifeq ($(GPU_TEST),)
+	@echo "SKIP gpu: neither nvcc nor hipcc found"
+	@echo "gpu: 0 passed, 0 failed, 1 skipped"
+else
+	$(GPU_TEST)
+endif

@@ -1,0 +1,623 @@
+// SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
+/*
+ * libmoex models: load the MoE layers of a model directory into pinned
+ * memory and bind each to a backend.
+ *
+ * 1. Read the directory (model_read.c): config.json, the shards' headers,
+ *    and for each layer asked for, its tensors, checked against the config.
+ * 2. Plan: the tensors sorted by file and offset are merged into runs (one
+ *    read range each; tensors closer than MOEX_RUN_GAP join a run), every
+ *    run widened to whole 4 KiB blocks, as O_DIRECT needs. The runs are laid
+ *    out back to back in one buffer, each at a 4 KiB boundary, so a tensor
+ *    lies in memory exactly as in its file and the file bytes ARE the
+ *    weights: no bounce buffer, no copy after the read.
+ * 3. Memory: one anonymous mapping with transparent huge pages, pinned by
+ *    moex before the reads (a memlock shortfall fails before any I/O), or
+ *    mlock()ed when there is no device.
+ * 4. Read: IORING_OP_READ of MOEX_READ_CHUNK pieces, queue_depth in flight,
+ *    on files opened with O_DIRECT (buffered where the filesystem refuses
+ *    it, still into the same memory). The weights are not io_uring fixed
+ *    buffers: registering them would charge RLIMIT_MEMLOCK a second time
+ *    for the same pages, and READ_FIXED saves only the per-read page
+ *    lookup, which O_DIRECT of 1 MiB pieces amortises.
+ * 5. Bind: one struct moex_moe per layer, pointing into the buffer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "model.h"
+
+#define MOEX_BLOCK		4096u		/* O_DIRECT alignment */
+#define MOEX_RUN_GAP		(1u << 20)	/* read through smaller gaps */
+#define MOEX_READ_CHUNK		(1u << 20)	/* bytes per read */
+#define MOEX_QD_DEFAULT		32
+
+/* One read range of a file and where it lands in the buffer. */
+struct moex_run {
+	uint32_t file;
+	uint64_t start, end;	/* file range, MOEX_BLOCK-aligned */
+	uint64_t mem;		/* offset in the buffer */
+};
+
+struct moex_model {
+	struct moex_model_files *files;
+	struct moex_device *dev;
+	struct moex_run *runs;
+	uint32_t nruns;
+	char *mem;
+	size_t mem_len;
+	uint32_t handle;	/* moex region, 0 when mlock()ed */
+	bool locked;		/* pinned or mlock()ed: undo at close */
+	uint32_t first, count;
+	struct moex_moe **moe;	/* [count] */
+	struct moex_model_info info;
+};
+
+static void moex_err(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void moex_err(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!buf || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+static double moex_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int moex_tensor_cmp(const void *a, const void *b)
+{
+	const struct moex_st_tensor *x = *(const struct moex_st_tensor *const *)a;
+	const struct moex_st_tensor *y = *(const struct moex_st_tensor *const *)b;
+
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
+	return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+/* ---- 2. plan ---------------------------------------------------------- */
+
+/* Runs covering tensors t[0..n), sorted by file and offset. */
+static int moex_plan(struct moex_model *m, const struct moex_st_tensor **t,
+		     size_t n)
+{
+	uint64_t mem = 0;
+	size_t i;
+
+	m->runs = calloc(n ? n : 1, sizeof(*m->runs));
+	if (!m->runs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		struct moex_run *r = m->nruns ? &m->runs[m->nruns - 1] : NULL;
+		uint64_t end = t[i]->offset + t[i]->nbytes;
+
+		if (r && r->file == t[i]->file &&
+		    t[i]->offset <= r->end + MOEX_RUN_GAP) {
+			if (end > r->end)
+				r->end = end;
+			continue;
+		}
+		r = &m->runs[m->nruns++];
+		r->file = t[i]->file;
+		r->start = t[i]->offset & ~(uint64_t)(MOEX_BLOCK - 1);
+		r->end = end;
+	}
+	for (i = 0; i < m->nruns; i++) {
+		struct moex_run *r = &m->runs[i];
+
+		r->end = (r->end + MOEX_BLOCK - 1) & ~(uint64_t)(MOEX_BLOCK - 1);
+		r->mem = mem;
+		mem += r->end - r->start;
+	}
+	m->mem_len = mem ? mem : MOEX_BLOCK;
+	return 0;
+}
+
+/* Where tensor t lies in the buffer (its run holds it: moex_plan()). */
+static void *moex_tensor_addr(const struct moex_model *m,
+			      const struct moex_st_tensor *t)
+{
+	uint32_t lo = 0, hi = m->nruns;
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct moex_run *r = &m->runs[mid];
+
+		if (r->file < t->file ||
+		    (r->file == t->file && r->start <= t->offset))
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return m->mem + m->runs[lo].mem + (t->offset - m->runs[lo].start);
+}
+
+/* ---- 4. read ---------------------------------------------------------- */
+
+struct moex_read {
+	uint32_t run;
+	uint64_t off;		/* file offset of this piece */
+	uint32_t len;
+};
+
+struct moex_reader {
+	struct moex_model *m;
+	struct io_uring ring;
+	int *fds;		/* [nfiles], -1 when not needed */
+	bool *direct;		/* [nfiles] */
+	struct moex_read *slots;	/* [qd] */
+	unsigned int qd, inflight;
+	uint32_t run;		/* next piece: run and offset */
+	uint64_t off;
+	uint64_t done, total;
+	const struct moex_model_opts *opts;
+};
+
+static int moex_open_file(struct moex_reader *rd, uint32_t f)
+{
+	const char *path = rd->m->files->paths[f];
+
+	if (rd->fds[f] >= 0)
+		return 0;
+	rd->fds[f] = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	rd->direct[f] = rd->fds[f] >= 0;
+	if (rd->fds[f] < 0 && errno == EINVAL)	/* tmpfs and others */
+		rd->fds[f] = open(path, O_RDONLY | O_CLOEXEC);
+	return rd->fds[f] < 0 ? moex__neg_errno() : 0;
+}
+
+/* Queue the next piece into slot s; false when every piece is queued. */
+static bool moex_read_next(struct moex_reader *rd, struct moex_read *s)
+{
+	const struct moex_run *r;
+	uint64_t left;
+
+	if (rd->run == rd->m->nruns)
+		return false;
+	r = &rd->m->runs[rd->run];
+	left = r->end - rd->off;
+	s->run = rd->run;
+	s->off = rd->off;
+	s->len = left < MOEX_READ_CHUNK ? (uint32_t)left : MOEX_READ_CHUNK;
+	rd->off += s->len;
+	if (rd->off == r->end && ++rd->run < rd->m->nruns)
+		rd->off = rd->m->runs[rd->run].start;
+	return true;
+}
+
+static void moex_read_prep(struct moex_reader *rd, struct moex_read *s)
+{
+	const struct moex_run *r = &rd->m->runs[s->run];
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&rd->ring);
+
+	io_uring_prep_read(sqe, rd->fds[r->file],
+			   rd->m->mem + r->mem + (s->off - r->start), s->len,
+			   s->off);
+	io_uring_sqe_set_data(sqe, s);
+	rd->inflight++;
+}
+
+/*
+ * A completed piece: res bytes of s. Short reads continue where they
+ * stopped; end of file ends a piece that reaches past it (the last block
+ * of a file); O_DIRECT refused at read time makes the file buffered.
+ */
+static int moex_read_done(struct moex_reader *rd, struct moex_read *s, int res,
+			  char *err, size_t errlen)
+{
+	const struct moex_run *r = &rd->m->runs[s->run];
+	uint64_t fsize = rd->m->files->sizes[r->file];
+
+	rd->inflight--;
+	if (res == -EINVAL && rd->direct[r->file]) {
+		int fd = open(rd->m->files->paths[r->file],
+			      O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			return moex__neg_errno();
+		close(rd->fds[r->file]);
+		rd->fds[r->file] = fd;
+		rd->direct[r->file] = false;
+		moex_read_prep(rd, s);
+		return 0;
+	}
+	if (res < 0) {
+		moex_err(err, errlen, "%s: read at %llu: %s",
+			 rd->m->files->paths[r->file],
+			 (unsigned long long)s->off, strerror(-res));
+		return res;
+	}
+	if (res == 0 && s->off < fsize) {
+		moex_err(err, errlen, "%s: ends early at %llu",
+			 rd->m->files->paths[r->file],
+			 (unsigned long long)s->off);
+		return -EIO;
+	}
+	rd->done += (unsigned int)res;
+	if (rd->opts && MOEX_COVERS(rd->opts, progress) && rd->opts->progress)
+		rd->opts->progress(rd->opts->progress_ctx, rd->done, rd->total);
+	if (res > 0 && (unsigned int)res < s->len && s->off + res < fsize) {
+		s->off += (unsigned int)res;
+		s->len -= (unsigned int)res;
+		moex_read_prep(rd, s);
+		return 0;
+	}
+	if (moex_read_next(rd, s))
+		moex_read_prep(rd, s);
+	return 0;
+}
+
+static int moex_read_all(struct moex_model *m, unsigned int qd,
+			 const struct moex_model_opts *opts, char *err,
+			 size_t errlen)
+{
+	struct moex_reader rd = { .m = m, .qd = qd, .opts = opts };
+	struct io_uring_cqe *cqe;
+	uint32_t f, i;
+	int ret;
+
+	rd.fds = malloc(m->files->nfiles * sizeof(*rd.fds));
+	rd.direct = calloc(m->files->nfiles, sizeof(*rd.direct));
+	rd.slots = calloc(qd, sizeof(*rd.slots));
+	if (!rd.fds || !rd.direct || !rd.slots) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	for (f = 0; f < m->files->nfiles; f++)
+		rd.fds[f] = -1;
+	for (i = 0; i < m->nruns; i++) {
+		const struct moex_run *r = &m->runs[i];
+		uint64_t fsize = m->files->sizes[r->file];
+
+		/* a file's last block may reach past its end */
+		rd.total += (r->end < fsize ? r->end : fsize) - r->start;
+		ret = moex_open_file(&rd, m->runs[i].file);
+		if (ret) {
+			moex_err(err, errlen, "%s: %s",
+				 m->files->paths[m->runs[i].file],
+				 strerror(-ret));
+			goto out_close;
+		}
+	}
+	ret = io_uring_queue_init(qd, &rd.ring, 0);
+	if (ret) {
+		moex_err(err, errlen, "io_uring: %s", strerror(-ret));
+		goto out_close;
+	}
+	if (m->nruns)
+		rd.off = m->runs[0].start;
+	for (i = 0; i < qd && moex_read_next(&rd, &rd.slots[i]); i++)
+		moex_read_prep(&rd, &rd.slots[i]);
+
+	while (rd.inflight) {
+		ret = io_uring_submit_and_wait(&rd.ring, 1);
+		if (ret < 0 && ret != -EINTR)
+			break;
+		ret = 0;
+		while (!ret && io_uring_peek_cqe(&rd.ring, &cqe) == 0) {
+			struct moex_read *s = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+
+			io_uring_cqe_seen(&rd.ring, cqe);
+			ret = moex_read_done(&rd, s, res, err, errlen);
+		}
+		if (ret)
+			break;
+	}
+	/* on an error, let what is in flight land before the memory goes */
+	while (rd.inflight && !io_uring_wait_cqe(&rd.ring, &cqe)) {
+		io_uring_cqe_seen(&rd.ring, cqe);
+		rd.inflight--;
+	}
+	io_uring_queue_exit(&rd.ring);
+	for (f = 0; f < m->files->nfiles; f++)
+		m->info.direct += rd.direct[f];
+	m->info.read_bytes = rd.done;
+out_close:
+	for (f = 0; f < m->files->nfiles; f++)
+		if (rd.fds[f] >= 0)
+			close(rd.fds[f]);
+out_free:
+	free(rd.fds);
+	free(rd.direct);
+	free(rd.slots);
+	return ret;
+}
+
+/* ---- 5. bind ---------------------------------------------------------- */
+
+static int moex_bind_ffn(const struct moex_model *m,
+			 const struct moex_st_tensor *const t[6],
+			 struct moex_ffn_weights *f, char *err, size_t errlen)
+{
+	const void *p[6] = { NULL };
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		if (!t[i])
+			continue;
+		p[i] = moex_tensor_addr(m, t[i]);
+		/* scales are f32, weights at most f32: 4 bytes serve all */
+		if ((uintptr_t)p[i] % (t[i]->dtype == MOEX_ST_F8_E4M3 ? 1 :
+				       t[i]->dtype == MOEX_ST_F32 ? 4 : 2)) {
+			moex_err(err, errlen,
+				 "%s: data at file offset %llu is not aligned to its element size",
+				 t[i]->name, (unsigned long long)t[i]->offset);
+			return -EINVAL;
+		}
+	}
+	*f = (struct moex_ffn_weights){ p[0], p[1], p[2], p[3], p[4], p[5] };
+	return 0;
+}
+
+static int moex_bind_layer(struct moex_model *m,
+			   const struct moex_layer_tensors *lt,
+			   const struct moex_model_opts *opts,
+			   struct moex_moe **out, char *err, size_t errlen)
+{
+	struct moex_moe_weights w = { .size = sizeof(w) };
+	struct moex_moe_opts mo = { .size = sizeof(mo) };
+	struct moex_ffn_weights *ex;
+	uint32_t e, ne = lt->desc.n_experts;
+	int ret = 0;
+
+	ex = calloc(ne, sizeof(*ex));
+	if (!ex)
+		return -ENOMEM;
+	for (e = 0; e < ne && !ret; e++)
+		ret = moex_bind_ffn(m, lt->experts[e], &ex[e], err, errlen);
+	if (!ret && lt->desc.n_shared)
+		ret = moex_bind_ffn(m, lt->shared, &w.shared, err, errlen);
+	if (!ret) {
+		w.gate = moex_tensor_addr(m, lt->gate);
+		w.bias = lt->bias ? moex_tensor_addr(m, lt->bias) : NULL;
+		w.experts = ex;
+		if (opts && MOEX_COVERS(opts, backend))
+			mo.backend = opts->backend;
+		if (opts && MOEX_COVERS(opts, threads))
+			mo.threads = opts->threads;
+		ret = moex_moe_create(&lt->desc, &w, &mo, out);
+		if (ret)
+			moex_err(err, errlen, "layer: %s", strerror(-ret));
+	}
+	free(ex);	/* moex_moe_create() copied the array */
+	return ret;
+}
+
+/* ---- open and close ----------------------------------------------------- */
+
+int moex_model_close(struct moex_model *m)
+{
+	MOEX_KEEP_ERRNO;
+	uint32_t i;
+
+	if (!m)
+		return 0;
+	for (i = 0; m->moe && i < m->count; i++)
+		moex_moe_destroy(m->moe[i]);
+	free(m->moe);
+	if (m->locked)
+		moex_unlock_weights(m->dev, m->mem, m->mem_len, m->handle);
+	if (m->mem)
+		moex_free_pinnable(m->mem, m->mem_len);
+	free(m->runs);
+	moex__model_free(m->files);
+	free(m);
+	return 0;
+}
+
+/* The layers asked for, checked against the model. */
+static int moex_model_range(struct moex_model *m,
+			    const struct moex_model_opts *opts, char *err,
+			    size_t errlen)
+{
+	const struct moex_model_config *c = &m->files->cfg;
+	uint32_t first = MOEX_MODEL_ALL_LAYERS, last = MOEX_MODEL_ALL_LAYERS;
+
+	if (opts && MOEX_COVERS(opts, first_layer))
+		first = opts->first_layer;
+	if (opts && MOEX_COVERS(opts, last_layer))
+		last = opts->last_layer;
+	if (first == MOEX_MODEL_ALL_LAYERS)
+		first = c->first_k_dense_replace;
+	if (last == MOEX_MODEL_ALL_LAYERS)
+		last = c->num_hidden_layers ? c->num_hidden_layers - 1 : 0;
+	if (first < c->first_k_dense_replace || last >= c->num_hidden_layers ||
+	    first > last) {
+		moex_err(err, errlen,
+			 "layers %u-%u: the model's MoE layers are %u-%u (num_hidden_layers %u, first_k_dense_replace %u)",
+			 first, last, c->first_k_dense_replace,
+			 c->num_hidden_layers ? c->num_hidden_layers - 1 : 0,
+			 c->num_hidden_layers, c->first_k_dense_replace);
+		return -EINVAL;
+	}
+	m->first = first;
+	m->count = last - first + 1;
+	return 0;
+}
+
+/* Every tensor of the layers: lt[count] and the list t[*nt]. */
+static int moex_model_tensors(struct moex_model *m,
+			      struct moex_layer_tensors *lt,
+			      const struct moex_st_tensor ***tp, size_t *nt,
+			      char *err, size_t errlen)
+{
+	const struct moex_st_tensor **t;
+	size_t n = 0, cap = 0;
+	uint32_t i, e, k;
+	int ret;
+
+	for (i = 0; i < m->count; i++) {
+		ret = moex__model_layer(m->files, m->first + i, &lt[i], err,
+					errlen);
+		if (ret)
+			return ret;
+		cap += 2 + 6 * ((size_t)lt[i].desc.n_experts + 1);
+	}
+	t = malloc(cap * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < m->count; i++) {
+		t[n++] = lt[i].gate;
+		if (lt[i].bias)
+			t[n++] = lt[i].bias;
+		for (e = 0; e < lt[i].desc.n_experts; e++)
+			for (k = 0; k < 6; k++)
+				if (lt[i].experts[e][k])
+					t[n++] = lt[i].experts[e][k];
+		for (k = 0; k < 6; k++)
+			if (lt[i].shared[k])
+				t[n++] = lt[i].shared[k];
+	}
+	qsort(t, n, sizeof(*t), moex_tensor_cmp);
+	for (i = 0; i < n; i++)
+		m->info.bytes += t[i]->nbytes;
+	*tp = t;
+	*nt = n;
+	return 0;
+}
+
+int moex_model_open(const char *dir, const struct moex_model_opts *opts,
+		    struct moex_model **out)
+{
+	MOEX_KEEP_ERRNO;
+	const struct moex_st_tensor **t = NULL;
+	struct moex_layer_tensors *lt = NULL;
+	unsigned int qd = MOEX_QD_DEFAULT;
+	char *err = NULL, scratch[8];
+	size_t errlen = 0, nt = 0;
+	struct moex_model *m;
+	double t0;
+	uint32_t i;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!dir || (opts && !moex__size_ok(opts->size)))
+		return -EINVAL;
+	if (opts && MOEX_COVERS(opts, errlen) && opts->errbuf && opts->errlen) {
+		err = opts->errbuf;
+		errlen = opts->errlen;
+		err[0] = '\0';
+	}
+	if (!err) {	/* messages still need somewhere to go */
+		err = scratch;
+		errlen = sizeof(scratch);
+	}
+	if (opts && MOEX_COVERS(opts, queue_depth) && opts->queue_depth)
+		qd = opts->queue_depth;
+	if (qd > 4096)
+		return -EINVAL;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->info.size = sizeof(m->info);
+	if (opts && MOEX_COVERS(opts, dev))
+		m->dev = opts->dev;
+	ret = moex__model_read(dir, &m->files, err, errlen);
+	if (ret)
+		goto fail;
+	ret = moex_model_range(m, opts, err, errlen);
+	if (ret)
+		goto fail;
+	lt = calloc(m->count, sizeof(*lt));
+	m->moe = calloc(m->count, sizeof(*m->moe));
+	if (!lt || !m->moe) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = moex_model_tensors(m, lt, &t, &nt, err, errlen);
+	if (!ret)
+		ret = moex_plan(m, t, nt);
+	if (ret)
+		goto fail;
+
+	ret = moex_alloc_pinnable(m->mem_len, true, (void **)&m->mem);
+	if (ret) {
+		moex_err(err, errlen, "%zu bytes of memory: %s", m->mem_len,
+			 strerror(-ret));
+		goto fail;
+	}
+	if (m->dev) {
+		ret = moex_pin(m->dev, m->mem, m->mem_len, 0, &m->handle);
+		m->info.pinned = !ret;
+	} else {
+		ret = moex_lock_weights(NULL, m->mem, m->mem_len, &m->handle);
+	}
+	if (ret) {
+		moex_err(err, errlen, "%s %zu bytes: %s; %s",
+			 m->dev ? "pinning" : "locking", m->mem_len,
+			 moex_strerror(ret), moex_error_hint(ret));
+		goto fail;
+	}
+	m->locked = true;
+
+	t0 = moex_now();
+	ret = moex_read_all(m, qd, opts, err, errlen);
+	m->info.load_seconds = moex_now() - t0;
+	if (ret)
+		goto fail;
+
+	for (i = 0; i < m->count && !ret; i++)
+		ret = moex_bind_layer(m, &lt[i], opts, &m->moe[i], err, errlen);
+	if (ret)
+		goto fail;
+
+	m->info.first_layer = m->first;
+	m->info.layers = m->count;
+	m->info.n_layers = m->files->cfg.num_hidden_layers;
+	m->info.desc = lt[0].desc;
+	for (i = 0; i < m->nruns; i++)
+		if (!i || m->runs[i].file != m->runs[i - 1].file)
+			m->info.files++;
+	for (i = 0; i < m->count; i++)
+		free(lt[i].experts);
+	free(lt);
+	free(t);
+	*out = m;
+	return 0;
+
+fail:
+	for (i = 0; lt && i < m->count; i++)
+		free(lt[i].experts);
+	free(lt);
+	free(t);
+	moex_model_close(m);
+	return ret;
+}
+
+int moex_model_info(const struct moex_model *m, struct moex_model_info *info)
+{
+	if (!m || !info || !moex__size_ok(info->size))
+		return -EINVAL;
+	memcpy(info, &m->info,
+	       info->size < sizeof(m->info) ? info->size : sizeof(m->info));
+	info->size = info->size < sizeof(m->info) ? info->size : sizeof(m->info);
+	return 0;
+}
+
+struct moex_moe *moex_model_layer(struct moex_model *m, uint32_t layer)
+{
+	if (!m || layer < m->first || layer - m->first >= m->count)
+		return NULL;
+	return m->moe[layer - m->first];
+}

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
+/*
+ * libmoex MoE layers: the public description checked and turned into the
+ * kernels' own (kernels/include/moek.h), bound to a backend, and run
+ * directly or as work on a queue.
+ *
+ * The CPU backend's thread pool is one per process, shared by every CPU
+ * layer and created with the first: the layers of a model run one after
+ * another on the same cores, so more pools would only compete. A mutex
+ * makes runs from several threads take turns on it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "moek.h"
+
+/* The process's CPU pool; pool_lock protects pool, pool_users and runs. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct moek_cpu *pool;
+static unsigned int pool_users;
+
+struct moex_moe {
+	struct moek_shape shape;
+	struct moek_weights w;
+	struct moek_ffn *experts;	/* [n_experts], the caller's copied */
+	char backend[24];
+};
+
+/* A run queued on a queue, until the queue runs it. */
+struct moex_moe_job {
+	struct moex_moe *moe;
+	const float *x;
+	float *y;
+	uint32_t *counts;
+	size_t ntok;
+};
+
+static int moex_pool_get(unsigned int threads)
+{
+	const char *env;
+	int ret = 0;
+
+	if (!threads && (env = secure_getenv("MOEX_THREADS")))
+		threads = (unsigned int)strtoul(env, NULL, 10);
+	pthread_mutex_lock(&pool_lock);
+	if (!pool)
+		ret = moek_cpu_create(threads, MOEK_ISA_AVX512, &pool);
+	if (!ret)
+		pool_users++;
+	pthread_mutex_unlock(&pool_lock);
+	return ret;
+}
+
+static void moex_pool_put(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (!--pool_users) {
+		moek_cpu_destroy(pool);
+		pool = NULL;
+	}
+	pthread_mutex_unlock(&pool_lock);
+}
+
+static void moex_moe_shape(const struct moex_moe_desc *d, struct moek_shape *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->dim = d->dim;
+	s->inter = d->inter;
+	s->n_experts = d->n_experts;
+	s->topk = d->topk;
+	if (MOEX_COVERS(d, n_groups))
+		s->n_groups = d->n_groups;
+	if (MOEX_COVERS(d, topk_groups))
+		s->topk_groups = d->topk_groups;
+	if (MOEX_COVERS(d, n_shared))
+		s->n_shared = d->n_shared;
+	if (MOEX_COVERS(d, scoring))
+		s->score = d->scoring;
+	if (MOEX_COVERS(d, norm_topk))
+		s->norm_topk = d->norm_topk;
+	s->route_scale = MOEX_COVERS(d, route_scale) ? d->route_scale : 1.0f;
+	if (MOEX_COVERS(d, weight_dtype))
+		s->wtype = d->weight_dtype;
+	if (MOEX_COVERS(d, gate_dtype))
+		s->gtype = d->gate_dtype;
+}
+
+/* Every matrix the shape needs is there, with scales exactly for FP8. */
+static bool moex_ffn_ok(const struct moek_shape *s, const struct moek_ffn *f)
+{
+	bool fp8 = s->wtype == MOEK_FP8_E4M3;
+
+	if (!f->w1 || !f->w2 || !f->w3)
+		return false;
+	return fp8 ? f->s1 && f->s2 && f->s3 : !f->s1 && !f->s2 && !f->s3;
+}
+
+static void moex_ffn_from(struct moek_ffn *to, const struct moex_ffn_weights *f)
+{
+	to->w1 = f->w1;
+	to->w2 = f->w2;
+	to->w3 = f->w3;
+	to->s1 = f->s1;
+	to->s2 = f->s2;
+	to->s3 = f->s3;
+}
+
+int moex_moe_create(const struct moex_moe_desc *desc,
+		    const struct moex_moe_weights *weights,
+		    const struct moex_moe_opts *opts, struct moex_moe **out)
+{
+	MOEX_KEEP_ERRNO;
+	const char *backend = "cpu";
+	unsigned int threads = 0;
+	struct moex_moe *m;
+	uint32_t e;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!desc || !moex__size_ok(desc->size) ||
+	    !MOEX_COVERS(desc, topk) || !weights ||
+	    !moex__size_ok(weights->size) || !MOEX_COVERS(weights, experts))
+		return -EINVAL;
+	if (opts) {
+		if (!moex__size_ok(opts->size))
+			return -EINVAL;
+		if (MOEX_COVERS(opts, backend) && opts->backend)
+			backend = opts->backend;
+		if (MOEX_COVERS(opts, threads))
+			threads = opts->threads;
+	}
+	if (!strcmp(backend, "hip"))
+		return -ENODEV;	/* this libmoex has no GPU backend */
+	if (strcmp(backend, "cpu"))
+		return -EINVAL;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	moex_moe_shape(desc, &m->shape);
+	ret = moek_shape_check(&m->shape);
+	if (ret)
+		goto err_free;
+	ret = -EINVAL;
+	if (!weights->gate || !weights->experts)
+		goto err_free;
+	m->experts = calloc(m->shape.n_experts, sizeof(*m->experts));
+	if (!m->experts) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	for (e = 0; e < m->shape.n_experts; e++) {
+		moex_ffn_from(&m->experts[e], &weights->experts[e]);
+		if (!moex_ffn_ok(&m->shape, &m->experts[e]))
+			goto err_free;
+	}
+	m->w.gate = weights->gate;
+	m->w.bias = weights->bias;
+	m->w.experts = m->experts;
+	if (m->shape.n_shared) {
+		if (!MOEX_COVERS(weights, shared))
+			goto err_free;
+		moex_ffn_from(&m->w.shared, &weights->shared);
+		if (!moex_ffn_ok(&m->shape, &m->w.shared))
+			goto err_free;
+	}
+
+	ret = moex_pool_get(threads);
+	if (ret)
+		goto err_free;
+	pthread_mutex_lock(&pool_lock);
+	snprintf(m->backend, sizeof(m->backend), "cpu-%s",
+		 moek_isa_name(moek_cpu_isa(pool)));
+	pthread_mutex_unlock(&pool_lock);
+	*out = m;
+	return 0;
+
+err_free:
+	free(m->experts);
+	free(m);
+	return ret;
+}
+
+int moex_moe_destroy(struct moex_moe *moe)
+{
+	if (!moe)
+		return 0;
+	moex_pool_put();
+	free(moe->experts);
+	free(moe);
+	return 0;
+}
+
+const char *moex_moe_backend(const struct moex_moe *moe)
+{
+	return moe ? moe->backend : "";
+}
+
+int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
+		 uint32_t *counts)
+{
+	MOEX_KEEP_ERRNO;
+	int ret;
+
+	if (!moe || (ntok && (!x || !y)))
+		return -EINVAL;
+	pthread_mutex_lock(&pool_lock);
+	ret = moek_cpu_layer(pool, &moe->shape, &moe->w, x, ntok, y, counts);
+	pthread_mutex_unlock(&pool_lock);
+	return ret;
+}
+
+int moex_moe_run_reference(struct moex_moe *moe, const float *x, size_t ntok,
+			   float *y, uint32_t *counts)
+{
+	MOEX_KEEP_ERRNO;
+
+	if (!moe || (ntok && (!x || !y)))
+		return -EINVAL;
+	return moek_ref_layer(&moe->shape, &moe->w, x, ntok, y, counts);
+}
+
+uint64_t moex_moe_active_bytes(const struct moex_moe *moe,
+			       const uint32_t *counts)
+{
+	return moe ? moek_active_bytes(&moe->shape, counts) : 0;
+}
+
+static int moex_moe_job_run(void *ctx)
+{
+	struct moex_moe_job *j = ctx;
+	int ret;
+
+	ret = moex_moe_run(j->moe, j->x, j->ntok, j->y, j->counts);
+	free(j);
+	return ret;
+}
+
+int moex_queue_moe(struct moex_queue *q, struct moex_moe *moe, const float *x,
+		   size_t ntok, float *y, uint32_t *counts,
+		   uint64_t user_data)
+{
+	MOEX_KEEP_ERRNO;
+	struct moex_moe_job *j;
+	int ret;
+
+	if (!q || !moe || (ntok && (!x || !y)))
+		return -EINVAL;
+	j = malloc(sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	*j = (struct moex_moe_job){ moe, x, y, counts, ntok };
+	ret = moex__queue_host(q, moex_moe_job_run, j, user_data);
+	if (ret)
+		free(j);
+	return ret;
+}

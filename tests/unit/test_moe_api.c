@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libmoex's public MoE API (runtime/src/moe.c): the description and its
+ * checks, the backends, a run against the reference, runs queued on a
+ * host-only queue, and weights kept resident without a device. The kernels
+ * themselves are tested by unit-moe_ref and unit-moe_cpu.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "moex.h"
+
+/* A small V3-style layer: 16 experts in 4 groups, 2 kept, top-4, bf16. */
+#define DIM	48
+#define INTER	40
+#define NE	16
+#define NTOK	5
+
+static uint16_t w1[NE][INTER * DIM], w2[NE][DIM * INTER], w3[NE][INTER * DIM];
+static uint16_t sw1[2 * INTER * DIM], sw2[2 * DIM * INTER], sw3[2 * INTER * DIM];
+static float gate[NE * DIM], bias[NE];
+static struct moex_ffn_weights experts[NE];
+
+static uint32_t rng = 12345;
+
+static float frand(void)
+{
+	rng = rng * 1664525u + 1013904223u;
+	return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+/* bf16 of f (truncation is enough for test data). */
+static uint16_t bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return (uint16_t)(u >> 16);
+}
+
+static void fill16(uint16_t *p, size_t n, float scale)
+{
+	while (n--)
+		*p++ = bf16(frand() * scale);
+}
+
+static struct moex_moe_desc desc(void)
+{
+	struct moex_moe_desc d = {
+		.size = sizeof(d), .dim = DIM, .inter = INTER, .n_experts = NE,
+		.topk = 4, .n_groups = 4, .topk_groups = 2, .n_shared = 2,
+		.scoring = MOEX_SCORING_SIGMOID, .norm_topk = 1,
+		.route_scale = 2.5f, .weight_dtype = MOEX_DTYPE_BF16,
+		.gate_dtype = MOEX_DTYPE_F32,
+	};
+	return d;
+}
+
+static struct moex_moe_weights weights(void)
+{
+	static bool filled;
+	struct moex_moe_weights w = { .size = sizeof(w) };
+	size_t e, i;
+
+	if (!filled) {
+		for (e = 0; e < NE; e++) {
+			fill16(w1[e], INTER * DIM, 0.3f);
+			fill16(w2[e], DIM * INTER, 0.3f);
+			fill16(w3[e], INTER * DIM, 0.3f);
+			experts[e] = (struct moex_ffn_weights){ w1[e], w2[e], w3[e],
+								NULL, NULL, NULL };
+		}
+		fill16(sw1, sizeof(sw1) / 2, 0.3f);
+		fill16(sw2, sizeof(sw2) / 2, 0.3f);
+		fill16(sw3, sizeof(sw3) / 2, 0.3f);
+		for (i = 0; i < NE * DIM; i++)
+			gate[i] = frand();
+		for (i = 0; i < NE; i++)
+			bias[i] = frand() * 0.1f;
+		filled = true;
+	}
+	w.gate = gate;
+	w.bias = bias;
+	w.experts = experts;
+	w.shared = (struct moex_ffn_weights){ sw1, sw2, sw3, NULL, NULL, NULL };
+	return w;
+}
+
+static void fill_x(float *x, size_t n)
+{
+	while (n--)
+		*x++ = frand() * 2.0f;
+}
+
+/* max |a - b| over max |b|: the relative error of a whole output. */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 1e-30;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		num = fmax(num, fabs((double)a[i] - b[i]));
+		den = fmax(den, fabs((double)b[i]));
+	}
+	return num / den;
+}
+
+TEST(create_checks_everything)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .backend = "cpu" };
+	struct moex_ffn_weights bad[NE];
+	struct moex_moe *m = (void *)1;
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, NULL), -EINVAL);
+	CHECK_INT(moex_moe_create(NULL, &w, &o, &m), -EINVAL);
+	CHECK(m == NULL);
+	CHECK_INT(moex_moe_create(&d, NULL, &o, &m), -EINVAL);
+	d.size = 1;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	d = desc();
+	d.topk = NE + 1;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	d = desc();
+	d.n_groups = 5;		/* does not divide 16 */
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	d = desc();
+	d.weight_dtype = 7;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	d = desc();
+	d.gate_dtype = MOEX_DTYPE_FP8_E4M3;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	/* FP8 needs scales for every matrix */
+	d = desc();
+	d.weight_dtype = MOEX_DTYPE_FP8_E4M3;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	/* a missing expert matrix */
+	d = desc();
+	memcpy(bad, experts, sizeof(bad));
+	bad[NE - 1].w2 = NULL;
+	w.experts = bad;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	w = weights();
+	w.shared.w3 = NULL;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	w = weights();
+	w.gate = NULL;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	w = weights();
+	o.backend = "tpu";
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	o.backend = "hip";
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -ENODEV);
+	CHECK(m == NULL);
+}
+
+TEST(cpu_backend_matches_the_reference)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
+	uint32_t counts[NE], rcounts[NE];
+	struct moex_moe *m = NULL;
+	uint32_t e, sum = 0;
+
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	CHECK_HAS(moex_moe_backend(m), "cpu-");
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_run(m, x, NTOK, y, counts), 0);
+	CHECK_INT(moex_moe_run_reference(m, x, NTOK, r, rcounts), 0);
+	CHECK(rel_err(y, r, NTOK * DIM) < 2e-2);	/* bf16 tolerance */
+	for (e = 0; e < NE; e++) {
+		CHECK_INT(counts[e], rcounts[e]);
+		sum += counts[e];
+	}
+	CHECK_INT(sum, NTOK * 4);
+	/* zero tokens is a valid run that touches nothing */
+	CHECK_INT(moex_moe_run(m, NULL, 0, NULL, NULL), 0);
+	CHECK_INT(moex_moe_run(m, NULL, 1, y, NULL), -EINVAL);
+	CHECK_INT(moex_moe_destroy(m), 0);
+}
+
+TEST(active_bytes_count_what_a_run_reads)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	uint32_t counts[NE] = { 0 };
+	struct moex_moe *m = NULL;
+	uint64_t all, one, none, expert = 3ull * INTER * DIM * 2;
+
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	all = moex_moe_active_bytes(m, NULL);
+	none = moex_moe_active_bytes(m, counts);
+	counts[3] = 2;
+	one = moex_moe_active_bytes(m, counts);
+	CHECK_U64(one - none, expert);
+	CHECK_U64(all - none, NE * expert);
+	CHECK(none >= 2 * expert);	/* the shared experts are always read */
+	moex_moe_destroy(m);
+}
+
+TEST(runs_complete_on_a_queue)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	static float x[NTOK * DIM], y1[NTOK * DIM], y2[NTOK * DIM],
+		     r[NTOK * DIM];
+	struct moex_moe *m = NULL;
+	struct moex_queue *q = NULL;
+	struct moex_cqe cqe[4];
+	int n;
+
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	CHECK_INT(moex_queue_create(NULL, NULL, &q), 0);
+	fill_x(x, NTOK * DIM);
+	/* the same layer twice in one batch, and a bad run */
+	CHECK_INT(moex_queue_moe(q, m, x, NTOK, y1, NULL, 11), 0);
+	CHECK_INT(moex_queue_moe(q, m, x, 2, y2, NULL, 12), 0);
+	CHECK_INT(moex_queue_moe(q, m, NULL, 1, y2, NULL, 13), -EINVAL);
+	CHECK_INT(moex_queue_peek(q, cqe, 4), 0);	/* not yet submitted */
+	CHECK_INT(moex_queue_submit(q), 2);
+	n = moex_queue_wait(q, cqe, 4, 2, 1000);
+	CHECK_INT(n, 2);
+	CHECK_U64(cqe[0].user_data, 11);
+	CHECK_INT(cqe[0].res, 0);
+	CHECK_U64(cqe[1].user_data, 12);
+	CHECK_INT(cqe[1].res, 0);
+	CHECK_INT(moex_moe_run_reference(m, x, NTOK, r, NULL), 0);
+	CHECK(rel_err(y1, r, NTOK * DIM) < 2e-2);
+	CHECK(rel_err(y2, r, 2 * DIM) < 2e-2);
+	CHECK_INT(moex_queue_wait(q, cqe, 4, 1, 0), -ETIME);
+	moex_queue_destroy(q);
+	moex_moe_destroy(m);
+}
+
+TEST(queue_full_is_ebusy)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_queue_opts o = { .size = sizeof(o), .entries = 2 };
+	struct moex_moe *m = NULL;
+	struct moex_queue *q = NULL;
+	struct moex_cqe cqe[2];
+
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	CHECK_INT(moex_queue_create(NULL, &o, &q), 0);
+	CHECK_INT(moex_queue_moe(q, m, NULL, 0, NULL, NULL, 1), 0);
+	CHECK_INT(moex_queue_moe(q, m, NULL, 0, NULL, NULL, 2), 0);
+	CHECK_INT(moex_queue_moe(q, m, NULL, 0, NULL, NULL, 3), -EBUSY);
+	CHECK_INT(moex_queue_submit(q), 2);
+	/* completions not reaped still hold their places */
+	CHECK_INT(moex_queue_moe(q, m, NULL, 0, NULL, NULL, 3), -EBUSY);
+	CHECK_INT(moex_queue_peek(q, cqe, 2), 2);
+	CHECK_INT(moex_queue_moe(q, m, NULL, 0, NULL, NULL, 3), 0);
+	/* destroy runs what is queued and frees it (ASan checks) */
+	moex_queue_destroy(q);
+	moex_moe_destroy(m);
+}
+
+TEST(weights_lock_without_a_device)
+{
+	size_t len = 2 * (size_t)sysconf(_SC_PAGESIZE);
+	uint32_t h = 99;
+	void *p;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(p != MAP_FAILED);
+	CHECK_INT(moex_lock_weights(NULL, NULL, len, &h), -EINVAL);
+	errno = 0;
+	if (moex_lock_weights(NULL, p, len, &h) == -ENOMEM) {
+		munmap(p, len);
+		SKIP("RLIMIT_MEMLOCK is below %zu bytes here", len);
+	}
+	CHECK_INT(errno, 0);
+	CHECK_INT(h, 0);
+	CHECK_INT(moex_unlock_weights(NULL, p, len, h), 0);
+	munmap(p, len);
+}
+
+RUN_TESTS(T(create_checks_everything),
+	  T(cpu_backend_matches_the_reference),
+	  T(active_bytes_count_what_a_run_reads),
+	  T(runs_complete_on_a_queue),
+	  T(queue_full_is_ebusy),
+	  T(weights_lock_without_a_device))

@@ -1,0 +1,841 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * unit-moe_cpu: the CPU fast path (kernels/cpu) against the scalar
+ * reference (kernels/ref) on random data.
+ *
+ * Every ISA level the host has is run (a level it lacks is SKIPped with
+ * the reason), with f32, bf16 and FP8 weights, on tiny odd shapes (dims
+ * that are not multiples of 16 or 128), DeepSeek-V2-Lite and DeepSeek-V3.
+ * A V3 layer has 256 experts of 44 M parameters each (22 GB in bf16):
+ * here the 256 entries of the moek_ffn array alias two distinct weight
+ * sets, which exercises the same code with ~1 GB (V2-Lite: 8 sets for
+ * its 64 experts). The reference is slow on V3 (about 0.5 s a token), so
+ * V3 runs 2 tokens, V2-Lite 6; their weights and reference outputs are
+ * made once per dtype and shared by the three levels.
+ *
+ * Tolerances, relative to the reference output's norm:
+ *   f32, bf16  ||y - ref|| <= 1e-5 ||ref||, max |y - ref| <= 1e-4 rms(ref)
+ *   fp8        ||y - ref|| <= 5e-4 ||ref||, max |y - ref| <= 5e-3 rms(ref)
+ * f32 and bf16 differ from the reference only by f32 accumulation. FP8
+ * adds the act-quant of an intermediate computed in f32 rather than in
+ * double: a value on a rounding boundary may land one e4m3 step away.
+ *
+ * White box: the test reads the routes from struct moek_cpu
+ * (kernels/cpu/cpu.h) to compare them with moek_ref_route().
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moek.h"
+#include "../../kernels/cpu/cpu.h"
+#include "harness.h"
+
+/* ---- random data ---------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void)
+{
+	uint64_t x = rng_state;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	rng_state = x;
+	return x;
+}
+
+/* uniform in [-1, 1) */
+static float frand(void)
+{
+	return (float)((double)(rng() >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+/* A [rows][cols] matrix of type t with entries ~ amp * U(-1, 1); FP8
+ * block scales in *sc. */
+static void *gen_matrix(uint32_t t, size_t rows, size_t cols, float amp,
+			float **sc)
+{
+	size_t n = rows * cols, i;
+	void *m = malloc(moek_matrix_bytes(t, rows, cols));
+
+	*sc = NULL;
+	if (!m)
+		abort();
+	if (t == MOEK_F32) {
+		for (i = 0; i < n; i++)
+			((float *)m)[i] = amp * frand();
+	} else if (t == MOEK_BF16) {
+		for (i = 0; i < n; i++)
+			((uint16_t *)m)[i] = moek_f32_to_bf16(amp * frand());
+	} else {
+		size_t ns = moek_scale_count(rows, cols);
+
+		for (i = 0; i < n; i++)
+			((uint8_t *)m)[i] = moek_f32_to_fp8(240.0f * frand());
+		*sc = malloc(ns * sizeof(float));
+		if (!*sc)
+			abort();
+		for (i = 0; i < ns; i++)
+			(*sc)[i] = amp / 240.0f * (1.0f + 0.5f * frand());
+	}
+	return m;
+}
+
+static void gen_ffn(const struct moek_shape *s, struct moek_ffn *f,
+		    uint32_t width)
+{
+	float a1 = 1.7f / sqrtf((float)s->dim), a2 = 1.7f / sqrtf((float)width);
+	float *s1, *s2, *s3;
+
+	f->w1 = gen_matrix(s->wtype, width, s->dim, a1, &s1);
+	f->w3 = gen_matrix(s->wtype, width, s->dim, a1, &s3);
+	f->w2 = gen_matrix(s->wtype, s->dim, width, a2, &s2);
+	f->s1 = s1;
+	f->s2 = s2;
+	f->s3 = s3;
+}
+
+static void free_ffn(struct moek_ffn *f)
+{
+	free((void *)f->w1);
+	free((void *)f->w2);
+	free((void *)f->w3);
+	free((void *)f->s1);
+	free((void *)f->s2);
+	free((void *)f->s3);
+}
+
+/* A layer's weights with nsets distinct expert weight sets (experts[e]
+ * aliases set e % nsets); nsets == 0: all distinct. */
+struct layer {
+	struct moek_shape s;
+	struct moek_weights wt;
+	struct moek_ffn *experts;
+	struct moek_ffn *sets;
+	uint32_t nsets;
+	void *gate;
+	float *bias;
+};
+
+static void gen_layer(struct layer *l, const struct moek_shape *s,
+		      uint32_t nsets, int bias)
+{
+	float *sc;
+	uint32_t e;
+
+	memset(l, 0, sizeof(*l));
+	l->s = *s;
+	l->nsets = nsets ? nsets : s->n_experts;
+	l->sets = calloc(l->nsets, sizeof(*l->sets));
+	l->experts = calloc(s->n_experts, sizeof(*l->experts));
+	if (!l->sets || !l->experts)
+		abort();
+	l->gate = gen_matrix(s->gtype, s->n_experts, s->dim,
+			     sqrtf(3.0f / (float)s->dim) * 2.0f, &sc);
+	if (bias) {
+		l->bias = malloc(s->n_experts * sizeof(float));
+		for (e = 0; e < s->n_experts; e++)
+			l->bias[e] = 0.1f * frand();
+	}
+	for (e = 0; e < l->nsets; e++)
+		gen_ffn(s, &l->sets[e], s->inter);
+	for (e = 0; e < s->n_experts; e++)
+		l->experts[e] = l->sets[e % l->nsets];
+	if (s->n_shared)
+		gen_ffn(s, &l->wt.shared, s->n_shared * s->inter);
+	l->wt.gate = l->gate;
+	l->wt.bias = l->bias;
+	l->wt.experts = l->experts;
+}
+
+static void free_layer(struct layer *l)
+{
+	uint32_t e;
+
+	for (e = 0; e < l->nsets; e++)
+		free_ffn(&l->sets[e]);
+	if (l->s.n_shared)
+		free_ffn(&l->wt.shared);
+	free(l->sets);
+	free(l->experts);
+	free(l->gate);
+	free(l->bias);
+	memset(l, 0, sizeof(*l));
+}
+
+static float *gen_x(size_t ntok, uint32_t dim)
+{
+	float *x = malloc(ntok * dim * sizeof(float) + 1);
+	size_t i;
+
+	if (!x)
+		abort();
+	for (i = 0; i < ntok * dim; i++)
+		x[i] = frand();
+	return x;
+}
+
+/* ---- shapes ----------------------------------------------------------- */
+
+static const struct moek_shape tiny_softmax = {
+	.dim = 45, .inter = 37, .n_experts = 6, .topk = 2, .n_shared = 1,
+	.score = MOEK_SCORE_SOFTMAX, .route_scale = 1.0f,
+};
+
+static const struct moek_shape tiny_grouped = {
+	.dim = 200, .inter = 150, .n_experts = 8, .topk = 3, .n_groups = 4,
+	.topk_groups = 2, .n_shared = 2, .score = MOEK_SCORE_SIGMOID,
+	.norm_topk = 1, .route_scale = 2.5f,
+};
+
+static const struct moek_shape v2_lite = {
+	.dim = 2048, .inter = 1408, .n_experts = 64, .topk = 6, .n_shared = 2,
+	.score = MOEK_SCORE_SOFTMAX, .route_scale = 1.0f,
+};
+
+static const struct moek_shape v3 = {
+	.dim = 7168, .inter = 2048, .n_experts = 256, .topk = 8, .n_groups = 8,
+	.topk_groups = 4, .n_shared = 1, .score = MOEK_SCORE_SIGMOID,
+	.norm_topk = 1, .route_scale = 2.5f,
+};
+
+static struct moek_shape with_type(const struct moek_shape *s, uint32_t wt)
+{
+	struct moek_shape r = *s;
+
+	r.wtype = wt;
+	r.gtype = wt == MOEK_F32 ? MOEK_F32 : MOEK_BF16;
+	return r;
+}
+
+static const char *const type_name[] = { "f32", "bf16", "fp8" };
+
+/* ---- comparisons -------------------------------------------------------- */
+
+struct err {
+	double rel;	/* ||y - ref|| / ||ref|| */
+	double max;	/* max |y - ref| / rms(ref) */
+};
+
+static struct err compare(const float *y, const float *ref, size_t n)
+{
+	double d2 = 0, r2 = 0, mx = 0, rms;
+	struct err e;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		double d = fabs((double)y[i] - (double)ref[i]);
+
+		if (!(d <= mx))
+			mx = d;		/* NaN sticks */
+		d2 += d * d;
+		r2 += (double)ref[i] * ref[i];
+	}
+	rms = sqrt(r2 / (double)n);
+	e.rel = sqrt(d2) / (sqrt(r2) + 1e-30);
+	e.max = mx / (rms + 1e-30);
+	return e;
+}
+
+static double tol_rel(uint32_t t)
+{
+	return t == MOEK_FP8_E4M3 ? 5e-4 : 1e-5;
+}
+
+static double tol_max(uint32_t t)
+{
+	return t == MOEK_FP8_E4M3 ? 5e-3 : 1e-4;
+}
+
+/* Is the host able to run this level? */
+static int host_has(enum moek_isa isa, char *why, size_t len)
+{
+	struct moek_cpu *c;
+	enum moek_isa got;
+
+	if (moek_cpu_create(1, isa, &c))
+		abort();
+	got = moek_cpu_isa(c);
+	moek_cpu_destroy(c);
+	if (got != isa)
+		snprintf(why, len, "the host lacks %s (best level: %s)",
+			 moek_isa_name(isa), moek_isa_name(got));
+	return got == isa;
+}
+
+#define NEED_ISA(isa)							\
+	do {								\
+		char why_[128];						\
+		if (!host_has(isa, why_, sizeof(why_)))			\
+			SKIP("%s", why_);				\
+	} while (0)
+
+/* White box: a kernel table to force in place of the dispatched one. */
+static const struct moek_kern *force_kern;
+
+/*
+ * Run l on the CPU path at level isa with nthreads threads; compare the
+ * output with ref and the routes/counts with the reference's. Returns a
+ * message, or NULL when everything matched.
+ */
+static const char *check_layer(const struct layer *l, enum moek_isa isa,
+			       unsigned int nthreads, const float *x,
+			       size_t ntok, const float *ref,
+			       const uint32_t *ref_counts)
+{
+	static char msg[256];
+	const struct moek_shape *s = &l->s;
+	struct moek_cpu *c;
+	uint32_t *counts = malloc(s->n_experts * sizeof(uint32_t));
+	float *y = malloc(ntok * s->dim * sizeof(float));
+	int32_t *idx = malloc(ntok * s->topk * sizeof(int32_t));
+	float *w = malloc(ntok * s->topk * sizeof(float));
+	const char *ret = NULL;
+	struct err e;
+	size_t i;
+	int r;
+
+	if (!counts || !y || !idx || !w)
+		abort();
+	if (moek_cpu_create(nthreads, isa, &c))
+		abort();
+	if (force_kern)
+		c->k = force_kern;
+	r = moek_cpu_layer(c, s, &l->wt, x, ntok, y, counts);
+	if (r) {
+		snprintf(msg, sizeof(msg), "moek_cpu_layer: %d", r);
+		ret = msg;
+		goto out;
+	}
+	if (moek_ref_route(s, &l->wt, x, ntok, idx, w))
+		abort();
+	for (i = 0; i < ntok * s->topk; i++) {
+		if (idx[i] != c->idx[i]) {
+			snprintf(msg, sizeof(msg),
+				 "%s %s: route %zu/%zu: expert %d, ref %d",
+				 moek_isa_name(isa), type_name[s->wtype],
+				 i / s->topk, i % s->topk, c->idx[i], idx[i]);
+			ret = msg;
+			goto out;
+		}
+		if (fabsf(w[i] - c->rw[i]) > 1e-6f * fabsf(w[i]) + 1e-30f) {
+			snprintf(msg, sizeof(msg), "%s: weight %zu: %g, ref %g",
+				 moek_isa_name(isa), i, c->rw[i], w[i]);
+			ret = msg;
+			goto out;
+		}
+	}
+	if (ref_counts && memcmp(counts, ref_counts,
+				 s->n_experts * sizeof(uint32_t))) {
+		snprintf(msg, sizeof(msg), "%s %s: counts differ",
+			 moek_isa_name(isa), type_name[s->wtype]);
+		ret = msg;
+		goto out;
+	}
+	e = compare(y, ref, ntok * s->dim);
+	if (getenv("MOE_CPU_VERBOSE"))
+		fprintf(stderr, "  %s %s dim %u: rel %.3g max %.3g\n",
+			moek_isa_name(isa), type_name[s->wtype], s->dim, e.rel,
+			e.max);
+	if (!(e.rel <= tol_rel(s->wtype)) || !(e.max <= tol_max(s->wtype))) {
+		snprintf(msg, sizeof(msg),
+			 "%s %s %u threads: rel err %.3g (tol %.3g), max %.3g (tol %.3g)",
+			 moek_isa_name(isa), type_name[s->wtype], nthreads,
+			 e.rel, tol_rel(s->wtype), e.max, tol_max(s->wtype));
+		ret = msg;
+	}
+out:
+	moek_cpu_destroy(c);
+	free(counts);
+	free(y);
+	free(idx);
+	free(w);
+	return ret;
+}
+
+/* Reference output and counts of l on x. */
+static float *ref_layer(const struct layer *l, const float *x, size_t ntok,
+			uint32_t *counts)
+{
+	float *ref = malloc(ntok * l->s.dim * sizeof(float) + 1);
+
+	if (!ref || moek_ref_layer(&l->s, &l->wt, x, ntok, ref, counts))
+		abort();
+	return ref;
+}
+
+/* One shape, all three dtypes, at one level. */
+static const char *run_shape(const struct moek_shape *base, int bias,
+			     uint32_t nsets, enum moek_isa isa, size_t ntok)
+{
+	const char *msg = NULL;
+	uint32_t t;
+
+	for (t = MOEK_F32; t <= MOEK_FP8_E4M3 && !msg; t++) {
+		struct moek_shape s = with_type(base, t);
+		uint32_t counts[MOEK_MAX_EXPERTS];
+		struct layer l;
+		float *x, *ref;
+
+		gen_layer(&l, &s, nsets, bias);
+		x = gen_x(ntok, s.dim);
+		ref = ref_layer(&l, x, ntok, counts);
+		msg = check_layer(&l, isa, 2, x, ntok, ref, counts);
+		free(x);
+		free(ref);
+		free_layer(&l);
+	}
+	return msg;
+}
+
+#define CHECK_OK(expr)							\
+	do {								\
+		const char *m_ = (expr);				\
+		CHECK_MSG(!m_, "%s", m_);				\
+	} while (0)
+
+/* ---- tests ------------------------------------------------------------ */
+
+TEST(isa_levels)
+{
+	enum moek_isa lvl, got, best;
+	struct moek_cpu *c;
+
+	CHECK_INT(moek_cpu_create(1, MOEK_ISA_AVX512, &c), 0);
+	best = moek_cpu_isa(c);
+	CHECK_INT(moek_cpu_threads(c), 1);
+	moek_cpu_destroy(c);
+	for (lvl = MOEK_ISA_SCALAR; lvl <= MOEK_ISA_AVX512; lvl++) {
+		CHECK_INT(moek_cpu_create(3, lvl, &c), 0);
+		got = moek_cpu_isa(c);
+		CHECK_INT(got, lvl < best ? lvl : best);
+		CHECK_INT(moek_cpu_threads(c), 3);
+		moek_cpu_destroy(c);
+	}
+	CHECK_STR(moek_isa_name(MOEK_ISA_SCALAR), "scalar");
+	CHECK_STR(moek_isa_name(MOEK_ISA_AVX2), "avx2");
+	CHECK_STR(moek_isa_name(MOEK_ISA_AVX512), "avx512");
+	CHECK_INT(moek_cpu_create(0, MOEK_ISA_SCALAR, &c), 0);
+	CHECK(moek_cpu_threads(c) >= 1);
+	moek_cpu_destroy(c);
+	moek_cpu_destroy(NULL);
+}
+
+#define TINY_TEST(isa, lvl)						\
+	TEST(tiny_##isa)						\
+	{								\
+		NEED_ISA(lvl);						\
+		CHECK_OK(run_shape(&tiny_softmax, 0, 0, lvl, 13));	\
+		CHECK_OK(run_shape(&tiny_grouped, 1, 0, lvl, 29));	\
+		CHECK_OK(run_shape(&tiny_grouped, 0, 3, lvl, 7));	\
+	}
+
+TINY_TEST(scalar, MOEK_ISA_SCALAR)
+TINY_TEST(avx2, MOEK_ISA_AVX2)
+TINY_TEST(avx512, MOEK_ISA_AVX512)
+
+/*
+ * The big shapes: weights, input and reference generated once per dtype
+ * and kept for the three levels (the reference is the slow part).
+ * V2-Lite: 8 distinct expert weight sets, 6 tokens; V3: 2 sets, 2 tokens.
+ */
+struct big {
+	const struct moek_shape *shape;
+	uint32_t nsets;
+	int bias;
+	size_t ntok;
+	struct {
+		struct layer l;
+		float *x;
+		float *ref;
+		uint32_t counts[MOEK_MAX_EXPERTS];
+	} d[3];
+};
+
+static struct big big_v2 = { .shape = &v2_lite, .nsets = 8, .ntok = 6 };
+static struct big big_v3 = { .shape = &v3, .nsets = 2, .bias = 1, .ntok = 2 };
+
+static void big_prepare(struct big *b, uint32_t t)
+{
+	struct moek_shape s;
+
+	if (b->d[t].ref)
+		return;
+	s = with_type(b->shape, t);
+	gen_layer(&b->d[t].l, &s, b->nsets, b->bias);
+	b->d[t].x = gen_x(b->ntok, s.dim);
+	b->d[t].ref = ref_layer(&b->d[t].l, b->d[t].x, b->ntok,
+				b->d[t].counts);
+}
+
+static void big_free(struct big *b)
+{
+	uint32_t t;
+
+	for (t = 0; t < 3; t++) {
+		if (!b->d[t].ref)
+			continue;
+		free_layer(&b->d[t].l);
+		free(b->d[t].x);
+		free(b->d[t].ref);
+		b->d[t].ref = NULL;
+	}
+}
+
+static const char *big_run(struct big *b, enum moek_isa isa)
+{
+	const char *msg = NULL;
+	uint32_t t;
+
+	for (t = MOEK_F32; t <= MOEK_FP8_E4M3 && !msg; t++) {
+		big_prepare(b, t);
+		msg = check_layer(&b->d[t].l, isa, 2, b->d[t].x, b->ntok,
+				  b->d[t].ref, b->d[t].counts);
+	}
+	return msg;
+}
+
+#define BIG_TEST(name, big, isa, lvl)					\
+	TEST(name##_##isa)						\
+	{								\
+		NEED_ISA(lvl);						\
+		CHECK_OK(big_run(&big, lvl));				\
+	}
+
+BIG_TEST(v2_lite, big_v2, scalar, MOEK_ISA_SCALAR)
+BIG_TEST(v2_lite, big_v2, avx2, MOEK_ISA_AVX2)
+BIG_TEST(v2_lite, big_v2, avx512, MOEK_ISA_AVX512)
+BIG_TEST(v3, big_v3, scalar, MOEK_ISA_SCALAR)
+BIG_TEST(v3, big_v3, avx2, MOEK_ISA_AVX2)
+BIG_TEST(v3, big_v3, avx512, MOEK_ISA_AVX512)
+
+/*
+ * AVX-512 without AVX512_BF16: the FP8 GEMM through the f16 conversion
+ * (on a host with BF16 the dispatch picks vdpbf16ps, so force it).
+ */
+TEST(fp8_avx512_f16_path)
+{
+	NEED_ISA(MOEK_ISA_AVX512);
+	force_kern = &moek_kern_avx512;
+	CHECK_OK(run_shape(&tiny_grouped, 1, 0, MOEK_ISA_AVX512, 19));
+	CHECK_OK(run_shape(&tiny_softmax, 0, 0, MOEK_ISA_AVX512, 5));
+	CHECK_OK(big_run(&big_v3, MOEK_ISA_AVX512));
+	force_kern = NULL;
+}
+
+/* Not a check: frees the big shapes' data (LeakSanitizer looks). */
+TEST(big_free)
+{
+	big_free(&big_v2);
+	big_free(&big_v3);
+}
+
+/* A V3-routed batch (256 experts, groups, bias) with small experts: many
+ * tokens, so that routing and counts are compared on 1000 routes. */
+TEST(routing_v3_many_tokens)
+{
+	struct moek_shape s = with_type(&v3, MOEK_BF16);
+	uint32_t counts[256];
+	enum moek_isa lvl;
+	struct layer l;
+	float *x, *ref;
+	size_t ntok = 125;
+
+	s.dim = 300;
+	s.inter = 24;
+	gen_layer(&l, &s, 4, 1);
+	x = gen_x(ntok, s.dim);
+	ref = ref_layer(&l, x, ntok, counts);
+	for (lvl = MOEK_ISA_SCALAR; lvl <= MOEK_ISA_AVX512; lvl++) {
+		char why[128];
+
+		if (!host_has(lvl, why, sizeof(why)))
+			continue;
+		CHECK_OK(check_layer(&l, lvl, 2, x, ntok, ref, counts));
+	}
+	free(x);
+	free(ref);
+	free_layer(&l);
+}
+
+/* 1 thread and N threads give the same bits. */
+TEST(threads_same_result)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_FP8_E4M3);
+	size_t ntok = 37, n;
+	unsigned int th[] = { 1, 2, 3, 5 };
+	float *x, *y[4];
+	struct layer l;
+	uint32_t t, i;
+
+	s.dim = 300;
+	s.inter = 260;
+	for (t = MOEK_F32; t <= MOEK_FP8_E4M3; t++) {
+		s = with_type(&s, t);
+		gen_layer(&l, &s, 0, 1);
+		x = gen_x(ntok, s.dim);
+		n = ntok * s.dim;
+		for (i = 0; i < 4; i++) {
+			struct moek_cpu *c;
+
+			y[i] = malloc(n * sizeof(float));
+			CHECK_INT(moek_cpu_create(th[i], MOEK_ISA_AVX512, &c),
+				  0);
+			CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, y[i],
+						 NULL), 0);
+			moek_cpu_destroy(c);
+		}
+		for (i = 1; i < 4; i++)
+			CHECK_MSG(!memcmp(y[0], y[i], n * sizeof(float)),
+				  "%s: %u threads differ from 1",
+				  type_name[t], th[i]);
+		for (i = 0; i < 4; i++)
+			free(y[i]);
+		free(x);
+		free_layer(&l);
+	}
+}
+
+TEST(zero_tokens)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_BF16);
+	uint32_t counts[8] = { 7, 7, 7, 7, 7, 7, 7, 7 };
+	float y = 42.0f, x = 1.0f;
+	struct moek_cpu *c;
+	struct layer l;
+
+	gen_layer(&l, &s, 0, 1);
+	CHECK_INT(moek_cpu_create(2, MOEK_ISA_AVX512, &c), 0);
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, &x, 0, &y, counts), 0);
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, NULL, 0, NULL, NULL), 0);
+	CHECK(y == 42.0f);
+	CHECK_INT(counts[0], 7);
+	CHECK_INT(counts[7], 7);
+	moek_cpu_destroy(c);
+	free_layer(&l);
+}
+
+TEST(one_token)
+{
+	enum moek_isa lvl;
+
+	for (lvl = MOEK_ISA_SCALAR; lvl <= MOEK_ISA_AVX512; lvl++) {
+		char why[128];
+
+		if (!host_has(lvl, why, sizeof(why)))
+			continue;
+		CHECK_OK(run_shape(&tiny_grouped, 1, 0, lvl, 1));
+		CHECK_OK(run_shape(&tiny_softmax, 0, 0, lvl, 1));
+	}
+}
+
+/* A huge bias on expert 5 sends every token there. */
+TEST(all_tokens_to_one_expert)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_FP8_E4M3);
+	uint32_t counts[8], ref_counts[8];
+	size_t ntok = 40;
+	struct layer l;
+	float *x, *ref;
+
+	s.topk = 1;
+	gen_layer(&l, &s, 0, 1);
+	l.bias[5] = 100.0f;
+	x = gen_x(ntok, s.dim);
+	ref = ref_layer(&l, x, ntok, ref_counts);
+	CHECK_INT(ref_counts[5], ntok);
+	CHECK_OK(check_layer(&l, MOEK_ISA_AVX512, 2, x, ntok, ref,
+			     ref_counts));
+	{
+		struct moek_cpu *c;
+		float *y = malloc(ntok * s.dim * sizeof(float));
+
+		CHECK_INT(moek_cpu_create(2, MOEK_ISA_AVX512, &c), 0);
+		CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, y, counts), 0);
+		CHECK_INT(counts[5], ntok);
+		CHECK_INT(counts[0] + counts[1] + counts[2] + counts[3] +
+			  counts[4] + counts[6] + counts[7], 0);
+		moek_cpu_destroy(c);
+		free(y);
+	}
+	free(x);
+	free(ref);
+	free_layer(&l);
+}
+
+/* The scratch grows with the batch and the shape, and shrinks nothing. */
+TEST(scratch_grows)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_BF16);
+	size_t sizes[] = { 3, 700, 5, 1200 }, i;
+	struct moek_cpu *c;
+	struct layer l;
+
+	gen_layer(&l, &s, 0, 1);
+	CHECK_INT(moek_cpu_create(2, MOEK_ISA_AVX512, &c), 0);
+	for (i = 0; i < 4; i++) {
+		size_t ntok = sizes[i], before = c->buf_size;
+		float *x = gen_x(ntok, s.dim), *ref, *y;
+		struct err e;
+
+		ref = ref_layer(&l, x, ntok, NULL);
+		y = malloc(ntok * s.dim * sizeof(float));
+		CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, y, NULL), 0);
+		if (i == 1 || i == 3)
+			CHECK(c->buf_size > before);
+		else if (i == 2)
+			CHECK(c->buf_size == before);
+		e = compare(y, ref, ntok * s.dim);
+		CHECK_MSG(e.rel <= tol_rel(s.wtype), "batch %zu: rel %g", ntok,
+			  e.rel);
+		free(x);
+		free(ref);
+		free(y);
+	}
+	/* A wider shape on the same context. */
+	{
+		struct moek_shape s2 = with_type(&tiny_grouped, MOEK_F32);
+		struct layer l2;
+		float *x, *ref, *y;
+		struct err e;
+
+		s2.dim = 517;
+		s2.inter = 389;
+		gen_layer(&l2, &s2, 0, 1);
+		x = gen_x(9, s2.dim);
+		ref = ref_layer(&l2, x, 9, NULL);
+		y = malloc(9 * s2.dim * sizeof(float));
+		CHECK_INT(moek_cpu_layer(c, &s2, &l2.wt, x, 9, y, NULL), 0);
+		e = compare(y, ref, 9 * s2.dim);
+		CHECK_MSG(e.rel <= tol_rel(s2.wtype), "wide: rel %g", e.rel);
+		free(x);
+		free(ref);
+		free(y);
+		free_layer(&l2);
+	}
+	moek_cpu_destroy(c);
+	free_layer(&l);
+}
+
+/* moek_cpu_act_quant_row() is moek_act_quant_row() bit for bit. */
+TEST(act_quant_exact)
+{
+	static const float special[] = {
+		0.0f, -0.0f, 1e-4f, 448.0f, 449.0f, 464.0f, 1e30f, INFINITY,
+		-INFINITY, NAN, -NAN, 0x1p-6f, 0x1p-7f, 0x1p-10f, 0x1.8p-10f,
+		0x1p-11f, 240.0f, 0x1.1p-3f, 0x1.2p-3f, 0x1.3p-3f, 1e-38f,
+		1e-45f, 3.0e-5f,
+	};
+	size_t n = 1 << 16, i, k;
+	float *x = malloc(n * sizeof(float)), sa[512], sb[512];
+	uint8_t *qa = malloc(n), *qb = malloc(n);
+
+	for (k = 0; k < 4; k++) {
+		for (i = 0; i < n; i++) {
+			uint32_t u = (uint32_t)rng();
+			float f;
+
+			memcpy(&f, &u, sizeof(f));
+			/* raw bits, or values near a block's scale */
+			x[i] = k == 0 ? f :
+			       k == 1 ? frand() * 448.0f * (float)(i % 7) :
+			       k == 2 ? special[i % (sizeof(special) /
+						     sizeof(special[0]))] *
+					(i % 3 ? 1.0f : frand()) :
+			       frand() * 0x1p-12f;
+		}
+		moek_act_quant_row(x, n - k, qa, sa);
+		moek_cpu_act_quant_row(x, n - k, qb, sb);
+		CHECK_MSG(!memcmp(qa, qb, n - k), "pattern %zu: q differs", k);
+		CHECK_MSG(!memcmp(sa, sb, ((n - k + 127) / 128) * sizeof(float)),
+			  "pattern %zu: scales differ", k);
+	}
+	/* Every e4m3 value, and the midpoints between neighbours, scaled
+	 * into a block whose scale is 1. */
+	for (i = 0; i < 256; i++) {
+		float v = moek_fp8_to_f32((uint8_t)i), w;
+
+		x[0] = 448.0f;
+		x[1] = v;
+		w = moek_fp8_to_f32((uint8_t)(i + 1));
+		x[2] = (i & 0x7f) < 0x7e ? (v + w) / 2 : v;
+		moek_act_quant_row(x, 3, qa, sa);
+		moek_cpu_act_quant_row(x, 3, qb, sb);
+		CHECK_MSG(!memcmp(qa, qb, 3), "e4m3 %#zx", i);
+	}
+	free(x);
+	free(qa);
+	free(qb);
+}
+
+TEST(einval)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_FP8_E4M3), bad;
+	struct moek_weights wt;
+	struct moek_ffn *ex;
+	struct moek_cpu *c;
+	struct layer l;
+	float x[200 * 2], y[200 * 2];
+
+	memset(x, 0, sizeof(x));
+	CHECK_INT(moek_cpu_create(1, (enum moek_isa)7, &c), -EINVAL);
+	CHECK_INT(moek_cpu_create(1, MOEK_ISA_SCALAR, NULL), -EINVAL);
+	gen_layer(&l, &s, 0, 1);
+	CHECK_INT(moek_cpu_create(2, MOEK_ISA_AVX512, &c), 0);
+	CHECK_INT(moek_cpu_layer(NULL, &s, &l.wt, x, 2, y, NULL), -EINVAL);
+	CHECK_INT(moek_cpu_layer(c, NULL, &l.wt, x, 2, y, NULL), -EINVAL);
+	CHECK_INT(moek_cpu_layer(c, &s, NULL, x, 2, y, NULL), -EINVAL);
+	bad = s;
+	bad.topk = 0;
+	CHECK_INT(moek_cpu_layer(c, &bad, &l.wt, x, 2, y, NULL), -EINVAL);
+	bad = s;
+	bad.n_groups = 3;
+	CHECK_INT(moek_cpu_layer(c, &bad, &l.wt, x, 2, y, NULL), -EINVAL);
+	bad = s;
+	bad.gtype = MOEK_FP8_E4M3;
+	CHECK_INT(moek_cpu_layer(c, &bad, &l.wt, x, 2, y, NULL), -EINVAL);
+	/* Bad shapes fail even with no tokens, as in the reference. */
+	CHECK_INT(moek_cpu_layer(c, &bad, &l.wt, x, 0, y, NULL), -EINVAL);
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, NULL, 2, y, NULL), -EINVAL);
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, 2, NULL, NULL), -EINVAL);
+
+	wt = l.wt;
+	wt.gate = NULL;
+	CHECK_INT(moek_cpu_layer(c, &s, &wt, x, 2, y, NULL), -EINVAL);
+	wt = l.wt;
+	wt.experts = NULL;
+	CHECK_INT(moek_cpu_layer(c, &s, &wt, x, 2, y, NULL), -EINVAL);
+	ex = malloc(s.n_experts * sizeof(*ex));
+	memcpy(ex, l.experts, s.n_experts * sizeof(*ex));
+	wt = l.wt;
+	wt.experts = ex;
+	ex[7].w2 = NULL;
+	CHECK_INT(moek_cpu_layer(c, &s, &wt, x, 2, y, NULL), -EINVAL);
+	ex[7] = l.experts[7];
+	ex[3].s3 = NULL;
+	CHECK_INT(moek_cpu_layer(c, &s, &wt, x, 2, y, NULL), -EINVAL);
+	ex[3] = l.experts[3];
+	wt.shared.w1 = NULL;
+	CHECK_INT(moek_cpu_layer(c, &s, &wt, x, 2, y, NULL), -EINVAL);
+	/* Without shared experts the shared FFN is not looked at. */
+	bad = s;
+	bad.n_shared = 0;
+	CHECK_INT(moek_cpu_layer(c, &bad, &wt, x, 2, y, NULL), 0);
+	/* Agrees with the reference on every case above. */
+	CHECK_INT(moek_ref_layer(&s, &wt, x, 2, y, NULL), -EINVAL);
+	free(ex);
+	moek_cpu_destroy(c);
+	free_layer(&l);
+}
+
+RUN_TESTS(T(isa_levels), T(tiny_scalar), T(tiny_avx2), T(tiny_avx512),
+	  T(v2_lite_scalar), T(v2_lite_avx2), T(v2_lite_avx512),
+	  T(v3_scalar), T(v3_avx2), T(v3_avx512), T(fp8_avx512_f16_path),
+	  T(big_free), T(act_quant_exact),
+	  T(routing_v3_many_tokens), T(threads_same_result), T(zero_tokens),
+	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
+	  T(einval))
