@@ -38,6 +38,14 @@ else
 	echo '/* #undef MOEX_HAVE_IO_URING_CMD_H */'
 fi
 
+# get_unaligned(): linux/unaligned.h since 6.12, asm/unaligned.h before.
+if printf '#include <linux/unaligned.h>\n' |
+	"$@" -Werror -fsyntax-only -x c - >/dev/null 2>&1; then
+	echo '#define MOEX_HAVE_LINUX_UNALIGNED_H 1'
+else
+	echo '/* #undef MOEX_HAVE_LINUX_UNALIGNED_H */'
+fi
+
 # run NAME CODE CC FLAGS...: define NAME when CODE compiles after $inc.
 run() {
 	n=$1

@@ -42,57 +42,19 @@
 #include "../kernels/cpu/cpu.h"
 #include "bench-moe.h"
 
-static bool json;
 static int reps = 5;
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
-
-static void report(const char *name, double value, const char *unit)
-{
-	if (json)
-		printf("{\"suite\": \"moe\", \"name\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
-		       name, value, unit);
-	else
-		printf("%-40s %14.4f %s\n", name, value, unit);
-	fflush(stdout);
-}
-
-static void report_ratio(const char *name, double value, double target)
-{
-	if (json)
-		printf("{\"suite\": \"moe\", \"name\": \"%s\", \"value\": %.4f, \"unit\": \"ratio\", \"target\": %.2f}\n",
-		       name, value, target);
-	else
-		printf("%-40s %14.4f ratio (target >= %.2f)\n", name, value,
-		       target);
-	fflush(stdout);
-}
+#define now bench_now
+#define median bench_median
+#define report bench_report
+#define report_ratio bench_report_ratio
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (json)
+	if (bench_json)
 		return;
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
@@ -486,11 +448,12 @@ int bench_moe_main(int argc, char **argv)
 	int nb = 4, o, si, ti;
 	char name[96];
 
+	bench_suite = "moe";
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'j':
-			json = true;
+			bench_json = true;
 			break;
 		case 't':
 			threads = (unsigned int)strtoul(optarg, NULL, 0);

@@ -51,10 +51,10 @@
 #define RUNS		5
 #define NOP_OPS		20000	/* operations per NOP run */
 
-static bool json;
-static const char *suite;
+bool bench_json;
+const char *bench_suite;
 
-static double now(void)
+double bench_now(void)
 {
 	struct timespec ts;
 
@@ -69,32 +69,38 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+double bench_median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
 	return v[n / 2];
 }
 
-static void report(const char *name, double value, const char *unit)
+void bench_report(const char *name, double value, const char *unit)
 {
-	if (json)
+	if (bench_json)
 		printf("{\"suite\": \"%s\", \"name\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
-		       suite, name, value, unit);
+		       bench_suite, name, value, unit);
 	else
-		printf("%-32s %14.4f %s\n", name, value, unit);
+		printf("%-40s %14.4f %s\n", name, value, unit);
 	fflush(stdout);
 }
 
-static void report_ratio(const char *name, double value, double target)
+void bench_report_ratio(const char *name, double value, double target)
 {
-	if (json)
+	if (bench_json)
 		printf("{\"suite\": \"%s\", \"name\": \"%s\", \"value\": %.4f, \"unit\": \"ratio\", \"target\": %.2f}\n",
-		       suite, name, value, target);
+		       bench_suite, name, value, target);
 	else
-		printf("%-32s %14.4f ratio (target >= %.2f)\n", name, value,
+		printf("%-40s %14.4f ratio (target >= %.2f)\n", name, value,
 		       target);
 	fflush(stdout);
 }
+
+/* Short names for this file. */
+#define now bench_now
+#define median bench_median
+#define report bench_report
+#define report_ratio bench_report_ratio
 
 static void *alloc_mem(size_t len, bool huge)
 {
@@ -253,7 +259,7 @@ static int bench_queue(const char *path)
 	void *src, *dst;
 	int fd, ret, err = 0;
 
-	suite = "queue";
+	bench_suite = "queue";
 	ret = moex_open(path, &dev);
 	if (ret) {
 		fprintf(stderr, "moex-bench: %s: %s; %s\n", path,
@@ -447,7 +453,7 @@ static int bench_load(const char *path, const char *model)
 	int r, ret;
 	DIR *d;
 
-	suite = "load";
+	bench_suite = "load";
 	if (!model) {
 		fprintf(stderr, "moex-bench: load needs --model DIR\n");
 		return 2;
@@ -539,7 +545,7 @@ static int bench_pin(const char *path, uint64_t size)
 	char name[64];
 	int huge, r, ret;
 
-	suite = "pin";
+	bench_suite = "pin";
 	ret = moex_open(path, &dev);
 	if (ret) {
 		fprintf(stderr, "moex-bench: %s: %s; %s\n", path,
@@ -629,7 +635,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jd:s:m:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			json = true;
+			bench_json = true;
 			break;
 		case 'd':
 			path = optarg;

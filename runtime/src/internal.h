@@ -61,6 +61,13 @@ static inline int moex__size_ok(size_t size)
 /* ioctl() on a moex fd, retried on EINTR: 0 or -errno (errno clobbered). */
 int moex__ioctl(int fd, unsigned long cmd, void *arg);
 
+/*
+ * Write an explanation into err[0..errlen) (nothing when err is NULL or
+ * errlen 0) and return ret: `return moex__errf(err, len, -EINVAL, ...)`.
+ */
+int moex__errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* The sysfs root: $MOEX_SYSFS_ROOT (not in setuid programs) or /sys. */
 const char *moex__sysfs_root(void);
 

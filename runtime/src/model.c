@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,19 +59,6 @@ struct moex_model {
 	struct moex_moe **moe;	/* [count] */
 	struct moex_model_info info;
 };
-
-static void moex_err(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void moex_err(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!buf || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
 
 static double moex_now(void)
 {
@@ -239,13 +225,13 @@ static int moex_read_done(struct moex_reader *rd, struct moex_read *s, int res,
 		return 0;
 	}
 	if (res < 0) {
-		moex_err(err, errlen, "%s: read at %llu: %s",
+		moex__errf(err, errlen, 0, "%s: read at %llu: %s",
 			 rd->m->files->paths[r->file],
 			 (unsigned long long)s->off, strerror(-res));
 		return res;
 	}
 	if (res == 0 && s->off < fsize) {
-		moex_err(err, errlen, "%s: ends early at %llu",
+		moex__errf(err, errlen, 0, "%s: ends early at %llu",
 			 rd->m->files->paths[r->file],
 			 (unsigned long long)s->off);
 		return -EIO;
@@ -290,7 +276,7 @@ static int moex_read_all(struct moex_model *m, unsigned int qd,
 		rd.total += (r->end < fsize ? r->end : fsize) - r->start;
 		ret = moex_open_file(&rd, m->runs[i].file);
 		if (ret) {
-			moex_err(err, errlen, "%s: %s",
+			moex__errf(err, errlen, 0, "%s: %s",
 				 m->files->paths[m->runs[i].file],
 				 strerror(-ret));
 			goto out_close;
@@ -298,7 +284,7 @@ static int moex_read_all(struct moex_model *m, unsigned int qd,
 	}
 	ret = io_uring_queue_init(qd, &rd.ring, 0);
 	if (ret) {
-		moex_err(err, errlen, "io_uring: %s", strerror(-ret));
+		moex__errf(err, errlen, 0, "io_uring: %s", strerror(-ret));
 		goto out_close;
 	}
 	if (m->nruns)
@@ -357,7 +343,7 @@ static int moex_bind_ffn(const struct moex_model *m,
 		/* scales are f32, weights at most f32: 4 bytes serve all */
 		if ((uintptr_t)p[i] % (t[i]->dtype == MOEX_ST_F8_E4M3 ? 1 :
 				       t[i]->dtype == MOEX_ST_F32 ? 4 : 2)) {
-			moex_err(err, errlen,
+			moex__errf(err, errlen, 0,
 				 "%s: data at file offset %llu is not aligned to its element size",
 				 t[i]->name, (unsigned long long)t[i]->offset);
 			return -EINVAL;
@@ -395,7 +381,7 @@ static int moex_bind_layer(struct moex_model *m,
 			mo.threads = opts->threads;
 		ret = moex_moe_create(&lt->desc, &w, &mo, out);
 		if (ret)
-			moex_err(err, errlen, "layer: %s", strerror(-ret));
+			moex__errf(err, errlen, 0, "layer: %s", strerror(-ret));
 	}
 	free(ex);	/* moex_moe_create() copied the array */
 	return ret;
@@ -441,7 +427,7 @@ static int moex_model_range(struct moex_model *m,
 		last = c->num_hidden_layers ? c->num_hidden_layers - 1 : 0;
 	if (first < c->first_k_dense_replace || last >= c->num_hidden_layers ||
 	    first > last) {
-		moex_err(err, errlen,
+		moex__errf(err, errlen, 0,
 			 "layers %u-%u: the model's MoE layers are %u-%u (num_hidden_layers %u, first_k_dense_replace %u)",
 			 first, last, c->first_k_dense_replace,
 			 c->num_hidden_layers ? c->num_hidden_layers - 1 : 0,
@@ -553,7 +539,7 @@ int moex_model_open(const char *dir, const struct moex_model_opts *opts,
 
 	ret = moex_alloc_pinnable(m->mem_len, true, (void **)&m->mem);
 	if (ret) {
-		moex_err(err, errlen, "%zu bytes of memory: %s", m->mem_len,
+		moex__errf(err, errlen, 0, "%zu bytes of memory: %s", m->mem_len,
 			 strerror(-ret));
 		goto fail;
 	}
@@ -564,7 +550,7 @@ int moex_model_open(const char *dir, const struct moex_model_opts *opts,
 		ret = moex_lock_weights(NULL, m->mem, m->mem_len, &m->handle);
 	}
 	if (ret) {
-		moex_err(err, errlen, "%s %zu bytes: %s; %s",
+		moex__errf(err, errlen, 0, "%s %zu bytes: %s; %s",
 			 m->dev ? "pinning" : "locking", m->mem_len,
 			 moex_strerror(ret), moex_error_hint(ret));
 		goto fail;

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "model.h"
 
 /* config.json and the index: DeepSeek-V3's index is about 9 MB. */
@@ -25,20 +25,6 @@
 #define CONFIG_JSON	"config.json"
 #define INDEX_JSON	"model.safetensors.index.json"
 #define SINGLE_ST	"model.safetensors"
-
-static int merr(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int merr(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -63,17 +49,17 @@ static int open_regular(const char *path, uint64_t *size, char *err,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = errno > 0 ? -errno : -EIO;
-		return merr(err, errlen, ret, "%s: %s", path,
+		return moex__errf(err, errlen, ret, "%s: %s", path,
 			    ret == -ENOENT ? "missing" : strerror(-ret));
 	}
 	if (fstat(fd, &st)) {
 		ret = errno > 0 ? -errno : -EIO;
 		close(fd);
-		return merr(err, errlen, ret, "%s: %s", path, strerror(-ret));
+		return moex__errf(err, errlen, ret, "%s: %s", path, strerror(-ret));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return merr(err, errlen, -EINVAL, "%s: not a regular file", path);
+		return moex__errf(err, errlen, -EINVAL, "%s: not a regular file", path);
 	}
 	*size = (uint64_t)st.st_size;
 	return fd;
@@ -94,13 +80,13 @@ static int read_json(const char *path, struct moex_json *root, char *err,
 		return fd;
 	if (size > MOEX_JSON_FILE_MAX) {
 		close(fd);
-		return merr(err, errlen, -EINVAL, "%s: %llu bytes, above the limit of %u",
+		return moex__errf(err, errlen, -EINVAL, "%s: %llu bytes, above the limit of %u",
 			    path, (unsigned long long)size, MOEX_JSON_FILE_MAX);
 	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		close(fd);
-		return merr(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return moex__errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	}
 	while (done < size) {
 		ssize_t n = pread(fd, buf + done, size - done, (off_t)done);
@@ -111,7 +97,7 @@ static int read_json(const char *path, struct moex_json *root, char *err,
 			ret = n < 0 && errno > 0 ? -errno : -EIO;
 			free(buf);
 			close(fd);
-			return merr(err, errlen, ret, "%s: %s", path,
+			return moex__errf(err, errlen, ret, "%s: %s", path,
 				    ret == -EIO ? "short read" : strerror(-ret));
 		}
 		done += (uint64_t)n;
@@ -120,7 +106,7 @@ static int read_json(const char *path, struct moex_json *root, char *err,
 	ret = moex__json_parse(buf, size, root, jerr, sizeof(jerr));
 	free(buf);
 	if (ret)
-		return merr(err, errlen, ret, "%s: %s", path, jerr);
+		return moex__errf(err, errlen, ret, "%s: %s", path, jerr);
 	return 0;
 }
 
@@ -157,17 +143,17 @@ static int cfg_u32(const char *path, const struct moex_json *root,
 
 	if (!v) {
 		if (required)
-			return merr(err, errlen, -EINVAL, "%s: missing key \"%s\"",
+			return moex__errf(err, errlen, -EINVAL, "%s: missing key \"%s\"",
 				    path, key);
 		*out = def;
 		return 0;
 	}
 	if (v->type != MOEX_JSON_NUMBER)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: \"%s\" is %s, expected a non-negative integer",
 			    path, key, json_type_name(v));
 	if (moex__json_u64(v, &x) || x > UINT32_MAX)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: \"%s\" is %.40s, expected an integer in [0, 2^32)",
 			    path, key, v->str);
 	*out = (uint32_t)x;
@@ -186,7 +172,7 @@ static int cfg_str(const char *path, const struct moex_json *root,
 		return 0;
 	}
 	if (v->type != MOEX_JSON_STRING)
-		return merr(err, errlen, -EINVAL, "%s: \"%s\" is %s, expected a string",
+		return moex__errf(err, errlen, -EINVAL, "%s: \"%s\" is %s, expected a string",
 			    path, key, json_type_name(v));
 	*out = v->str;
 	return 0;
@@ -201,47 +187,47 @@ static int cfg_quant(const char *path, const struct moex_json *q,
 	int ret;
 
 	if (q->type != MOEX_JSON_OBJECT)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: \"quantization_config\" is %s, expected an object",
 			    path, json_type_name(q));
 	ret = cfg_str(path, q, "quant_method", NULL, &s, err, errlen);
 	if (ret)
 		return ret;
 	if (!s)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: missing key \"quantization_config.quant_method\"",
 			    path);
 	if (strcmp(s, "fp8"))
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: quantization_config.quant_method \"%.32s\": moex reads \"fp8\" only",
 			    path, s);
 	ret = cfg_str(path, q, "fmt", "e4m3", &s, err, errlen);
 	if (ret)
 		return ret;
 	if (strcmp(s, "e4m3"))
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: quantization_config.fmt \"%.32s\": moex reads \"e4m3\" only",
 			    path, s);
 	ret = cfg_str(path, q, "activation_scheme", "dynamic", &s, err, errlen);
 	if (ret)
 		return ret;
 	if (strcmp(s, "dynamic"))
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: quantization_config.activation_scheme \"%.32s\": moex quantises activations dynamically only",
 			    path, s);
 	bs = cfg_get(q, "weight_block_size");
 	if (!bs)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: missing key \"quantization_config.weight_block_size\"",
 			    path);
 	if (bs->type != MOEX_JSON_ARRAY || bs->len != 2 ||
 	    moex__json_u64(&bs->items[0], &b[0]) ||
 	    moex__json_u64(&bs->items[1], &b[1]))
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: quantization_config.weight_block_size is not [rows, columns]",
 			    path);
 	if (b[0] != 128 || b[1] != 128)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: quantization_config.weight_block_size [%llu, %llu]: moex needs [128, 128]",
 			    path, (unsigned long long)b[0],
 			    (unsigned long long)b[1]);
@@ -269,12 +255,12 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	memset(c, 0, sizeof(*c));
 	path = path_join(dir, CONFIG_JSON);
 	if (!path)
-		return merr(err, errlen, -ENOMEM, "out of memory");
+		return moex__errf(err, errlen, -ENOMEM, "out of memory");
 	ret = read_json(path, &root, err, errlen);
 	if (ret)
 		goto out_path;
 	if (root.type != MOEX_JSON_OBJECT) {
-		ret = merr(err, errlen, -EINVAL, "%s: not a JSON object", path);
+		ret = moex__errf(err, errlen, -EINVAL, "%s: not a JSON object", path);
 		goto out;
 	}
 #define U32(key, req, def, field)					\
@@ -297,7 +283,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	if (ret)
 		goto out;
 	if (freq != 1) {
-		ret = merr(err, errlen, -EINVAL,
+		ret = moex__errf(err, errlen, -EINVAL,
 			   "%s: \"moe_layer_freq\" is %u: moex reads models with a MoE layer in every layer from first_k_dense_replace on (1)",
 			   path, freq);
 		goto out;
@@ -308,7 +294,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	if (v) {
 		if (v->type != MOEX_JSON_NUMBER || moex__json_double(v, &d) ||
 		    !(d > 0) || d > 1e6) {
-			ret = merr(err, errlen, -EINVAL,
+			ret = moex__errf(err, errlen, -EINVAL,
 				   "%s: \"routed_scaling_factor\" is %s%s%.40s, expected a positive number",
 				   path, json_type_name(v),
 				   v->type == MOEX_JSON_NUMBER ? " " : "",
@@ -326,7 +312,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	} else if (!strcmp(s, "sigmoid")) {
 		c->scoring = MOEX_SCORING_SIGMOID;
 	} else {
-		ret = merr(err, errlen, -EINVAL,
+		ret = moex__errf(err, errlen, -EINVAL,
 			   "%s: \"scoring_func\" is \"%.32s\", expected \"softmax\" or \"sigmoid\"",
 			   path, s);
 		goto out;
@@ -339,7 +325,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 		if (!strcmp(s, topk_methods[i]))
 			break;
 	if (i == sizeof(topk_methods) / sizeof(topk_methods[0])) {
-		ret = merr(err, errlen, -EINVAL,
+		ret = moex__errf(err, errlen, -EINVAL,
 			   "%s: \"topk_method\" is \"%.32s\", expected \"greedy\", \"group_limited_greedy\" or \"noaux_tc\"",
 			   path, s);
 		goto out;
@@ -349,7 +335,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	v = cfg_get(&root, "norm_topk_prob");
 	if (v) {
 		if (v->type != MOEX_JSON_BOOL) {
-			ret = merr(err, errlen, -EINVAL,
+			ret = moex__errf(err, errlen, -EINVAL,
 				   "%s: \"norm_topk_prob\" is %s, expected true or false",
 				   path, json_type_name(v));
 			goto out;
@@ -367,21 +353,21 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	/* What the router and the kernels need. */
 	ret = -EINVAL;
 	if (!c->hidden_size || !c->moe_intermediate_size || !c->n_routed_experts) {
-		merr(err, errlen, ret, "%s: \"%s\" is 0", path,
+		moex__errf(err, errlen, ret, "%s: \"%s\" is 0", path,
 		     !c->hidden_size ? "hidden_size" :
 		     !c->moe_intermediate_size ? "moe_intermediate_size" :
 		     "n_routed_experts");
 		goto out;
 	}
 	if (!c->num_experts_per_tok || c->num_experts_per_tok > c->n_routed_experts) {
-		merr(err, errlen, ret,
+		moex__errf(err, errlen, ret,
 		     "%s: \"num_experts_per_tok\" is %u, expected 1 to n_routed_experts (%u)",
 		     path, c->num_experts_per_tok, c->n_routed_experts);
 		goto out;
 	}
 	if (c->n_group > 1) {
 		if (c->n_routed_experts % c->n_group) {
-			merr(err, errlen, ret,
+			moex__errf(err, errlen, ret,
 			     "%s: \"n_group\" %u does not divide n_routed_experts %u",
 			     path, c->n_group, c->n_routed_experts);
 			goto out;
@@ -389,7 +375,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 		if (!c->topk_group || c->topk_group > c->n_group ||
 		    (uint64_t)c->topk_group * (c->n_routed_experts / c->n_group) <
 		    c->num_experts_per_tok) {
-			merr(err, errlen, ret,
+			moex__errf(err, errlen, ret,
 			     "%s: \"topk_group\" is %u: expected 1 to n_group (%u), keeping at least num_experts_per_tok (%u) experts",
 			     path, c->topk_group, c->n_group,
 			     c->num_experts_per_tok);
@@ -397,13 +383,13 @@ static int read_config(const char *dir, struct moex_model_config *c,
 		}
 	}
 	if (c->first_k_dense_replace > c->num_hidden_layers) {
-		merr(err, errlen, ret,
+		moex__errf(err, errlen, ret,
 		     "%s: \"first_k_dense_replace\" %u is above num_hidden_layers %u",
 		     path, c->first_k_dense_replace, c->num_hidden_layers);
 		goto out;
 	}
 	if ((uint64_t)c->n_shared_experts * c->moe_intermediate_size > UINT32_MAX) {
-		merr(err, errlen, ret,
+		moex__errf(err, errlen, ret,
 		     "%s: n_shared_experts * moe_intermediate_size overflows 32 bits",
 		     path);
 		goto out;
@@ -466,23 +452,23 @@ static int read_index(struct moex_model_files *m, const char *ipath,
 	ret = -EINVAL;
 	wm = moex__json_get(&root, "weight_map");
 	if (root.type != MOEX_JSON_OBJECT || !wm || wm->type != MOEX_JSON_OBJECT) {
-		merr(err, errlen, ret, "%s: no \"weight_map\" object", ipath);
+		moex__errf(err, errlen, ret, "%s: no \"weight_map\" object", ipath);
 		goto out;
 	}
 	if (wm->len > UINT32_MAX) {
-		merr(err, errlen, ret, "%s: too many entries", ipath);
+		moex__errf(err, errlen, ret, "%s: too many entries", ipath);
 		goto out;
 	}
 	names = malloc((wm->len ? wm->len : 1) * sizeof(*names));
 	if (!names) {
-		ret = merr(err, errlen, -ENOMEM, "out of memory");
+		ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < wm->len; i++) {
 		const struct moex_json *f = &wm->items[i];
 
 		if (f->type != MOEX_JSON_STRING || !shard_name_ok(f->str, f->len)) {
-			merr(err, errlen, ret,
+			moex__errf(err, errlen, ret,
 			     "%s: weight_map \"%s\": %s%.80s%s is not a file name in the model directory",
 			     ipath, wm->keys[i],
 			     f->type == MOEX_JSON_STRING ? "\"" : "",
@@ -499,13 +485,13 @@ static int read_index(struct moex_model_files *m, const char *ipath,
 	m->paths = calloc(n ? n : 1, sizeof(*m->paths));
 	m->sizes = calloc(n ? n : 1, sizeof(*m->sizes));
 	if (!m->paths || !m->sizes) {
-		ret = merr(err, errlen, -ENOMEM, "out of memory");
+		ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
 		m->paths[i] = path_join(m->dir, names[i]);
 		if (!m->paths[i]) {
-			ret = merr(err, errlen, -ENOMEM, "out of memory");
+			ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 			goto out;
 		}
 		m->nfiles = (uint32_t)i + 1;
@@ -517,7 +503,7 @@ static int read_index(struct moex_model_files *m, const char *ipath,
 			for (k = 0; k < wm->len; k++)
 				if (!strcmp(wm->items[k].str, names[i]))
 					break;
-			merr(err, errlen, ret,
+			moex__errf(err, errlen, ret,
 			     "%s: missing (%s names it for %s)", m->paths[i],
 			     INDEX_JSON, k < wm->len ? wm->keys[k] : "?");
 		}
@@ -527,7 +513,7 @@ static int read_index(struct moex_model_files *m, const char *ipath,
 	qsort(m->tensors, m->ntensors, sizeof(*m->tensors), cmp_name);
 	for (i = 1; i < m->ntensors; i++) {
 		if (!strcmp(m->tensors[i - 1].name, m->tensors[i].name)) {
-			merr(err, errlen, ret = -EINVAL,
+			moex__errf(err, errlen, ret = -EINVAL,
 			     "duplicate tensor %s in %s and %s",
 			     m->tensors[i].name,
 			     m->paths[m->tensors[i - 1].file],
@@ -540,14 +526,14 @@ static int read_index(struct moex_model_files *m, const char *ipath,
 			moex__model_find(m, wm->keys[i]);
 
 		if (!t) {
-			ret = merr(err, errlen, -ENOENT,
+			ret = moex__errf(err, errlen, -ENOENT,
 				   "missing tensor %s (index says %s)",
 				   wm->keys[i], wm->items[i].str);
 			goto out;
 		}
 		if (strcmp(strrchr(m->paths[t->file], '/') + 1,
 			   wm->items[i].str)) {
-			ret = merr(err, errlen, -ENOENT,
+			ret = moex__errf(err, errlen, -ENOENT,
 				   "missing tensor %s (index says %s, it is in %s)",
 				   wm->keys[i], wm->items[i].str,
 				   m->paths[t->file]);
@@ -570,14 +556,14 @@ int moex__model_read(const char *dir, struct moex_model_files **out,
 	int fd, ret;
 
 	if (!dir || !out)
-		return merr(err, errlen, -EINVAL, "invalid arguments");
+		return moex__errf(err, errlen, -EINVAL, "invalid arguments");
 	*out = NULL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
-		return merr(err, errlen, -ENOMEM, "out of memory");
+		return moex__errf(err, errlen, -ENOMEM, "out of memory");
 	m->dir = strdup(dir);
 	if (!m->dir) {
-		ret = merr(err, errlen, -ENOMEM, "out of memory");
+		ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	ret = read_config(dir, &m->cfg, err, errlen);
@@ -585,7 +571,7 @@ int moex__model_read(const char *dir, struct moex_model_files **out,
 		goto fail;
 	ipath = path_join(dir, INDEX_JSON);
 	if (!ipath) {
-		ret = merr(err, errlen, -ENOMEM, "out of memory");
+		ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	fd = open_regular(ipath, &size, err, errlen);
@@ -600,13 +586,13 @@ int moex__model_read(const char *dir, struct moex_model_files **out,
 		if (m->paths)
 			m->paths[0] = path_join(dir, SINGLE_ST);
 		if (!m->paths || !m->sizes || !m->paths[0]) {
-			ret = merr(err, errlen, -ENOMEM, "out of memory");
+			ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 			goto fail;
 		}
 		m->nfiles = 1;
 		ret = read_shard(m, 0, err, errlen);
 		if (ret == -ENOENT)
-			merr(err, errlen, ret, "%s: neither %s nor %s", dir,
+			moex__errf(err, errlen, ret, "%s: neither %s nor %s", dir,
 			     INDEX_JSON, SINGLE_ST);
 		if (ret)
 			goto fail;
@@ -704,18 +690,18 @@ static int need(const struct moex_model_files *m, const char *name,
 
 	*out = NULL;
 	if (!t)
-		return merr(err, errlen, -ENOENT, "missing tensor %s (not in %s)",
+		return moex__errf(err, errlen, -ENOENT, "missing tensor %s (not in %s)",
 			    name, m->nfiles > 1 ? "any shard of the index" :
 			    m->nfiles ? m->paths[0] : "the model");
 	if (dtype != UINT32_MAX && t->dtype != dtype)
-		return merr(err, errlen, -EINVAL, "%s: dtype %s, expected %s%s",
+		return moex__errf(err, errlen, -EINVAL, "%s: dtype %s, expected %s%s",
 			    name, st_dtype_name(t->dtype), st_dtype_name(dtype),
 			    why ? why : "");
 	if (t->ndim != ndim || t->shape[0] != d0 ||
 	    (ndim > 1 && t->shape[1] != d1)) {
 		fmt_shape(have, sizeof(have), t->ndim, t->shape);
 		fmt_shape(says, sizeof(says), ndim, want);
-		return merr(err, errlen, -EINVAL, "%s: shape %s, config says %s",
+		return moex__errf(err, errlen, -EINVAL, "%s: shape %s, config says %s",
 			    name, have, says);
 	}
 	*out = t;
@@ -750,11 +736,11 @@ static int need_ffn(const struct moex_model_files *m, const char *prefix,
 			if (t) {
 				if (t->dtype != MOEX_ST_F32 && t->dtype != MOEX_ST_BF16 &&
 				    t->dtype != MOEX_ST_F8_E4M3)
-					return merr(err, errlen, -EINVAL,
+					return moex__errf(err, errlen, -EINVAL,
 						    "%s: dtype %s, expected F32, BF16 or F8_E4M3",
 						    name, st_dtype_name(t->dtype));
 				if (c->fp8 != (t->dtype == MOEX_ST_F8_E4M3))
-					return merr(err, errlen, -EINVAL,
+					return moex__errf(err, errlen, -EINVAL,
 						    "%s: dtype %s, but config.json %s",
 						    name, st_dtype_name(t->dtype),
 						    c->fp8 ? "says fp8 (quantization_config)" :
@@ -792,11 +778,11 @@ int moex__model_layer(const struct moex_model_files *m, uint32_t layer,
 	int ret;
 
 	if (!m || !lt)
-		return merr(err, errlen, -EINVAL, "invalid arguments");
+		return moex__errf(err, errlen, -EINVAL, "invalid arguments");
 	memset(lt, 0, sizeof(*lt));
 	c = &m->cfg;
 	if (layer < c->first_k_dense_replace || layer >= c->num_hidden_layers)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "layer %u is not a MoE layer: the MoE layers are %u to %u (first_k_dense_replace to num_hidden_layers - 1)",
 			    layer, c->first_k_dense_replace,
 			    c->num_hidden_layers ? c->num_hidden_layers - 1 : 0);
@@ -805,7 +791,7 @@ int moex__model_layer(const struct moex_model_files *m, uint32_t layer,
 	lt->gate = moex__model_find(m, name);
 	if (lt->gate && lt->gate->dtype != MOEX_ST_F32 &&
 	    lt->gate->dtype != MOEX_ST_BF16)
-		return merr(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			    "%s: dtype %s, expected F32 or BF16", name,
 			    st_dtype_name(lt->gate->dtype));
 	ret = need(m, name, UINT32_MAX, NULL, 2, c->n_routed_experts,
@@ -824,7 +810,7 @@ int moex__model_layer(const struct moex_model_files *m, uint32_t layer,
 
 	ex = calloc(c->n_routed_experts, sizeof(*ex));
 	if (!ex) {
-		ret = merr(err, errlen, -ENOMEM, "out of memory");
+		ret = moex__errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	snprintf(first, sizeof(first),

@@ -9,31 +9,17 @@
  * file before the tensor is appended. See Documentation/model-format.rst.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "model.h"
 
 /* DeepSeek-V3's shards have headers of a few hundred KiB. */
 #define MOEX_ST_HEADER_MAX	(100ull << 20)
-
-static int st_err(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int st_err(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 static const struct {
 	const char *name;
@@ -100,12 +86,12 @@ static int st_tensor(const char *path, const char *name,
 	size_t i;
 
 	if (v->type != MOEX_JSON_OBJECT)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: not an object", path, name);
 	for (i = 0; i < v->len; i++) {
 		if (strcmp(v->keys[i], "dtype") && strcmp(v->keys[i], "shape") &&
 		    strcmp(v->keys[i], "data_offsets"))
-			return st_err(err, errlen, -EINVAL,
+			return moex__errf(err, errlen, -EINVAL,
 				      "%s: tensor %s: unknown key \"%s\"", path,
 				      name, v->keys[i]);
 	}
@@ -113,11 +99,11 @@ static int st_tensor(const char *path, const char *name,
 	shape = moex__json_get(v, "shape");
 	offs = moex__json_get(v, "data_offsets");
 	if (!dt || !shape || !offs)
-		return st_err(err, errlen, -EINVAL, "%s: tensor %s: missing \"%s\"",
+		return moex__errf(err, errlen, -EINVAL, "%s: tensor %s: missing \"%s\"",
 			      path, name,
 			      !dt ? "dtype" : !shape ? "shape" : "data_offsets");
 	if (dt->type != MOEX_JSON_STRING)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: dtype is not a string", path, name);
 	for (i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++) {
 		if (!strcmp(dt->str, st_dtypes[i].name)) {
@@ -127,14 +113,14 @@ static int st_tensor(const char *path, const char *name,
 		}
 	}
 	if (!esize)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: unknown dtype \"%.32s\"", path, name,
 			      dt->str);
 	if (shape->type != MOEX_JSON_ARRAY)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: shape is not an array", path, name);
 	if (shape->len > MOEX_ST_MAX_DIMS)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: shape has %zu dimensions, at most %d",
 			      path, name, shape->len, MOEX_ST_MAX_DIMS);
 	t->ndim = (uint32_t)shape->len;
@@ -142,39 +128,39 @@ static int st_tensor(const char *path, const char *name,
 		uint64_t d;
 
 		if (moex__json_u64(&shape->items[i], &d))
-			return st_err(err, errlen, -EINVAL,
+			return moex__errf(err, errlen, -EINVAL,
 				      "%s: tensor %s: shape[%zu] is not an integer in [0, 2^64)",
 				      path, name, i);
 		t->shape[i] = d;
 		if (d && elems > UINT64_MAX / d)
-			return st_err(err, errlen, -EINVAL,
+			return moex__errf(err, errlen, -EINVAL,
 				      "%s: tensor %s: shape overflows 64 bits",
 				      path, name);
 		elems *= d;
 	}
 	if (elems > UINT64_MAX / esize)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: byte size overflows 64 bits",
 			      path, name);
 	if (offs->type != MOEX_JSON_ARRAY || offs->len != 2 ||
 	    moex__json_u64(&offs->items[0], &begin) ||
 	    moex__json_u64(&offs->items[1], &end))
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: data_offsets is not [begin, end] of integers in [0, 2^64)",
 			      path, name);
 	if (begin > end)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: data_offsets [%llu, %llu]: begin > end",
 			      path, name, (unsigned long long)begin,
 			      (unsigned long long)end);
 	if (end > data_size)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: data_offsets [%llu, %llu] out of range: the data is %llu bytes",
 			      path, name, (unsigned long long)begin,
 			      (unsigned long long)end,
 			      (unsigned long long)data_size);
 	if (end - begin != elems * esize)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: tensor %s: data_offsets [%llu, %llu] hold %llu bytes, dtype %s and shape say %llu",
 			      path, name, (unsigned long long)begin,
 			      (unsigned long long)end,
@@ -191,11 +177,11 @@ static int st_metadata(const char *path, const struct moex_json *v,
 	size_t i;
 
 	if (v->type != MOEX_JSON_OBJECT)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: __metadata__ is not an object", path);
 	for (i = 0; i < v->len; i++)
 		if (v->items[i].type != MOEX_JSON_STRING)
-			return st_err(err, errlen, -EINVAL,
+			return moex__errf(err, errlen, -EINVAL,
 				      "%s: __metadata__ \"%s\" is not a string",
 				      path, v->keys[i]);
 	return 0;
@@ -215,58 +201,58 @@ int moex__st_read_header(int fd, uint64_t size, const char *path,
 	int ret;
 
 	if (!tensors || !ntensors)
-		return st_err(err, errlen, -EINVAL, "invalid arguments");
+		return moex__errf(err, errlen, -EINVAL, "invalid arguments");
 	if (!path)
 		path = "(safetensors)";
 	old = *ntensors;
 	if (size < 8)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: %llu bytes, shorter than the 8-byte header length",
 			      path, (unsigned long long)size);
 	ret = st_pread(fd, lenbuf, 8, 0);
 	if (ret)
-		return st_err(err, errlen, ret, "%s: reading the header length: %s",
+		return moex__errf(err, errlen, ret, "%s: reading the header length: %s",
 			      path, ret == -EIO ? "short read" : strerror(-ret));
 	for (i = 0; i < 8; i++)
 		hlen |= (uint64_t)lenbuf[i] << (8 * i);
 	if (hlen == 0)
-		return st_err(err, errlen, -EINVAL, "%s: header length 0", path);
+		return moex__errf(err, errlen, -EINVAL, "%s: header length 0", path);
 	if (hlen > size - 8)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: header length %llu beyond the file (%llu bytes)",
 			      path, (unsigned long long)hlen,
 			      (unsigned long long)size);
 	if (hlen > MOEX_ST_HEADER_MAX)
-		return st_err(err, errlen, -EINVAL,
+		return moex__errf(err, errlen, -EINVAL,
 			      "%s: header length %llu above the limit of %llu",
 			      path, (unsigned long long)hlen, MOEX_ST_HEADER_MAX);
 	base = 8 + hlen;
 	data_size = size - base;
 	hdr = malloc(hlen);
 	if (!hdr)
-		return st_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return moex__errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	ret = st_pread(fd, hdr, hlen, 8);
 	if (ret) {
 		free(hdr);
-		return st_err(err, errlen, ret, "%s: reading the header: %s",
+		return moex__errf(err, errlen, ret, "%s: reading the header: %s",
 			      path, ret == -EIO ? "short read" : strerror(-ret));
 	}
 	ret = moex__json_parse(hdr, hlen, &root, jerr, sizeof(jerr));
 	free(hdr);
 	if (ret)
-		return st_err(err, errlen, ret, "%s: JSON header: %s", path, jerr);
+		return moex__errf(err, errlen, ret, "%s: JSON header: %s", path, jerr);
 	if (root.type != MOEX_JSON_OBJECT) {
-		ret = st_err(err, errlen, -EINVAL,
+		ret = moex__errf(err, errlen, -EINVAL,
 			     "%s: JSON header is not an object", path);
 		goto out;
 	}
 	if (root.len > UINT32_MAX - old) {
-		ret = st_err(err, errlen, -EINVAL, "%s: too many tensors", path);
+		ret = moex__errf(err, errlen, -EINVAL, "%s: too many tensors", path);
 		goto out;
 	}
 	mine = calloc(root.len ? root.len : 1, sizeof(*mine));
 	if (!mine) {
-		ret = st_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+		ret = moex__errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 		goto out;
 	}
 	for (i = 0; i < root.len; i++) {
@@ -279,7 +265,7 @@ int moex__st_read_header(int fd, uint64_t size, const char *path,
 			continue;
 		}
 		if (!*name) {
-			ret = st_err(err, errlen, -EINVAL,
+			ret = moex__errf(err, errlen, -EINVAL,
 				     "%s: a tensor with an empty name", path);
 			goto out;
 		}
@@ -297,7 +283,7 @@ int moex__st_read_header(int fd, uint64_t size, const char *path,
 	if (n > 1) {
 		sorted = malloc(n * sizeof(*sorted));
 		if (!sorted) {
-			ret = st_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+			ret = moex__errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 			goto out;
 		}
 		memcpy(sorted, mine, n * sizeof(*sorted));
@@ -311,7 +297,7 @@ int moex__st_read_header(int fd, uint64_t size, const char *path,
 				continue;
 			/* a: the earlier non-empty tensor that ends last. */
 			if (a && a->offset + a->nbytes > b->offset) {
-				ret = st_err(err, errlen, -EINVAL,
+				ret = moex__errf(err, errlen, -EINVAL,
 					     "%s: tensors %s [%llu, %llu] and %s [%llu, %llu] overlap",
 					     path, a->name,
 					     (unsigned long long)a->offset,
@@ -326,7 +312,7 @@ int moex__st_read_header(int fd, uint64_t size, const char *path,
 	}
 	all = realloc(*tensors, ((size_t)old + n + 1) * sizeof(*all));
 	if (!all) {
-		ret = st_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+		ret = moex__errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {

@@ -27,7 +27,7 @@ FUZZ_SAN := -fsanitize=fuzzer,address,undefined
 FUZZ_CFLAGS := -O1 -g $(FUZZ_SAN) -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_SRCS := tests/fuzz/fuzz_model.c runtime/src/json.c \
-	runtime/src/safetensors.c
+	runtime/src/safetensors.c runtime/src/util.c
 
 $(FUZZ_MODEL): $(FUZZ_SRCS) runtime/src/model.h runtime/include/moex.h
 	@mkdir -p $(@D)
