@@ -43,6 +43,7 @@ include tools/rules.mk
 include tests/unit/rules.mk
 include tests/vm/rules.mk
 include tests/vm/uring.mk
+include tests/vm/fuzz.mk
 include tests/fuzz/rules.mk
 
 user: $(USER_TARGETS)
@@ -90,6 +91,7 @@ check: deps
 		"unit=$(MAKE) -s unit-check" \
 		"vm=$(MAKE) -s vm-check" \
 		"vm-uring=$(MAKE) -s vm-uring" \
+		"vm-fuzz=$(MAKE) -s vm-fuzz" \
 		"kernels=$(MAKE) -s kernels-check" \
 		"demo=$(MAKE) -s demo-check" \
 		"fuzz=$(MAKE) -s fuzz-check" \

@@ -256,7 +256,9 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
 	if (ret)
 		goto err_unpin;
 
-	ret = xa_alloc(&mf->regions, &handle, r, xa_limit_31b, GFP_KERNEL);
+	/* handles are 1 to INT_MAX: 0 never names a region */
+	ret = xa_alloc(&mf->regions, &handle, r, XA_LIMIT(1, INT_MAX),
+		       GFP_KERNEL);
 	if (ret)
 		goto err_unmap;
 
@@ -331,6 +333,12 @@ int moex_region_unpin(struct moex_file *mf, struct moex_region_unpin *arg)
 	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
 		return -EINVAL;
 
+	/*
+	 * Never erase index 0: in an XA_FLAGS_ALLOC1 xarray that marks it
+	 * free, and the next pin would get handle 0 (found by the VM fuzzer).
+	 */
+	if (!arg->handle)
+		return -ENOENT;
 	r = xa_erase(&mf->regions, arg->handle);
 	if (!r)
 		return -ENOENT;
