@@ -45,7 +45,8 @@ enum {
  * @req: what the engine sees.
  * @mdev: the device whose counters the completion moves (holds a
  *	reference).
- * @refs: the submitter's and the engine's reference.
+ * @refs: the submitter's and the engine's reference; a completion that
+ *	notifies hands the engine's to the notified side.
  * @done: completed by the engine's completion; the ioctl waits on it.
  * @err: the engine's result, valid once @done completed.
  * @state: MOEX_OP_*; moved with atomic_cmpxchg() by the submitter and the
@@ -62,7 +63,7 @@ struct moex_copy_op {
 	struct completion done;
 	int err;
 	atomic_t state;
-	void (*notify)(void *cookie, int err);
+	void (*notify)(void *cookie, struct moex_copy_op *op, int err);
 	void *cookie;
 	struct work_struct free_work;
 };
@@ -80,8 +81,13 @@ static void moex_copy_op_free_work(struct work_struct *work)
 	moex_copy_op_free(container_of(work, struct moex_copy_op, free_work));
 }
 
-/* Process context only: the last put releases regions, which sleeps. */
-static void moex_copy_op_put(struct moex_copy_op *op)
+/**
+ * moex_copy_op_put() - drop a reference to a COPY in flight.
+ * @op: the op.
+ *
+ * Process context only: the last put releases the regions, which sleeps.
+ */
+void moex_copy_op_put(struct moex_copy_op *op)
 {
 	if (refcount_dec_and_test(&op->refs))
 		moex_copy_op_free(op);
@@ -103,11 +109,18 @@ static void moex_copy_complete(struct moex_copy_req *req, int err)
 
 	moex_copy_count(&op->mdev->stats, req->len, err);
 	op->err = err;
-	/* fully ordered: a submitter that sees MOEX_OP_DONE sees @err */
+	/*
+	 * Fully ordered: a submitter that sees MOEX_OP_DONE sees @err. The
+	 * notified side gets the engine's reference and puts it in process
+	 * context before it reports the result, so the regions are released
+	 * by the time user space sees the completion (and can unpin).
+	 */
 	if (op->notify &&
 	    atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_DONE) ==
-	    MOEX_OP_QUEUED)
-		op->notify(op->cookie, err);
+	    MOEX_OP_QUEUED) {
+		op->notify(op->cookie, op, err);
+		return;
+	}
 	complete(&op->done);
 	if (refcount_dec_and_test(&op->refs))
 		queue_work(moex_wq, &op->free_work);
@@ -161,7 +174,8 @@ static int moex_copy_check_regions(const struct moex_copy *arg,
  * and the completion has run or will run exactly once.
  */
 static int moex_copy_submit(struct moex_file *mf, const struct moex_copy *arg,
-			    void (*notify)(void *cookie, int err),
+			    void (*notify)(void *cookie,
+					   struct moex_copy_op *op, int err),
 			    void *cookie, struct moex_copy_op **opp)
 {
 	struct moex_dev *mdev = mf->mdev;
@@ -256,9 +270,11 @@ int moex_copy(struct moex_file *mf, struct moex_copy *arg)
  * moex_copy_async() - COPY without waiting (the uring_cmd path).
  * @mf: the open file that names both regions.
  * @arg: the payload.
- * @notify: called exactly once with @cookie and the result when this
- *	returns -EIOCBQUEUED, from any context (the engine's IRQ handler
- *	included), possibly before this returns; never called otherwise.
+ * @notify: called exactly once with @cookie, the op and the result when
+ *	this returns -EIOCBQUEUED, from any context (the engine's IRQ handler
+ *	included), possibly before this returns; never called otherwise. It
+ *	owns a reference to the op: it must moex_copy_op_put() it, from
+ *	process context, before it reports the result.
  * @cookie: passed to @notify.
  *
  * The op holds both regions and the device until the engine is done, so
@@ -268,7 +284,9 @@ int moex_copy(struct moex_file *mf, struct moex_copy *arg)
  * a copy that was refused or already finished, as moex_copy() returns it.
  */
 int moex_copy_async(struct moex_file *mf, const struct moex_copy *arg,
-		    void (*notify)(void *cookie, int err), void *cookie)
+		    void (*notify)(void *cookie, struct moex_copy_op *op,
+				   int err),
+		    void *cookie)
 {
 	struct moex_copy_op *op;
 	int ret;

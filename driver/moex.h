@@ -259,8 +259,12 @@ void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes);
 /* copy.c: the COPY command */
 int moex_copy_check(const struct moex_copy *arg, u32 flags);
 int moex_copy(struct moex_file *mf, struct moex_copy *arg);
+struct moex_copy_op;
 int moex_copy_async(struct moex_file *mf, const struct moex_copy *arg,
-		    void (*notify)(void *cookie, int err), void *cookie);
+		    void (*notify)(void *cookie, struct moex_copy_op *op,
+				   int err),
+		    void *cookie);
+void moex_copy_op_put(struct moex_copy_op *op);
 struct iov_iter;
 int moex_copy_fixed(struct moex_file *mf, const struct moex_copy *arg,
 		    struct iov_iter *iter);

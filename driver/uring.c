@@ -45,10 +45,13 @@
 
 /**
  * struct moex_uring_pdu - what a COPY in flight keeps in io_uring_cmd.pdu.
- * @res: the copy's result, stored by the engine's completion before it
- *	queues the task work that reads it.
+ * @op: the copy, whose reference the engine's completion handed over.
+ * @res: the copy's result.
+ * Both are stored by the engine's completion before it queues the task
+ * work that reads them.
  */
 struct moex_uring_pdu {
+	struct moex_copy_op *op;
 	int res;
 };
 
@@ -112,27 +115,42 @@ static int moex_uring_import_fixed(u64 ubuf, u64 len, int rw,
 #endif
 }
 
-/* Task work of a COPY that went async: post its CQE in the task. */
+/*
+ * Task work of a COPY that went async, in process context: release the
+ * copy (its regions) first, then post the CQE, so user space that reaps it
+ * and unpins finds nothing pinned on the copy's behalf.
+ */
+static void moex_uring_copy_finish(struct io_uring_cmd *cmd,
+				   unsigned int issue_flags)
+{
+	struct moex_uring_pdu *pdu = moex_uring_pdu(cmd);
+
+	moex_copy_op_put(pdu->op);
+	moex_uring_done(cmd, pdu->res, issue_flags);
+}
+
 #if defined(MOEX_HAVE_TW_ISSUE_FLAGS)
 static void moex_uring_copy_tw(struct io_uring_cmd *cmd,
 			       unsigned int issue_flags)
 {
-	moex_uring_done(cmd, moex_uring_pdu(cmd)->res, issue_flags);
+	moex_uring_copy_finish(cmd, issue_flags);
 }
 #elif defined(MOEX_HAVE_TW_NO_FLAGS)
 static void moex_uring_copy_tw(struct io_uring_cmd *cmd)
 {
-	moex_uring_done(cmd, moex_uring_pdu(cmd)->res, 0);
+	moex_uring_copy_finish(cmd, 0);
 }
 #else
 #error "moex: unknown io_uring_cmd_complete_in_task() callback type (driver/probe.sh)"
 #endif
 
 /* The engine finished a COPY that returned -EIOCBQUEUED (any context). */
-static void moex_uring_copy_notify(void *cookie, int err)
+static void moex_uring_copy_notify(void *cookie, struct moex_copy_op *op,
+				   int err)
 {
 	struct io_uring_cmd *cmd = cookie;
 
+	moex_uring_pdu(cmd)->op = op;
 	moex_uring_pdu(cmd)->res = err;
 	io_uring_cmd_complete_in_task(cmd, moex_uring_copy_tw);
 }

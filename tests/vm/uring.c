@@ -1083,7 +1083,16 @@ static void test_success(int dev)
 	    b.v[ST_PINNED_BYTES] != a.v[ST_PINNED_BYTES] ||
 	    b.v[ST_PIN_FAILURES] != a.v[ST_PIN_FAILURES] ||
 	    b.v[ST_COPY_FAILURES] != a.v[ST_COPY_FAILURES]) {
-		fail(name, "counters moved wrongly");
+		fail(name, "counters moved wrongly: pin_calls +%lld unpin_calls +%lld dmabuf_exports +%lld copy_calls +%lld copy_bytes +%lld pinned_bytes %lld -> %lld pin_failures +%lld copy_failures +%lld",
+		     (long long)(b.v[ST_PIN_CALLS] - a.v[ST_PIN_CALLS]),
+		     (long long)(b.v[ST_UNPIN_CALLS] - a.v[ST_UNPIN_CALLS]),
+		     (long long)(b.v[ST_DMABUF_EXPORTS] - a.v[ST_DMABUF_EXPORTS]),
+		     (long long)(b.v[ST_COPY_CALLS] - a.v[ST_COPY_CALLS]),
+		     (long long)(b.v[ST_COPY_BYTES] - a.v[ST_COPY_BYTES]),
+		     (long long)a.v[ST_PINNED_BYTES],
+		     (long long)b.v[ST_PINNED_BYTES],
+		     (long long)(b.v[ST_PIN_FAILURES] - a.v[ST_PIN_FAILURES]),
+		     (long long)(b.v[ST_COPY_FAILURES] - a.v[ST_COPY_FAILURES]));
 		goto out;
 	}
 	ok(name);
