@@ -499,10 +499,8 @@ static int issue(int c, struct ffile *f, uint32_t op, void *payload,
 			arg = pick_addr(has_out);
 			m->only_rsv = false;
 			what = "bad-arg";
-			/*
-			 * whatever lands in scratch must not be a valid
-			 * command, nor UNPIN of handle 0 (see test_unpin_zero)
-			 */
+			/* whatever lands in scratch must not be a valid
+			 * command */
 			memset(F.scratch, 0xff, 2 * PAGE);
 		}
 		ret = ioctl(fd, op, (void *)(uintptr_t)arg);
@@ -656,13 +654,7 @@ static void fuzz_unpin(struct ffile *f)
 	int ret;
 
 	memset(&u, 0, sizeof(u));
-	u.handle = pick_handle(f);
-	/*
-	 * Not handle 0: REGION_UNPIN of handle 0 frees index 0 of the file's
-	 * xarray and the next pin gets handle 0 (test_unpin_zero below).
-	 */
-	if (!u.handle)
-		u.handle = 0x7fffffff;
+	u.handle = pick_handle(f);	/* 0 too: test_unpin_zero's bug */
 	if (chance(&F.seed, 20)) {
 		if (chance(&F.seed, 50))
 			set_bit_field(&u.flags, 4, &m, true);
@@ -1098,11 +1090,11 @@ static void test_fuzz(uint64_t seed, uint64_t iters)
 }
 
 /*
- * Driver bug found by the fuzzer: REGION_UNPIN of handle 0 (-ENOENT, as it
- * should) does xa_erase(&mf->regions, 0) on an XA_FLAGS_ALLOC1 xarray,
- * which marks index 0 free, so the next REGION_PIN is given handle 0
- * (ioctl: 0 and handle 0; uring_cmd: res 0), a handle the uapi says
- * cannot exist (1 to INT_MAX), and a zeroed struct then names a region.
+ * A driver bug the fuzzer found (fixed in driver/region.c): REGION_UNPIN
+ * of handle 0 did xa_erase(&mf->regions, 0) on an XA_FLAGS_ALLOC1 xarray,
+ * which marks index 0 free, so the next REGION_PIN was given handle 0, a
+ * handle the uapi says cannot exist (1 to INT_MAX), and a zeroed struct
+ * then named a region.
  */
 static void test_unpin_zero(void)
 {
@@ -1383,33 +1375,7 @@ static void test_stress(int nthreads, int secs, int rounds, uint64_t seed,
 		ok("stress-kill-9");
 }
 
-/* ---- module and main ------------------------------------------------------ */
-
-static int load_module(const char *path)
-{
-	uint64_t t0 = now_ms();
-	int ret = mod_load(path);
-
-	if (ret && ret != EEXIST)
-		return -ret;
-	while (!path_exists("/dev/moex0") && now_ms() - t0 < 10000)
-		sleep_ms(50);
-	return path_exists("/dev/moex0") ? 0 : -ENODEV;
-}
-
-static int unload_module(void)
-{
-	uint64_t t0 = now_ms();
-	int ret;
-
-	do {
-		ret = -mod_unload();
-		if (!ret)
-			return 0;
-		sleep_ms(100);
-	} while (ret == -EWOULDBLOCK && now_ms() - t0 < 30000);
-	return ret;
-}
+/* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
@@ -1443,7 +1409,7 @@ int main(int argc, char **argv)
 	if (threads < 1 || threads > 16 || secs < 0 || rounds < 0)
 		goto usage;
 
-	ret = load_module(module);
+	ret = mod_load_wait(module);
 	if (ret) {
 		fail("load-module", "%s: %s", module, strerror(-ret));
 		goto out;
@@ -1461,7 +1427,7 @@ int main(int argc, char **argv)
 	if (edu < 0)
 		skip("stress-edu", "no edu device bound");
 
-	ret = unload_module();
+	ret = mod_unload_wait();
 	if (ret)
 		fail("rmmod", "%s", strerror(-ret));
 	else

@@ -1568,35 +1568,7 @@ static void test_kill(int dev, unsigned int n, size_t chunk, bool async,
 	printf("  %s: %lld of %u copies ran\n", name, done, n);
 }
 
-/* ---- module ---------------------------------------------------------- */
-
-static int load_module(const char *path)
-{
-	double t0;
-	int ret = mod_load(path);
-
-	if (ret && ret != EEXIST)
-		return -ret;
-	t0 = now();
-	while (!dev_exists(0) && now() - t0 < 10)
-		usleep(50000);
-	return dev_exists(0) ? 0 : -ENODEV;
-}
-
-static int unload_module(void)
-{
-	double t0 = now();
-	int ret;
-
-	/* a dying process's files may take a moment to close */
-	do {
-		ret = -mod_unload();
-		if (!ret)
-			return 0;
-		usleep(100000);
-	} while (ret == -EWOULDBLOCK && now() - t0 < 30);
-	return ret;
-}
+/* ---- main ------------------------------------------------------------ */
 
 int main(int argc, char **argv)
 {
@@ -1613,7 +1585,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	ret = load_module(module);
+	ret = mod_load_wait(module);
 	if (ret) {
 		fail("load-module", "%s: %s", module, strerror(-ret));
 		goto out;
@@ -1644,7 +1616,7 @@ int main(int argc, char **argv)
 		skip("moex1-edu", "no edu device bound");
 	}
 
-	ret = unload_module();
+	ret = mod_unload_wait();
 	if (ret)
 		fail("rmmod", "%s", strerror(-ret));
 	else

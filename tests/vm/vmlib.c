@@ -120,6 +120,33 @@ int mod_unload(void)
 	return 0;
 }
 
+int mod_load_wait(const char *path)
+{
+	uint64_t t0 = now_ms();
+	int ret = mod_load(path);
+
+	if (ret && ret != EEXIST)
+		return -ret;
+	while (!path_exists("/dev/moex0") && now_ms() - t0 < 10000)
+		sleep_ms(50);
+	return path_exists("/dev/moex0") ? 0 : -ENODEV;
+}
+
+int mod_unload_wait(void)
+{
+	uint64_t t0 = now_ms();
+	int ret;
+
+	/* a dying process's files may take a moment to close */
+	do {
+		ret = -mod_unload();
+		if (!ret)
+			return 0;
+		sleep_ms(100);
+	} while (ret == -EWOULDBLOCK && now_ms() - t0 < 30000);
+	return ret;
+}
+
 bool mod_present(void)
 {
 	return path_exists("/sys/module/moex");

@@ -23,6 +23,8 @@ void sleep_ms(int ms);
 /* ---- the module and its devices ------------------------------------------ */
 int mod_load(const char *path);		/* 0 or errno (finit_module) */
 int mod_unload(void);			/* 0 or errno (delete_module NONBLOCK) */
+int mod_load_wait(const char *path);	/* loaded and /dev/moex0 up: 0 or -errno */
+int mod_unload_wait(void);		/* retried while busy for 30 s: 0 or -errno */
 bool mod_present(void);
 bool dev_present(int dev);		/* /sys/class/moex/moexN exists */
 bool dev_is_edu(int dev);		/* its engine is "edu" */
