@@ -6,18 +6,20 @@
  * buffer.
  *
  * A copy is a struct moex_copy_op with two references: the submitter's and
- * the engine's (dropped by the completion). Whoever drops the last one
- * releases the regions and the device, so a submitter that stops waiting
- * (a fatal signal) or never waits (uring_cmd) leaves nothing behind and
- * nothing used after free. Counters move in the completion, so they are
- * exact whatever the submitter does.
+ * the engine's. Whoever drops the last one releases the regions and the
+ * device, so a submitter that stops waiting (a fatal signal) or never waits
+ * (uring_cmd) leaves nothing behind and nothing used after free. Counters
+ * move in the completion, so they are exact whatever the submitter does.
  *
- * Both paths share moex_copy_submit(). The ioctl waits on the op's
- * completion; the uring path hands the engine a notify callback, called
- * once from the completion (any context), unless the engine completed
- * before submit returned (the CPU engine always does): then the submitter
- * returns the result itself. struct moex_copy_op.state decides which of the
- * two reports the result, without a lock.
+ * The completion, which may run in IRQ context, hands the engine's
+ * reference to whoever reports the result: the waiting ioctl, the uring
+ * path's notify callback, or the submitter when the engine completed
+ * before submit returned (the CPU engine always does). That side drops it
+ * in process context before user space sees the result, so a copy that
+ * returned has released its regions: an UNPIN right after it finds them
+ * free. Only when nobody waits any more (a killed ioctl) does the
+ * completion drop it, through a work item. struct moex_copy_op.state
+ * decides which, without a lock.
  */
 #include <linux/completion.h>
 #include <linux/dma-mapping.h>
@@ -35,9 +37,10 @@
 
 /* struct moex_copy_op.state */
 enum {
-	MOEX_OP_SUBMITTING,	/* the submitter is in moex_copy_async() */
-	MOEX_OP_QUEUED,		/* it returned -EIOCBQUEUED: notify */
-	MOEX_OP_DONE,		/* completed during submit: no notify */
+	MOEX_OP_SUBMITTING,	/* submitting, or the ioctl is waiting */
+	MOEX_OP_QUEUED,		/* moex_copy_async() returned -EIOCBQUEUED */
+	MOEX_OP_ABANDONED,	/* a fatal signal ended the ioctl's wait */
+	MOEX_OP_DONE,		/* completed: the submitter takes over */
 };
 
 /**
@@ -45,16 +48,17 @@ enum {
  * @req: what the engine sees.
  * @mdev: the device whose counters the completion moves (holds a
  *	reference).
- * @refs: the submitter's and the engine's reference; a completion that
- *	notifies hands the engine's to the notified side.
- * @done: completed by the engine's completion; the ioctl waits on it.
+ * @refs: the submitter's and the engine's reference; the completion
+ *	hands the engine's over as described at the top of this file.
+ * @done: completed by the engine's completion unless it notifies; the
+ *	ioctl waits on it.
  * @err: the engine's result, valid once @done completed.
  * @state: MOEX_OP_*; moved with atomic_cmpxchg() by the submitter and the
  *	completion, so exactly one of them reports the result.
  * @notify: the uring path's callback, NULL for the ioctl.
  * @cookie: @notify's argument.
- * @free_work: frees the op when the completion, which may run in IRQ
- *	context, drops the last reference.
+ * @free_work: frees the op when the completion of an abandoned ioctl
+ *	drops the last reference (it may run in IRQ context).
  */
 struct moex_copy_op {
 	struct moex_copy_req req;
@@ -109,24 +113,40 @@ static void moex_copy_complete(struct moex_copy_req *req, int err)
 
 	moex_copy_count(&op->mdev->stats, req->len, err);
 	op->err = err;
-	/*
-	 * Fully ordered: a submitter that sees MOEX_OP_DONE sees @err. The
-	 * notified side gets the engine's reference and puts it in process
-	 * context before it reports the result, so the regions are released
-	 * by the time user space sees the completion (and can unpin).
-	 */
-	if (op->notify &&
-	    atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_DONE) ==
-	    MOEX_OP_QUEUED) {
+	/* Fully ordered: a submitter that sees MOEX_OP_DONE sees @err. */
+	switch (atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_DONE)) {
+	case MOEX_OP_QUEUED:
 		op->notify(op->cookie, op, err);
-		return;
+		break;
+	case MOEX_OP_ABANDONED:
+		if (refcount_dec_and_test(&op->refs))
+			queue_work(moex_wq, &op->free_work);
+		break;
+	default:
+		/* The submitter holds the engine's reference now. */
+		complete_all(&op->done);
+		break;
 	}
-	complete(&op->done);
-	if (refcount_dec_and_test(&op->refs))
-		queue_work(moex_wq, &op->free_work);
 }
 
-static bool moex_in_range(u64 off, u64 len, u64 size)
+/*
+ * The submitter saw MOEX_OP_DONE, so it holds both references: wait until
+ * the completion has left complete_all() (at once, or nearly: a completed
+ * @done lets any number of waits through), release the regions and return
+ * the engine's result.
+ */
+static int moex_copy_op_finish(struct moex_copy_op *op)
+{
+	int err;
+
+	wait_for_completion(&op->done);
+	err = op->err;
+	moex_copy_op_free(op);
+	return err;
+}
+
+/* Is [@off, @off + @len) inside [0, @size), without overflowing? */
+MOEX_STATIC_UNLESS_KUNIT bool moex_in_range(u64 off, u64 len, u64 size)
 {
 	return off <= size && len <= size - off;
 }
@@ -153,9 +173,9 @@ int moex_copy_check(const struct moex_copy *arg, u32 flags)
 	return 0;
 }
 
-static int moex_copy_check_regions(const struct moex_copy *arg,
-				   struct moex_region *src,
-				   struct moex_region *dst)
+MOEX_STATIC_UNLESS_KUNIT int
+moex_copy_check_regions(const struct moex_copy *arg, struct moex_region *src,
+			struct moex_region *dst)
 {
 	if (!moex_in_range(arg->src_offset, arg->length, src->length) ||
 	    !moex_in_range(arg->dst_offset, arg->length, dst->length))
@@ -246,10 +266,14 @@ err_src:
  * @mf: the open file that names both regions.
  * @arg: the payload.
  *
+ * When it returns, the copy's regions are released (an UNPIN that follows
+ * unpins at once), except after -EINTR.
+ *
  * Return: 0; -EINVAL, -ENOENT, -ERANGE or -EACCES for bad arguments (no
  * counter moves); -ENODEV when the device is gone; -EINTR when a fatal
- * signal ended the wait (the copy still finishes and is counted); or the
- * engine's error (copy_failures moves).
+ * signal ended the wait (the copy still finishes and is counted, and its
+ * completion releases the regions); or the engine's error (copy_failures
+ * moves).
  */
 int moex_copy(struct moex_file *mf, struct moex_copy *arg)
 {
@@ -259,11 +283,13 @@ int moex_copy(struct moex_file *mf, struct moex_copy *arg)
 	ret = moex_copy_submit(mf, arg, NULL, NULL, &op);
 	if (ret)
 		return ret;
-	ret = wait_for_completion_killable(&op->done);
-	if (!ret)
-		ret = op->err;
-	moex_copy_op_put(op);
-	return ret;
+	if (wait_for_completion_killable(&op->done) &&
+	    atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_ABANDONED) ==
+	    MOEX_OP_SUBMITTING) {
+		moex_copy_op_put(op);
+		return -EINTR;
+	}
+	return moex_copy_op_finish(op);
 }
 
 /**
@@ -296,11 +322,9 @@ int moex_copy_async(struct moex_file *mf, const struct moex_copy *arg,
 		return ret;
 	if (atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_QUEUED) ==
 	    MOEX_OP_DONE)
-		ret = op->err;
-	else
-		ret = -EIOCBQUEUED;
+		return moex_copy_op_finish(op);
 	moex_copy_op_put(op);
-	return ret;
+	return -EIOCBQUEUED;
 }
 
 /* Copy between @iter and bytes [@off, @off + @len) of @r's pages. */
@@ -328,12 +352,6 @@ static int moex_copy_iter(struct moex_region *r, u64 off, u64 len,
 			cond_resched();
 	}
 	return 0;
-}
-
-static enum dma_data_direction moex_region_dma_dir(struct moex_region *r)
-{
-	return test_bit(MOEX_REGION_B_READONLY, &r->flags) ?
-		DMA_TO_DEVICE : DMA_BIDIRECTIONAL;
 }
 
 /**
@@ -382,13 +400,9 @@ int moex_copy_fixed(struct moex_file *mf, const struct moex_copy *arg,
 
 	down_read(&mdev->engine_lock);
 	if (mdev->engine) {
-		if (r->dma_dev)
-			dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt,
-						 moex_region_dma_dir(r));
+		moex_region_sync(r, true);
 		ret = moex_copy_iter(r, off, arg->length, iter, to_region);
-		if (r->dma_dev)
-			dma_sync_sgtable_for_device(r->dma_dev, &r->sgt,
-						    moex_region_dma_dir(r));
+		moex_region_sync(r, false);
 		moex_copy_count(&mdev->stats, arg->length, ret);
 	} else {
 		ret = -ENODEV;

@@ -66,15 +66,25 @@ static struct sg_table *moex_dmabuf_map(struct dma_buf_attachment *attach,
 
 	if (moex_region_ro(r) && dir != DMA_TO_DEVICE)
 		return ERR_PTR(-EACCES);
-	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
-	return ret ? ERR_PTR(ret) : sgt;
+	/*
+	 * The pages may be mapped for the engine's device too, for the
+	 * region's life: the same memory in two mappings, which DMA-API
+	 * debugging refuses unless the second skips the CPU syncs. So this
+	 * mapping syncs explicitly, as dma_map_sgtable() would have.
+	 */
+	ret = dma_map_sgtable(attach->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
+	if (ret)
+		return ERR_PTR(ret);
+	dma_sync_sgtable_for_device(attach->dev, sgt, dir);
+	return sgt;
 }
 
 static void moex_dmabuf_unmap(struct dma_buf_attachment *attach,
 			      struct sg_table *sgt,
 			      enum dma_data_direction dir)
 {
-	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
+	dma_sync_sgtable_for_cpu(attach->dev, sgt, dir);
+	dma_unmap_sgtable(attach->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
 }
 
 static vm_fault_t moex_dmabuf_fault(struct vm_fault *vmf)
@@ -117,24 +127,14 @@ static int moex_dmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 static int moex_dmabuf_begin_cpu(struct dma_buf *dmabuf,
 				 enum dma_data_direction dir)
 {
-	struct moex_region *r = dmabuf->priv;
-
-	if (r->dma_dev)
-		dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt,
-					 moex_region_ro(r) ? DMA_TO_DEVICE :
-							     DMA_BIDIRECTIONAL);
+	moex_region_sync(dmabuf->priv, true);
 	return 0;
 }
 
 static int moex_dmabuf_end_cpu(struct dma_buf *dmabuf,
 			       enum dma_data_direction dir)
 {
-	struct moex_region *r = dmabuf->priv;
-
-	if (r->dma_dev)
-		dma_sync_sgtable_for_device(r->dma_dev, &r->sgt,
-					    moex_region_ro(r) ? DMA_TO_DEVICE :
-								DMA_BIDIRECTIONAL);
+	moex_region_sync(dmabuf->priv, false);
 	return 0;
 }
 

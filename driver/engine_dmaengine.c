@@ -117,15 +117,11 @@ static int moex_dmaengine_submit(struct moex_engine *eng,
 	while (left) {
 		unsigned long flags = DMA_CTRL_ACK;
 		dma_addr_t s, d;
-		u64 scont, dcont, n;
+		u64 n;
 
+		/* 0: a cursor ran off its mapping */
 		ret = -EINVAL;
-		if (!sc.left || !dc.left)
-			goto err;
-		s = moex_dma_cursor_addr(&sc, &scont);
-		d = moex_dma_cursor_addr(&dc, &dcont);
-		n = min3(left, scont, dcont);
-		n = min(n, max);
+		n = moex_dma_chunk(&sc, &dc, left, max, &s, &d);
 		if (!n)
 			goto err;
 		if (n == left)

@@ -244,20 +244,14 @@ static int moex_edu_copy(struct moex_edu_engine *e, struct moex_copy_req *req)
 
 	while (left) {
 		dma_addr_t s, d;
-		u64 scont, dcont, n;
+		u64 n;
 
 		if (READ_ONCE(e->stopping))
 			return -ENODEV;
 		if (e->dead)
 			return -EIO;
-		/* the ranges were checked; never run off a mapping */
-		if (!sc.left || !dc.left)
-			return -EINVAL;
-
-		s = moex_dma_cursor_addr(&sc, &scont);
-		d = moex_dma_cursor_addr(&dc, &dcont);
-		n = min3(left, scont, dcont);
-		n = min_t(u64, n, EDU_MAX_XFER);
+		/* the ranges were checked; never run off a mapping (n == 0) */
+		n = moex_dma_chunk(&sc, &dc, left, EDU_MAX_XFER, &s, &d);
 		if (!n || !moex_edu_addr_ok(s, n) || !moex_edu_addr_ok(d, n))
 			return -EINVAL;
 
@@ -429,6 +423,14 @@ static int moex_edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		dev_err(dev, "no usable %d-bit DMA\n", EDU_DMA_BITS);
 		goto err_unmap;
 	}
+	/*
+	 * The engine splits every segment into transfers the device takes
+	 * (moex_edu_copy()), so a segment may be as long as a region's: a
+	 * huge page stays one entry. PCI's default is 64 KiB.
+	 */
+	ret = dma_set_max_seg_size(dev, MOEX_MAX_SEGMENT);
+	if (ret)
+		goto err_unmap;
 	pci_set_master(pdev);
 
 	ret = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_MSI | PCI_IRQ_LEGACY);

@@ -69,7 +69,7 @@ static int moex_cmd_info(struct moex_file *mf, void *payload)
 	arg->features = MOEX_FEAT_PIN | MOEX_FEAT_PIN_READONLY |
 			MOEX_FEAT_DMABUF | MOEX_FEAT_COPY |
 			MOEX_FEAT_URING_CMD | MOEX_FEAT_COPY_FIXED;
-	arg->max_pinned_bytes = (u64)READ_ONCE(moex_max_pinned_mb) << 20;
+	arg->max_pinned_bytes = moex_cap_bytes(READ_ONCE(moex_max_pinned_mb));
 	arg->pinned_bytes = atomic64_read(&mdev->stats.pinned_bytes);
 
 	down_read(&mdev->engine_lock);
@@ -318,7 +318,7 @@ struct moex_dev *moex_dev_add(struct device *parent, struct moex_engine *eng)
 		return ERR_PTR(index);
 	}
 	mdev->index = index;
-	init_rwsem(&mdev->engine_lock);
+	moex_dev_init_locks(mdev);
 	mdev->engine = eng;
 
 	device_initialize(&mdev->dev);
@@ -350,7 +350,9 @@ err_put:
  *
  * No new open succeeds afterwards; files still open keep the struct alive
  * but their commands that need the engine fail with -ENODEV. The engine is
- * destroyed once no command uses it any more.
+ * destroyed once no command uses it any more, then every region's DMA
+ * mapping for its device is undone: the caller may release the device when
+ * this returns. The regions stay pinned until unpinned.
  */
 void moex_dev_remove(struct moex_dev *mdev)
 {
@@ -364,6 +366,7 @@ void moex_dev_remove(struct moex_dev *mdev)
 	up_write(&mdev->engine_lock);
 	if (eng)
 		eng->ops->destroy(eng);
+	moex_dev_unmap_all(mdev);
 
 	put_device(&mdev->dev);
 }

@@ -20,6 +20,7 @@
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mm_types.h>
+#include <linux/mutex.h>
 #include <linux/rwsem.h>
 #include <linux/scatterlist.h>
 #include <linux/types.h>
@@ -121,8 +122,15 @@ struct moex_engine {
  * @dev: the class device (/sys/class/moex/moexN); its refcount is the
  *	lifetime of this struct, see the note at the top of this file.
  * @engine_lock: protects @engine. Commands hold it for read while they use
- *	the engine; moex_dev_remove() holds it for write to detach the engine.
+ *	the engine (REGION_PIN also while it DMA-maps for the engine's device);
+ *	moex_dev_remove() holds it for write to detach the engine.
  * @engine: the copy engine; NULL once the device was removed.
+ * @map_lock: protects @mapped and, for every region of this device, its
+ *	@dma_dev and the DMA mapping of its @sgt. Taken after @engine_lock
+ *	where both are held.
+ * @mapped: the regions DMA-mapped for the engine's device, linked by
+ *	moex_region.map_node; moex_dev_remove() unmaps them all, so no mapping
+ *	outlives the device (regions stay pinned and usable by the CPU).
  * @stats: counters, see struct moex_stats.
  */
 struct moex_dev {
@@ -131,8 +139,18 @@ struct moex_dev {
 	struct device dev;
 	struct rw_semaphore engine_lock;
 	struct moex_engine *engine;
+	struct mutex map_lock;	/* @mapped, the regions' DMA mappings */
+	struct list_head mapped;
 	struct moex_stats stats;
 };
+
+/* The locks and lists of a new struct moex_dev (moex_dev_add(), KUnit). */
+static inline void moex_dev_init_locks(struct moex_dev *mdev)
+{
+	init_rwsem(&mdev->engine_lock);
+	mutex_init(&mdev->map_lock);
+	INIT_LIST_HEAD(&mdev->mapped);
+}
 
 /**
  * struct moex_region - a pinned, accounted and DMA-mapped user range.
@@ -147,7 +165,9 @@ struct moex_dev {
  * @pages: the pinned pages.
  * @sgt: coalesced scatter list of @pages; after DMA mapping, nents holds
  *	the mapped segments for @dma_dev.
- * @dma_dev: device @sgt is mapped for (holds a reference), NULL if none.
+ * @dma_dev: device @sgt is mapped for (holds a reference), NULL if none;
+ *	under @mdev->map_lock (stable while the engine exists).
+ * @map_node: in @mdev->mapped while @dma_dev is set.
  * @flags: MOEX_REGION_B_* bit numbers, changed with set_bit() only (a bit
  *	only ever goes from 0 to 1), so no lock is needed.
  */
@@ -161,6 +181,7 @@ struct moex_region {
 	struct page **pages;
 	struct sg_table sgt;
 	struct device *dma_dev;
+	struct list_head map_node;
 	unsigned long flags;
 };
 
@@ -216,6 +237,61 @@ union moex_payload {
 	struct moex_nop nop;
 };
 
+/**
+ * union moex_uring_area - the local copy of an SQE's command area.
+ * @words: as read from the SQE, word by word.
+ * @area: the uapi's view: payload words and out_addr.
+ * @p: the payload as a command's struct: it starts the area, and every
+ *	payload struct is a whole number of words (checked in uring.c).
+ */
+union moex_uring_area {
+	u64 words[sizeof(struct moex_uring_cmd) / sizeof(u64)];
+	struct moex_uring_cmd area;
+	union moex_payload p;
+};
+
+/**
+ * moex_cap_bytes() - the module-wide cap on pinned memory, in bytes.
+ * @mb: the max_pinned_mb module parameter.
+ *
+ * Return: @mb MiB as a 64-bit byte count; 0 means no cap.
+ */
+static inline u64 moex_cap_bytes(unsigned int mb)
+{
+	return (u64)mb << 20;
+}
+
+/*
+ * Functions the KUnit suites (driver/kunit/, built into moex.ko with
+ * `make MOEX_KUNIT=1`) call besides the ones declared below: static in a
+ * normal build, visible to the rest of the module in a KUnit build.
+ */
+#ifdef MOEX_KUNIT
+#define MOEX_STATIC_UNLESS_KUNIT
+struct mm_struct;
+int moex_pin_check(const struct moex_region_pin *arg);
+struct moex_region *moex_region_alloc(const struct moex_region_pin *arg);
+int moex_charge(struct moex_region *r, struct mm_struct *mm,
+		unsigned long memlock);
+void moex_uncharge(struct moex_region *r);
+int moex_region_build_sgt(struct moex_region *r, unsigned int max_segment);
+int moex_handle_alloc(struct moex_file *mf, struct moex_region *r,
+		      u32 *handle);
+bool moex_in_range(u64 off, u64 len, u64 size);
+int moex_copy_check_regions(const struct moex_copy *arg,
+			    struct moex_region *src, struct moex_region *dst);
+int moex_uring_decode(const u64 *sqe_words, unsigned int nr, bool sqe128,
+		      union moex_uring_area *a);
+#else
+#define MOEX_STATIC_UNLESS_KUNIT static
+#endif
+
+/*
+ * The longest sg segment of a region (sg lengths are u32); a device may
+ * take less.
+ */
+#define MOEX_MAX_SEGMENT	(UINT_MAX & PAGE_MASK)
+
 /* main.c: devices and the command table shared by ioctl and uring_cmd */
 extern unsigned int moex_max_pinned_mb;
 extern struct workqueue_struct *moex_wq;	/* drained at module exit */
@@ -238,6 +314,8 @@ void moex_region_get(struct moex_region *r);
 void moex_region_put(struct moex_region *r);
 void moex_file_release_regions(struct moex_file *mf);
 u64 moex_pinned_total(void);
+void moex_region_sync(struct moex_region *r, bool for_cpu);
+void moex_dev_unmap_all(struct moex_dev *mdev);
 
 /**
  * struct moex_dma_cursor - walks a region's DMA-mapped segments.
@@ -255,6 +333,8 @@ int moex_dma_cursor_init(struct moex_dma_cursor *c, struct moex_region *r,
 			 u64 offset);
 dma_addr_t moex_dma_cursor_addr(struct moex_dma_cursor *c, u64 *contig);
 void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes);
+u64 moex_dma_chunk(struct moex_dma_cursor *sc, struct moex_dma_cursor *dc,
+		   u64 left, u64 max, dma_addr_t *s, dma_addr_t *d);
 
 /* copy.c: the COPY command */
 int moex_copy_check(const struct moex_copy *arg, u32 flags);

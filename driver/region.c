@@ -25,9 +25,6 @@
 /* Pages pinned per pin_user_pages_fast() call: one page of page pointers. */
 #define MOEX_PIN_CHUNK	(PAGE_SIZE / sizeof(struct page *))
 
-/* The longest sg segment we build (sg lengths are unsigned int). */
-#define MOEX_MAX_SEGMENT	(UINT_MAX & PAGE_MASK)
-
 /* Bytes pinned by all moex devices, checked against max_pinned_mb. */
 static atomic64_t moex_pinned_all = ATOMIC64_INIT(0);
 
@@ -36,7 +33,7 @@ u64 moex_pinned_total(void)
 	return atomic64_read(&moex_pinned_all);
 }
 
-static int moex_pin_check(const struct moex_region_pin *arg)
+MOEX_STATIC_UNLESS_KUNIT int moex_pin_check(const struct moex_region_pin *arg)
 {
 	if (arg->flags & ~MOEX_PIN_FLAGS_ALL ||
 	    !moex_all_zero(arg->reserved, ARRAY_SIZE(arg->reserved)))
@@ -51,11 +48,33 @@ static int moex_pin_check(const struct moex_region_pin *arg)
 	return 0;
 }
 
-/* Charge the module cap and the caller's pinned_vm; undone by uncharge. */
-static int moex_charge(struct moex_region *r)
+/* A new region for @arg: not charged, pinned or published yet. */
+MOEX_STATIC_UNLESS_KUNIT struct moex_region *
+moex_region_alloc(const struct moex_region_pin *arg)
 {
-	u64 cap = (u64)READ_ONCE(moex_max_pinned_mb) << 20;
-	struct mm_struct *mm = current->mm;
+	struct moex_region *r = kzalloc(sizeof(*r), GFP_KERNEL);
+
+	if (!r)
+		return NULL;
+	kref_init(&r->kref);
+	INIT_LIST_HEAD(&r->map_node);
+	r->addr = arg->addr;
+	r->length = arg->length;
+	r->npages = arg->length >> PAGE_SHIFT;
+	if (arg->flags & MOEX_PIN_READONLY)
+		set_bit(MOEX_REGION_B_READONLY, &r->flags);
+	return r;
+}
+
+/*
+ * Charge the module cap and @mm's pinned_vm (the caller's mm, with its
+ * RLIMIT_MEMLOCK in bytes as @memlock); undone by uncharge.
+ */
+MOEX_STATIC_UNLESS_KUNIT int moex_charge(struct moex_region *r,
+					 struct mm_struct *mm,
+					 unsigned long memlock)
+{
+	u64 cap = moex_cap_bytes(READ_ONCE(moex_max_pinned_mb));
 	unsigned long limit;
 	s64 pinned, all;
 
@@ -65,7 +84,7 @@ static int moex_charge(struct moex_region *r)
 		return -ENOMEM;
 	}
 
-	limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	limit = memlock >> PAGE_SHIFT;
 	pinned = atomic64_add_return(r->npages, &mm->pinned_vm);
 	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
 		atomic64_sub(r->npages, &mm->pinned_vm);
@@ -77,7 +96,7 @@ static int moex_charge(struct moex_region *r)
 	return 0;
 }
 
-static void moex_uncharge(struct moex_region *r)
+MOEX_STATIC_UNLESS_KUNIT void moex_uncharge(struct moex_region *r)
 {
 	atomic64_sub(r->npages, &r->owner_mm->pinned_vm);
 	mmdrop(r->owner_mm);
@@ -120,53 +139,116 @@ static enum dma_data_direction moex_region_dir(struct moex_region *r)
 }
 
 /*
- * Build the sg table (physically contiguous pages become one segment, so a
- * 2 MiB huge page is one entry) and map it for the engine's device.
+ * The sg table of @r's pages: physically contiguous pages become one
+ * segment of at most @max_segment bytes, so a 2 MiB huge page is one entry.
+ */
+MOEX_STATIC_UNLESS_KUNIT int moex_region_build_sgt(struct moex_region *r,
+						   unsigned int max_segment)
+{
+	return sg_alloc_table_from_pages_segment(&r->sgt, r->pages, r->npages,
+						 0, r->length, max_segment,
+						 GFP_KERNEL);
+}
+
+/*
+ * Build the sg table and map it for the engine's device. No segment is
+ * longer than the device takes (DMA-API debugging checks it; an IOMMU may
+ * merge segments up to it). The engine lock is held throughout, so
+ * moex_dev_remove() either finds the region in mdev->mapped or the pin
+ * fails with -ENODEV.
  */
 static int moex_map_pages(struct moex_region *r, struct moex_dev *mdev)
 {
-	struct device *dma_dev = NULL;
-	int ret;
-
-	ret = sg_alloc_table_from_pages_segment(&r->sgt, r->pages, r->npages,
-						0, r->length,
-						MOEX_MAX_SEGMENT,
-						GFP_KERNEL);
-	if (ret)
-		return ret;
+	unsigned int max_segment = MOEX_MAX_SEGMENT;
+	struct device *dma_dev;
+	int ret = -ENODEV;
 
 	down_read(&mdev->engine_lock);
 	if (!mdev->engine)
-		ret = -ENODEV;
-	else if (mdev->engine->dma_dev)
-		dma_dev = get_device(mdev->engine->dma_dev);
-	up_read(&mdev->engine_lock);
-	if (ret)
-		goto err_sgt;
-
-	if (dma_dev) {
-		ret = dma_map_sgtable(dma_dev, &r->sgt, moex_region_dir(r), 0);
-		if (ret) {
-			put_device(dma_dev);
-			goto err_sgt;
-		}
-		r->dma_dev = dma_dev;
+		goto out;
+	dma_dev = mdev->engine->dma_dev;
+	if (dma_dev)
+		max_segment = clamp_t(unsigned int,
+				      dma_get_max_seg_size(dma_dev) & PAGE_MASK,
+				      PAGE_SIZE, MOEX_MAX_SEGMENT);
+	ret = moex_region_build_sgt(r, max_segment);
+	if (ret || !dma_dev)
+		goto out;
+	/*
+	 * The same memory may be pinned twice, or be mapped for an importer
+	 * of the region's dma-buf too: DMA-API debugging refuses overlapping
+	 * mappings unless they skip the CPU syncs. So moex syncs explicitly,
+	 * here as dma_map_sgtable() would, and in moex_region_sync().
+	 */
+	ret = dma_map_sgtable(dma_dev, &r->sgt, moex_region_dir(r),
+			      DMA_ATTR_SKIP_CPU_SYNC);
+	if (ret) {
+		sg_free_table(&r->sgt);
+		goto out;
 	}
-	return 0;
-
-err_sgt:
-	sg_free_table(&r->sgt);
+	dma_sync_sgtable_for_device(dma_dev, &r->sgt, moex_region_dir(r));
+	mutex_lock(&mdev->map_lock);
+	r->dma_dev = get_device(dma_dev);
+	list_add(&r->map_node, &mdev->mapped);
+	mutex_unlock(&mdev->map_lock);
+out:
+	up_read(&mdev->engine_lock);
 	return ret;
+}
+
+/* Undo @r's DMA mapping, if it has one. Under mdev->map_lock. */
+static void moex_dma_unmap_locked(struct moex_region *r)
+{
+	lockdep_assert_held(&r->mdev->map_lock);
+	if (!r->dma_dev)
+		return;
+	dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt, moex_region_dir(r));
+	dma_unmap_sgtable(r->dma_dev, &r->sgt, moex_region_dir(r),
+			  DMA_ATTR_SKIP_CPU_SYNC);
+	put_device(r->dma_dev);
+	r->dma_dev = NULL;
+	list_del_init(&r->map_node);
 }
 
 static void moex_unmap_pages(struct moex_region *r)
 {
-	if (r->dma_dev) {
-		dma_unmap_sgtable(r->dma_dev, &r->sgt, moex_region_dir(r), 0);
-		put_device(r->dma_dev);
-		r->dma_dev = NULL;
-	}
+	mutex_lock(&r->mdev->map_lock);
+	moex_dma_unmap_locked(r);
+	mutex_unlock(&r->mdev->map_lock);
 	sg_free_table(&r->sgt);
+}
+
+/**
+ * moex_dev_unmap_all() - undo the DMA mappings of all of a device's regions.
+ * @mdev: a device whose engine is gone (moex_dev_remove()).
+ */
+void moex_dev_unmap_all(struct moex_dev *mdev)
+{
+	struct moex_region *r, *tmp;
+
+	mutex_lock(&mdev->map_lock);
+	list_for_each_entry_safe(r, tmp, &mdev->mapped, map_node)
+		moex_dma_unmap_locked(r);
+	mutex_unlock(&mdev->map_lock);
+}
+
+/**
+ * moex_region_sync() - keep a region coherent for the CPU or the engine.
+ * @r: the region.
+ * @for_cpu: true before the CPU touches the pages, false after.
+ *
+ * Nothing to do for a region that is not DMA-mapped (any more).
+ */
+void moex_region_sync(struct moex_region *r, bool for_cpu)
+{
+	mutex_lock(&r->mdev->map_lock);
+	if (r->dma_dev && for_cpu)
+		dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt,
+					 moex_region_dir(r));
+	else if (r->dma_dev)
+		dma_sync_sgtable_for_device(r->dma_dev, &r->sgt,
+					    moex_region_dir(r));
+	mutex_unlock(&r->mdev->map_lock);
 }
 
 static void moex_region_release(struct kref *kref)
@@ -204,6 +286,16 @@ void moex_region_put(struct moex_region *r)
 	kref_put(&r->kref, moex_region_release);
 }
 
+/* Publish @r in @mf's namespace under a new handle, 1 to INT_MAX. */
+MOEX_STATIC_UNLESS_KUNIT int moex_handle_alloc(struct moex_file *mf,
+					       struct moex_region *r,
+					       u32 *handle)
+{
+	/* 0 never names a region: a zeroed payload names none */
+	return xa_alloc(&mf->regions, handle, r, XA_LIMIT(1, INT_MAX),
+			GFP_KERNEL);
+}
+
 /**
  * moex_region_pin() - REGION_PIN.
  * @mf: the open file whose namespace gets the handle.
@@ -225,19 +317,15 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
 		return ret;
 
 	ret = -ENOMEM;
-	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	r = moex_region_alloc(arg);
 	if (!r)
 		goto err_count;
-	kref_init(&r->kref);
-	r->addr = arg->addr;
-	r->length = arg->length;
-	r->npages = arg->length >> PAGE_SHIFT;
-	if (arg->flags & MOEX_PIN_READONLY)
-		set_bit(MOEX_REGION_B_READONLY, &r->flags);
+	moex_dev_get(mdev);
+	r->mdev = mdev;
 
-	ret = moex_charge(r);
+	ret = moex_charge(r, current->mm, rlimit(RLIMIT_MEMLOCK));
 	if (ret)
-		goto err_free;
+		goto err_put;
 
 	/* More than the host's memory can never be pinned. */
 	ret = -ENOMEM;
@@ -256,22 +344,24 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
 	if (ret)
 		goto err_unpin;
 
-	/* handles are 1 to INT_MAX: 0 never names a region */
-	ret = xa_alloc(&mf->regions, &handle, r, XA_LIMIT(1, INT_MAX),
-		       GFP_KERNEL);
-	if (ret)
-		goto err_unmap;
-
-	/* Published: from here on moex_region_release() undoes everything. */
-	moex_dev_get(mdev);
-	r->mdev = mdev;
+	/*
+	 * Counted before it is published: an UNPIN of the new handle racing
+	 * with this finds the counts that moex_region_release() takes back.
+	 */
 	atomic64_add(r->length, &mdev->stats.pinned_bytes);
 	atomic64_inc(&mdev->stats.pinned_regions);
+	ret = moex_handle_alloc(mf, r, &handle);
+	if (ret)
+		goto err_uncount;
+
+	/* Published: from here on moex_region_release() undoes everything. */
 	atomic64_inc(&mdev->stats.pin_calls);
 	arg->handle = handle;
 	return 0;
 
-err_unmap:
+err_uncount:
+	atomic64_dec(&mdev->stats.pinned_regions);
+	atomic64_sub(r->length, &mdev->stats.pinned_bytes);
 	moex_unmap_pages(r);
 err_unpin:
 	unpin_user_pages(r->pages, r->npages);
@@ -279,7 +369,8 @@ err_pages:
 	kvfree(r->pages);
 err_uncharge:
 	moex_uncharge(r);
-err_free:
+err_put:
+	moex_dev_put(mdev);
 	kfree(r);
 err_count:
 	atomic64_inc(&mdev->stats.pin_failures);
@@ -363,7 +454,9 @@ int moex_region_info(struct moex_file *mf, struct moex_region_info *arg)
 	arg->length = r->length;
 	arg->pages = r->npages;
 	arg->sg_segments = r->sgt.orig_nents;
+	mutex_lock(&r->mdev->map_lock);
 	arg->dma_segments = r->dma_dev ? r->sgt.nents : 0;
+	mutex_unlock(&r->mdev->map_lock);
 	arg->region_flags = 0;
 	if (test_bit(MOEX_REGION_B_READONLY, &r->flags))
 		arg->region_flags |= MOEX_REGION_READONLY;
@@ -434,4 +527,33 @@ void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes)
 		c->left--;
 		c->sg = c->left ? sg_next(c->sg) : NULL;
 	}
+}
+
+/**
+ * moex_dma_chunk() - the next piece of a copy between two DMA cursors.
+ * @sc: the source cursor.
+ * @dc: the destination cursor.
+ * @left: bytes still to copy.
+ * @max: the longest piece the engine moves at once.
+ * @s: set to the piece's source DMA address.
+ * @d: set to the piece's destination DMA address.
+ *
+ * A piece is contiguous in DMA space on both sides: it ends at the end of
+ * the current source or destination segment, after @left bytes or after
+ * @max bytes, whichever comes first. The caller moves both cursors past
+ * it with moex_dma_cursor_advance().
+ *
+ * Return: the piece's length, or 0 when a cursor ran off its mapping (or
+ * @left or @max is 0).
+ */
+u64 moex_dma_chunk(struct moex_dma_cursor *sc, struct moex_dma_cursor *dc,
+		   u64 left, u64 max, dma_addr_t *s, dma_addr_t *d)
+{
+	u64 scont, dcont;
+
+	if (!sc->left || !dc->left)
+		return 0;
+	*s = moex_dma_cursor_addr(sc, &scont);
+	*d = moex_dma_cursor_addr(dc, &dcont);
+	return min(min3(left, scont, dcont), max);
 }

@@ -61,19 +61,6 @@ static struct moex_uring_pdu *moex_uring_pdu(struct io_uring_cmd *cmd)
 	return (struct moex_uring_pdu *)cmd->pdu;
 }
 
-/**
- * union moex_uring_area - the local copy of an SQE's command area.
- * @words: as read from the SQE, word by word.
- * @area: the uapi's view: payload words and out_addr.
- * @p: the payload as a command's struct: it starts the area, and every
- *	payload struct is a whole number of words (checked below).
- */
-union moex_uring_area {
-	u64 words[sizeof(struct moex_uring_cmd) / sizeof(u64)];
-	struct moex_uring_cmd area;
-	union moex_payload p;
-};
-
 static_assert(sizeof(union moex_uring_area) == sizeof(struct moex_uring_cmd));
 static_assert(sizeof(struct moex_info) % sizeof(u64) == 0);
 static_assert(sizeof(struct moex_region_pin) % sizeof(u64) == 0);
@@ -194,6 +181,46 @@ static int moex_uring_reply(void *ctx, const void *payload, size_t size)
 }
 
 /**
+ * moex_uring_decode() - copy and check an SQE's command area.
+ * @sqe_words: the SQE's command area, shared with user space.
+ * @nr: the command (cmd_op).
+ * @sqe128: whether the SQE is a 128-byte one (IO_URING_F_SQE128).
+ * @a: set to the local copy of the command area.
+ *
+ * Reads the shared SQE once, a word at a time (no memcpy: this is the hot
+ * path of every command); only the local copy is used afterwards.
+ *
+ * Return: 0; -EINVAL for a 64-byte SQE (its command area has 16 bytes, so
+ * nothing is read), -ENOTTY for an unknown command, -EINVAL when a byte
+ * after the payload struct is not zero or out_addr is set for a command
+ * without output.
+ */
+MOEX_STATIC_UNLESS_KUNIT int moex_uring_decode(const u64 *sqe_words,
+					       unsigned int nr, bool sqe128,
+					       union moex_uring_area *a)
+{
+	unsigned int i;
+	u64 stray = 0;
+	size_t size;
+
+	if (!sqe128)
+		return -EINVAL;
+	if (!moex_cmd_known(nr))
+		return -ENOTTY;
+
+	for (i = 0; i < ARRAY_SIZE(a->words); i++)
+		a->words[i] = READ_ONCE(sqe_words[i]);
+	size = _IOC_SIZE(nr);	/* a multiple of 8 (moex_uring_area) */
+	for (i = size / sizeof(u64); i < ARRAY_SIZE(a->area.payload); i++)
+		stray |= a->words[i];
+	if (stray)
+		return -EINVAL;
+	if (a->area.out_addr && !(_IOC_DIR(nr) & _IOC_READ))
+		return -EINVAL;
+	return 0;
+}
+
+/**
  * moex_uring_cmd() - file_operations.uring_cmd of /dev/moexN.
  * @cmd: the command; cmd_op is a MOEX_IOCTL_* number.
  * @issue_flags: IO_URING_F_* flags of this issue.
@@ -214,32 +241,15 @@ int moex_uring_cmd(struct io_uring_cmd *cmd, unsigned int issue_flags)
 	struct moex_file *mf = cmd->file->private_data;
 	unsigned int nr = cmd->cmd_op;
 	union moex_uring_area a;
-	const u64 *sqe_words;
-	unsigned int i;
-	u64 stray = 0;
 	size_t size;
 	int ret;
 
 	/* a 64-byte SQE has 16 bytes of command area: never read past them */
-	if (!(issue_flags & IO_URING_F_SQE128))
-		return -EINVAL;
-	if (!moex_cmd_known(nr))
-		return -ENOTTY;
-
-	/*
-	 * Read the shared SQE once, a word at a time (no memcpy: this is the
-	 * hot path of every command); only the local copy is used below.
-	 */
-	sqe_words = moex_uring_area(cmd);
-	for (i = 0; i < ARRAY_SIZE(a.words); i++)
-		a.words[i] = READ_ONCE(sqe_words[i]);
-	size = _IOC_SIZE(nr);	/* a multiple of 8 (moex_uring_area) */
-	for (i = size / sizeof(u64); i < ARRAY_SIZE(a.area.payload); i++)
-		stray |= a.words[i];
-	if (stray)
-		return -EINVAL;
-	if (a.area.out_addr && !(_IOC_DIR(nr) & _IOC_READ))
-		return -EINVAL;
+	ret = moex_uring_decode(moex_uring_area(cmd), nr,
+				issue_flags & IO_URING_F_SQE128, &a);
+	if (ret)
+		return ret;
+	size = _IOC_SIZE(nr);
 
 	if (nr == MOEX_IOCTL_COPY)
 		return moex_uring_copy(cmd, mf, &a.p.copy, issue_flags);
