@@ -5,7 +5,10 @@
 # libmoex.so links) and $(BUILD)/moex.pc; plus $(BUILD)/san/libmoex.a built
 # with SAN_CFLAGS for the sanitizer unit tests. Included by the top Makefile.
 
-LIBMOEX_VERSION := 0.3
+# The version is the header's LIBMOEX_VERSION (one place to bump; debian/
+# changelog must follow, debian/rules checks).
+LIBMOEX_VERSION := $(shell sed -n 's/^\#define LIBMOEX_VERSION[[:space:]]*"\(.*\)"/\1/p' \
+	runtime/include/moex.h)
 LIBMOEX_SONAME := libmoex.so.0
 # moex.pc's prefix: where libmoex would be installed.
 PREFIX ?= /usr/local

@@ -46,8 +46,8 @@ extern "C" {
 #endif
 
 #define LIBMOEX_VERSION_MAJOR	0
-#define LIBMOEX_VERSION_MINOR	1
-#define LIBMOEX_VERSION		"0.1"
+#define LIBMOEX_VERSION_MINOR	3
+#define LIBMOEX_VERSION		"0.3"
 
 /* The default device: the host device, always present when moex.ko is. */
 #define MOEX_DEFAULT_DEVICE	"/dev/moex0"
