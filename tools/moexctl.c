@@ -3,7 +3,9 @@
  * moexctl - look at and exercise moex devices.
  *
  *   moexctl [--device PATH] info
- *   moexctl [--device PATH] stats [--json]
+ *   moexctl [--device PATH] [--sysfs DIR] stats [--json]
+ *   moexctl [--device PATH] [--sysfs DIR] stats --watch [--interval SEC]
+ *           [--count N]
  *   moexctl [--device PATH] pin --size SIZE [--hugepages] [--hold SECONDS]
  *   moexctl selftest [--size SIZE] [--seed N]
  *
@@ -13,6 +15,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -23,12 +26,15 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/dma-buf.h>
 
 #include "moex.h"
+/* The format of the expert-load files libmoex publishes (not its API). */
+#include "../runtime/src/publish.h"
 
 #define EXIT_USAGE	2
 #define KiB		1024.0
@@ -40,6 +46,11 @@ static const char usage_text[] =
 "Commands:\n"
 "  info                 describe the device (ABI, features, engine, limits)\n"
 "  stats [--json]       show the device's counters from sysfs\n"
+"  stats --watch [--interval SEC] [--count N]\n"
+"                       redraw the counters every SEC seconds (default 1)\n"
+"                       with their rates per second, and the per-expert\n"
+"                       load of running models; N samples (default: until\n"
+"                       interrupted)\n"
 "  pin --size SIZE [--hugepages] [--hold SECONDS]\n"
 "                       allocate SIZE bytes, pin them on the device, fill\n"
 "                       them, show the region, hold it, unpin it\n"
@@ -50,10 +61,13 @@ static const char usage_text[] =
 "\n"
 "Options:\n"
 "  --device PATH        the device (default " MOEX_DEFAULT_DEVICE ")\n"
+"  --sysfs DIR          read stats under DIR instead of /sys\n"
 "  --help               this text\n"
 "\n"
 "SIZE: bytes with an optional k, M, G, T suffix (4096, 4k, 2M, 1GiB).\n"
-"MOEX_SYSFS_ROOT (default /sys) is where stats are read from.\n";
+"MOEX_SYSFS_ROOT (default /sys) is where stats are read from (--sysfs wins).\n"
+"MOEX_STATS_DIR (default " MOEX_LOAD_DEFAULT_DIR ") is where running models publish\n"
+"their expert load for --watch.\n";
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -203,6 +217,8 @@ static const char *feature_names(uint64_t f, char *buf, size_t len)
 		{ MOEX_FEAT_DMABUF, "dmabuf" },
 		{ MOEX_FEAT_COPY, "copy" },
 		{ MOEX_FEAT_DMA_MAPPED, "dma_mapped" },
+		{ MOEX_FEAT_URING_CMD, "uring_cmd" },
+		{ MOEX_FEAT_COPY_FIXED, "copy_fixed" },
 	};
 	size_t i, used = 0;
 
@@ -300,6 +316,398 @@ static int cmd_stats(const char *device, bool json)
 			       moex_stats_get(&st, i));
 	}
 	return fflush(stdout) ? EXIT_FAILURE : 0;
+}
+
+/* ---- moexctl stats --watch --------------------------------------------- */
+
+static volatile sig_atomic_t stop_watch;
+
+static void on_stop_watch(int sig)
+{
+	(void)sig;
+	stop_watch = 1;
+}
+
+/* bytes as "512.0 MiB" (binary units, one decimal). */
+static const char *fmt_bytes(char *buf, size_t len, double bytes)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB",
+					     "PiB", "EiB" };
+	double v = bytes < 0 ? -bytes : bytes;
+	unsigned int u = 0;
+
+	while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%s%.0f B", bytes < 0 ? "-" : "", v);
+	else
+		snprintf(buf, len, "%s%.1f %s", bytes < 0 ? "-" : "", v,
+			 units[u]);
+	return buf;
+}
+
+static bool is_bytes_counter(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 6 && !strcmp(name + n - 6, "_bytes");
+}
+
+/*
+ * One published expert-load file, mapped read-only. The shape is kept as
+ * it was checked when the file was mapped: what the mapping says later is
+ * not trusted (any local user can write such a file), and the file's size
+ * is checked again at every sample, before the counters are read.
+ */
+struct load_file {
+	char name[128];
+	const struct moex_load_header *hdr;
+	size_t len;
+	int fd;
+	uint32_t pid, first_layer, layers, experts;
+	uint64_t *prev_tokens;	/* [layers]: tokens at the previous sample */
+	bool seen;		/* found again in this sample */
+};
+
+struct watch {
+	const char *device;
+	const char *load_dir;	/* NULL: publishing is off */
+	double interval;
+	struct moex_stats prev;
+	double prev_t;
+	unsigned long sample;
+	struct load_file *files;
+	size_t nfiles;
+};
+
+static uint64_t load_word(const struct load_file *f, size_t i)
+{
+	const uint64_t *w = (const uint64_t *)((const char *)f->hdr +
+					       MOEX_LOAD_HDR_SIZE);
+
+	return __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+}
+
+static void load_unmap(struct load_file *f)
+{
+	munmap((void *)f->hdr, f->len);
+	close(f->fd);
+	free(f->prev_tokens);
+	memset(f, 0, sizeof(*f));
+}
+
+static bool pid_alive(uint32_t pid)
+{
+	return pid && pid <= INT32_MAX &&
+	       (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* Map dir/name when it is a valid load file of a live process. */
+static bool load_map(const char *dir, const char *name, struct load_file *f)
+{
+	struct moex_load_header h;
+	char path[4096];
+	struct stat st;
+	uint64_t need;
+	void *map;
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+	    sizeof(path))
+		return false;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < MOEX_LOAD_HDR_SIZE ||
+	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		goto bad;
+	if (memcmp(h.magic, MOEX_LOAD_MAGIC, sizeof(h.magic)) ||
+	    h.version != MOEX_LOAD_VERSION ||
+	    h.header_size != MOEX_LOAD_HDR_SIZE || !h.layers ||
+	    h.layers > MOEX_LOAD_MAX_LAYERS || !h.experts ||
+	    h.experts > MOEX_LOAD_MAX_EXPERTS || !pid_alive(h.pid))
+		goto bad;
+	need = MOEX_LOAD_HDR_SIZE +
+	       (uint64_t)h.layers * MOEX_LOAD_SLOT_WORDS(h.experts) * 8;
+	if ((uint64_t)st.st_size < need)
+		goto bad;
+	map = mmap(NULL, (size_t)need, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		goto bad;
+	memset(f, 0, sizeof(*f));
+	f->hdr = map;
+	f->len = (size_t)need;
+	f->fd = fd;
+	f->pid = h.pid;
+	f->first_layer = h.first_layer;
+	f->layers = h.layers;
+	f->experts = h.experts;
+	if (strlen(name) >= sizeof(f->name))
+		goto bad_unmap;
+	memcpy(f->name, name, strlen(name) + 1);
+	f->prev_tokens = calloc(h.layers, sizeof(*f->prev_tokens));
+	if (!f->prev_tokens) {
+		load_unmap(f);
+		return false;
+	}
+	return true;
+bad_unmap:
+	munmap(map, (size_t)need);
+	close(fd);
+	return false;
+bad:
+	close(fd);
+	return false;
+}
+
+static int cmp_load_file(const void *a, const void *b)
+{
+	return strcmp(((const struct load_file *)a)->name,
+		      ((const struct load_file *)b)->name);
+}
+
+/*
+ * The load files now in the directory: those already mapped are kept
+ * (with their previous sample), new ones mapped, gone or dead ones
+ * dropped.
+ */
+static void load_scan(struct watch *w)
+{
+	struct dirent *de;
+	size_t i, n;
+	DIR *d;
+
+	for (i = 0; i < w->nfiles; i++)
+		w->files[i].seen = false;
+	d = w->load_dir ? opendir(w->load_dir) : NULL;
+	while (d && (de = readdir(d))) {
+		size_t len = strlen(de->d_name), pl = strlen(MOEX_LOAD_PREFIX),
+		       sl = strlen(MOEX_LOAD_SUFFIX);
+		struct load_file *grown;
+
+		if (len <= pl + sl || len >= sizeof(w->files[0].name) ||
+		    strncmp(de->d_name, MOEX_LOAD_PREFIX, pl) ||
+		    strcmp(de->d_name + len - sl, MOEX_LOAD_SUFFIX))
+			continue;
+		for (i = 0; i < w->nfiles; i++)
+			if (!strcmp(w->files[i].name, de->d_name))
+				break;
+		if (i < w->nfiles) {
+			struct stat st;
+			struct load_file *f = &w->files[i];
+
+			f->seen = pid_alive(f->pid) && !fstat(f->fd, &st) &&
+				  (uint64_t)st.st_size >= f->len;
+			continue;
+		}
+		grown = realloc(w->files, (w->nfiles + 1) * sizeof(*grown));
+		if (!grown)
+			break;
+		w->files = grown;
+		if (load_map(w->load_dir, de->d_name, &w->files[w->nfiles])) {
+			w->files[w->nfiles].seen = true;
+			w->nfiles++;
+		}
+	}
+	if (d)
+		closedir(d);
+	for (i = n = 0; i < w->nfiles; i++) {
+		if (w->files[i].seen)
+			w->files[n++] = w->files[i];
+		else
+			load_unmap(&w->files[i]);
+	}
+	w->nfiles = n;
+	if (n)
+		qsort(w->files, n, sizeof(*w->files), cmp_load_file);
+}
+
+#define WATCH_TOP	4
+
+/* One file's section: a line per layer with its busiest experts. */
+static void load_show(struct load_file *f, double dt)
+{
+	size_t stride = MOEX_LOAD_SLOT_WORDS(f->experts);
+	char model[MOEX_LOAD_MODEL_LEN];
+	uint32_t l, e, k;
+
+	memcpy(model, f->hdr->model, sizeof(model));
+	model[sizeof(model) - 1] = '\0';
+	for (k = 0; model[k]; k++)
+		if ((unsigned char)model[k] < 0x20 || model[k] == 0x7f)
+			model[k] = '?';	/* no terminal escapes */
+	printf("\nexpert load of pid %" PRIu32 " (%s): layers %" PRIu32 "-%"
+	       PRIu32 ", %" PRIu32 " experts, %" PRIu64 " layer runs\n",
+	       f->pid, model, f->first_layer,
+	       f->first_layer + f->layers - 1, f->experts,
+	       __atomic_load_n(&f->hdr->updates, __ATOMIC_ACQUIRE));
+	printf("%-6s %12s %12s %9s  %s\n", "layer", "tokens", "tokens/s",
+	       "max/mean", "top experts: expert=tokens (share)");
+	for (l = 0; l < f->layers; l++) {
+		size_t base = (size_t)l * stride;
+		uint64_t tokens = load_word(f, base), sum = 0, max = 0;
+		uint32_t top[WATCH_TOP];
+		uint64_t topv[WATCH_TOP];
+		unsigned int ntop = 0;
+		char rate[32] = "-", imb[32] = "-";
+
+		for (e = 0; e < f->experts; e++) {
+			uint64_t v = load_word(f, base + 2 + e);
+
+			sum += v;
+			if (v > max)
+				max = v;
+			if (!v)
+				continue;
+			/* into the top list, busiest first (ties: lower id) */
+			if (ntop == WATCH_TOP && v <= topv[WATCH_TOP - 1])
+				continue;
+			k = ntop < WATCH_TOP ? ntop++ : WATCH_TOP - 1;
+			for (; k > 0 && topv[k - 1] < v; k--) {
+				top[k] = top[k - 1];
+				topv[k] = topv[k - 1];
+			}
+			top[k] = e;
+			topv[k] = v;
+		}
+		if (dt > 0)
+			snprintf(rate, sizeof(rate), "%.1f",
+				 (double)(tokens - f->prev_tokens[l]) / dt);
+		f->prev_tokens[l] = tokens;
+		if (sum)
+			snprintf(imb, sizeof(imb), "%.2f",
+				 (double)max * f->experts / (double)sum);
+		printf("%-6" PRIu32 " %12" PRIu64 " %12s %9s ",
+		       f->first_layer + l, tokens, rate, imb);
+		if (!ntop)
+			printf(" (no tokens yet)");
+		for (k = 0; k < ntop; k++)
+			printf(" %" PRIu32 "=%" PRIu64 " (%.1f%%)", top[k],
+			       topv[k], 100.0 * (double)topv[k] / (double)sum);
+		printf("\n");
+	}
+}
+
+/* One sample: read, then draw the frame. 0 or -errno from the read. */
+static int watch_sample(struct watch *w, bool tty, unsigned long count)
+{
+	struct moex_stats st = { .size = sizeof(st) };
+	const char *name = dev_name(w->device);
+	double t = now(), dt;
+	unsigned int i;
+	char buf[48];
+	int ret;
+
+	ret = moex_stats_read(name, &st);
+	if (ret)
+		return ret;
+	load_scan(w);
+	w->sample++;
+	dt = w->sample > 1 ? t - w->prev_t : 0;
+
+	if (tty)
+		fputs("\033[H\033[J", stdout);
+	else if (w->sample > 1)
+		putchar('\n');
+	printf("moexctl stats --watch: %s, sample %lu", name, w->sample);
+	if (count)
+		printf(" of %lu", count);
+	printf(", every %g s", w->interval);
+	if (dt > 0)
+		printf(", %.2f s since the last", dt);
+	printf("\n%-16s %20s %-12s %14s  %s\n", "counter", "value", "",
+	       "change", "per second");
+	for (i = 0; moex_stats_names[i]; i++) {
+		uint64_t v = moex_stats_get(&st, i);
+		bool bytes = is_bytes_counter(moex_stats_names[i]);
+		char human[32] = "", change[32] = "-", rate[48] = "-";
+
+		if (bytes)
+			snprintf(human, sizeof(human), "(%s)",
+				 fmt_bytes(buf, sizeof(buf), (double)v));
+		if (dt > 0) {
+			uint64_t p = moex_stats_get(&w->prev, i);
+			/* counters may also go down: pinned_bytes, open_files */
+			double d = v >= p ? (double)(v - p) : -(double)(p - v);
+
+			snprintf(change, sizeof(change), "%s%" PRIu64,
+				 v >= p ? "+" : "-", v >= p ? v - p : p - v);
+			if (bytes)
+				snprintf(rate, sizeof(rate), "%s/s",
+					 fmt_bytes(buf, sizeof(buf), d / dt));
+			else
+				snprintf(rate, sizeof(rate), "%.1f/s", d / dt);
+		}
+		printf("%-16s %20" PRIu64 " %-12s %14s  %s\n",
+		       moex_stats_names[i], v, human, change, rate);
+	}
+	if (!w->load_dir)
+		printf("\nexpert load: not published (MOEX_STATS_DIR is empty)\n");
+	else if (!w->nfiles)
+		printf("\nexpert load: no running model publishes it in %s\n",
+		       w->load_dir);
+	for (i = 0; i < w->nfiles; i++)
+		load_show(&w->files[i], dt);
+	fflush(stdout);
+	w->prev = st;
+	w->prev_t = t;
+	return 0;
+}
+
+/* Sleep until t (CLOCK_MONOTONIC seconds) or a stop signal. */
+static void sleep_until(double t)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)t;
+	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (!stop_watch &&
+	       clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+static int cmd_stats_watch(const char *device, double interval,
+			   unsigned long count)
+{
+	struct watch w = { .device = device, .interval = interval,
+			   .prev = { .size = sizeof(struct moex_stats) } };
+	const char *dir = getenv("MOEX_STATS_DIR");
+	bool tty = isatty(STDOUT_FILENO);
+	struct sigaction sa;
+	double start;
+	size_t i;
+	int ret = 0;
+
+	w.load_dir = !dir ? MOEX_LOAD_DEFAULT_DIR : *dir ? dir : NULL;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_watch;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	start = now();
+	while (!stop_watch) {
+		ret = watch_sample(&w, tty, count);
+		if (ret || (count && w.sample >= count))
+			break;
+		/* on a fixed grid: a slow sample does not shift the next */
+		sleep_until(start + (double)w.sample * interval);
+	}
+	for (i = 0; i < w.nfiles; i++)
+		load_unmap(&w.files[i]);
+	free(w.files);
+	if (ret) {
+		char what[128];
+
+		snprintf(what, sizeof(what), "stats of %s", dev_name(device));
+		return fail(what, ret);
+	}
+	return 0;
 }
 
 /* ---- moexctl pin -------------------------------------------------------- */
@@ -1035,8 +1443,9 @@ static int cmd_selftest(const char *device, bool device_given,
 
 /* ---- main --------------------------------------------------------------- */
 
-enum { OPT_DEVICE = 0x100, OPT_HELP, OPT_JSON, OPT_SIZE, OPT_HUGE, OPT_HOLD,
-       OPT_SEED };
+/* Options before OPT_JSON go with every command. */
+enum { OPT_DEVICE = 0x100, OPT_HELP, OPT_SYSFS, OPT_JSON, OPT_SIZE, OPT_HUGE,
+       OPT_HOLD, OPT_SEED, OPT_WATCH, OPT_INTERVAL, OPT_COUNT };
 
 static const struct option options[] = {
 	{ "device", required_argument, NULL, OPT_DEVICE },
@@ -1046,6 +1455,10 @@ static const struct option options[] = {
 	{ "hugepages", no_argument, NULL, OPT_HUGE },
 	{ "hold", required_argument, NULL, OPT_HOLD },
 	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "sysfs", required_argument, NULL, OPT_SYSFS },
+	{ "watch", no_argument, NULL, OPT_WATCH },
+	{ "interval", required_argument, NULL, OPT_INTERVAL },
+	{ "count", required_argument, NULL, OPT_COUNT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1055,7 +1468,10 @@ static const struct {
 	unsigned int opts;	/* bit (OPT_x - OPT_DEVICE) per option */
 } commands[] = {
 	{ "info", 0 },
-	{ "stats", 1u << (OPT_JSON - OPT_DEVICE) },
+	{ "stats", 1u << (OPT_JSON - OPT_DEVICE) |
+		   1u << (OPT_WATCH - OPT_DEVICE) |
+		   1u << (OPT_INTERVAL - OPT_DEVICE) |
+		   1u << (OPT_COUNT - OPT_DEVICE) },
 	{ "pin", 1u << (OPT_SIZE - OPT_DEVICE) | 1u << (OPT_HUGE - OPT_DEVICE) |
 		 1u << (OPT_HOLD - OPT_DEVICE) },
 	{ "selftest", 1u << (OPT_SIZE - OPT_DEVICE) | 1u << (OPT_SEED - OPT_DEVICE) },
@@ -1064,10 +1480,12 @@ static const struct {
 int main(int argc, char **argv)
 {
 	const char *device = MOEX_DEFAULT_DEVICE, *cmd = NULL;
-	bool device_given = false, json = false, huge = false;
+	bool device_given = false, json = false, huge = false, watch = false;
+	bool interval_given = false, count_given = false;
 	uint64_t size = 0, seed = 0;
+	unsigned long count = 0;
 	unsigned int allowed = 0;
-	double hold_secs = 0;
+	double hold_secs = 0, interval = 1;
 	size_t c = 0;
 	char *end;
 	int opt;
@@ -1105,6 +1523,33 @@ int main(int argc, char **argv)
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
+		case OPT_SYSFS:
+			if (!*optarg)
+				return usage_error("--sysfs: empty directory");
+			/* what moex_stats_read() reads (libmoex, stats.c) */
+			if (setenv("MOEX_SYSFS_ROOT", optarg, 1))
+				return fail("--sysfs", -ENOMEM);
+			break;
+		case OPT_WATCH:
+			watch = true;
+			break;
+		case OPT_INTERVAL:
+			errno = 0;
+			interval = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !(interval >= 0.01) || interval > 86400)
+				return usage_error("--interval: bad time '%s' (0.01 to 86400 seconds)",
+						   optarg);
+			interval_given = true;
+			break;
+		case OPT_COUNT:
+			errno = 0;
+			count = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || !count ||
+			    optarg[0] == '-')
+				return usage_error("--count: bad number '%s'", optarg);
+			count_given = true;
+			break;
 		case OPT_JSON:
 			json = true;
 			break;
@@ -1137,8 +1582,15 @@ int main(int argc, char **argv)
 
 	if (!strcmp(cmd, "info"))
 		return cmd_info(device);
-	if (!strcmp(cmd, "stats"))
+	if (!strcmp(cmd, "stats")) {
+		if ((interval_given || count_given) && !watch)
+			return usage_error("--interval and --count go with --watch");
+		if (watch && json)
+			return usage_error("--json does not go with --watch");
+		if (watch)
+			return cmd_stats_watch(device, interval, count);
 		return cmd_stats(device, json);
+	}
 	if (!strcmp(cmd, "pin")) {
 		if (!size)
 			return usage_error("pin needs --size");

@@ -21,6 +21,8 @@
  *    for the same pages, and READ_FIXED saves only the per-read page
  *    lookup, which O_DIRECT of 1 MiB pieces amortises.
  * 5. Bind: one struct moex_moe per layer, pointing into the buffer.
+ * 6. Publish: the layers' per-expert token counts go to a small shared
+ *    file while the model is open (publish.c), for moexctl stats --watch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@
 
 #include "internal.h"
 #include "model.h"
+#include "publish.h"
 
 #define MOEX_BLOCK		4096u		/* O_DIRECT alignment */
 #define MOEX_RUN_GAP		(1u << 20)	/* read through smaller gaps */
@@ -58,6 +61,7 @@ struct moex_model {
 	uint32_t first, count;
 	struct moex_moe **moe;	/* [count] */
 	struct moex_model_info info;
+	struct moex_pub *pub;	/* the published expert load, or NULL */
 };
 
 static double moex_now(void)
@@ -398,6 +402,7 @@ int moex_model_close(struct moex_model *m)
 		return 0;
 	for (i = 0; m->moe && i < m->count; i++)
 		moex_moe_destroy(m->moe[i]);
+	moex__pub_close(m->pub);
 	free(m->moe);
 	if (m->locked)
 		moex_unlock_weights(m->dev, m->mem, m->mem_len, m->handle);
@@ -567,6 +572,13 @@ int moex_model_open(const char *dir, const struct moex_model_opts *opts,
 		ret = moex_bind_layer(m, &lt[i], opts, &m->moe[i], err, errlen);
 	if (ret)
 		goto fail;
+
+	/* 6. publish the expert load for moexctl stats --watch */
+	moex__pub_open(dir, m->first, m->count, lt[0].desc.n_experts, &m->pub);
+	for (i = 0; m->pub && i < m->count; i++)
+		if (moex__moe_publish(m->moe[i], moex__pub_slot(m->pub, i),
+				      moex__pub_updates(m->pub)))
+			break;
 
 	m->info.first_layer = m->first;
 	m->info.layers = m->count;

@@ -17,6 +17,7 @@
 
 #include "internal.h"
 #include "moek.h"
+#include "publish.h"
 
 /* The process's CPU pool; pool_lock protects pool, pool_users and runs. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -28,6 +29,12 @@ struct moex_moe {
 	struct moek_weights w;
 	struct moek_ffn *experts;	/* [n_experts], the caller's copied */
 	char backend[24];
+	/* Load publishing (publish.c), set by the model that owns the layer:
+	 * runs add their counts to pub_slot; pub_counts is the counts buffer
+	 * of runs whose caller passed none (used under pool_lock). */
+	uint64_t *pub_slot;
+	uint64_t *pub_updates;
+	uint32_t *pub_counts;
 };
 
 /* A run queued on a queue, until the queue runs it. */
@@ -192,8 +199,29 @@ int moex_moe_destroy(struct moex_moe *moe)
 	if (!moe)
 		return 0;
 	moex_pool_put();
+	free(moe->pub_counts);
 	free(moe->experts);
 	free(moe);
+	return 0;
+}
+
+int moex__moe_publish(struct moex_moe *moe, uint64_t *slot, uint64_t *updates)
+{
+	uint32_t *counts = NULL;
+
+	if (!moe)
+		return -EINVAL;
+	if (slot) {
+		counts = calloc(moe->shape.n_experts, sizeof(*counts));
+		if (!counts)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&pool_lock);
+	free(moe->pub_counts);
+	moe->pub_counts = counts;
+	moe->pub_slot = slot;
+	moe->pub_updates = updates;
+	pthread_mutex_unlock(&pool_lock);
 	return 0;
 }
 
@@ -211,7 +239,12 @@ int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
 	if (!moe || (ntok && (!x || !y)))
 		return -EINVAL;
 	pthread_mutex_lock(&pool_lock);
+	if (moe->pub_slot && !counts)
+		counts = moe->pub_counts;
 	ret = moek_cpu_layer(pool, &moe->shape, &moe->w, x, ntok, y, counts);
+	if (!ret && ntok && moe->pub_slot)
+		moex__pub_add(moe->pub_slot, moe->pub_updates,
+			      moe->shape.n_experts, ntok, counts);
 	pthread_mutex_unlock(&pool_lock);
 	return ret;
 }

@@ -5,7 +5,8 @@
 # against libmoex.a) and $(BUILD)/san/tests/unit/unit-<s>-san (SAN_CFLAGS,
 # against the sanitizer libmoex.a). unit-moexctl runs moexctl as a
 # subprocess: the plain suite $(BUILD)/moexctl, the sanitizer suite
-# $(BUILD)/san/moexctl (moexctl built with SAN_CFLAGS, libmoex linked in).
+# $(BUILD)/san/moexctl (moexctl built with SAN_CFLAGS, libmoex linked in);
+# unit-watch does the same for `moexctl stats --watch`.
 #
 # `selftest` and `pin` run on moexctl-fake: moexctl linked with
 # tests/unit/fakedrv.c, a user-space fake of the driver (plain and san).
@@ -46,6 +47,9 @@ $(BUILD)/tests/unit/unit-mkmodel $(BUILD)/san/tests/unit/unit-mkmodel-san: \
 	$(MKMODEL) $(MOEX_RUN)
 $(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
 $(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
+# unit-watch runs moexctl stats --watch and mkmodel's models.
+$(BUILD)/tests/unit/unit-watch: $(MOEXCTL) $(MKMODEL)
+$(BUILD)/san/tests/unit/unit-watch-san: $(MOEXCTL_SAN) $(MKMODEL)
 
 $(MOEXCTL_SAN): tools/moexctl.c $(LIBMOEX_SAN_A)
 	@mkdir -p $(@D)

@@ -1,0 +1,615 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * unit-watch: `moexctl stats --watch` against a fake sysfs tree (--sysfs)
+ * changed between two samples, the per-expert section from published
+ * load files (hand-made ones, and the real publisher: libmoex while a
+ * model is open, runtime/src/publish.c), and the usage errors.
+ *
+ * The binary is MOEXCTL (the sanitizer suite runs a sanitizer build of
+ * moexctl), or $MOEXCTL when set; the model comes from MKMODEL.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "moex.h"
+#include "harness.h"
+#include "fakesys.h"
+#include "runbin.h"
+#include "../../runtime/src/publish.h"
+
+#if !defined(MOEXCTL) || !defined(MKMODEL)
+#error "build with -DMOEXCTL='\"/path/to/moexctl\"' -DMKMODEL=..."
+#endif
+
+static char root[PATH_MAX];	/* the fake sysfs tree */
+static char loads[PATH_MAX];	/* MOEX_STATS_DIR */
+static char models[PATH_MAX];	/* mkmodel's output */
+
+static const uint64_t vals0[MOEX_STATS_COUNT] = {
+	536870912, 3, 40, 2, 37, 12, 1000000, 1, 6, 2,
+};
+
+static const char *moexctl_bin(void)
+{
+	return getenv("MOEXCTL") ? getenv("MOEXCTL") : MOEXCTL;
+}
+
+#define RUN(r, ...) RUN_BIN(r, moexctl_bin(), NULL, __VA_ARGS__)
+
+/* Remove every file in loads/. */
+static void clear_loads(void)
+{
+	struct dirent *de;
+	char p[PATH_MAX + 300];
+	DIR *d = opendir(loads);
+
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", loads, de->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Files named moex-*.load in loads/. */
+static int count_loads(char *first, size_t len)
+{
+	struct dirent *de;
+	DIR *d = opendir(loads);
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		if (strncmp(de->d_name, "moex-", 5) || l < 6 ||
+		    strcmp(de->d_name + l - 5, ".load"))
+			continue;
+		if (!n++ && first)
+			snprintf(first, len, "%s/%s", loads, de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A load file as libmoex writes it: pid, layers first..first+layers-1 of
+ * experts experts, counts [layers][experts], tokens [layers].
+ */
+static int write_load(const char *name, uint32_t pid, uint32_t first,
+		      uint32_t layers, uint32_t experts, const uint64_t *counts,
+		      const uint64_t *tokens)
+{
+	struct moex_load_header h;
+	char p[PATH_MAX + 64];
+	uint32_t l, e;
+	FILE *f;
+
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, MOEX_LOAD_MAGIC, 8);
+	h.version = MOEX_LOAD_VERSION;
+	h.header_size = MOEX_LOAD_HDR_SIZE;
+	h.pid = pid;
+	h.first_layer = first;
+	h.layers = layers;
+	h.experts = experts;
+	h.updates = 7;
+	snprintf(h.model, sizeof(h.model), "/models/fake-v3");
+	snprintf(p, sizeof(p), "%s/%s", loads, name);
+	f = fopen(p, "wb");
+	if (!f)
+		return -1;
+	fwrite(&h, sizeof(h), 1, f);
+	for (l = 0; l < layers; l++) {
+		uint64_t w[2] = { tokens[l], 1 };
+
+		fwrite(w, sizeof(w), 1, f);
+		for (e = 0; e < experts; e++)
+			fwrite(&counts[l * experts + e], 8, 1, f);
+	}
+	return fclose(f);
+}
+
+/* ---- a watch running in the background ----------------------------------- */
+
+struct bg {
+	pid_t pid;
+	int fd;			/* its stdout */
+	char out[32768];
+	size_t len;
+};
+
+static int bg_start(struct bg *b, const char *const *args)
+{
+	char *argv[16];
+	int pfd[2];
+	size_t i;
+
+	memset(b, 0, sizeof(*b));
+	argv[0] = (char *)moexctl_bin();
+	for (i = 0; args[i] && i < 14; i++)
+		argv[i + 1] = (char *)args[i];
+	argv[i + 1] = NULL;
+	if (pipe(pfd))
+		return -1;
+	fflush(stdout);
+	b->pid = fork();
+	if (b->pid == 0) {
+		dup2(pfd[1], STDOUT_FILENO);
+		close(pfd[0]);
+		close(pfd[1]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	b->fd = pfd[0];
+	return b->pid < 0 ? -1 : 0;
+}
+
+/* Read until the output holds the nth what, or EOF or 20 s: true if found. */
+static bool bg_wait_for(struct bg *b, const char *what, int nth)
+{
+	time_t end = time(NULL) + 20;
+
+	for (;;) {
+		const char *p = b->out;
+		struct pollfd pfd = { .fd = b->fd, .events = POLLIN };
+		int k = 0;
+		ssize_t n;
+
+		while ((p = strstr(p, what)) && ++k < nth)
+			p++;
+		if (p)
+			return true;
+		if (time(NULL) > end || b->len + 1 >= sizeof(b->out) ||
+		    poll(&pfd, 1, 1000) < 0)
+			return false;
+		if (!pfd.revents)
+			continue;
+		n = read(b->fd, b->out + b->len, sizeof(b->out) - 1 - b->len);
+		if (n <= 0)
+			return false;
+		b->len += (size_t)n;
+		b->out[b->len] = '\0';
+	}
+}
+
+/* Read to EOF and reap: the exit status, or -1. */
+static int bg_finish(struct bg *b)
+{
+	int st;
+
+	while (b->len + 1 < sizeof(b->out)) {
+		ssize_t n = read(b->fd, b->out + b->len,
+				 sizeof(b->out) - 1 - b->len);
+
+		if (n <= 0)
+			break;
+		b->len += (size_t)n;
+		b->out[b->len] = '\0';
+	}
+	close(b->fd);
+	if (waitpid(b->pid, &st, 0) != b->pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The line of counter name in text: its value, change and rate text. */
+static bool counter_line(const char *text, const char *name, uint64_t *value,
+			 char *change, char *rate)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\n%s ", name);
+	p = strstr(text, pat);
+	if (!p)
+		return false;
+	p += strlen(pat);
+	if (sscanf(p, "%" SCNu64, value) != 1)
+		return false;
+	/* skip the value and the optional (human) column */
+	while (*p == ' ' || (*p >= '0' && *p <= '9'))
+		p++;
+	if (*p == '(')
+		p = strchr(p, ')') + 1;
+	return sscanf(p, " %31s %47s", change, rate) == 2;
+}
+
+/* The rate of a byte counter ("1.5 MiB/s") in bytes per second, or -1. */
+static double bytes_rate(const char *text, const char *name)
+{
+	static const char *const units[] = { "B/s", "KiB/s", "MiB/s", "GiB/s" };
+	char change[32], rate[48], unit[16];
+	double r, mult = 1;
+	unsigned int i;
+	uint64_t v;
+	const char *p;
+
+	if (!counter_line(text, name, &v, change, rate) ||
+	    sscanf(rate, "%lf", &r) != 1)
+		return -1;
+	/* the unit is the next word of the line */
+	snprintf(unit, sizeof(unit), "%s", "");
+	p = strstr(text, name);
+	p = p ? strstr(p, rate) : NULL;
+	if (!p || sscanf(p + strlen(rate), " %15s", unit) != 1)
+		return -1;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++, mult *= 1024)
+		if (!strcmp(unit, units[i]))
+			return r * mult;
+	return -1;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+TEST(watch_rates_from_two_samples)
+{
+	static const char *const args[] = {
+		"--sysfs", root, "stats", "--watch", "--count", "2",
+		"--interval", "2", NULL,
+	};
+	char change[32], rate[48];
+	const char *frame2;
+	uint64_t v;
+	double dt = 0, r;
+	bool found, set;
+	struct bg b;
+	int st;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	CHECK_INT(bg_start(&b, args), 0);
+	/* the first frame ends with the expert-load line; the second sample
+	 * comes 2 s later, and the tree is changed in between */
+	found = bg_wait_for(&b, "expert load", 1);
+	set = found && !fs_set(root, "moex0", "pin_calls", "50\n") &&
+	      !fs_set(root, "moex0", "copy_bytes", "3097152\n") &&
+	      !fs_set(root, "moex0", "pinned_bytes", "536866816\n");
+	st = bg_finish(&b);	/* moexctl ends after its second sample */
+	CHECK_MSG(found, "no first frame: %s", b.out);
+	CHECK(set);
+	CHECK_MSG(st == 0, "exit %d: %s", st, b.out);
+
+	/* sample 1: values, human units, no rates yet */
+	CHECK_HAS(b.out, "sample 1 of 2, every 2 s\n");
+	CHECK(counter_line(b.out, "pin_calls", &v, change, rate));
+	CHECK_U64(v, 40);
+	CHECK_STR(change, "-");
+	CHECK_HAS(b.out, "536870912 (512.0 MiB)");
+
+	frame2 = strstr(b.out, "sample 2 of 2");
+	CHECK_MSG(frame2, "no second frame: %s", b.out);
+	CHECK(sscanf(strstr(frame2, "every 2 s, ") + 11, "%lf s since", &dt) == 1);
+	CHECK_MSG(dt >= 1.9 && dt < 15, "%.2f s between samples", dt);
+
+	CHECK(counter_line(frame2, "pin_calls", &v, change, rate));
+	CHECK_U64(v, 50);
+	CHECK_STR(change, "+10");
+	CHECK(sscanf(rate, "%lf/s", &r) == 1);
+	CHECK_MSG(fabs(r * dt - 10) < 0.2, "pin_calls rate %s over %.2f s",
+		  rate, dt);
+
+	CHECK(counter_line(frame2, "copy_bytes", &v, change, rate));
+	CHECK_U64(v, 3097152);
+	CHECK_STR(change, "+2097152");
+	r = bytes_rate(frame2, "copy_bytes");
+	CHECK_MSG(fabs(r * dt / 2097152 - 1) < 0.06,
+		  "copy_bytes rate %.0f B/s over %.2f s", r, dt);
+
+	/* a counter that went down */
+	CHECK(counter_line(frame2, "pinned_bytes", &v, change, rate));
+	CHECK_STR(change, "-4096");
+	CHECK_MSG(rate[0] == '-', "pinned_bytes rate %s", rate);
+	CHECK_HAS(frame2, "KiB/s");
+
+	/* unchanged ones: +0 */
+	CHECK(counter_line(frame2, "open_files", &v, change, rate));
+	CHECK_STR(change, "+0");
+	CHECK_STR(rate, "0.0/s");
+	CHECK_HAS(b.out, "expert load: no running model publishes it in ");
+}
+
+TEST(watch_shows_published_expert_load)
+{
+	/* layer 3: expert 5 busiest, then 2, then 7; layer 4: idle */
+	static const uint64_t counts[2 * 8] = {
+		10, 0, 300, 0, 5, 700, 0, 200,
+		0, 0, 0, 0, 0, 0, 0, 0,
+	};
+	static const uint64_t tokens[2] = { 151, 0 };
+	char want[128], name[64];
+	pid_t dead;
+	struct run r;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	snprintf(name, sizeof(name), "moex-%ld-0.load", (long)getpid());
+	CHECK_INT(write_load(name, (uint32_t)getpid(), 3, 2, 8, counts,
+			     tokens), 0);
+	/* a file left by a process that died is not shown */
+	dead = fork();
+	if (dead == 0)
+		_exit(0);
+	CHECK(dead > 0 && waitpid(dead, NULL, 0) == dead);
+	snprintf(name, sizeof(name), "moex-%ld-0.load", (long)dead);
+	CHECK_INT(write_load(name, (uint32_t)dead, 0, 1, 8, counts, tokens), 0);
+	/* nor a file that is not one */
+	CHECK_INT(write_load("moex-1-9.load.tmp", (uint32_t)getpid(), 0, 1, 8,
+			     counts, tokens), 0);
+
+	RUN_BIN(&r, moexctl_bin(), NULL, "--sysfs", root, "stats", "--watch",
+		"--count", "1");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	snprintf(want, sizeof(want),
+		 "expert load of pid %ld (/models/fake-v3): layers 3-4, 8 experts, 7 layer runs",
+		 (long)getpid());
+	CHECK_HAS(r.out, want);
+	CHECK_HAS(r.out, " 5=700 (57.6%) 2=300 (24.7%) 7=200 (16.5%) 0=10 (0.8%)\n");
+	snprintf(want, sizeof(want), "\n%-6u %12u ", 3, 151);
+	CHECK_HAS(r.out, want);
+	CHECK_HAS(r.out, "(no tokens yet)");
+	snprintf(want, sizeof(want), "pid %ld ", (long)dead);
+	CHECK_MSG(!strstr(r.out, want), "dead pid shown: %s", r.out);
+	CHECK_INT(strstr(strstr(r.out, "expert load of") + 1, "expert load of") ?
+		  1 : 0, 0);
+	clear_loads();
+}
+
+TEST(watch_bad_load_files_are_skipped)
+{
+	static const uint64_t counts[4] = { 1, 2, 3, 4 };
+	static const uint64_t tokens[1] = { 5 };
+	char name[64], p[PATH_MAX + 64];
+	struct run r;
+	FILE *f;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	snprintf(name, sizeof(name), "moex-%ld-1.load", (long)getpid());
+	CHECK_INT(write_load(name, (uint32_t)getpid(), 0, 1, 4, counts,
+			     tokens), 0);
+	/* cut short: the counters are not all there */
+	snprintf(p, sizeof(p), "%s/%s", loads, name);
+	CHECK_INT(truncate(p, MOEX_LOAD_HDR_SIZE + 8), 0);
+	/* a bad magic */
+	snprintf(p, sizeof(p), "%s/moex-%ld-2.load", loads, (long)getpid());
+	f = fopen(p, "wb");
+	CHECK(f);
+	fputs("NOTMOEX and then some bytes", f);
+	fclose(f);
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "1");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, "expert load: no running model publishes it");
+	clear_loads();
+}
+
+TEST(publisher_of_an_open_model)
+{
+	struct moex_model_opts mo = {
+		.size = sizeof(mo), .first_layer = MOEX_MODEL_ALL_LAYERS,
+		.last_layer = MOEX_MODEL_ALL_LAYERS,
+	};
+	struct moex_model_info info = { .size = sizeof(info) };
+	char mdir[PATH_MAX + 16], file[PATH_MAX + 300], want[64];
+	const struct moex_load_header *h;
+	struct moex_model *model;
+	uint64_t tokens, runs, sum = 0;
+	float *x, *y;
+	uint64_t *w;
+	struct stat st;
+	struct run r;
+	size_t i;
+	void *map;
+	int fd, ret;
+
+	clear_loads();
+	snprintf(mdir, sizeof(mdir), "%s/tiny", models);
+	RUN_BIN(&r, MKMODEL, NULL, "--quiet", "--force", "--preset", "tiny",
+		mdir);
+	CHECK_MSG(r.status == 0, "mkmodel: %s", r.err);
+	ret = moex_model_open(mdir, &mo, &model);
+	CHECK_MSG(ret == 0, "model open: %d", ret);
+	moex_model_info(model, &info);
+	CHECK_INT(count_loads(file, sizeof(file)), 1);
+
+	x = calloc((size_t)13 * info.desc.dim, sizeof(*x));
+	y = calloc((size_t)13 * info.desc.dim, sizeof(*y));
+	for (i = 0; x && i < (size_t)13 * info.desc.dim; i++)
+		x[i] = (float)((i * 7919) % 201) / 100.0f - 1.0f;
+	/* counts NULL: the library counts for the file anyway */
+	ret = x && y ? moex_moe_run(moex_model_layer(model, info.first_layer),
+				    x, 13, y, NULL) : -ENOMEM;
+	if (!ret)
+		ret = moex_moe_run(moex_model_layer(model, info.first_layer),
+				   x, 4, y, NULL);
+	free(x);
+	free(y);
+	if (ret) {
+		moex_model_close(model);
+		CHECK_MSG(0, "run: %d", ret);
+	}
+
+	fd = open(file, O_RDONLY);
+	CHECK(fd >= 0);
+	CHECK(fstat(fd, &st) == 0);
+	CHECK_U64(st.st_size, MOEX_LOAD_HDR_SIZE + (uint64_t)info.layers *
+		  (2 + info.desc.n_experts) * 8);
+	CHECK_INT(st.st_mode & 0777, 0644);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	CHECK(map != MAP_FAILED);
+	h = map;
+	w = (uint64_t *)((char *)map + MOEX_LOAD_HDR_SIZE);
+	tokens = w[0];
+	runs = w[1];
+	for (i = 0; i < info.desc.n_experts; i++)
+		sum += w[2 + i];
+	CHECK_MSG(!memcmp(h->magic, "MOEXLOAD", 8) && h->version == 1 &&
+		  h->pid == (uint32_t)getpid() &&
+		  h->first_layer == info.first_layer &&
+		  h->layers == info.layers &&
+		  h->experts == info.desc.n_experts && h->updates == 2 &&
+		  strstr(h->model, "tiny"), "header");
+	munmap(map, (size_t)st.st_size);
+	CHECK_U64(tokens, 17);
+	CHECK_U64(runs, 2);
+	CHECK_U64(sum, 17 * info.desc.topk);
+
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "1");
+	snprintf(want, sizeof(want), "expert load of pid %ld (",
+		 (long)getpid());
+	moex_model_close(model);
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, want);
+	snprintf(want, sizeof(want), "\n%-6u %12u ", info.first_layer, 17);
+	CHECK_HAS(r.out, want);
+	/* closing the model removes the file */
+	CHECK_INT(count_loads(NULL, 0), 0);
+}
+
+TEST(publisher_off_with_empty_dir)
+{
+	struct moex_model_opts mo = {
+		.size = sizeof(mo), .first_layer = MOEX_MODEL_ALL_LAYERS,
+		.last_layer = MOEX_MODEL_ALL_LAYERS,
+	};
+	char mdir[PATH_MAX + 16];
+	struct moex_model *model;
+	struct run r;
+	int ret;
+
+	clear_loads();
+	snprintf(mdir, sizeof(mdir), "%s/tiny", models);
+	RUN_BIN(&r, MKMODEL, NULL, "--quiet", "--force", "--preset", "tiny",
+		mdir);
+	CHECK_MSG(r.status == 0, "mkmodel: %s", r.err);
+	setenv("MOEX_STATS_DIR", "", 1);
+	ret = moex_model_open(mdir, &mo, &model);
+	setenv("MOEX_STATS_DIR", loads, 1);
+	CHECK_MSG(ret == 0, "model open: %d", ret);
+	CHECK_INT(count_loads(NULL, 0), 0);
+	moex_model_close(model);
+	RUN_BIN(&r, moexctl_bin(), "MOEX_STATS_DIR=", "--sysfs", root, "stats",
+		"--watch", "--count", "1");
+	CHECK_INT(r.status, 0);
+	CHECK_HAS(r.out, "expert load: not published (MOEX_STATS_DIR is empty)");
+}
+
+TEST(stats_without_watch_unchanged)
+{
+	char line[128];
+	struct run r;
+	size_t i;
+
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	RUN(&r, "--sysfs", root, "stats");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK(!strstr(r.out, "expert load"));
+	CHECK(!strstr(r.out, "per second"));
+	for (i = 0; moex_stats_names[i]; i++) {
+		snprintf(line, sizeof(line), "%-16s %" PRIu64 "\n",
+			 moex_stats_names[i], vals0[i]);
+		CHECK_HAS(r.out, line);
+	}
+}
+
+TEST(watch_missing_device_fails)
+{
+	struct run r;
+
+	RUN(&r, "--sysfs", root, "--device", "/dev/moex9", "stats", "--watch",
+	    "--count", "3", "--interval", "0.01");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "stats of moex9: No such file or directory");
+	CHECK_HAS(r.err, "modprobe moex");
+	CHECK_STR(r.out, "");
+}
+
+TEST(watch_usage_errors)
+{
+	struct run r;
+
+	RUN(&r, "--help");
+	CHECK_INT(r.status, 0);
+	CHECK_HAS(r.out, "--watch");
+	CHECK_HAS(r.out, "--interval");
+	CHECK_HAS(r.out, "--count");
+	CHECK_HAS(r.out, "--sysfs");
+	RUN(&r, "stats", "--interval", "2");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--count", "2");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--json");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--count", "0");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--count", "-1");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--interval", "0");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--interval", "soon");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "soon");
+	RUN(&r, "info", "--watch");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "--sysfs", "", "stats");
+	CHECK_INT(r.status, 2);
+}
+
+static int make_dirs(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(loads, sizeof(loads), "%s/moex-watch-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	snprintf(models, sizeof(models), "%s/moex-watchm-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (fs_make_root(root, sizeof(root)) || !mkdtemp(loads) ||
+	    !mkdtemp(models))
+		return -1;
+	return fs_make_dev(root, "moex0", vals0);
+}
+
+int main(void)
+{
+	static const struct h_test tests[] = {
+		T(watch_rates_from_two_samples),
+		T(watch_shows_published_expert_load),
+		T(watch_bad_load_files_are_skipped),
+		T(publisher_of_an_open_model),
+		T(publisher_off_with_empty_dir),
+		T(stats_without_watch_unchanged),
+		T(watch_missing_device_fails),
+		T(watch_usage_errors),
+	};
+	int ret;
+
+	if (make_dirs()) {
+		perror(SUITE ": cannot make the temporary directories");
+		printf("%s: 0 passed, 1 failed, 0 skipped\n", SUITE);
+		return EXIT_FAILURE;
+	}
+	/* moexctl gets the tree from --sysfs only */
+	unsetenv("MOEX_SYSFS_ROOT");
+	setenv("MOEX_STATS_DIR", loads, 1);
+	ret = h_run(tests, sizeof(tests) / sizeof(tests[0]));
+	fs_remove(root);
+	fs_remove(loads);
+	fs_remove(models);
+	return ret;
+}
