@@ -45,39 +45,12 @@
 #include <linux/moex.h>
 
 #include "moex.h"
+#include "report.h"
 #include "vmlib.h"
 
 #define PAGE		4096UL
 #define MAXERR		134
 
-static int passed, failed, skipped;
-
-static void ok(const char *name)
-{
-	printf("ok %s\n", name);
-	passed++;
-}
-
-static void fail(const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void fail(const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("FAIL %s: ", name);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	failed++;
-}
-
-static void skip(const char *name, const char *why)
-{
-	printf("SKIP %s: %s\n", name, why);
-	skipped++;
-}
 
 /* ---- PRNG (splitmix64), one state per thread ---------------------------- */
 
@@ -1434,9 +1407,7 @@ int main(int argc, char **argv)
 		ok("rmmod");
 out:
 	printf("  # vm-fuzz: %.1f s in all\n", (now_ms() - t0) / 1e3);
-	printf("vm-fuzz: %d passed, %d failed, %d skipped\n", passed, failed,
-	       skipped);
-	return failed ? 1 : 0;
+	return report_summary("vm-fuzz");
 usage:
 	fprintf(stderr,
 		"usage: %s [--module PATH] [--seed N] [--iters N] [--threads N] [--secs S] [--rounds N]\n",

@@ -13,12 +13,13 @@ VM_BINS += $(MOEX_VM_FUZZ)
 # also when this file is read after the top Makefile's vm-root rule
 vm-root: $(MOEX_VM_FUZZ)
 
-$(MOEX_VM_FUZZ): tests/vm/fuzz.c tests/vm/vmlib.c tests/vm/vmlib.h uapi/linux/moex.h \
+$(MOEX_VM_FUZZ): tests/vm/fuzz.c tests/vm/vmlib.c tests/vm/vmlib.h \
+		tests/vm/report.c tests/vm/report.h uapi/linux/moex.h \
 		runtime/include/moex.h $(LIBMOEX_A)
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ tests/vm/fuzz.c tests/vm/vmlib.c \
-		$(LIBMOEX_A) $(LIBMOEX_LIBS)
+		tests/vm/report.c $(LIBMOEX_A) $(LIBMOEX_LIBS)
 
 .PHONY: vm-fuzz
 vm-fuzz: vm-root
-	$(VM_RUN) --timeout 900 -- /moex/bin/moex-vm-fuzz --module /moex/moex.ko $(FUZZ_ARGS)
+	$(VM_RUN) --timeout $$((900 * $(VM_SLOW))) -- /moex/bin/moex-vm-fuzz --module /moex/moex.ko $(FUZZ_ARGS)

@@ -298,32 +298,6 @@ void *buf_hole(size_t len)
 	return p;
 }
 
-long long thp_bytes(const void *p)
-{
-	FILE *f = fopen("/proc/self/smaps", "re");
-	char line[512];
-	bool in = false;
-	long long kb = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, ' ') && line[0] != ' ') {
-			if (in)
-				break;
-			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
-			continue;
-		}
-		if (in && sscanf(line, "AnonHugePages: %lld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb < 0 ? -1 : kb * 1024;
-}
-
 /* ---- random ---------------------------------------------------------------- */
 
 uint64_t rnd_r(uint64_t *s)

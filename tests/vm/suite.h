@@ -143,8 +143,6 @@ void *buf_any(size_t len);
 	} while (0)
 /* A range certainly not mapped. */
 void *buf_hole(size_t len);
-/* AnonHugePages of the mapping holding @p, bytes, or -1. */
-long long thp_bytes(const void *p);
 
 /* ---- random ------------------------------------------------------------ */
 uint64_t rnd(void);

@@ -157,6 +157,45 @@ static int t_copy_roundtrip(const struct test *t)
 	return T_PASS;
 }
 
+/*
+ * A COPY that returned has released its regions: UNPIN right after it
+ * unpins at once, with no wait (the edu engine completes in its IRQ
+ * handler; the regions used to be released later, from a work item).
+ */
+static int t_copy_then_unpin(const struct test *t)
+{
+	const size_t len = 2 * g_page;
+	const int rounds = 8;
+	struct moex_device *md;
+	struct stats s0;
+	long long vm0 = vmpin_kb(0);
+	unsigned char *a, *b;
+	uint32_t ha, hb;
+	int dev, i;
+
+	TRY(test_dev(t, &dev));
+	OPEN_DEV(dev, &md);
+	MAP(a, buf_4k(len));
+	MAP(b, buf_4k(len));
+	fill_random(a, len);
+	STATS(dev, &s0);
+	for (i = 0; i < rounds; i++) {
+		CHECK_OK(do_pin(md, a, len, 0, &ha));
+		CHECK_OK(do_pin(md, b, len, 0, &hb));
+		CHECK_OK(do_copy(md, ha, hb, 100, g_page - 50, 200));
+		CHECK_OK(do_unpin(md, ha));
+		CHECK_OK(do_unpin(md, hb));
+		EXPECT_INFO_PINNED(md, 0, " right after COPY and UNPIN");
+		EXPECT_VMPIN(vm0, " right after COPY and UNPIN");
+	}
+	CHECK_BYTES("the copied bytes", b + g_page - 50, a + 100, 200);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 2 * rounds,
+				     [ST_UNPIN_CALLS] = 2 * rounds,
+				     [ST_COPY_CALLS] = rounds,
+				     [ST_COPY_BYTES] = 200 * rounds));
+	return T_PASS;
+}
+
 /* Within one region: disjoint ranges, also touching ones. */
 static int t_copy_same_region(const struct test *t)
 {
@@ -592,6 +631,8 @@ static int t_unpin_race(const struct test *t)
 const struct test suite_copy_tests[] = {
 	{ "copy_roundtrip_cpu", t_copy_roundtrip, DEV_CPU, TF_MODULE },
 	{ "copy_roundtrip_edu", t_copy_roundtrip, DEV_EDU, TF_MODULE },
+	{ "copy_then_unpin_cpu", t_copy_then_unpin, DEV_CPU, TF_MODULE },
+	{ "copy_then_unpin_edu", t_copy_then_unpin, DEV_EDU, TF_MODULE },
 	{ "copy_same_region_cpu", t_copy_same_region, DEV_CPU, TF_MODULE },
 	{ "copy_same_region_edu", t_copy_same_region, DEV_EDU, TF_MODULE },
 	{ "copy_from_readonly_cpu", t_copy_from_readonly, DEV_CPU, TF_MODULE },

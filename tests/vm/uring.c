@@ -41,35 +41,11 @@
 #include <linux/moex.h>
 
 #include "moex.h"
+#include "report.h"
 #include "vmlib.h"
 
 #define PAGE		4096UL
 
-static int passed, failed, skipped;
-
-static void ok(const char *name)
-{
-	printf("ok %s\n", name);
-	passed++;
-}
-
-static void fail(const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("FAIL %s: ", name);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	failed++;
-}
-
-static void skip(const char *name, const char *why)
-{
-	printf("SKIP %s: %s\n", name, why);
-	skipped++;
-}
 
 /* ---- sysfs stats ---------------------------------------------------- */
 
@@ -1622,7 +1598,5 @@ int main(int argc, char **argv)
 	else
 		ok("rmmod");
 out:
-	printf("vm-uring: %d passed, %d failed, %d skipped\n", passed, failed,
-	       skipped);
-	return failed ? 1 : 0;
+	return report_summary("vm-uring");
 }

@@ -10,12 +10,13 @@ MOEX_VM_URING := $(BUILD)/moex-vm-uring
 
 VM_BINS += $(MOEX_VM_URING)
 
-$(MOEX_VM_URING): tests/vm/uring.c tests/vm/vmlib.c tests/vm/vmlib.h uapi/linux/moex.h \
+$(MOEX_VM_URING): tests/vm/uring.c tests/vm/vmlib.c tests/vm/vmlib.h \
+		tests/vm/report.c tests/vm/report.h uapi/linux/moex.h \
 		runtime/include/moex.h $(LIBMOEX_A)
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ tests/vm/uring.c tests/vm/vmlib.c \
-		$(LIBMOEX_A) $(LIBMOEX_LIBS)
+		tests/vm/report.c $(LIBMOEX_A) $(LIBMOEX_LIBS)
 
 .PHONY: vm-uring
 vm-uring: vm-root
-	$(VM_RUN) --timeout 900 -- /moex/bin/moex-vm-uring --module /moex/moex.ko
+	$(VM_RUN) --timeout $$((900 * $(VM_SLOW))) -- /moex/bin/moex-vm-uring --module /moex/moex.ko

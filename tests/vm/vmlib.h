@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * vmlib: helpers shared by the two in-VM test binaries, moex-vm-suite
- * (suite.h includes this header) and moex-vm-uring (tests/vm/uring.c).
+ * vmlib: helpers shared by the in-VM test binaries, moex-vm-suite
+ * (suite.h includes this header), moex-vm-uring, moex-vm-fuzz and
+ * moex-vm-failnth (tests/vm/uring.c, fuzz.c, failnth.c).
  * They keep no state and know nothing of either binary's test harness:
  * errors come back as values (0 or an errno unless said otherwise).
  */
@@ -17,6 +18,8 @@ int read_file(const char *path, char *buf, size_t size);	/* len or -errno */
 int write_file(const char *path, const char *s);		/* 0 or errno */
 int read_ll(const char *path, long long *v);	/* "N\n" only; 0 or errno */
 bool path_exists(const char *path);
+/* AnonHugePages of the mapping holding @p, bytes, or -1. */
+long long thp_bytes(const void *p);
 uint64_t now_ms(void);
 void sleep_ms(int ms);
 
