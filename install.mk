@@ -55,8 +55,8 @@ DKMS_FILES := $(filter-out driver/moex_probe.h,$(DKMS_FILES))
 MAN_PAGES := $(sort $(wildcard Documentation/man/*.[1-8]))
 
 # moexctl and moex-run are linked for the build tree with an $ORIGIN rpath
-# (tools/rules.mk); installed copies are relinked without it, with the
-# same objects and libraries, so they find libmoex through ld.so.
+# (tools/rules.mk); installed copies are linked again without it, with the
+# same objects and TOOL_LIBS_*, so they find libmoex through ld.so.
 INSTALL_STAGE := $(BUILD)/install
 INSTALL_TOOLS := $(INSTALL_STAGE)/moexctl $(INSTALL_STAGE)/moex-run \
 	$(MOEX_BENCH) $(MKMODEL)
@@ -69,15 +69,9 @@ print-version:
 
 install-build: $(INSTALL_BUILD)
 
-$(INSTALL_STAGE)/moexctl: $(BUILD)/obj/tools/moexctl.o $(LIBMOEX_SO) \
-		$(LIBMOEX_SO_LINKS)
+$(INSTALL_STAGE)/%: $(BUILD)/obj/tools/%.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -Wl,--as-needed -lmoex -lm
-
-$(INSTALL_STAGE)/moex-run: $(BUILD)/obj/tools/moex-run.o $(LIBMOEX_SO) \
-		$(LIBMOEX_SO_LINKS)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -Wl,--as-needed -lmoex -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) $(TOOL_LIBS_$*)
 
 install: install-build
 	@# the DKMS source tree

@@ -17,12 +17,17 @@ $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+# What the tools linked with libmoex.so need, here and for install.mk,
+# which links them again without the rpath.
+TOOL_LIBS_moexctl := -lmoex
+TOOL_LIBS_moex-run := -lmoex -lm
+
 $(MOEXCTL): $(BUILD)/obj/tools/moexctl.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex \
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) $(TOOL_LIBS_moexctl) \
 		-Wl,-rpath,'$$ORIGIN'
 
 $(MOEX_RUN): $(BUILD)/obj/tools/moex-run.o $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lmoex -lm \
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) $(TOOL_LIBS_moex-run) \
 		-Wl,-rpath,'$$ORIGIN'
 
 # mkmodel checks its shapes with the kernels' own rules (libmoex.a).
