@@ -20,7 +20,8 @@ BUILD := build
 CC ?= cc
 CFLAGS ?= -O2 -g
 MOEX_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
-	-I$(CURDIR)/uapi -I$(CURDIR)/runtime/include -I$(CURDIR)/kernels/include
+	-I$(CURDIR)/uapi -I$(CURDIR)/runtime/include -I$(CURDIR)/kernels/include \
+	-I$(CURDIR)/kernels/hip
 SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 

@@ -126,6 +126,13 @@ static void fill_job(void *arg, unsigned int tid, unsigned int nt)
 		memset((char *)p->p + nw * 8, 0x3c, p->len - nw * 8);
 }
 
+void bench_fill(void *mem, size_t len, uint32_t type, uint64_t seed)
+{
+	struct par p = { .p = mem, .len = len, .type = type, .seed = seed };
+
+	fill_job(&p, 0, 1);
+}
+
 static void fill(struct moek_cpu *c, void *mem, size_t len, uint32_t type,
 		 uint64_t seed)
 {
@@ -191,13 +198,7 @@ out:
 
 /* ---- layers ------------------------------------------------------------- */
 
-struct shape_def {
-	const char *name;
-	struct moek_shape s;
-	int bias;
-};
-
-static const struct shape_def shapes[] = {
+const struct shape_def bench_shapes[2] = {
 	{ "v2_lite", {
 		.dim = 2048, .inter = 1408, .n_experts = 64, .topk = 6,
 		.n_shared = 2, .score = MOEK_SCORE_SOFTMAX,
@@ -209,7 +210,7 @@ static const struct shape_def shapes[] = {
 		.route_scale = 2.5f }, 1 },
 };
 
-static const struct shape_def quick_shapes[] = {
+const struct shape_def bench_quick_shapes[2] = {
 	{ "v2_lite", {
 		.dim = 512, .inter = 352, .n_experts = 16, .topk = 6,
 		.n_shared = 2, .score = MOEK_SCORE_SOFTMAX,
@@ -337,7 +338,7 @@ static void layer_free(struct bench_layer *l)
 	free(l->experts);
 }
 
-static const char *type_name(uint32_t t)
+const char *bench_type_name(uint32_t t)
 {
 	return t == MOEK_FP8_E4M3 ? "fp8" : t == MOEK_BF16 ? "bf16" : "f32";
 }
@@ -357,12 +358,12 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 
 	if (layer_make(c, &l, d, wtype, mem_gb)) {
 		fprintf(stderr, "moex-bench moe: out of memory for %s %s\n",
-			d->name, type_name(wtype));
+			d->name, bench_type_name(wtype));
 		layer_free(&l);
 		return 0;
 	}
 	note("\n%s %s: %u of %u experts distinct (%.2f GB of weights), the rest alias them\n",
-	     d->name, type_name(wtype), l.distinct, l.s.n_experts,
+	     d->name, bench_type_name(wtype), l.distinct, l.s.n_experts,
 	     (double)l.len / 1e9);
 	for (bi = 0; bi < nb; bi++) {
 		size_t ntok = batches[bi], n = ntok * l.s.dim, i, bytes;
@@ -399,10 +400,10 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 		tm = median(t, reps);
 		bytes = moek_active_bytes(&l.s, counts);
 		snprintf(name, sizeof(name), "%s_%s_b%zu_tokens", d->name,
-			 type_name(wtype), ntok);
+			 bench_type_name(wtype), ntok);
 		report(name, (double)ntok / tm, "tokens/s");
 		snprintf(name, sizeof(name), "%s_%s_b%zu_eff_bw", d->name,
-			 type_name(wtype), ntok);
+			 bench_type_name(wtype), ntok);
 		report(name, (double)bytes / tm / 1e9, "GB/s");
 		note("%40s %14.3f ms, %.1f MB of active weights\n", "",
 		     tm * 1e3, (double)bytes / 1e6);
@@ -419,7 +420,8 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 static void usage(FILE *f)
 {
 	fputs("usage: moex-bench moe [--json] [--threads N] [--isa scalar|avx2|avx512]\n"
-	      "                      [--reps N] [--mem-gb G] [--quick]\n", f);
+	      "                      [--reps N] [--mem-gb G] [--quick]\n"
+	      "       moex-bench moe --backend hip [--help for its options]\n", f);
 }
 
 int bench_moe_main(int argc, char **argv)
@@ -438,7 +440,7 @@ int bench_moe_main(int argc, char **argv)
 	static const size_t quick_batches[] = { 1, 16 };
 	static const uint32_t types[] = { MOEK_BF16, MOEK_FP8_E4M3 };
 	enum moek_isa isa = MOEK_ISA_AVX512;
-	const struct shape_def *sh = shapes;
+	const struct shape_def *sh = bench_shapes;
 	const size_t *batches = full_batches;
 	unsigned int threads = 0;
 	double mem_gb = 6.0, tri, tri_end, b1[2][2];
@@ -448,6 +450,12 @@ int bench_moe_main(int argc, char **argv)
 	int nb = 4, o, si, ti;
 	char name[96];
 
+	/* the GPU has a suite of its own (tools/bench-gpu.c) */
+	for (o = 1; o < argc; o++)
+		if ((!strcmp(argv[o], "--backend") && o + 1 < argc &&
+		     !strcmp(argv[o + 1], "hip")) ||
+		    !strcmp(argv[o], "--backend=hip"))
+			return bench_gpu_main(argc, argv);
 	bench_suite = "moe";
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -496,7 +504,7 @@ int bench_moe_main(int argc, char **argv)
 		}
 	}
 	if (quick) {
-		sh = quick_shapes;
+		sh = bench_quick_shapes;
 		batches = quick_batches;
 		nb = 2;
 		tri_n = (16u << 20) / sizeof(double);
@@ -525,12 +533,12 @@ int bench_moe_main(int argc, char **argv)
 	note("\n");
 	for (ti = 0; ti < 2; ti++) {
 		snprintf(name, sizeof(name), "decode_b1_bw_ratio_%s%s",
-			 type_name(types[ti]), quick ? "_quick" : "");
+			 bench_type_name(types[ti]), quick ? "_quick" : "");
 		report_ratio(name, tri > 0 ? b1[1][ti] / tri : 0, 0.8);
 	}
 	for (ti = 0; ti < 2; ti++) {
 		snprintf(name, sizeof(name), "decode_b1_bw_ratio_%s_v2_lite%s",
-			 type_name(types[ti]), quick ? "_quick" : "");
+			 bench_type_name(types[ti]), quick ? "_quick" : "");
 		report_ratio(name, tri > 0 ? b1[0][ti] / tri : 0, 0.8);
 	}
 	moek_cpu_destroy(c);

@@ -8,6 +8,10 @@
 #define MOEX_BENCH_MOE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moek.h"
 
 /* --json, and the suite named in every JSON line. */
 extern bool bench_json;
@@ -21,7 +25,24 @@ double bench_median(double *v, int n);
 void bench_report(const char *name, double value, const char *unit);
 void bench_report_ratio(const char *name, double value, double target);
 
-/* argv[0] is "moe"; 0 on success, 1 on a failure, 2 on a usage error. */
+/* The layer shapes both backends measure: DeepSeek-V2-Lite's and V3's,
+ * and small ones of the same structure for --quick. */
+struct shape_def {
+	const char *name;
+	struct moek_shape s;
+	int bias;
+};
+extern const struct shape_def bench_shapes[2];
+extern const struct shape_def bench_quick_shapes[2];
+
+/* "bf16", "fp8" or "f32". */
+const char *bench_type_name(uint32_t t);
+/* Random weights of type t (never NaN), or f32 scales near 1/448. */
+void bench_fill(void *mem, size_t len, uint32_t type, uint64_t seed);
+
+/* argv[0] is "moe"; 0 on success, 1 on a failure, 2 on a usage error.
+ * With --backend hip, bench_gpu_main() (tools/bench-gpu.c) runs instead. */
 int bench_moe_main(int argc, char **argv);
+int bench_gpu_main(int argc, char **argv);
 
 #endif /* MOEX_BENCH_MOE_H */

@@ -4,7 +4,7 @@
  * pinned memory and run hidden states through them.
  *
  *   moex-run --model DIR [--layers A-B] [--tokens N] [--batch B]
- *            [--backend cpu|hip] [--threads N] [--check]
+ *            [--backend cpu|hip] [--threads N] [--gpu-experts N] [--check]
  *            [--input FILE --output FILE] [--device PATH | --no-device]
  *            [--seed S] [--quiet]
  *
@@ -46,6 +46,9 @@ static const char usage_text[] =
 "  --batch B            tokens per layer run (default 16)\n"
 "  --backend cpu|hip    compute backend (default cpu)\n"
 "  --threads N          CPU backend threads (default: one per CPU)\n"
+"  --gpu-experts N      hip backend: routed experts per layer kept in GPU\n"
+"                       memory, the others read from host memory (default:\n"
+"                       all in GPU memory)\n"
 "  --check              compare every layer with the scalar reference\n"
 "  --input FILE         hidden states: raw little-endian f32 [tokens][hidden]\n"
 "  --output FILE        write the first layer's output in the same format\n"
@@ -242,7 +245,7 @@ static void print_stats(const char *devpath)
 struct run_args {
 	const char *model, *input, *output, *backend, *device;
 	uint32_t first, last;
-	unsigned long tokens, batch, threads;
+	unsigned long tokens, batch, threads, gpu_experts;
 	unsigned int seed;
 	bool check, no_device, quiet;
 };
@@ -306,6 +309,7 @@ static int run(const struct run_args *a)
 	mo.last_layer = a->last;
 	mo.backend = a->backend;
 	mo.threads = (unsigned int)a->threads;
+	mo.gpu_experts = (unsigned int)a->gpu_experts;
 	mo.errbuf = err;
 	mo.errlen = sizeof(err);
 	if (!a->quiet && isatty(STDERR_FILENO)) {
@@ -424,6 +428,7 @@ int main(int argc, char **argv)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "backend", required_argument, NULL, 'B' },
 		{ "threads", required_argument, NULL, 'T' },
+		{ "gpu-experts", required_argument, NULL, 'G' },
 		{ "check", no_argument, NULL, 'c' },
 		{ "input", required_argument, NULL, 'i' },
 		{ "output", required_argument, NULL, 'o' },
@@ -463,6 +468,10 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			if (parse_count(optarg, 4096, &a.threads))
+				goto bad;
+			break;
+		case 'G':
+			if (parse_count(optarg, 1ul << 16, &a.gpu_experts))
 				goto bad;
 			break;
 		case 'c':

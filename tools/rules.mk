@@ -39,10 +39,11 @@ $(MKMODEL): $(BUILD)/obj/tools/mkmodel.o $(LIBMOEX_A)
 $(BUILD)/obj/tools/bench-moe.o: CFLAGS += -I$(CURDIR)/kernels/cpu
 
 $(MOEX_BENCH): $(BUILD)/obj/tools/moex-bench.o $(BUILD)/obj/tools/bench-moe.o \
-		$(LIBMOEX_A)
+		$(BUILD)/obj/tools/bench-gpu.o $(LIBMOEX_A)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBMOEX_A) \
 		$(LIBMOEX_LIBS)
 
 -include $(BUILD)/obj/tools/moexctl.d $(BUILD)/obj/tools/moex-bench.d \
-	$(BUILD)/obj/tools/bench-moe.d $(BUILD)/obj/tools/moex-run.d \
+	$(BUILD)/obj/tools/bench-moe.d $(BUILD)/obj/tools/bench-gpu.d \
+	$(BUILD)/obj/tools/moex-run.d \
 	$(BUILD)/obj/tools/mkmodel.d

@@ -50,6 +50,7 @@
 
 typedef cudaError_t hipError_t;
 typedef cudaStream_t hipStream_t;
+typedef cudaEvent_t hipEvent_t;
 typedef cudaDeviceProp hipDeviceProp_t;
 
 #define hipSuccess			cudaSuccess
@@ -69,6 +70,10 @@ typedef cudaDeviceProp hipDeviceProp_t;
 
 #define hipHostMallocDefault		cudaHostAllocDefault
 #define hipHostRegisterMapped		cudaHostRegisterMapped
+#define hipStreamNonBlocking		cudaStreamNonBlocking
+#define hipEventDefault			cudaEventDefault
+#define hipEventDisableTiming		cudaEventDisableTiming
+#define hipErrorNotReady		cudaErrorNotReady
 
 #define hipGetDeviceCount		cudaGetDeviceCount
 #define hipGetDevice			cudaGetDevice
@@ -88,6 +93,16 @@ typedef cudaDeviceProp hipDeviceProp_t;
 #define hipMemcpyAsync			cudaMemcpyAsync
 #define hipMemsetAsync			cudaMemsetAsync
 #define hipStreamSynchronize		cudaStreamSynchronize
+#define hipStreamCreateWithFlags	cudaStreamCreateWithFlags
+#define hipStreamDestroy		cudaStreamDestroy
+#define hipStreamWaitEvent		cudaStreamWaitEvent
+#define hipEventCreateWithFlags		cudaEventCreateWithFlags
+#define hipEventDestroy			cudaEventDestroy
+#define hipEventRecord			cudaEventRecord
+#define hipEventSynchronize		cudaEventSynchronize
+#define hipEventQuery			cudaEventQuery
+#define hipEventElapsedTime		cudaEventElapsedTime
+#define hipMemGetInfo			cudaMemGetInfo
 
 #else
 #error "kernels/hip is built by hipcc or by nvcc -x cu"

@@ -27,13 +27,26 @@ struct dbuf {
 	size_t size;
 };
 
-/* An expert table: pinned host copy (to compare and to copy from) and
- * the device table the GEMMs read. */
-struct etable {
+/*
+ * Expert tables: the device arrays the GEMMs read. A changed table goes
+ * to the next of MOEK_HIP_TABLES, so that a run never waits for the runs
+ * still queued with the old one; reusing a table waits (on the host) only
+ * for the last work that read it, MOEK_HIP_TABLES changes ago. Each table
+ * has a pinned host copy, what the asynchronous upload reads.
+ */
+#define MOEK_HIP_TABLES 4
+
+struct etab {
 	struct moek_hip_expert *h;
 	struct moek_hip_expert *d;
-	uint32_t n;		/* entries valid in both */
-	uint32_t cap;
+	hipEvent_t used;	/* recorded after the last work reading d */
+	uint32_t n;		/* entries valid */
+};
+
+struct etable {
+	struct etab t[MOEK_HIP_TABLES];
+	uint32_t cap;		/* entries each table holds */
+	uint32_t cur;		/* the table in use, when cap */
 };
 
 struct moek_hip_ctx {
@@ -49,24 +62,6 @@ struct moek_hip_ctx {
 	struct etable single;	/* moek_hip_ffn's one FFN */
 };
 
-static int errno_of(hipError_t e)
-{
-	switch (e) {
-	case hipSuccess:
-		return 0;
-	case hipErrorInvalidValue:
-		return -EINVAL;
-	case hipErrorMemoryAllocation:	/* == hipErrorOutOfMemory */
-		return -ENOMEM;
-	case hipErrorNoDevice:
-	case hipErrorInsufficientDriver:
-	case hipErrorInvalidDevice:
-		return -ENODEV;
-	default:
-		return -EIO;
-	}
-}
-
 /* ---- memory ---- */
 
 static int dbuf_ensure(struct dbuf *b, size_t bytes)
@@ -81,7 +76,7 @@ static int dbuf_ensure(struct dbuf *b, size_t bytes)
 		/* earlier work may still use it */
 		e = hipDeviceSynchronize();
 		if (e != hipSuccess)
-			return errno_of(e);
+			return moek_hip_errno(e);
 		(void)hipFree(b->p);
 		b->p = NULL;
 		b->size = 0;
@@ -89,7 +84,7 @@ static int dbuf_ensure(struct dbuf *b, size_t bytes)
 	e = hipMalloc(&b->p, bytes);
 	if (e != hipSuccess) {
 		b->p = NULL;
-		return errno_of(e);
+		return moek_hip_errno(e);
 	}
 	b->size = bytes;
 	return 0;
@@ -105,48 +100,90 @@ static void dbuf_free(struct dbuf *b)
 
 static void etable_free(struct etable *t)
 {
-	if (t->h)
-		(void)hipHostFree(t->h);
-	if (t->d)
-		(void)hipFree(t->d);
+	for (int i = 0; i < MOEK_HIP_TABLES; i++) {
+		if (t->t[i].h)
+			(void)hipHostFree(t->t[i].h);
+		if (t->t[i].d)
+			(void)hipFree(t->t[i].d);
+		if (t->t[i].used)
+			(void)hipEventDestroy(t->t[i].used);
+	}
 	memset(t, 0, sizeof(*t));
 }
 
-/* Make the device table hold ent[0..n): copies only when it changed. */
-static int etable_set(struct etable *t, const struct moek_hip_expert *ent,
-		      uint32_t n, hipStream_t stream)
+static int etable_grow(struct etable *t, uint32_t n)
 {
-	const size_t bytes = (size_t)n * sizeof(*ent);
+	const size_t bytes = (size_t)n * sizeof(struct moek_hip_expert);
 	hipError_t e;
 
-	if (t->n == n && !memcmp(t->h, ent, bytes))
-		return 0;
-	/* kernels or the last copy may still read the tables */
+	/* queued work may still read the old tables */
 	e = hipDeviceSynchronize();
 	if (e != hipSuccess)
-		return errno_of(e);
-	if (t->cap < n) {
-		etable_free(t);
-		e = hipHostMalloc((void **)&t->h, bytes, hipHostMallocDefault);
+		return moek_hip_errno(e);
+	etable_free(t);
+	for (int i = 0; i < MOEK_HIP_TABLES; i++) {
+		struct etab *b = &t->t[i];
+
+		e = hipHostMalloc((void **)&b->h, bytes, hipHostMallocDefault);
+		if (e == hipSuccess)
+			e = hipMalloc((void **)&b->d, bytes);
+		if (e == hipSuccess)
+			e = hipEventCreateWithFlags(&b->used,
+						    hipEventDisableTiming);
 		if (e != hipSuccess) {
-			t->h = NULL;
-			return errno_of(e);
-		}
-		e = hipMalloc((void **)&t->d, bytes);
-		if (e != hipSuccess) {
-			t->d = NULL;
 			etable_free(t);
-			return errno_of(e);
+			return moek_hip_errno(e);
 		}
-		t->cap = n;
 	}
-	t->n = 0;
-	memcpy(t->h, ent, bytes);
-	e = hipMemcpyAsync(t->d, t->h, bytes, hipMemcpyHostToDevice, stream);
-	if (e != hipSuccess)
-		return errno_of(e);
-	t->n = n;
+	t->cap = n;
+	t->cur = 0;
 	return 0;
+}
+
+/*
+ * Make the table in use hold ent[0..n) and return its device copy in
+ * *dev: the same table while ent does not change, else the next one,
+ * uploaded on stream. Call etable_done() after the work that reads it.
+ */
+static int etable_set(struct etable *t, const struct moek_hip_expert *ent,
+		      uint32_t n, hipStream_t stream,
+		      const struct moek_hip_expert **dev)
+{
+	const size_t bytes = (size_t)n * sizeof(*ent);
+	struct etab *b;
+	hipError_t e;
+	int r;
+
+	if (t->cap && t->t[t->cur].n == n && !memcmp(t->t[t->cur].h, ent, bytes)) {
+		*dev = t->t[t->cur].d;
+		return 0;
+	}
+	if (t->cap < n) {
+		r = etable_grow(t, n);
+		if (r)
+			return r;
+	} else {
+		t->cur = (t->cur + 1) % MOEK_HIP_TABLES;
+	}
+	b = &t->t[t->cur];
+	/* the last work that read this table, MOEK_HIP_TABLES changes ago */
+	e = hipEventSynchronize(b->used);
+	if (e != hipSuccess)
+		return moek_hip_errno(e);
+	b->n = 0;
+	memcpy(b->h, ent, bytes);
+	e = hipMemcpyAsync(b->d, b->h, bytes, hipMemcpyHostToDevice, stream);
+	if (e != hipSuccess)
+		return moek_hip_errno(e);
+	b->n = n;
+	*dev = b->d;
+	return 0;
+}
+
+/* The work queued on stream so far is the last to read the table in use. */
+static int etable_done(struct etable *t, hipStream_t stream)
+{
+	return moek_hip_errno(hipEventRecord(t->t[t->cur].used, stream));
 }
 
 /* ---- argument checks ---- */
@@ -240,7 +277,7 @@ extern "C" int moek_hip_device_name(int device, char *name, size_t len)
 		return -EINVAL;
 	e = hipGetDeviceProperties(&prop, device);
 	if (e != hipSuccess)
-		return errno_of(e);
+		return moek_hip_errno(e);
 	strncpy(name, prop.name, len - 1);
 	name[len - 1] = '\0';
 	return 0;
@@ -262,7 +299,7 @@ extern "C" int moek_hip_create(int device, struct moek_hip_ctx **out)
 		return -ENODEV;
 	e = hipSetDevice(device);
 	if (e != hipSuccess)
-		return errno_of(e);
+		return moek_hip_errno(e);
 	ctx = (struct moek_hip_ctx *)calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
@@ -320,7 +357,7 @@ extern "C" int moek_hip_malloc(size_t bytes, void **dptr)
 	e = hipMalloc(dptr, bytes ? bytes : 1);
 	if (e != hipSuccess)
 		*dptr = NULL;
-	return errno_of(e);
+	return moek_hip_errno(e);
 }
 
 extern "C" void moek_hip_free(void *dptr)
@@ -331,12 +368,12 @@ extern "C" void moek_hip_free(void *dptr)
 
 extern "C" int moek_hip_upload(void *dst, const void *src, size_t bytes)
 {
-	return errno_of(hipMemcpy(dst, src, bytes, hipMemcpyHostToDevice));
+	return moek_hip_errno(hipMemcpy(dst, src, bytes, hipMemcpyHostToDevice));
 }
 
 extern "C" int moek_hip_download(void *dst, const void *src, size_t bytes)
 {
-	return errno_of(hipMemcpy(dst, src, bytes, hipMemcpyDeviceToHost));
+	return moek_hip_errno(hipMemcpy(dst, src, bytes, hipMemcpyDeviceToHost));
 }
 
 extern "C" int moek_hip_memset(void *dst, int value, size_t bytes)
@@ -345,7 +382,7 @@ extern "C" int moek_hip_memset(void *dst, int value, size_t bytes)
 
 	if (e == hipSuccess)
 		e = hipStreamSynchronize(0);
-	return errno_of(e);
+	return moek_hip_errno(e);
 }
 
 extern "C" int moek_hip_host_register(void *p, size_t bytes, void **dptr)
@@ -358,23 +395,23 @@ extern "C" int moek_hip_host_register(void *p, size_t bytes, void **dptr)
 	if (e == hipErrorHostMemoryAlreadyRegistered)
 		return -EEXIST;
 	if (e != hipSuccess)
-		return errno_of(e);
+		return moek_hip_errno(e);
 	e = hipHostGetDevicePointer(dptr, p, 0);
 	if (e != hipSuccess) {
 		(void)hipHostUnregister(p);
-		return errno_of(e);
+		return moek_hip_errno(e);
 	}
 	return 0;
 }
 
 extern "C" int moek_hip_host_unregister(void *p)
 {
-	return errno_of(hipHostUnregister(p));
+	return moek_hip_errno(hipHostUnregister(p));
 }
 
 extern "C" int moek_hip_sync(void *stream)
 {
-	return errno_of(hipStreamSynchronize((hipStream_t)stream));
+	return moek_hip_errno(hipStreamSynchronize((hipStream_t)stream));
 }
 
 /* ---- the stages ---- */
@@ -410,7 +447,7 @@ static int route(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 	a.idx = idx;
 	a.w = w;
 	(void)ctx;
-	return errno_of(moek_launch_router(&a, (uint32_t)ntok, stream));
+	return moek_hip_errno(moek_launch_router(&a, (uint32_t)ntok, stream));
 }
 
 static int align(struct moek_hip_ctx *ctx, const struct moek_shape *s,
@@ -445,7 +482,7 @@ static int align(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 	al->tile = tile;
 	al->max_rows = (uint32_t)max_rows;
 	al->max_tiles = (uint32_t)max_tiles;
-	return errno_of(moek_launch_align(idx, (uint32_t)ntok, s->topk,
+	return moek_hip_errno(moek_launch_align(idx, (uint32_t)ntok, s->topk,
 					  s->n_experts, (uint32_t *)ctx->fill.p,
 					  al, stream));
 }
@@ -461,7 +498,7 @@ static int quant(const float *x, size_t rows, uint32_t n,
 		r = dbuf_ensure(sc, rows * moek_nblocks(n) * sizeof(float));
 	if (r)
 		return r;
-	return errno_of(moek_launch_act_quant(x, (uint32_t)rows, n,
+	return moek_hip_errno(moek_launch_act_quant(x, (uint32_t)rows, n,
 					      tile_expert, tile,
 					      (uint8_t *)q->p, (float *)sc->p,
 					      stream));
@@ -496,7 +533,7 @@ static int dense_ffn(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 	g.n = width;
 	g.k = s->dim;
 	g.c = (float *)ctx->sh_h.p;
-	r = errno_of(moek_launch_gemm(&g, s->wtype, tile, row_tiles, stream));
+	r = moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, row_tiles, stream));
 	if (r)
 		return r;
 	if (fp8) {
@@ -511,7 +548,7 @@ static int dense_ffn(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 	g.n = s->dim;
 	g.k = width;
 	g.c = y;
-	return errno_of(moek_launch_gemm(&g, s->wtype, tile, row_tiles,
+	return moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, row_tiles,
 					 stream));
 }
 
@@ -533,7 +570,7 @@ extern "C" int moek_hip_route(struct moek_hip_ctx *ctx,
 		return -EINVAL;
 	if (!ntok)
 		return 0;
-	r = errno_of(hipSetDevice(ctx->device));
+	r = moek_hip_errno(hipSetDevice(ctx->device));
 	if (r)
 		return r;
 	return route(ctx, s, wt, x, ntok, idx, w, (hipStream_t)stream);
@@ -551,7 +588,7 @@ extern "C" int moek_hip_align(struct moek_hip_ctx *ctx,
 	r = check_shape(s, ntok);
 	if (r)
 		return r;
-	r = errno_of(hipSetDevice(ctx->device));
+	r = moek_hip_errno(hipSetDevice(ctx->device));
 	if (r)
 		return r;
 	return align(ctx, s, idx, ntok,
@@ -567,7 +604,7 @@ extern "C" int moek_hip_act_quant(const float *x, size_t rows, size_t n,
 		return -EINVAL;
 	if (!rows)
 		return 0;
-	return errno_of(moek_launch_act_quant(x, (uint32_t)rows, (uint32_t)n,
+	return moek_hip_errno(moek_launch_act_quant(x, (uint32_t)rows, (uint32_t)n,
 					      NULL, 1, q, scales,
 					      (hipStream_t)stream));
 }
@@ -579,6 +616,7 @@ extern "C" int moek_hip_ffn(struct moek_hip_ctx *ctx,
 			    void *stream)
 {
 	const hipStream_t st = (hipStream_t)stream;
+	const struct moek_hip_expert *dent = NULL;
 	struct moek_hip_expert ent;
 	int r;
 
@@ -591,16 +629,20 @@ extern "C" int moek_hip_ffn(struct moek_hip_ctx *ctx,
 		return r;
 	if (!ntok)
 		return 0;
-	r = errno_of(hipSetDevice(ctx->device));
+	r = moek_hip_errno(hipSetDevice(ctx->device));
 	if (r)
 		return r;
 	ent = entry_of(f);
-	r = etable_set(&ctx->single, &ent, 1, st);
-	if (!r && s->wtype == MOEK_FP8_E4M3)
+	r = etable_set(&ctx->single, &ent, 1, st, &dent);
+	if (r)
+		return r;
+	if (s->wtype == MOEK_FP8_E4M3)
 		r = quant(x, ntok, s->dim, NULL, 1, &ctx->xq, &ctx->xs, st);
 	if (!r)
-		r = dense_ffn(ctx, s, ctx->single.d, width, x, &ctx->xq,
-			      &ctx->xs, ntok, y, st);
+		r = dense_ffn(ctx, s, dent, width, x, &ctx->xq, &ctx->xs, ntok,
+			      y, st);
+	if (!r)
+		r = etable_done(&ctx->single, st);
 	return r;
 }
 
@@ -611,6 +653,7 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 			      void *stream)
 {
 	const hipStream_t st = (hipStream_t)stream;
+	const struct moek_hip_expert *dent = NULL;
 	struct moek_hip_expert *ent;
 	struct moek_hip_align al;
 	struct moek_gemm_args g;
@@ -631,7 +674,7 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 			memset(counts, 0, ne * sizeof(*counts));
 		return 0;
 	}
-	r = errno_of(hipSetDevice(ctx->device));
+	r = moek_hip_errno(hipSetDevice(ctx->device));
 	if (r)
 		return r;
 
@@ -642,7 +685,7 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	for (uint32_t e = 0; e < ne; e++)
 		ent[e] = entry_of(&wt->experts[e]);
 	ent[ne] = s->n_shared ? entry_of(&wt->shared) : ent[0];
-	r = etable_set(&ctx->routed, ent, ne + 1, st);
+	r = etable_set(&ctx->routed, ent, ne + 1, st, &dent);
 	free(ent);
 	if (r)
 		return r;
@@ -675,12 +718,12 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	g.a_row = al.row_tok;
 	g.rows = al.max_rows;
 	g.tile_expert = al.tile_expert;
-	g.experts = ctx->routed.d;
+	g.experts = dent;
 	g.gated = 1;
 	g.n = s->inter;
 	g.k = s->dim;
 	g.c = (float *)ctx->h.p;
-	r = errno_of(moek_launch_gemm(&g, s->wtype, tile, al.max_tiles, st));
+	r = moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, al.max_tiles, st));
 	if (r)
 		return r;
 	if (fp8) {
@@ -697,14 +740,14 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	g.n = s->dim;
 	g.k = s->inter;
 	g.c = (float *)ctx->out.p;
-	r = errno_of(moek_launch_gemm(&g, s->wtype, tile, al.max_tiles, st));
+	r = moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, al.max_tiles, st));
 	if (r)
 		return r;
 
 	if (s->n_shared) {
 		r = dbuf_ensure(&ctx->sh_out, ntok * s->dim * sizeof(float));
 		if (!r)
-			r = dense_ffn(ctx, s, ctx->routed.d + ne,
+			r = dense_ffn(ctx, s, dent + ne,
 				      s->n_shared * s->inter, x, &ctx->xq,
 				      &ctx->xs, ntok, (float *)ctx->sh_out.p,
 				      st);
@@ -713,15 +756,29 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 		shared_out = (const float *)ctx->sh_out.p;
 	}
 
-	r = errno_of(moek_launch_combine((const float *)ctx->out.p,
+	r = moek_hip_errno(moek_launch_combine((const float *)ctx->out.p,
 					 al.pair_pos, (const float *)ctx->w.p,
 					 s->topk, shared_out, s->dim,
 					 (uint32_t)ntok, y, st));
+	if (!r)
+		r = etable_done(&ctx->routed, st);
 	if (r || !counts)
 		return r;
-	r = errno_of(hipMemcpyAsync(counts, al.counts, ne * sizeof(*counts),
-				    hipMemcpyDeviceToHost, st));
+	r = moek_hip_layer_counts(ctx, ne, counts, stream);
 	if (!r)
-		r = errno_of(hipStreamSynchronize(st));
+		r = moek_hip_errno(hipStreamSynchronize(st));
 	return r;
+}
+
+extern "C" int moek_hip_layer_counts(struct moek_hip_ctx *ctx,
+				     uint32_t n_experts, uint32_t *counts,
+				     void *stream)
+{
+	if (!ctx || !counts || !n_experts ||
+	    ctx->counts.size < n_experts * sizeof(*counts))
+		return -EINVAL;
+	return moek_hip_errno(hipMemcpyAsync(counts, ctx->counts.p,
+					     n_experts * sizeof(*counts),
+					     hipMemcpyDeviceToHost,
+					     (hipStream_t)stream));
 }

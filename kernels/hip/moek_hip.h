@@ -10,6 +10,7 @@
  *   -EINVAL  bad argument or shape (moek_shape_check and the limits below)
  *   -ENODEV  no GPU, or no driver
  *   -ENOMEM  device or pinned host memory exhausted
+ *   -EEXIST  host memory registered already (moek_hip_host_register)
  *   -EIO     any other runtime error (a failed launch, a faulting kernel)
  *
  * Pointers: x, y, idx, w and every weight and scale pointer in struct
@@ -32,6 +33,15 @@ extern "C" {
 #endif
 
 struct moek_hip_ctx;
+
+/*
+ * The ABI of this API as a shared object: libmoex loads the GPU backend,
+ * libmoex-hip.so.0, at run time and refuses one whose moek_hip_abi()
+ * differs from the MOEK_HIP_ABI it was built with. Bump it whenever a
+ * declaration below changes.
+ */
+#define MOEK_HIP_ABI 1
+int moek_hip_abi(void);
 
 /* Row tiles of the grouped GEMMs: each expert's rows are padded to one. */
 #define MOEK_HIP_TILE_SMALL 8	/* few tokens per expert: GEMV-like */
@@ -66,6 +76,48 @@ int moek_hip_host_unregister(void *p);
 /* Wait for a stream (NULL: the default stream). */
 int moek_hip_sync(void *stream);
 
+/* ---- streams, events, asynchronous copies (stream.hip) ---- */
+
+/* A stream that does not synchronise with the default stream. */
+int moek_hip_stream_create(void **stream);
+void moek_hip_stream_destroy(void *stream);
+int moek_hip_event_create(void **event);
+void moek_hip_event_destroy(void *event);
+/* Record event at this point of stream; later work on another stream
+ * may wait for it (moek_hip_stream_wait) or the host (moek_hip_event_sync). */
+int moek_hip_event_record(void *event, void *stream);
+int moek_hip_event_sync(void *event);
+/* Milliseconds between two recorded, completed events. */
+int moek_hip_event_elapsed(void *start, void *end, float *ms);
+/* Work queued on stream after this waits for event. */
+int moek_hip_stream_wait(void *stream, void *event);
+/* Queue a copy in any direction (unified addressing). Host memory that is
+ * not pinned or registered makes the call wait for the copy. */
+int moek_hip_copy_async(void *dst, const void *src, size_t bytes,
+			void *stream);
+/* Pinned host memory, for the asynchronous copies. */
+int moek_hip_host_alloc(size_t bytes, void **p);
+void moek_hip_host_free(void *p);
+/* The device alias of p, which lies in registered host memory (whoever
+ * registered it). */
+int moek_hip_host_alias(void *p, void **dptr);
+/* The current device's free and total memory. */
+int moek_hip_mem_info(size_t *free_bytes, size_t *total);
+
+/*
+ * Call fn(arg, status) once the work queued on stream so far is done,
+ * from a thread of the GPU runtime. status is 0, or -EIO when that work
+ * failed (where the runtime says so: HIP does, CUDA reports it at the
+ * next call instead). fn must not call the GPU runtime.
+ */
+typedef void (*moek_hip_host_fn)(void *arg, int status);
+int moek_hip_host_fn_launch(void *stream, moek_hip_host_fn fn, void *arg);
+
+/* Queue a device-to-device copy of bytes by a plain grid-stride kernel:
+ * moex-bench's device-bandwidth anchor. dst and src 16-byte aligned. */
+int moek_hip_copy_kernel(void *dst, const void *src, size_t bytes,
+			 void *stream);
+
 /*
  * The whole layer, same contract as moek_ref_layer: y[ntok][dim] from
  * x[ntok][dim]. counts (optional, host memory) receives the tokens routed
@@ -75,6 +127,14 @@ int moek_hip_sync(void *stream);
 int moek_hip_layer(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 		   const struct moek_weights *wt, const float *x, size_t ntok,
 		   float *y, uint32_t *counts, void *stream);
+
+/*
+ * Queue a copy of the routed-token counts of ctx's last moek_hip_layer()
+ * (n_experts values) into counts (host memory; pinned keeps it
+ * asynchronous). The stream must be the one that layer ran on.
+ */
+int moek_hip_layer_counts(struct moek_hip_ctx *ctx, uint32_t n_experts,
+			  uint32_t *counts, void *stream);
 
 /* ---- the stages one by one (for tests and for callers that split the
  * layer); all pointers are device pointers ---- */

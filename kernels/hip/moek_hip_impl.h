@@ -8,6 +8,7 @@
 #ifndef MOEK_HIP_IMPL_H
 #define MOEK_HIP_IMPL_H
 
+#include <errno.h>
 #include <stdint.h>
 
 #include "compat.h"
@@ -99,6 +100,27 @@ hipError_t moek_launch_combine(const float *out, const int32_t *pair_pos,
 			       const float *w, uint32_t topk,
 			       const float *shared, uint32_t dim, uint32_t ntok,
 			       float *y, hipStream_t stream);
+
+/* A runtime error as a negative errno (moek_hip.h's list). */
+static inline int moek_hip_errno(hipError_t e)
+{
+	switch (e) {
+	case hipSuccess:
+		return 0;
+	case hipErrorInvalidValue:
+		return -EINVAL;
+	case hipErrorMemoryAllocation:	/* == hipErrorOutOfMemory */
+		return -ENOMEM;
+	case hipErrorNoDevice:
+	case hipErrorInsufficientDriver:
+	case hipErrorInvalidDevice:
+		return -ENODEV;
+	case hipErrorHostMemoryAlreadyRegistered:
+		return -EEXIST;
+	default:
+		return -EIO;
+	}
+}
 
 /* Rows of fp8 scales: ceil(n / 128). */
 static __host__ __device__ inline uint32_t moek_nblocks(uint32_t n)

@@ -11,8 +11,14 @@
 #                        with each; one line per step, "ok NAME",
 #                        "FAIL NAME: why" or "SKIP NAME: why", then
 #                        "kernels: N passed, N failed, N skipped"
-#   make gpu-check       build and run the GPU test program (nvcc when
-#                        present, else hipcc); it SKIPs without a GPU.
+#   make hip-plugin      the GPU backend libmoex loads at run time,
+#                        $(BUILD)/libmoex-hip.so.0, built with nvcc where
+#                        it is, else hipcc (HIP_PLUGIN_CC=hipcc|nvcc
+#                        chooses); it exports moek_hip.h's functions only
+#   make gpu-check       build and run the GPU test programs (nvcc when
+#                        present, else hipcc): the kernels (gpu-moe) and
+#                        libmoex's backend with the plugin (gpu-backend);
+#                        they SKIP without a GPU.
 #                        The top Makefile's check-gpu runs it.
 #
 # hipcc 5.2 must always be given --offload-arch (its detection crashes
@@ -37,6 +43,25 @@ NVCC_FLAGS := -std=c++17 -O3 -arch=$(CUDA_ARCH) -Werror all-warnings \
 HIP_OBJS := $(HIP_NAMES:%=$(BUILD)/hip/%.o)
 CUDA_OBJS := $(HIP_NAMES:%=$(BUILD)/cuda/%.o)
 
+# The plugin: the kernels plus the shape helpers of kernels/ref they call,
+# with every symbol but moek_hip_* local (kernels/hip/plugin.map), so that
+# its copy of moek_shape_check() never meets libmoex's.
+HIP_PLUGIN_SONAME := libmoex-hip.so.0
+HIP_PLUGIN_MAP := kernels/hip/plugin.map
+HIP_PLUGIN_COMMON := kernels/ref/moek_common.c
+HIP_PLUGIN_CUDA := $(BUILD)/cuda/$(HIP_PLUGIN_SONAME)
+HIP_PLUGIN_HIP := $(BUILD)/hip/$(HIP_PLUGIN_SONAME)
+
+# libmoex's "hip" backend on the GPU: plain C against libmoex.a, loading
+# the plugin through MOEX_HIP_LIB (tests/gpu/test_backend.c).
+GPU_BACKEND_TEST := $(BUILD)/tests/gpu/gpu-backend
+
+$(GPU_BACKEND_TEST): tests/gpu/test_backend.c $(LIBMOEX_A) tests/unit/harness.h \
+		tests/unit/fakeioctl.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -Itests/unit -DSUITE='"gpu-backend"' \
+		-o $@ $< $(LIBMOEX_A) $(LIBMOEX_LIBS)
+
 # The GPU test program: C11 against moek_hip.h and libmoex.a's reference.
 GPU_TEST_SRC := tests/gpu/test_gpu.c
 GPU_TEST_CUDA := $(BUILD)/cuda/gpu-moe
@@ -44,7 +69,19 @@ GPU_TEST_HIP := $(BUILD)/hip/gpu-moe
 GPU_TEST_CFLAGS := $(MOEX_CFLAGS) $(CFLAGS) -Itests/unit -Ikernels/hip \
 	-DSUITE='"gpu"'
 
-.PHONY: kernels-check gpu-check
+.PHONY: kernels-check gpu-check hip-plugin hip-plugin-check
+
+# Which compiler builds $(BUILD)/libmoex-hip.so.0.
+HIP_PLUGIN_CC ?= $(if $(NVCC),nvcc,hipcc)
+HIP_PLUGIN := $(if $(filter nvcc,$(HIP_PLUGIN_CC)),$(HIP_PLUGIN_CUDA),$(HIP_PLUGIN_HIP))
+
+hip-plugin: $(HIP_PLUGIN)
+	ln -sf $(patsubst $(BUILD)/%,%,$(HIP_PLUGIN)) $(BUILD)/$(HIP_PLUGIN_SONAME)
+
+# The plugin exports exactly the functions libmoex resolves (hip.c's
+# table), each at the version node the map gives them.
+hip-plugin-check: $(HIP_PLUGIN)
+	tools/check-plugin $(HIP_PLUGIN) runtime/src/hip.h
 
 $(BUILD)/hip/%.o: kernels/hip/%.hip $(HIP_HDRS)
 	@mkdir -p $(@D)
@@ -53,6 +90,22 @@ $(BUILD)/hip/%.o: kernels/hip/%.hip $(HIP_HDRS)
 $(BUILD)/cuda/%.o: kernels/hip/%.hip $(HIP_HDRS)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -x cu -c -o $@ $<
+
+$(BUILD)/cuda/moek_common.o $(BUILD)/hip/moek_common.o: $(HIP_PLUGIN_COMMON) \
+		kernels/include/moek.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -fPIC -c -o $@ $<
+
+$(HIP_PLUGIN_CUDA): $(CUDA_OBJS) $(BUILD)/cuda/moek_common.o $(HIP_PLUGIN_MAP)
+	$(NVCC) -arch=$(CUDA_ARCH) -shared -o $@ $(CUDA_OBJS) \
+		$(BUILD)/cuda/moek_common.o \
+		-Xlinker -soname=$(HIP_PLUGIN_SONAME) \
+		-Xlinker --version-script=$(HIP_PLUGIN_MAP) -Xlinker -z,defs
+
+$(HIP_PLUGIN_HIP): $(HIP_OBJS) $(BUILD)/hip/moek_common.o $(HIP_PLUGIN_MAP)
+	$(HIPCC) $(HIP_ARCHS:%=--offload-arch=%) -shared -o $@ $(HIP_OBJS) \
+		$(BUILD)/hip/moek_common.o -Wl,-soname,$(HIP_PLUGIN_SONAME) \
+		-Wl,--version-script,$(HIP_PLUGIN_MAP)
 
 $(BUILD)/tests/gpu/test_gpu.o: $(GPU_TEST_SRC) kernels/hip/moek_hip.h \
 		kernels/include/moek.h tests/unit/harness.h
@@ -89,6 +142,8 @@ kernels-check:
 	$(foreach n,$(HIP_NAMES),$(call hip_try,nvcc/$(n),$(BUILD)/cuda/$(n).o,$(NVCC),nvcc)) \
 	$(call hip_try,hipcc/link-gpu-moe,$(GPU_TEST_HIP),$(HIPCC_PATH),hipcc) \
 	$(call hip_try,nvcc/link-gpu-moe,$(GPU_TEST_CUDA),$(NVCC),nvcc) \
+	$(call hip_try,hipcc/plugin,hip-plugin-check HIP_PLUGIN_CC=hipcc,$(HIPCC_PATH),hipcc) \
+	$(call hip_try,nvcc/plugin,hip-plugin-check HIP_PLUGIN_CC=nvcc,$(NVCC),nvcc) \
 	rm -f $(BUILD)/kcheck.log; \
 	echo "kernels: $$p passed, $$f failed, $$s skipped"; \
 	[ $$f -eq 0 ]
@@ -96,10 +151,14 @@ kernels-check:
 # The GPU test: nvcc's build where nvcc is, else hipcc's, else a SKIP.
 GPU_TEST := $(if $(NVCC),$(GPU_TEST_CUDA),$(if $(HIPCC_PATH),$(GPU_TEST_HIP)))
 
-gpu-check: $(GPU_TEST)
+gpu-check: $(GPU_TEST) $(GPU_BACKEND_TEST)
 ifeq ($(GPU_TEST),)
 	@echo "SKIP gpu: neither nvcc nor hipcc found"
 	@echo "gpu: 0 passed, 0 failed, 1 skipped"
+	MOEX_HIP_LIB=/nonexistent $(GPU_BACKEND_TEST)
 else
-	$(GPU_TEST)
+	$(MAKE) -s hip-plugin
+	$(GPU_TEST); r=$$?; \
+	MOEX_HIP_LIB=$(abspath $(HIP_PLUGIN)) $(GPU_BACKEND_TEST) || r=1; \
+	exit $$r
 endif

@@ -46,8 +46,8 @@ extern "C" {
 #endif
 
 #define LIBMOEX_VERSION_MAJOR	0
-#define LIBMOEX_VERSION_MINOR	3
-#define LIBMOEX_VERSION		"0.3"
+#define LIBMOEX_VERSION_MINOR	4
+#define LIBMOEX_VERSION		"0.4"
 
 /* The default device: the host device, always present when moex.ko is. */
 #define MOEX_DEFAULT_DEVICE	"/dev/moex0"
@@ -383,11 +383,17 @@ struct moex_moe_weights {
  * @backend: "cpu" (the default when NULL) or "hip".
  * @threads: CPU backend threads; 0: $MOEX_THREADS, else one per online CPU.
  *	Every CPU layer of a process shares one pool, sized by the first.
+ * @gpu_experts: "hip" backend (since 0.4): routed experts kept in GPU
+ *	memory; 0 keeps all of them. Fewer makes an expert cache: the GPU
+ *	keeps the hottest by the router's counts and reads the others
+ *	straight from their host memory (pinned by moex, registered with
+ *	the GPU by libmoex): see moex_moe_stats().
  */
 struct moex_moe_opts {
 	size_t size;
 	const char *backend;
 	unsigned int threads;
+	unsigned int gpu_experts;
 	/* New fields go here. */
 };
 
@@ -403,8 +409,45 @@ int moex_moe_create(const struct moex_moe_desc *desc,
 		    const struct moex_moe_opts *opts, struct moex_moe **out);
 int moex_moe_destroy(struct moex_moe *moe);
 
-/* "cpu-avx512", "cpu-avx2", "cpu-scalar" or "hip". */
+/* "cpu-avx512", "cpu-avx2", "cpu-scalar" or "hip" (plus ":N/M" when N of
+ * M routed experts are kept in GPU memory). */
 const char *moex_moe_backend(const struct moex_moe *moe);
+
+/**
+ * struct moex_moe_stats - what a layer did (since 0.4).
+ * @size: in: sizeof(struct moex_moe_stats) as the caller knows it.
+ * @runs: runs completed.
+ * @tokens: tokens run.
+ * @gpu_experts: "hip": routed experts with a place in GPU memory; 0 "cpu".
+ * @gpu_hits: "hip": routed experts a run found in GPU memory, summed over
+ *	runs (each expert a run used counts once).
+ * @gpu_misses: "hip": the same, read from host memory instead.
+ * @stream_bytes: "hip": bytes of the missed experts' weights.
+ * @fills: "hip": experts copied into GPU memory by the cache.
+ * @fill_bytes: "hip": their bytes.
+ */
+struct moex_moe_stats {
+	size_t size;
+	uint64_t runs;
+	uint64_t tokens;
+	uint64_t gpu_experts;
+	uint64_t gpu_hits;
+	uint64_t gpu_misses;
+	uint64_t stream_bytes;
+	uint64_t fills;
+	uint64_t fill_bytes;
+};
+
+/* Fill *st as far as st->size covers. */
+int moex_moe_stats(struct moex_moe *moe, struct moex_moe_stats *st);
+
+/*
+ * Whether the "hip" backend can run here (since 0.4): the number of GPUs
+ * (> 0), or -ENODEV with why[0..len) saying what is missing: the plugin
+ * libmoex-hip.so.0 (looked for in $MOEX_HIP_LIB, beside libmoex, then on
+ * the loader's path), a plugin of another ABI, or a GPU.
+ */
+int moex_gpu_probe(char *why, size_t len);
 
 /*
  * Run the layer on ntok tokens: y = moe(x), both [ntok][dim] f32.
@@ -430,7 +473,10 @@ uint64_t moex_moe_active_bytes(const struct moex_moe *moe,
 
 /*
  * Queue a run of the layer on q: it runs when moex_queue_submit() is
- * called (the CPU backend runs in the submitting thread and its pool), and
+ * called (the CPU backend runs in the submitting thread and its pool; the
+ * "hip" backend queues it on the GPU, and a callback posts the completion
+ * into the queue's ring with IORING_OP_MSG_RING, Linux 5.18, or, without
+ * it or on a synchronous queue, waits for the GPU at submit), and
  * its completion, res 0 or -errno, is reaped with the queue's others by
  * moex_queue_peek() and moex_queue_wait(). Completions of layers and of
  * device commands submitted together may arrive in any order. -EBUSY when
@@ -491,6 +537,7 @@ struct moex_model;
  * @errbuf: where a failure's explanation goes (naming the file, tensor or
  *	key), may be NULL.
  * @errlen: its size.
+ * @gpu_experts: see struct moex_moe_opts (since 0.4).
  */
 struct moex_model_opts {
 	size_t size;
@@ -504,6 +551,7 @@ struct moex_model_opts {
 	void *progress_ctx;
 	char *errbuf;
 	size_t errlen;
+	unsigned int gpu_experts;
 	/* New fields go here. */
 };
 

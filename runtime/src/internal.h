@@ -92,4 +92,17 @@ extern int (*moex__ring_probe)(struct moex_queue *q);
 int moex__queue_host(struct moex_queue *q, int (*fn)(void *ctx), void *ctx,
 		     uint64_t user_data);
 
+/*
+ * Host work that finishes later, on another thread (a GPU layer): fn
+ * returns MOEX__QUEUE_LATER after moex__queue_can_post() said 0, and the
+ * completion comes from moex__queue_post(q, user_data, res), from any
+ * thread, exactly once. -EOPNOTSUPP from moex__queue_can_post() (a
+ * synchronous queue, or no IORING_OP_MSG_RING): fn must finish the work
+ * itself and return its res. moex__queue_post() returns 0 or -errno (the
+ * completion is then lost, and said on stderr).
+ */
+#define MOEX__QUEUE_LATER 1
+int moex__queue_can_post(struct moex_queue *q);
+int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res);
+
 #endif /* LIBMOEX_INTERNAL_H */

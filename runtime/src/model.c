@@ -383,6 +383,8 @@ static int moex_bind_layer(struct moex_model *m,
 			mo.backend = opts->backend;
 		if (opts && MOEX_COVERS(opts, threads))
 			mo.threads = opts->threads;
+		if (opts && MOEX_COVERS(opts, gpu_experts))
+			mo.gpu_experts = opts->gpu_experts;
 		ret = moex_moe_create(&lt->desc, &w, &mo, out);
 		if (ret)
 			moex__errf(err, errlen, 0, "layer: %s", strerror(-ret));

@@ -7,7 +7,8 @@
  * The CPU backend's thread pool is one per process, shared by every CPU
  * layer and created with the first: the layers of a model run one after
  * another on the same cores, so more pools would only compete. A mutex
- * makes runs from several threads take turns on it.
+ * makes runs from several threads take turns on it. The "hip" backend is
+ * moe_hip.c; a run's end is the same for both (moex_moe_ended()).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "moe_hip.h"
 #include "moek.h"
 #include "publish.h"
 
@@ -28,22 +30,29 @@ struct moex_moe {
 	struct moek_shape shape;
 	struct moek_weights w;
 	struct moek_ffn *experts;	/* [n_experts], the caller's copied */
-	char backend[24];
+	char backend[32];
+	struct moex_hip_layer *hip;	/* the "hip" backend's, else NULL */
 	/* Load publishing (publish.c), set by the model that owns the layer:
 	 * runs add their counts to pub_slot; pub_counts is the counts buffer
 	 * of runs whose caller passed none (used under pool_lock). */
 	uint64_t *pub_slot;
 	uint64_t *pub_updates;
 	uint32_t *pub_counts;
+	/* runs and tokens completed (atomic adds) */
+	uint64_t runs, tokens;
 };
 
-/* A run queued on a queue, until the queue runs it. */
+/* A run queued on a queue, until the queue runs it (and, on a GPU, until
+ * the GPU is done with it). */
 struct moex_moe_job {
 	struct moex_moe *moe;
 	const float *x;
 	float *y;
 	uint32_t *counts;
 	size_t ntok;
+	struct moex_queue *q;
+	uint64_t user_data;
+	int status;		/* a synchronous GPU run's */
 };
 
 static int moex_pool_get(unsigned int threads)
@@ -122,7 +131,7 @@ int moex_moe_create(const struct moex_moe_desc *desc,
 {
 	MOEX_KEEP_ERRNO;
 	const char *backend = "cpu";
-	unsigned int threads = 0;
+	unsigned int threads = 0, gpu_experts = 0;
 	struct moex_moe *m;
 	uint32_t e;
 	int ret;
@@ -141,10 +150,10 @@ int moex_moe_create(const struct moex_moe_desc *desc,
 			backend = opts->backend;
 		if (MOEX_COVERS(opts, threads))
 			threads = opts->threads;
+		if (MOEX_COVERS(opts, gpu_experts))
+			gpu_experts = opts->gpu_experts;
 	}
-	if (!strcmp(backend, "hip"))
-		return -ENODEV;	/* this libmoex has no GPU backend */
-	if (strcmp(backend, "cpu"))
+	if (strcmp(backend, "cpu") && strcmp(backend, "hip"))
 		return -EINVAL;
 
 	m = calloc(1, sizeof(*m));
@@ -178,6 +187,19 @@ int moex_moe_create(const struct moex_moe_desc *desc,
 			goto err_free;
 	}
 
+	if (!strcmp(backend, "hip")) {
+		ret = moex__hip_layer_create(&m->shape, &m->w, gpu_experts,
+					     &m->hip);
+		if (ret)
+			goto err_free;
+		if (gpu_experts && gpu_experts < m->shape.n_experts)
+			snprintf(m->backend, sizeof(m->backend), "hip:%u/%u",
+				 gpu_experts, m->shape.n_experts);
+		else
+			snprintf(m->backend, sizeof(m->backend), "hip");
+		*out = m;
+		return 0;
+	}
 	ret = moex_pool_get(threads);
 	if (ret)
 		goto err_free;
@@ -198,7 +220,10 @@ int moex_moe_destroy(struct moex_moe *moe)
 {
 	if (!moe)
 		return 0;
-	moex_pool_put();
+	if (moe->hip)
+		moex__hip_layer_destroy(moe->hip);
+	else
+		moex_pool_put();
 	free(moe->pub_counts);
 	free(moe->experts);
 	free(moe);
@@ -230,6 +255,40 @@ const char *moex_moe_backend(const struct moex_moe *moe)
 	return moe ? moe->backend : "";
 }
 
+/* A run is over (any backend, any thread): count it, and publish its
+ * load into slot when the layer's model publishes (moex__moe_publish). */
+static void moex_moe_ended(struct moex_moe *moe, size_t ntok,
+			   const uint32_t *counts, uint64_t *slot,
+			   uint64_t *updates)
+{
+	__atomic_fetch_add(&moe->runs, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&moe->tokens, (uint64_t)ntok, __ATOMIC_RELAXED);
+	if (slot && ntok && counts)
+		moex__pub_add(slot, updates, moe->shape.n_experts, ntok,
+			      counts);
+}
+
+/* The end of a GPU run: the job's, synchronous or from the GPU's thread. */
+static void moex_moe_hip_done(void *arg, int status, const uint32_t *counts)
+{
+	struct moex_moe_job *j = arg;
+	struct moex_queue *q = j->q;
+	uint64_t user_data = j->user_data;
+	uint64_t *slot, *updates;
+
+	pthread_mutex_lock(&pool_lock);
+	slot = j->moe->pub_slot;
+	updates = j->moe->pub_updates;
+	pthread_mutex_unlock(&pool_lock);
+	if (!status)
+		moex_moe_ended(j->moe, j->ntok, counts, slot, updates);
+	j->status = status;
+	if (q) {	/* asynchronous: the job is done with */
+		free(j);
+		moex__queue_post(q, user_data, status);
+	}
+}
+
 int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
 		 uint32_t *counts)
 {
@@ -238,15 +297,38 @@ int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
 
 	if (!moe || (ntok && (!x || !y)))
 		return -EINVAL;
+	if (moe->hip) {
+		struct moex_moe_job j = { .moe = moe, .ntok = ntok };
+
+		ret = moex__hip_layer_run(moe->hip, x, ntok, y, counts, false,
+					  moex_moe_hip_done, &j);
+		return ret ? ret : j.status;
+	}
 	pthread_mutex_lock(&pool_lock);
 	if (moe->pub_slot && !counts)
 		counts = moe->pub_counts;
 	ret = moek_cpu_layer(pool, &moe->shape, &moe->w, x, ntok, y, counts);
-	if (!ret && ntok && moe->pub_slot)
-		moex__pub_add(moe->pub_slot, moe->pub_updates,
-			      moe->shape.n_experts, ntok, counts);
+	if (!ret)
+		moex_moe_ended(moe, ntok, counts, moe->pub_slot,
+			       moe->pub_updates);
 	pthread_mutex_unlock(&pool_lock);
 	return ret;
+}
+
+int moex_moe_stats(struct moex_moe *moe, struct moex_moe_stats *st)
+{
+	MOEX_KEEP_ERRNO;
+
+	if (!moe || !st || !moex__size_ok(st->size))
+		return -EINVAL;
+	memset((char *)st + sizeof(st->size), 0,
+	       (st->size < sizeof(*st) ? st->size : sizeof(*st)) -
+	       sizeof(st->size));
+	MOEX_SET(st, runs, __atomic_load_n(&moe->runs, __ATOMIC_RELAXED));
+	MOEX_SET(st, tokens, __atomic_load_n(&moe->tokens, __ATOMIC_RELAXED));
+	if (moe->hip)
+		moex__hip_layer_stats(moe->hip, st);
+	return 0;
 }
 
 int moex_moe_run_reference(struct moex_moe *moe, const float *x, size_t ntok,
@@ -270,7 +352,16 @@ static int moex_moe_job_run(void *ctx)
 	struct moex_moe_job *j = ctx;
 	int ret;
 
-	ret = moex_moe_run(j->moe, j->x, j->ntok, j->y, j->counts);
+	if (j->moe->hip && !moex__queue_can_post(j->q)) {
+		/* the GPU's callback posts the completion and frees j */
+		ret = moex__hip_layer_run(j->moe->hip, j->x, j->ntok, j->y,
+					  j->counts, true, moex_moe_hip_done,
+					  j);
+		if (!ret)
+			return MOEX__QUEUE_LATER;
+	} else {
+		ret = moex_moe_run(j->moe, j->x, j->ntok, j->y, j->counts);
+	}
 	free(j);
 	return ret;
 }
@@ -288,7 +379,9 @@ int moex_queue_moe(struct moex_queue *q, struct moex_moe *moe, const float *x,
 	j = malloc(sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	*j = (struct moex_moe_job){ moe, x, y, counts, ntok };
+	*j = (struct moex_moe_job){ .moe = moe, .x = x, .y = y,
+				    .counts = counts, .ntok = ntok, .q = q,
+				    .user_data = user_data };
 	ret = moex__queue_host(q, moex_moe_job_run, j, user_data);
 	if (ret)
 		free(j);

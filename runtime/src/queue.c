@@ -14,9 +14,18 @@
  * runs through ioctl(2) when it is submitted and its completion waits in a
  * small ring of struct moex_cqe until it is reaped. Same calls, same
  * results.
+ *
+ * Host work (a MoE layer) runs at submit. Work that finishes later on
+ * another thread (a GPU layer: moe_hip.c) completes into the same ring:
+ * its completion is posted with IORING_OP_MSG_RING (Linux 5.18) from a
+ * second, small ring of the queue's, the poster, so an application waits
+ * in one place. A synchronous queue, or a kernel without MSG_RING, has
+ * such work wait for itself at submit instead (moex__queue_can_post()).
  */
 #include <errno.h>
 #include <liburing.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +53,8 @@ struct moex_sync_cmd {
 	} arg;
 };
 
-/* Work the queue runs itself at submit: a MoE layer (moe.c). */
+/* Work the queue runs itself at submit: a MoE layer (moe.c); fn returns
+ * its completion's res, or MOEX__QUEUE_LATER. */
 struct moex_host_op {
 	int (*fn)(void *ctx);
 	void *ctx;
@@ -70,6 +80,12 @@ struct moex_queue {
 	unsigned int host_queued;
 	struct moex_cqe *done;		/* [entries], a ring of completions */
 	unsigned int done_head, done_count;
+	/* io_uring mode: the poster ring, for completions posted from other
+	 * threads (moex__queue_post); post_lock protects post, which exists
+	 * when post_state is 1 (0: not tried yet, < 0: cannot be made) */
+	pthread_mutex_t post_lock;
+	struct io_uring post;
+	int post_state;
 };
 
 /* Replaced by the unit tests to play a kernel that refuses some flags. */
@@ -212,6 +228,9 @@ static int moex_queue_sync_open(struct moex_queue *q)
 
 static void moex_queue_free(struct moex_queue *q)
 {
+	if (q->post_state > 0)
+		io_uring_queue_exit(&q->post);
+	pthread_mutex_destroy(&q->post_lock);
 	free(q->cmds);
 	free(q->host);
 	free(q->done);
@@ -246,6 +265,7 @@ int moex_queue_create(struct moex_device *dev,
 		return -ENOMEM;
 	q->dev = dev;
 	q->entries = entries;
+	pthread_mutex_init(&q->post_lock, NULL);
 	q->host = calloc(entries, sizeof(*q->host));
 	q->done = calloc(entries, sizeof(*q->done));
 	if (!q->host || !q->done) {
@@ -402,12 +422,77 @@ int moex__queue_host(struct moex_queue *q, int (*fn)(void *ctx), void *ctx,
 static int moex_queue_run_host(struct moex_queue *q)
 {
 	unsigned int i, n = q->host_queued;
+	int res;
 
-	for (i = 0; i < n; i++)
-		moex_queue_done(q, q->host[i].user_data,
-				q->host[i].fn(q->host[i].ctx));
+	for (i = 0; i < n; i++) {
+		res = q->host[i].fn(q->host[i].ctx);
+		if (res == MOEX__QUEUE_LATER)
+			q->inflight++;	/* its CQE comes through the poster */
+		else
+			moex_queue_done(q, q->host[i].user_data, res);
+	}
 	q->host_queued = 0;
 	return (int)n;
+}
+
+/* The poster ring: small, no flags, since any thread may post through it. */
+static int moex_post_open(struct moex_queue *q)
+{
+	struct io_uring_probe *probe;
+	int ret;
+
+	probe = io_uring_get_probe_ring(&q->ring);
+	if (!probe)
+		return -ENOMEM;
+	ret = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) ?
+		0 : -EOPNOTSUPP;
+	io_uring_free_probe(probe);
+	if (!ret)
+		ret = io_uring_queue_init(4, &q->post, 0);
+	return ret;
+}
+
+int moex__queue_can_post(struct moex_queue *q)
+{
+	if (q->mode != MOEX_QUEUE_MODE_URING)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&q->post_lock);
+	if (!q->post_state)
+		q->post_state = moex_post_open(q) ? -1 : 1;
+	pthread_mutex_unlock(&q->post_lock);
+	return q->post_state > 0 ? 0 : -EOPNOTSUPP;
+}
+
+int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
+{
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	pthread_mutex_lock(&q->post_lock);
+	do {
+		sqe = io_uring_get_sqe(&q->post);
+		if (!sqe) {
+			ret = -EBUSY;
+			break;
+		}
+		io_uring_prep_msg_ring(sqe, q->ring.ring_fd, (unsigned int)res,
+				       user_data, 0);
+		ret = io_uring_submit_and_wait(&q->post, 1);
+		if (ret < 0)
+			break;
+		ret = io_uring_wait_cqe(&q->post, &cqe);
+		if (ret < 0)
+			break;
+		ret = cqe->res;
+		io_uring_cqe_seen(&q->post, cqe);
+	} while (ret == -EAGAIN);
+	pthread_mutex_unlock(&q->post_lock);
+	if (ret < 0)
+		fprintf(stderr,
+			"libmoex: a completion (user_data %llu, res %d) could not be posted to its queue: %s\n",
+			(unsigned long long)user_data, res, moex_strerror(ret));
+	return ret < 0 ? ret : 0;
 }
 
 int moex_queue_register_buffers(struct moex_queue *q, const struct iovec *iov,

@@ -31,14 +31,40 @@ UNIT_CFLAGS = -Itests/unit -DMOEXCTL='"$(abspath $(1))"' \
 	-DMOEXCTL_FAKE='"$(abspath $(2))"' -DMKMODEL='"$(abspath $(MKMODEL))"' \
 	-DMOEX_RUN='"$(abspath $(MOEX_RUN))"'
 
+# unit-moe_hip loads the pretend GPU plugin (fakegpu.c, with the scalar
+# reference it runs) through MOEX_HIP_LIB; everything but the moek_hip_*
+# functions and fakegpu_outstanding() is hidden.
+FAKEGPU_SRCS := tests/unit/fakegpu.c kernels/ref/moe_ref.c kernels/ref/moek_common.c
+FAKEGPU := $(BUILD)/tests/unit/libmoex-hip-fake.so
+FAKEGPU_SAN := $(BUILD)/san/tests/unit/libmoex-hip-fake.so
+FAKEGPU_FLAGS := -shared -fPIC -fvisibility=hidden -pthread
+
+$(FAKEGPU): $(FAKEGPU_SRCS) kernels/hip/moek_hip.h kernels/include/moek.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(FAKEGPU_FLAGS) -o $@ $(FAKEGPU_SRCS) -lm
+
+$(FAKEGPU_SAN): $(FAKEGPU_SRCS) kernels/hip/moek_hip.h kernels/include/moek.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(FAKEGPU_FLAGS) -o $@ $(FAKEGPU_SRCS) -lm
+
+# It also runs the plain `moex-bench moe --backend hip --quick` on the
+# plain fake GPU (a sanitized plugin needs a sanitized program).
+UNIT_HIP_FLAGS = -DFAKEGPU='"$(abspath $(1))"' \
+	-DFAKEGPU_PLAIN='"$(abspath $(FAKEGPU))"' \
+	-DMOEX_BENCH='"$(abspath $(MOEX_BENCH))"'
+$(BUILD)/tests/unit/unit-moe_hip: $(FAKEGPU) $(MOEX_BENCH)
+$(BUILD)/tests/unit/unit-moe_hip: UNIT_EXTRA = $(call UNIT_HIP_FLAGS,$(FAKEGPU))
+$(BUILD)/san/tests/unit/unit-moe_hip-san: $(FAKEGPU_SAN) $(FAKEGPU) $(MOEX_BENCH)
+$(BUILD)/san/tests/unit/unit-moe_hip-san: UNIT_EXTRA = $(call UNIT_HIP_FLAGS,$(FAKEGPU_SAN))
+
 $(BUILD)/tests/unit/unit-%: tests/unit/test_%.c $(LIBMOEX_A)
 	@mkdir -p $(@D)
-	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL),$(MOEXCTL_FAKE)) \
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL),$(MOEXCTL_FAKE)) $(UNIT_EXTRA) \
 		-DSUITE='"unit-$*"' -MMD -MP -o $@ $< $(LIBMOEX_A) $(LIBMOEX_LIBS)
 
 $(BUILD)/san/tests/unit/unit-%-san: tests/unit/test_%.c $(LIBMOEX_SAN_A)
 	@mkdir -p $(@D)
-	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL_SAN),$(MOEXCTL_FAKE_SAN)) \
+	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(call UNIT_CFLAGS,$(MOEXCTL_SAN),$(MOEXCTL_FAKE_SAN)) $(UNIT_EXTRA) \
 		-DSUITE='"unit-$*-san"' -MMD -MP -o $@ $< $(LIBMOEX_SAN_A) $(LIBMOEX_LIBS)
 
 # unit-run and unit-mkmodel run the plain tools (both builds of the suite).

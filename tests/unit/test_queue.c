@@ -3,11 +3,13 @@
  * Unit tests of libmoex queues without a moex device: the io_uring flag
  * ladder against a fake kernel that refuses flags, the fallback to the
  * synchronous path (and why), and that path's submit/peek/wait against a
- * fake driver (this file's ioctl() replaces libc's for moex commands).
+ * fake driver (fakeioctl.h's ioctl() replaces libc's for moex commands);
+ * and completions posted from another thread into the ring (MSG_RING).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -113,63 +115,7 @@ TEST(ladder_stops_on_other_errors)
 	CHECK_INT(kern.tries, 1);
 }
 
-/* ---- a fake driver for the synchronous path ------------------------------ */
-
-static struct {
-	bool on;
-	unsigned int nops, copies;
-} drv;
-
-int ioctl(int fd, unsigned long cmd, ...)
-{
-	va_list ap;
-	void *arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, void *);
-	va_end(ap);
-	if (!drv.on || _IOC_TYPE(cmd) != MOEX_IOC_MAGIC)
-		return (int)syscall(SYS_ioctl, fd, cmd, arg);
-
-	switch (cmd) {
-	case MOEX_IOCTL_INFO: {
-		struct moex_info *info = arg;
-
-		memset(info, 0, sizeof(*info));
-		info->abi_version = MOEX_ABI_VERSION;
-		strcpy((char *)info->engine_name, "cpu");
-		return 0;
-	}
-	case MOEX_IOCTL_NOP:
-		drv.nops++;
-		return 0;
-	case MOEX_IOCTL_COPY: {
-		const struct moex_copy *c = arg;
-
-		if (!c->src_handle || !c->dst_handle) {
-			errno = ENOENT;
-			return -1;
-		}
-		drv.copies++;
-		return 0;
-	}
-	default:
-		errno = ENOTTY;
-		return -1;
-	}
-}
-
-/* A moex device played by path, with this file's ioctl() as its driver. */
-static struct moex_device *fake_device_at(const char *path)
-{
-	struct moex_device *dev = NULL;
-
-	memset(&drv, 0, sizeof(drv));
-	drv.on = true;
-	if (moex_open(path, &dev))
-		return NULL;
-	return dev;
-}
+#include "fakeioctl.h"
 
 static struct moex_device *fake_device(void)
 {
@@ -294,10 +240,94 @@ TEST(startup_nop_catches_a_driver_without_uring_cmd)
 	moex_close(dev);
 }
 
-static int probe_trusts_anything(struct moex_queue *q)
+/* Host work that completes later, from its own thread (as a GPU's does). */
+struct later {
+	struct moex_queue *q;
+	uint64_t user_data;
+	int res;
+	pthread_t thread;
+	int post_ret;
+};
+
+static void *later_main(void *arg)
 {
-	(void)q;
-	return 0;
+	struct later *l = arg;
+
+	usleep(20000);
+	l->post_ret = moex__queue_post(l->q, l->user_data, l->res);
+	return NULL;
+}
+
+static int later_start(void *ctx)
+{
+	struct later *l = ctx;
+
+	if (pthread_create(&l->thread, NULL, later_main, l))
+		return -EAGAIN;
+	return MOEX__QUEUE_LATER;
+}
+
+TEST(later_work_completes_into_the_ring_from_another_thread)
+{
+	struct later l[3] = {
+		{ .user_data = 101, .res = 0 },
+		{ .user_data = 102, .res = -EIO },
+		{ .user_data = 103, .res = 7 },
+	};
+	struct moex_device *dev;
+	struct moex_queue *q, *sq;
+	struct moex_cqe c[8];
+	bool seen[4] = { false };
+	int ret, n, got = 0, i;
+
+	ret = uring_queue_on_null(16, &dev, &q);
+	if (ret) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("no io_uring queue on /dev/null here (%s)",
+		     moex_strerror(ret));
+	}
+	ret = moex__queue_can_post(q);
+	if (ret == -EOPNOTSUPP) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("this kernel has no IORING_OP_MSG_RING (Linux 5.18)");
+	}
+	CHECK_INT(ret, 0);
+	for (i = 0; i < 3; i++) {
+		l[i].q = q;
+		CHECK_INT(moex__queue_host(q, later_start, &l[i],
+					   l[i].user_data), 0);
+	}
+	CHECK_INT(moex_queue_nop(q, 104), 0);
+	CHECK_INT(moex_queue_submit(q), 4);
+	/* the NOP may come first; the three later ones come when posted */
+	while (got < 4) {
+		n = moex_queue_wait(q, c, 8, 1, 5000);
+		CHECK_MSG(n > 0, "wait: %d (%s)", n, moex_strerror(n));
+		for (i = 0; i < n; i++) {
+			unsigned int k = (unsigned int)(c[i].user_data - 101);
+
+			CHECK_MSG(k < 4 && !seen[k], "user_data %llu",
+				  (unsigned long long)c[i].user_data);
+			seen[k] = true;
+			CHECK_INT(c[i].res, k < 3 ? l[k].res : 0);
+		}
+		got += n;
+	}
+	for (i = 0; i < 3; i++) {
+		pthread_join(l[i].thread, NULL);
+		CHECK_INT(l[i].post_ret, 0);
+	}
+	/* nothing more in flight, nothing more to come */
+	CHECK_INT(moex_queue_wait(q, c, 8, 1, 0), -ETIME);
+	moex_queue_destroy(q);
+	moex_close(dev);
+
+	/* a synchronous queue cannot take later work: it must run it itself */
+	CHECK_INT(moex_queue_create(NULL, NULL, &sq), 0);
+	CHECK_INT(moex__queue_can_post(sq), -EOPNOTSUPP);
+	moex_queue_destroy(sq);
 }
 
 /*
@@ -493,6 +523,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(startup_nop_catches_a_driver_without_uring_cmd),
 	  T(startup_probe_refuses_a_file_that_is_not_moex),
 	  T(uring_mode_completes_each_command_once),
+	  T(later_work_completes_into_the_ring_from_another_thread),
 	  T(sync_submit_runs_in_order_and_keeps_results),
 	  T(sync_queue_is_bounded_by_entries),
 	  T(sync_wait_never_blocks_on_nothing),

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libmoex's "hip" backend (runtime/src/hip.c, moe_hip.c) on the pretend
+ * GPU of fakegpu.c: finding and refusing the plugin, the layer with all
+ * experts in device memory and with an expert cache (its swaps, copies
+ * and counters), runs on a synchronous queue and on an io_uring queue
+ * whose completions the GPU's thread posts, and what a failure leaves.
+ * The fake GPU runs the scalar reference, so a run must match
+ * moex_moe_run_reference() bit for bit: a wrong copy or a wrong table
+ * shows. The real kernels are tested by tests/gpu.
+ */
+#include <errno.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "fakeioctl.h"
+#include "moex.h"
+
+#if !defined(FAKEGPU) || !defined(FAKEGPU_PLAIN) || !defined(MOEX_BENCH)
+#error "build with -DFAKEGPU='\"libmoex-hip-fake.so\"' -DMOEX_BENCH='\"moex-bench\"'"
+#endif
+
+/* A small V3-style layer: 16 experts in 4 groups, 2 kept, top-4, bf16. */
+#define DIM	64
+#define INTER	32
+#define NE	16
+#define TOPK	4
+#define NTOK	6
+
+static uint16_t w1[NE][INTER * DIM], w2[NE][DIM * INTER], w3[NE][INTER * DIM];
+static uint16_t sw1[INTER * DIM], sw2[DIM * INTER], sw3[INTER * DIM];
+static float gate[NE * DIM], bias[NE];
+static struct moex_ffn_weights experts[NE];
+
+static uint32_t rng = 777;
+
+static float frand(void)
+{
+	rng = rng * 1664525u + 1013904223u;
+	return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+static uint16_t bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return (uint16_t)(u >> 16);
+}
+
+static void fill16(uint16_t *p, size_t n)
+{
+	while (n--)
+		*p++ = bf16(frand() * 0.3f);
+}
+
+static struct moex_moe_desc desc(void)
+{
+	struct moex_moe_desc d = {
+		.size = sizeof(d), .dim = DIM, .inter = INTER, .n_experts = NE,
+		.topk = TOPK, .n_groups = 4, .topk_groups = 2, .n_shared = 1,
+		.scoring = MOEX_SCORING_SIGMOID, .norm_topk = 1,
+		.route_scale = 2.5f, .weight_dtype = MOEX_DTYPE_BF16,
+		.gate_dtype = MOEX_DTYPE_F32,
+	};
+	return d;
+}
+
+static struct moex_moe_weights weights(void)
+{
+	static bool filled;
+	struct moex_moe_weights w = { .size = sizeof(w) };
+	size_t e, i;
+
+	if (!filled) {
+		for (e = 0; e < NE; e++) {
+			fill16(w1[e], INTER * DIM);
+			fill16(w2[e], DIM * INTER);
+			fill16(w3[e], INTER * DIM);
+			experts[e] = (struct moex_ffn_weights){ w1[e], w2[e], w3[e],
+								NULL, NULL, NULL };
+		}
+		fill16(sw1, INTER * DIM);
+		fill16(sw2, DIM * INTER);
+		fill16(sw3, INTER * DIM);
+		for (i = 0; i < NE * DIM; i++)
+			gate[i] = frand();
+		filled = true;
+	}
+	w.gate = gate;
+	w.bias = bias;
+	w.experts = experts;
+	w.shared = (struct moex_ffn_weights){ sw1, sw2, sw3, NULL, NULL, NULL };
+	return w;
+}
+
+static void fill_x(float *x, size_t n)
+{
+	while (n--)
+		*x++ = frand() * 2.0f;
+}
+
+static struct moex_moe_opts hip_opts(unsigned int gpu_experts)
+{
+	struct moex_moe_opts o = { .size = sizeof(o), .backend = "hip",
+				   .gpu_experts = gpu_experts };
+	return o;
+}
+
+/* The fake's count of live allocations, registrations and objects. */
+static long outstanding(void)
+{
+	long (*fn)(void);
+	void *h = dlopen(FAKEGPU, RTLD_NOW | RTLD_NOLOAD);
+
+	if (!h)
+		return 0;	/* not loaded: nothing alive */
+	fn = (long (*)(void))dlsym(h, "fakegpu_outstanding");
+	dlclose(h);
+	return fn ? fn() : -1;
+}
+
+/*
+ * In a child (the plugin is looked for once per process): with env set,
+ * moex_gpu_probe() and creating a "hip" layer; the child exits 0 when both
+ * say -ENODEV and the reason contains want.
+ */
+static int probe_in_child(const char *name, const char *value,
+			  const char *want)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		struct moex_moe_desc d = desc();
+		struct moex_moe_weights w = weights();
+		struct moex_moe_opts o = hip_opts(0);
+		struct moex_moe *m = NULL;
+		char why[256];
+		int r;
+
+		setenv(name, value, 1);
+		r = moex_gpu_probe(why, sizeof(why));
+		if (r != -ENODEV || !strstr(why, want)) {
+			fprintf(stderr, "probe: %d, \"%s\"\n", r, why);
+			_exit(1);
+		}
+		r = moex_moe_create(&d, &w, &o, &m);
+		_exit(r == -ENODEV && !m ? 0 : 2);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+TEST(no_plugin_is_enodev_and_says_how_to_build_it)
+{
+	CHECK_INT(probe_in_child("MOEX_HIP_LIB", "/nonexistent/libmoex-hip.so.0",
+				 "make hip-plugin"), 0);
+}
+
+TEST(plugin_of_another_abi_is_refused)
+{
+	setenv("MOEX_HIP_LIB", FAKEGPU, 1);
+	CHECK_INT(probe_in_child("FAKEGPU_ABI", "99", "ABI 99"), 0);
+	unsetenv("MOEX_HIP_LIB");
+}
+
+TEST(plugin_without_a_gpu_is_enodev)
+{
+	setenv("MOEX_HIP_LIB", FAKEGPU, 1);
+	CHECK_INT(probe_in_child("FAKEGPU_NODEV", "1", "no GPU"), 0);
+	unsetenv("MOEX_HIP_LIB");
+}
+
+/* From here on this process uses the fake GPU. */
+TEST(probe_finds_the_fake_gpu)
+{
+	char why[256];
+
+	setenv("MOEX_HIP_LIB", FAKEGPU, 1);
+	CHECK_INT(moex_gpu_probe(why, sizeof(why)), 1);
+	CHECK_STR(why, "");
+	CHECK_INT(outstanding(), 0);
+}
+
+/* n runs of m against the reference: outputs and counts bit for bit. */
+static void run_matches(struct moex_moe *m, int n, const char *what)
+{
+	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
+	uint32_t c[NE], rc[NE];
+
+	for (int i = 0; i < n; i++) {
+		fill_x(x, NTOK * DIM);
+		memset(y, 0xff, sizeof(y));
+		CHECK_INT(moex_moe_run(m, x, NTOK, y, c), 0);
+		CHECK_INT(moex_moe_run_reference(m, x, NTOK, r, rc), 0);
+		CHECK_MSG(!memcmp(y, r, sizeof(y)), "%s: run %d differs", what,
+			  i);
+		CHECK_MSG(!memcmp(c, rc, sizeof(c)), "%s: counts of run %d",
+			  what, i);
+	}
+}
+
+TEST(all_experts_on_the_gpu_match_the_reference)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(0);
+	struct moex_moe_stats st = { .size = sizeof(st) };
+	struct moex_moe *m = NULL;
+
+	memset(bias, 0, sizeof(bias));
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	CHECK_STR(moex_moe_backend(m), "hip");
+	run_matches(m, 3, "resident");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.runs, 3);
+	CHECK_U64(st.tokens, 3 * NTOK);
+	CHECK_U64(st.gpu_experts, NE);
+	CHECK_U64(st.gpu_misses, 0);
+	CHECK(st.gpu_hits >= 3);
+	CHECK_U64(st.fills, 0);
+	/* no run at all, and a run of no tokens */
+	CHECK_INT(moex_moe_run(m, NULL, 0, NULL, NULL), 0);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
+/*
+ * 4 of 16 experts on the GPU, slots holding experts 0-3; the bias sends
+ * every token to experts 12-15 (one group). Each run's submission plans
+ * from the counts so far and starts at most two copies, which later runs
+ * use: run 1 reads all four from host memory, run 2 too (12 and 13 are
+ * being copied), run 3 finds 12 and 13 (14 and 15 copying), run 4 on all
+ * four. Every run must match the reference, from host memory or slots.
+ */
+TEST(expert_cache_moves_the_hot_experts_in)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(4);
+	struct moex_moe_stats st = { .size = sizeof(st) };
+	struct moex_moe *m = NULL;
+	uint64_t expert = 3ull * INTER * DIM * 2;	/* bf16 */
+	uint64_t misses;
+
+	memset(bias, 0, sizeof(bias));
+	for (int e = 12; e < 16; e++)
+		bias[e] = 10.0f;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	CHECK_STR(moex_moe_backend(m), "hip:4/16");
+	run_matches(m, 1, "cold");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.gpu_hits, 0);
+	CHECK_U64(st.gpu_misses, 4);
+	CHECK_U64(st.stream_bytes, 4 * expert);
+	CHECK_U64(st.fills, 0);
+	run_matches(m, 1, "copying");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.fills, 2);		/* MOEX_XCACHE_MAX_SWAPS */
+	CHECK_U64(st.fill_bytes, 2 * expert);
+	CHECK_U64(st.gpu_misses, 8);
+	run_matches(m, 3, "warming");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.fills, 4);
+	misses = st.gpu_misses;
+	CHECK_U64(misses, 4 + 4 + 2);
+	CHECK_U64(st.gpu_hits, 2 + 4 + 4);
+	run_matches(m, 3, "warm");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.gpu_misses, misses);	/* all four hit now */
+	CHECK_U64(st.gpu_hits, 10 + 3 * 4);
+	CHECK_U64(st.fills, 4);
+	CHECK_U64(st.stream_bytes, misses * expert);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+	memset(bias, 0, sizeof(bias));
+}
+
+/* Two layers over the same host weights share its registration. */
+TEST(layers_share_registered_memory)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(2);
+	struct moex_moe *a = NULL, *b = NULL;
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &a), 0);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &b), 0);
+	run_matches(b, 2, "second layer");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_destroy(a), 0);
+	/* b's experts must still be reachable: the fake checks aliases */
+	run_matches(b, 2, "after the first is gone");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_destroy(b), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
+TEST(bad_requests_leave_nothing)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(NE + 1);
+	struct moex_moe *m = NULL;
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	CHECK(!m);
+	/* device memory too small for the slots */
+	setenv("FAKEGPU_MEM_MB", "0", 1);
+	o = hip_opts(0);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -ENOMEM);
+	unsetenv("FAKEGPU_MEM_MB");
+	CHECK(!m);
+	CHECK_INT(outstanding(), 0);
+}
+
+/* Queue NRUN runs of one layer on q; reap them; compare. */
+#define NRUN 5
+
+static void queue_runs(struct moex_queue *q, struct moex_moe *m)
+{
+	static float x[NRUN][NTOK * DIM], y[NRUN][NTOK * DIM], r[NTOK * DIM];
+	static uint32_t c[NRUN][NE];
+	uint32_t rc[NE];
+	bool seen[NRUN] = { false };
+	struct moex_cqe cqe[NRUN];
+	int got = 0, n;
+
+	for (int i = 0; i < NRUN; i++) {
+		fill_x(x[i], NTOK * DIM);
+		CHECK_INT(moex_queue_moe(q, m, x[i], NTOK, y[i], c[i],
+					 500 + (uint64_t)i), 0);
+	}
+	CHECK_INT(moex_queue_submit(q), NRUN);
+	while (got < NRUN) {
+		n = moex_queue_wait(q, cqe, NRUN, 1, 5000);
+		CHECK_MSG(n > 0, "wait: %d", n);
+		for (int i = 0; i < n; i++) {
+			uint64_t k = cqe[i].user_data - 500;
+
+			CHECK(k < NRUN && !seen[k]);
+			seen[k] = true;
+			CHECK_INT(cqe[i].res, 0);
+		}
+		got += n;
+	}
+	for (int i = 0; i < NRUN; i++) {
+		CHECK_INT(moex_moe_run_reference(m, x[i], NTOK, r, rc), 0);
+		CHECK_MSG(!memcmp(y[i], r, sizeof(r)), "run %d differs", i);
+		CHECK_MSG(!memcmp(c[i], rc, sizeof(rc)), "counts of run %d", i);
+	}
+	CHECK_INT(moex_queue_wait(q, cqe, NRUN, 1, 0), -ETIME);
+}
+
+TEST(runs_on_a_synchronous_queue)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(3);
+	struct moex_moe *m = NULL;
+	struct moex_queue *q = NULL;
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	CHECK_INT(moex_queue_create(NULL, NULL, &q), 0);
+	queue_runs(q, m);
+	moex_queue_destroy(q);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
+TEST(gpu_completions_arrive_in_the_queue_ring)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(3);
+	struct moex_moe_stats st = { .size = sizeof(st) };
+	struct moex_moe *m = NULL;
+	struct moex_device *dev;
+	struct moex_queue *q;
+	int ret;
+
+	ret = uring_queue_on_null(32, &dev, &q);
+	if (!ret && moex__queue_can_post(q))
+		ret = -EOPNOTSUPP;
+	if (ret) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	}
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	queue_runs(q, m);
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.runs, NRUN);
+	/* runs left in flight: destroying the queue waits for them */
+	{
+		static float x[NTOK * DIM], y[2][NTOK * DIM];
+
+		fill_x(x, NTOK * DIM);
+		CHECK_INT(moex_queue_moe(q, m, x, NTOK, y[0], NULL, 1), 0);
+		CHECK_INT(moex_queue_moe(q, m, x, NTOK, y[1], NULL, 2), 0);
+		CHECK_INT(moex_queue_submit(q), 2);
+	}
+	moex_queue_destroy(q);
+	moex_close(dev);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
+/*
+ * moex-bench moe --backend hip --quick on the fake GPU: every figure and
+ * ratio it promises appears, with a positive value (what they measure
+ * here means nothing: this checks the bench's own paths).
+ */
+TEST(gpu_bench_runs_on_the_fake_gpu)
+{
+	static const char *const names[] = {
+		"copy_bw", "gpu_v3_fp8_b1_eff_bw", "gpu_v2_lite_bf16_b16_tokens",
+		"copy_bw_end", "stream_bw", "memcpy_h2d_bw",
+		"gpu_decode_b1_bw_ratio_quick",
+		"gpu_decode_b1_bw_ratio_bf16_quick", "stream_vs_memcpy_quick",
+	};
+	char cmd[1024], line[512], out[8192] = "";
+	FILE *f;
+	int st;
+
+	snprintf(cmd, sizeof(cmd),
+		 "MOEX_HIP_LIB=%s %s moe --backend hip --quick --json --reps 2 --torch none 2>&1",
+		 FAKEGPU_PLAIN, MOEX_BENCH);
+	f = popen(cmd, "r");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (strlen(out) + strlen(line) < sizeof(out))
+			strcat(out, line);
+	st = pclose(f);
+	CHECK_MSG(st == 0, "exit %d: %s", st, out);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char key[128];
+		const char *p;
+		double v;
+
+		snprintf(key, sizeof(key), "\"name\": \"%s\", \"value\": ",
+			 names[i]);
+		p = strstr(out, key);
+		CHECK_MSG(p, "%s missing: %s", names[i], out);
+		v = strtod(p + strlen(key), NULL);
+		CHECK_MSG(v > 0, "%s = %g", names[i], v);
+	}
+}
+
+RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
+	  T(plugin_of_another_abi_is_refused),
+	  T(plugin_without_a_gpu_is_enodev),
+	  T(probe_finds_the_fake_gpu),
+	  T(all_experts_on_the_gpu_match_the_reference),
+	  T(expert_cache_moves_the_hot_experts_in),
+	  T(layers_share_registered_memory),
+	  T(bad_requests_leave_nothing),
+	  T(runs_on_a_synchronous_queue),
+	  T(gpu_completions_arrive_in_the_queue_ring),
+	  T(gpu_bench_runs_on_the_fake_gpu))
