@@ -15,6 +15,9 @@
 #     $(UDEVRULESDIR)/60-moex.rules     group moex, mode 0660
 #     $(MODPROBEDIR)/moex.conf          every module parameter, commented out
 #     $(MANDIR)/manN/                   Documentation/man/*.N, where present
+#   make install-hip            the GPU plugin (make hip-plugin: nvcc or
+#                               hipcc) into $(LIBDIR)/libmoex-hip.so.0,
+#                               where libmoex's "hip" backend finds it
 #   make uninstall              remove exactly those files (with DESTDIR
 #                               empty, also the DKMS registration of this
 #                               version, whose source goes away)
@@ -62,7 +65,7 @@ INSTALL_TOOLS := $(INSTALL_STAGE)/moexctl $(INSTALL_STAGE)/moex-run \
 	$(MOEX_BENCH) $(MKMODEL)
 INSTALL_BUILD := $(LIBMOEX_A) $(LIBMOEX_SO) $(LIBMOEX_SO_LINKS) $(INSTALL_TOOLS)
 
-.PHONY: install install-build uninstall print-version
+.PHONY: install install-build install-hip uninstall print-version
 
 print-version:
 	@echo $(MOEX_VERSION)
@@ -114,6 +117,11 @@ install: install-build
 			"create the group: groupadd --system moex"; \
 	fi
 
+install-hip: hip-plugin
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)
+	$(INSTALL_DATA) $(HIP_PLUGIN) $(DESTDIR)$(LIBDIR)/$(HIP_PLUGIN_SONAME)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && command -v dkms >/dev/null 2>&1 && \
 	    [ -n "$$(dkms status moex/$(MOEX_VERSION) 2>/dev/null)" ]; then \
@@ -124,6 +132,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(LIBMOEX_SO)) \
 		$(DESTDIR)$(LIBDIR)/$(LIBMOEX_SONAME) \
 		$(DESTDIR)$(LIBDIR)/libmoex.so $(DESTDIR)$(LIBDIR)/libmoex.a \
+		$(DESTDIR)$(LIBDIR)/$(HIP_PLUGIN_SONAME) \
 		$(DESTDIR)$(PKGCONFIGDIR)/moex.pc \
 		$(DESTDIR)$(INCLUDEDIR)/moex.h $(DESTDIR)$(INCLUDEDIR)/linux/moex.h
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INSTALL_TOOLS)))

@@ -144,6 +144,7 @@ kernels-check:
 	$(call hip_try,nvcc/link-gpu-moe,$(GPU_TEST_CUDA),$(NVCC),nvcc) \
 	$(call hip_try,hipcc/plugin,hip-plugin-check HIP_PLUGIN_CC=hipcc,$(HIPCC_PATH),hipcc) \
 	$(call hip_try,nvcc/plugin,hip-plugin-check HIP_PLUGIN_CC=nvcc,$(NVCC),nvcc) \
+	$(call hip_try,nvcc/gpu-bundle,gpu-bundle,$(NVCC),nvcc) \
 	rm -f $(BUILD)/kcheck.log; \
 	echo "kernels: $$p passed, $$f failed, $$s skipped"; \
 	[ $$f -eq 0 ]
@@ -162,3 +163,49 @@ else
 	MOEX_HIP_LIB=$(abspath $(HIP_PLUGIN)) $(GPU_BACKEND_TEST) || r=1; \
 	exit $$r
 endif
+
+# ---- a bundle to run on a GPU machine ----
+#
+# make gpu-bundle: $(BUILD)/gpu-bundle/, everything the GPU tests and the
+# GPU benchmark need, built here with nvcc, to copy to a machine that has
+# a GPU but not this tree's build dependencies: the plugin, gpu-moe,
+# gpu-backend and moex-bench (liburing linked statically; the CUDA runtime
+# is static in nvcc's links), torch-moe.py, and `run`, which runs them all
+# (tools/gpu-bundle-run). moex-bench finds the plugin beside itself.
+GPU_BUNDLE := $(BUILD)/gpu-bundle
+comma := ,
+GPU_BUNDLE_LIBS := -Wl,-Bstatic -luring -Wl,-Bdynamic -lpthread -lm -ldl
+GPU_BUNDLE_FILES := $(addprefix $(GPU_BUNDLE)/,libmoex-hip.so.0 gpu-moe \
+	gpu-backend moex-bench torch-moe.py run)
+
+.PHONY: gpu-bundle
+gpu-bundle: $(GPU_BUNDLE_FILES)
+
+$(GPU_BUNDLE)/libmoex-hip.so.0: $(HIP_PLUGIN_CUDA)
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(GPU_BUNDLE)/gpu-moe: $(BUILD)/tests/gpu/test_gpu.o $(CUDA_OBJS) $(LIBMOEX_A)
+	@mkdir -p $(@D)
+	$(NVCC) -arch=$(CUDA_ARCH) -o $@ $(BUILD)/tests/gpu/test_gpu.o \
+		$(CUDA_OBJS) $(LIBMOEX_A) $(subst -Wl$(comma),-Xlinker ,$(GPU_BUNDLE_LIBS))
+
+$(GPU_BUNDLE)/gpu-backend: tests/gpu/test_backend.c $(LIBMOEX_A) \
+		tests/unit/harness.h tests/unit/fakeioctl.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -Itests/unit -DSUITE='"gpu-backend"' \
+		-o $@ $< $(LIBMOEX_A) $(GPU_BUNDLE_LIBS)
+
+$(GPU_BUNDLE)/moex-bench: $(BUILD)/obj/tools/moex-bench.o \
+		$(BUILD)/obj/tools/bench-moe.o $(BUILD)/obj/tools/bench-gpu.o \
+		$(LIBMOEX_A)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIBMOEX_A) $(GPU_BUNDLE_LIBS)
+
+$(GPU_BUNDLE)/torch-moe.py: tools/torch-moe.py
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(GPU_BUNDLE)/run: tools/gpu-bundle-run
+	@mkdir -p $(@D)
+	cp $< $@

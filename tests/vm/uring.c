@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -43,6 +44,7 @@
 #include "moex.h"
 #include "report.h"
 #include "vmlib.h"
+#include "../../runtime/src/internal.h"
 
 #define PAGE		4096UL
 
@@ -1546,6 +1548,107 @@ static void test_kill(int dev, unsigned int n, size_t chunk, bool async,
 
 /* ---- main ------------------------------------------------------------ */
 
+/* Host work completed later from its own thread, as a GPU callback does. */
+struct posted {
+	struct moex_queue *q;
+	uint64_t user_data;
+	pthread_t thread;
+	bool started;
+	int ret;
+};
+
+static void *posted_main(void *arg)
+{
+	struct posted *p = arg;
+
+	usleep(50000);
+	p->ret = moex__queue_post(p->q, p->user_data, -(int)p->user_data);
+	return NULL;
+}
+
+static int posted_start(void *ctx)
+{
+	struct posted *p = ctx;
+
+	if (pthread_create(&p->thread, NULL, posted_main, p))
+		return -EAGAIN;
+	p->started = true;
+	return MOEX__QUEUE_LATER;
+}
+
+/*
+ * Completions posted from other threads (IORING_OP_MSG_RING, how a GPU
+ * layer's callback completes) arrive in the same ring as the device's
+ * own, on this kernel and with the ring flags libmoex sets up.
+ */
+static void test_posted(int dev)
+{
+	struct posted p[4];
+	struct moex_device *md = NULL;
+	struct moex_queue *q = NULL;
+	struct moex_cqe cqes[8];
+	unsigned int i;
+	char why[160], name[48];
+	int ret, res = 0;
+
+	snprintf(name, sizeof(name), "moex%d-posted-completions", dev);
+	ret = lib_open(dev, &md);
+	if (ret) {
+		fail(name, "moex_open: %s", strerror(-ret));
+		return;
+	}
+	ret = lib_queue(md, 16, false, &q, why, sizeof(why));
+	if (ret) {
+		fail(name, "%s", why);
+		moex_close(md);
+		return;
+	}
+	ret = moex__queue_can_post(q);
+	if (ret) {
+		fail(name, "no poster ring: %s", strerror(-ret));
+		goto out;
+	}
+	for (i = 0; i < 4; i++) {
+		p[i] = (struct posted){ .q = q, .user_data = 10 + i };
+		ret = moex__queue_host(q, posted_start, &p[i], 10 + i);
+		if (!ret && i % 2)
+			ret = moex_queue_nop(q, 20 + i);
+		if (ret) {
+			fail(name, "queue: %s", strerror(-ret));
+			goto out;
+		}
+	}
+	ret = lib_run(q, 6, cqes);
+	for (i = 0; i < 4; i++)
+		if (p[i].started)
+			pthread_join(p[i].thread, NULL);
+	if (ret) {
+		fail(name, "run: %s", strerror(-ret));
+		goto out;
+	}
+	for (i = 0; i < 4; i++) {
+		if (p[i].ret || !cqe_res(cqes, 6, 10 + i, &res) ||
+		    res != -(int)(10 + i)) {
+			fail(name, "completion %u: post %d, res %d", 10 + i,
+			     p[i].ret, res);
+			goto out;
+		}
+	}
+	if (!cqe_res(cqes, 6, 21, &res) || res || !cqe_res(cqes, 6, 23, &res) ||
+	    res) {
+		fail(name, "the NOPs' completions");
+		goto out;
+	}
+	if (moex_queue_wait(q, cqes, 8, 1, 0) != -ETIME) {
+		fail(name, "a completion too many");
+		goto out;
+	}
+	ok(name);
+out:
+	moex_queue_destroy(q);
+	moex_close(md);
+}
+
 int main(int argc, char **argv)
 {
 	const char *module = "/moex/moex.ko";
@@ -1572,6 +1675,7 @@ int main(int argc, char **argv)
 	test_queue_mode(0);
 	test_success(0);
 	test_queue_commands(0);
+	test_posted(0);
 	test_sync_same(0);
 	test_bad_input();
 	test_many(0, 256, 4096);
