@@ -548,14 +548,17 @@ static void load_show(struct load_file *f, double dt)
 	       "max/mean", "top experts: expert=tokens (share)");
 	for (l = 0; l < f->layers; l++) {
 		size_t base = (size_t)l * stride;
-		uint64_t tokens = load_word(f, base), sum = 0, max = 0;
+		uint64_t tokens = load_word(f, base + MOEX_LOAD_TOKENS);
+		uint64_t hits = load_word(f, base + MOEX_LOAD_GPU_HITS);
+		uint64_t misses = load_word(f, base + MOEX_LOAD_GPU_MISSES);
+		uint64_t sum = 0, max = 0;
 		uint32_t top[WATCH_TOP];
 		uint64_t topv[WATCH_TOP];
 		unsigned int ntop = 0;
 		char rate[32] = "-", imb[32] = "-";
 
 		for (e = 0; e < f->experts; e++) {
-			uint64_t v = load_word(f, base + 2 + e);
+			uint64_t v = load_word(f, base + MOEX_LOAD_COUNTS + e);
 
 			sum += v;
 			if (v > max)
@@ -588,6 +591,18 @@ static void load_show(struct load_file *f, double dt)
 			printf(" %" PRIu32 "=%" PRIu64 " (%.1f%%)", top[k],
 			       topv[k], 100.0 * (double)topv[k] / (double)sum);
 		printf("\n");
+		if (hits + misses) {
+			char sb[32], fb[32];
+
+			fmt_bytes(sb, sizeof(sb), (double)load_word(f, base +
+					MOEX_LOAD_STREAM_BYTES));
+			fmt_bytes(fb, sizeof(fb), (double)load_word(f, base +
+					MOEX_LOAD_FILL_BYTES));
+			printf("%-6s gpu cache: %.1f%% hits (%" PRIu64 " of %"
+			       PRIu64 "), %s streamed from host memory, %s copied in\n",
+			       "", 100.0 * (double)hits / (double)(hits + misses),
+			       hits, hits + misses, sb, fb);
+		}
 	}
 }
 

@@ -280,8 +280,16 @@ static void moex_moe_hip_done(void *arg, int status, const uint32_t *counts)
 	slot = j->moe->pub_slot;
 	updates = j->moe->pub_updates;
 	pthread_mutex_unlock(&pool_lock);
-	if (!status)
+	if (!status) {
+		struct moex_moe_stats st = { .size = sizeof(st) };
+
+		if (slot) {
+			moex__hip_layer_stats(j->moe->hip, &st);
+			moex__pub_gpu(slot, st.gpu_hits, st.gpu_misses,
+				      st.stream_bytes, st.fill_bytes);
+		}
 		moex_moe_ended(j->moe, j->ntok, counts, slot, updates);
+	}
 	j->status = status;
 	if (q) {	/* asynchronous: the job is done with */
 		free(j);

@@ -125,12 +125,26 @@ void moex__pub_add(uint64_t *slot, uint64_t *updates, uint32_t experts,
 
 	if (!slot)
 		return;
-	__atomic_fetch_add(&slot[0], (uint64_t)ntok, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&slot[1], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&slot[MOEX_LOAD_TOKENS], (uint64_t)ntok,
+			   __ATOMIC_RELAXED);
+	__atomic_fetch_add(&slot[MOEX_LOAD_RUNS], 1, __ATOMIC_RELAXED);
 	for (e = 0; e < experts; e++)
 		if (counts[e])
-			__atomic_fetch_add(&slot[2 + e], counts[e],
-					   __ATOMIC_RELAXED);
+			__atomic_fetch_add(&slot[MOEX_LOAD_COUNTS + e],
+					   counts[e], __ATOMIC_RELAXED);
 	if (updates)
 		__atomic_fetch_add(updates, 1, __ATOMIC_RELEASE);
+}
+
+void moex__pub_gpu(uint64_t *slot, uint64_t hits, uint64_t misses,
+		   uint64_t stream_bytes, uint64_t fill_bytes)
+{
+	if (!slot)
+		return;
+	__atomic_store_n(&slot[MOEX_LOAD_GPU_HITS], hits, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot[MOEX_LOAD_GPU_MISSES], misses, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot[MOEX_LOAD_STREAM_BYTES], stream_bytes,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&slot[MOEX_LOAD_FILL_BYTES], fill_bytes,
+			 __ATOMIC_RELAXED);
 }

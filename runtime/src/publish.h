@@ -6,8 +6,10 @@
  * While a model is open, libmoex keeps one small file per model in
  * $MOEX_STATS_DIR (default /dev/shm; empty: publishing is off), named
  * moex-<pid>-<n>.load, mapped MAP_SHARED and updated in place after every
- * layer run: a fixed header, then for each loaded layer two u64 (tokens
- * run, layer runs) and one u64 per routed expert (tokens routed to it).
+ * layer run: a fixed header, then for each loaded layer six u64 (tokens
+ * run, layer runs, and the GPU expert cache's hits, misses, streamed and
+ * filled bytes: zero on the CPU) and one u64 per routed expert (tokens
+ * routed to it).
  * The counters only grow; they are written with relaxed atomic adds, so a
  * reader sees each 64-bit value whole. The file appears fully written
  * (made under a temporary name, then renamed) and is removed when the
@@ -24,8 +26,11 @@
  *    28     4  routed experts per layer
  *    32     8  updates: layer runs published so far (all layers)
  *    40   216  model directory, NUL-terminated (truncated)
- *   256        layer slot i (i < layers), each (2 + experts) u64:
- *              tokens, runs, count[0..experts)
+ *   256        layer slot i (i < layers), each (6 + experts) u64:
+ *              tokens, runs, gpu_hits, gpu_misses, stream_bytes,
+ *              fill_bytes, count[0..experts)
+ *
+ * Version 2 (libmoex 0.4) added the four GPU words; version 1 had none.
  */
 #ifndef LIBMOEX_PUBLISH_H
 #define LIBMOEX_PUBLISH_H
@@ -34,7 +39,7 @@
 #include <stdint.h>
 
 #define MOEX_LOAD_MAGIC		"MOEXLOAD"
-#define MOEX_LOAD_VERSION	1u
+#define MOEX_LOAD_VERSION	2u
 #define MOEX_LOAD_HDR_SIZE	256u
 #define MOEX_LOAD_MODEL_LEN	216u
 #define MOEX_LOAD_DEFAULT_DIR	"/dev/shm"
@@ -60,8 +65,20 @@ struct moex_load_header {
 _Static_assert(sizeof(struct moex_load_header) == MOEX_LOAD_HDR_SIZE,
 	       "the load file's header is 256 bytes");
 
+/* The words of a layer slot: its counters, then the per-expert counts. */
+enum {
+	MOEX_LOAD_TOKENS,
+	MOEX_LOAD_RUNS,
+	MOEX_LOAD_GPU_HITS,
+	MOEX_LOAD_GPU_MISSES,
+	MOEX_LOAD_STREAM_BYTES,
+	MOEX_LOAD_FILL_BYTES,
+	MOEX_LOAD_COUNTS,	/* count[0] */
+};
+
 /* u64 words per layer slot. */
-#define MOEX_LOAD_SLOT_WORDS(experts)	(2u + (uint64_t)(experts))
+#define MOEX_LOAD_SLOT_WORDS(experts) \
+	((uint64_t)MOEX_LOAD_COUNTS + (uint64_t)(experts))
 
 #ifdef LIBMOEX_INTERNAL_H	/* the library's side */
 
@@ -85,6 +102,10 @@ void moex__pub_close(struct moex_pub *p);
 /* Add one run of ntok tokens with counts[experts] to a layer slot. */
 void moex__pub_add(uint64_t *slot, uint64_t *updates, uint32_t experts,
 		   size_t ntok, const uint32_t *counts);
+
+/* Set a layer slot's GPU expert-cache counters (running totals). */
+void moex__pub_gpu(uint64_t *slot, uint64_t hits, uint64_t misses,
+		   uint64_t stream_bytes, uint64_t fill_bytes);
 
 /* The updates word of p (NULL when p is NULL). */
 uint64_t *moex__pub_updates(struct moex_pub *p);

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "fakeioctl.h"
 #include "moex.h"
+#include "../../runtime/src/publish.h"
 
 #if !defined(FAKEGPU) || !defined(FAKEGPU_PLAIN) || !defined(MOEX_BENCH)
 #error "build with -DFAKEGPU='\"libmoex-hip-fake.so\"' -DMOEX_BENCH='\"moex-bench\"'"
@@ -294,6 +295,43 @@ TEST(expert_cache_moves_the_hot_experts_in)
 	memset(bias, 0, sizeof(bias));
 }
 
+/* A layer of a model publishes its cache counters with its load. */
+TEST(cache_counters_are_published)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(2);
+	struct moex_moe_stats st = { .size = sizeof(st) };
+	static uint64_t slot[MOEX_LOAD_COUNTS + NE];
+	uint64_t updates = 0, sum = 0;
+	struct moex_moe *m = NULL;
+
+	memset(slot, 0, sizeof(slot));
+	for (int e = 12; e < 16; e++)
+		bias[e] = 10.0f;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	CHECK_INT(moex__moe_publish(m, slot, &updates), 0);
+	run_matches(m, 4, "published");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(slot[MOEX_LOAD_TOKENS], 4 * NTOK);
+	CHECK_U64(slot[MOEX_LOAD_RUNS], 4);
+	CHECK_U64(updates, 4);
+	CHECK_U64(slot[MOEX_LOAD_GPU_HITS], st.gpu_hits);
+	CHECK_U64(slot[MOEX_LOAD_GPU_MISSES], st.gpu_misses);
+	CHECK_U64(slot[MOEX_LOAD_STREAM_BYTES], st.stream_bytes);
+	CHECK_U64(slot[MOEX_LOAD_FILL_BYTES], st.fill_bytes);
+	CHECK(st.gpu_misses > 0 && st.fills > 0);
+	for (int e = 0; e < NE; e++)
+		sum += slot[MOEX_LOAD_COUNTS + e];
+	CHECK_U64(sum, 4 * NTOK * TOPK);
+	CHECK_INT(moex__moe_publish(m, NULL, NULL), 0);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+	memset(bias, 0, sizeof(bias));
+}
+
 /* Two layers over the same host weights share its registration. */
 TEST(layers_share_registered_memory)
 {
@@ -476,6 +514,7 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(probe_finds_the_fake_gpu),
 	  T(all_experts_on_the_gpu_match_the_reference),
 	  T(expert_cache_moves_the_hot_experts_in),
+	  T(cache_counters_are_published),
 	  T(layers_share_registered_memory),
 	  T(bad_requests_leave_nothing),
 	  T(runs_on_a_synchronous_queue),

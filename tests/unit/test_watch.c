@@ -115,7 +115,14 @@ static int write_load(const char *name, uint32_t pid, uint32_t first,
 		return -1;
 	fwrite(&h, sizeof(h), 1, f);
 	for (l = 0; l < layers; l++) {
-		uint64_t w[2] = { tokens[l], 1 };
+		/* layer 0 ran on a GPU with an expert cache */
+		uint64_t w[MOEX_LOAD_COUNTS] = {
+			[MOEX_LOAD_TOKENS] = tokens[l], [MOEX_LOAD_RUNS] = 1,
+			[MOEX_LOAD_GPU_HITS] = l ? 0 : 70,
+			[MOEX_LOAD_GPU_MISSES] = l ? 0 : 10,
+			[MOEX_LOAD_STREAM_BYTES] = l ? 0 : 440000000,
+			[MOEX_LOAD_FILL_BYTES] = l ? 0 : 88000000,
+		};
 
 		fwrite(w, sizeof(w), 1, f);
 		for (e = 0; e < experts; e++)
@@ -363,6 +370,9 @@ TEST(watch_shows_published_expert_load)
 	snprintf(want, sizeof(want), "\n%-6u %12u ", 3, 151);
 	CHECK_HAS(r.out, want);
 	CHECK_HAS(r.out, "(no tokens yet)");
+	/* the GPU cache line, for layer 3 only */
+	CHECK_HAS(r.out, "       gpu cache: 87.5% hits (70 of 80), ");
+	CHECK_INT(strstr(strstr(r.out, "gpu cache:") + 1, "gpu cache:") ? 1 : 0, 0);
 	snprintf(want, sizeof(want), "pid %ld ", (long)dead);
 	CHECK_MSG(!strstr(r.out, want), "dead pid shown: %s", r.out);
 	CHECK_INT(strstr(strstr(r.out, "expert load of") + 1, "expert load of") ?
@@ -448,18 +458,20 @@ TEST(publisher_of_an_open_model)
 	CHECK(fd >= 0);
 	CHECK(fstat(fd, &st) == 0);
 	CHECK_U64(st.st_size, MOEX_LOAD_HDR_SIZE + (uint64_t)info.layers *
-		  (2 + info.desc.n_experts) * 8);
+		  MOEX_LOAD_SLOT_WORDS(info.desc.n_experts) * 8);
 	CHECK_INT(st.st_mode & 0777, 0644);
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
 	CHECK(map != MAP_FAILED);
 	h = map;
 	w = (uint64_t *)((char *)map + MOEX_LOAD_HDR_SIZE);
-	tokens = w[0];
-	runs = w[1];
+	tokens = w[MOEX_LOAD_TOKENS];
+	runs = w[MOEX_LOAD_RUNS];
 	for (i = 0; i < info.desc.n_experts; i++)
-		sum += w[2 + i];
-	CHECK_MSG(!memcmp(h->magic, "MOEXLOAD", 8) && h->version == 1 &&
+		sum += w[MOEX_LOAD_COUNTS + i];
+	/* a CPU layer has no GPU cache */
+	CHECK_U64(w[MOEX_LOAD_GPU_HITS] + w[MOEX_LOAD_GPU_MISSES], 0);
+	CHECK_MSG(!memcmp(h->magic, "MOEXLOAD", 8) && h->version == 2 &&
 		  h->pid == (uint32_t)getpid() &&
 		  h->first_layer == info.first_layer &&
 		  h->layers == info.layers &&
