@@ -92,8 +92,9 @@ struct dmem {
 /* len bytes of random values of type t on the device (or, host, pinned). */
 static int dmem_fill(struct dmem *m, size_t len, uint32_t t, bool host)
 {
-	static void *pattern[3];	/* per type, pinned */
-	int ti = t == MOEK_BF16 ? 0 : t == MOEK_FP8_E4M3 ? 1 : 2;
+	static void *pattern[4];	/* per type, pinned */
+	int ti = t == MOEK_BF16 ? 0 : t == MOEK_FP8_E4M3 ? 1 :
+		 t == MOEK_F32 ? 2 : 3;
 	size_t off;
 	int r;
 
@@ -223,7 +224,7 @@ static int glayer_make(struct glayer *l, const struct shape_def *d,
 		if (!mb[i])
 			continue;
 		r = dmem_fill(&l->mats[i], mb[i] * l->distinct,
-			      i < 3 ? wtype : MOEK_F32, host);
+			      i < 3 ? wtype : BENCH_FILL_SCALES, host);
 		if (r)
 			return r;
 	}

@@ -4,7 +4,7 @@
  * against the memory bandwidth of the same machine, natively.
  *
  *   moex-bench moe [--json] [--threads N] [--isa scalar|avx2|avx512]
- *                  [--reps N] [--mem-gb G] [--quick]
+ *                  [--reps N] [--mem-gb G] [--quick] [--no-shared] [--f32]
  *
  * 1. A STREAM-style triad a[i] = b[i] + s * c[i] on the pool's threads,
  *    three arrays of 256 MiB each (far beyond any LLC); GB/s counts the
@@ -24,6 +24,9 @@
  * Each figure is the median of --reps (default 5) runs after a warm-up.
  * --quick runs small shapes at batch 1 and 16 (a smoke test for CI; its
  * ratios carry a _quick suffix: the working set is not beyond the LLC).
+ * --no-shared drops the shared experts (names get _no_shared: the routed
+ * experts alone, as ggml's MUL_MAT_ID measures them) and --f32 adds f32
+ * weights to bf16 and fp8 (Documentation/moe-kernels.rst, side by side).
  * With --json every figure is one line {"suite": "moe", "name": ...,
  * "value": ..., "unit": ...}.
  */
@@ -103,7 +106,8 @@ static uint64_t mix(uint64_t x)
 }
 
 /* Random weights, 8 bytes at a time: bf16 of magnitude below 2^-5, e4m3
- * bytes below 2 in magnitude (never NaN), or f32 scales near 1/448. */
+ * bytes below 2 in magnitude (never NaN), f32 below 2^-6, or f32 scales
+ * near 1/448 (BENCH_FILL_SCALES). */
 static void fill_job(void *arg, unsigned int tid, unsigned int nt)
 {
 	struct par *p = arg;
@@ -119,6 +123,9 @@ static void fill_job(void *arg, unsigned int tid, unsigned int nt)
 			       0x3c003c003c003c00ull;
 		else if (p->type == MOEK_FP8_E4M3)
 			w[i] = x & 0xb7b7b7b7b7b7b7b7ull;
+		else if (p->type == MOEK_F32)
+			w[i] = (x & 0x807fffff807fffffull) |
+			       0x3c0000003c000000ull;
 		else
 			w[i] = 0x3b1249003b124900ull;	/* 2.23e-3 f32 */
 	}
@@ -276,11 +283,15 @@ static void place_ffn(struct moek_cpu *c, struct bench_layer *l,
 		*m[i].sc = NULL;
 		if (sb) {
 			*m[i].sc = (const float *)(const void *)(base + *off);
-			fill(c, base + *off, sb, MOEK_F32, *off);
+			fill(c, base + *off, sb, BENCH_FILL_SCALES, *off);
 			*off += sb;
 		}
 	}
 }
+
+/* --no-shared: layers without their shared experts (to compare with
+ * routed-expert GEMMs alone, as ggml's MUL_MAT_ID). */
+static bool no_shared;
 
 static int layer_make(struct moek_cpu *c, struct bench_layer *l,
 		      const struct shape_def *d, uint32_t wtype, double mem_gb)
@@ -293,6 +304,8 @@ static int layer_make(struct moek_cpu *c, struct bench_layer *l,
 	l->s = d->s;
 	l->s.wtype = wtype;
 	l->s.gtype = MOEK_BF16;
+	if (no_shared)
+		l->s.n_shared = 0;
 	s = &l->s;
 	gb = (moek_matrix_bytes(MOEK_BF16, s->n_experts, s->dim) + 4095) &
 	     ~(size_t)4095;
@@ -399,11 +412,13 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 		}
 		tm = median(t, reps);
 		bytes = moek_active_bytes(&l.s, counts);
-		snprintf(name, sizeof(name), "%s_%s_b%zu_tokens", d->name,
-			 bench_type_name(wtype), ntok);
+		snprintf(name, sizeof(name), "%s%s_%s_b%zu_tokens", d->name,
+			 no_shared ? "_no_shared" : "", bench_type_name(wtype),
+			 ntok);
 		report(name, (double)ntok / tm, "tokens/s");
-		snprintf(name, sizeof(name), "%s_%s_b%zu_eff_bw", d->name,
-			 bench_type_name(wtype), ntok);
+		snprintf(name, sizeof(name), "%s%s_%s_b%zu_eff_bw", d->name,
+			 no_shared ? "_no_shared" : "", bench_type_name(wtype),
+			 ntok);
 		report(name, (double)bytes / tm / 1e9, "GB/s");
 		note("%40s %14.3f ms, %.1f MB of active weights\n", "",
 		     tm * 1e3, (double)bytes / 1e6);
@@ -420,7 +435,8 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 static void usage(FILE *f)
 {
 	fputs("usage: moex-bench moe [--json] [--threads N] [--isa scalar|avx2|avx512]\n"
-	      "                      [--reps N] [--mem-gb G] [--quick]\n"
+	      "                      [--reps N] [--mem-gb G] [--quick] [--no-shared]\n"
+	      "                      [--f32]\n"
 	      "       moex-bench moe --backend hip [--help for its options]\n", f);
 }
 
@@ -433,17 +449,20 @@ int bench_moe_main(int argc, char **argv)
 		{ "reps", required_argument, NULL, 'r' },
 		{ "mem-gb", required_argument, NULL, 'm' },
 		{ "quick", no_argument, NULL, 'q' },
+		{ "no-shared", no_argument, NULL, 'n' },
+		{ "f32", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const size_t full_batches[] = { 1, 16, 128, 512 };
 	static const size_t quick_batches[] = { 1, 16 };
-	static const uint32_t types[] = { MOEK_BF16, MOEK_FP8_E4M3 };
+	static const uint32_t types[] = { MOEK_BF16, MOEK_FP8_E4M3, MOEK_F32 };
+	int ntypes = 2;
 	enum moek_isa isa = MOEK_ISA_AVX512;
 	const struct shape_def *sh = bench_shapes;
 	const size_t *batches = full_batches;
 	unsigned int threads = 0;
-	double mem_gb = 6.0, tri, tri_end, b1[2][2];
+	double mem_gb = 6.0, tri, tri_end, b1[2][3];
 	bool quick = false;
 	struct moek_cpu *c;
 	size_t tri_n = (256u << 20) / sizeof(double);
@@ -495,6 +514,12 @@ int bench_moe_main(int argc, char **argv)
 		case 'q':
 			quick = true;
 			break;
+		case 'n':
+			no_shared = true;
+			break;
+		case 'f':
+			ntypes = 3;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -521,7 +546,7 @@ int bench_moe_main(int argc, char **argv)
 	report("triad_bw", tri, "GB/s");
 
 	for (si = 0; si < 2; si++)
-		for (ti = 0; ti < 2; ti++)
+		for (ti = 0; ti < ntypes; ti++)
 			b1[si][ti] = run_layer(c, &sh[si], types[ti], batches,
 					       nb, mem_gb);
 	/* The machine may be shared: measure the triad again and hold the
@@ -532,13 +557,15 @@ int bench_moe_main(int argc, char **argv)
 		tri = tri_end;
 	note("\n");
 	for (ti = 0; ti < 2; ti++) {
-		snprintf(name, sizeof(name), "decode_b1_bw_ratio_%s%s",
-			 bench_type_name(types[ti]), quick ? "_quick" : "");
+		snprintf(name, sizeof(name), "decode_b1_bw_ratio_%s%s%s",
+			 bench_type_name(types[ti]),
+			 no_shared ? "_no_shared" : "", quick ? "_quick" : "");
 		report_ratio(name, tri > 0 ? b1[1][ti] / tri : 0, 0.8);
 	}
 	for (ti = 0; ti < 2; ti++) {
-		snprintf(name, sizeof(name), "decode_b1_bw_ratio_%s_v2_lite%s",
-			 bench_type_name(types[ti]), quick ? "_quick" : "");
+		snprintf(name, sizeof(name), "decode_b1_bw_ratio_%s_v2_lite%s%s",
+			 bench_type_name(types[ti]),
+			 no_shared ? "_no_shared" : "", quick ? "_quick" : "");
 		report_ratio(name, tri > 0 ? b1[0][ti] / tri : 0, 0.8);
 	}
 	moek_cpu_destroy(c);

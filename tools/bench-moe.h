@@ -37,7 +37,9 @@ extern const struct shape_def bench_quick_shapes[2];
 
 /* "bf16", "fp8" or "f32". */
 const char *bench_type_name(uint32_t t);
-/* Random weights of type t (never NaN), or f32 scales near 1/448. */
+/* Random weights of type t (never NaN; f32 below 2^-6 in magnitude), or
+ * with t = BENCH_FILL_SCALES f32 block scales near 1/448. */
+#define BENCH_FILL_SCALES 0x100u
 void bench_fill(void *mem, size_t len, uint32_t type, uint64_t seed);
 
 /* argv[0] is "moe"; 0 on success, 1 on a failure, 2 on a usage error.
