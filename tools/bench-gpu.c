@@ -296,63 +296,39 @@ static double glayer_time(struct moek_hip_ctx *ctx, struct glayer *l,
 	return tm;
 }
 
-/* GB/s of the copy kernel over two buffers of len bytes (read + write). */
-static double copy_bw(size_t len)
+/*
+ * GB/s of copying len bytes to device memory: from device memory by the
+ * copy kernel (bytes read plus written: the device's bandwidth), or from
+ * pinned host memory by an asynchronous copy (bytes moved over the bus).
+ */
+static double copy_bw(size_t len, bool from_host)
 {
-	struct dmem a = { 0 }, b = { 0 };
+	struct dmem src = { 0 }, dst = { 0 };
 	double t[GPU_REPS_MAX], bw = 0;
 	int r, i;
 
-	r = dmem_fill(&a, len, MOEK_F32, false);
+	r = dmem_fill(&src, len, MOEK_F32, from_host);
 	if (!r)
-		r = api->malloc(len, &b.p);
-	if (!r)
-		r = api->copy_kernel(b.p, a.p, len, stream);
-	for (i = 0; !r && i < reps; i++) {
-		r = tic();
+		r = api->malloc(len, &dst.p);
+	for (i = -1; !r && i < reps; i++) {	/* -1: the warm-up */
+		r = i < 0 ? 0 : tic();
 		if (!r)
-			r = api->copy_kernel(b.p, a.p, len, stream);
-		t[i] = r ? r : toc();
+			r = from_host ?
+				api->copy_async(dst.p, src.p, len, stream) :
+				api->copy_kernel(dst.p, src.p, len, stream);
+		if (r || i < 0)
+			continue;
+		t[i] = toc();
 		if (t[i] < 0)
 			r = (int)t[i];
 	}
 	if (!r) {
 		double tm = bench_median(t, reps);
 
-		bw = tm > 0 ? 2.0 * (double)len / tm / 1e9 : 0;
+		bw = tm > 0 ? (from_host ? 1.0 : 2.0) * (double)len / tm / 1e9 : 0;
 	}
-	dmem_free(&a, false);
-	dmem_free(&b, false);
-	return bw;
-}
-
-/* GB/s of an asynchronous copy of len bytes from pinned host memory. */
-static double memcpy_h2d_bw(size_t len)
-{
-	struct dmem h = { 0 }, d = { 0 };
-	double t[GPU_REPS_MAX], bw = 0;
-	int r, i;
-
-	r = dmem_fill(&h, len, MOEK_F32, true);
-	if (!r)
-		r = api->malloc(len, &d.p);
-	if (!r)
-		r = api->copy_async(d.p, h.p, len, stream);
-	for (i = 0; !r && i < reps; i++) {
-		r = tic();
-		if (!r)
-			r = api->copy_async(d.p, h.p, len, stream);
-		t[i] = r ? r : toc();
-		if (t[i] < 0)
-			r = (int)t[i];
-	}
-	if (!r) {
-		double tm = bench_median(t, reps);
-
-		bw = tm > 0 ? (double)len / tm / 1e9 : 0;
-	}
-	dmem_free(&h, true);
-	dmem_free(&d, false);
+	dmem_free(&src, from_host);
+	dmem_free(&dst, false);
 	return bw;
 }
 
@@ -569,7 +545,7 @@ int bench_gpu_main(int argc, char **argv)
 	api->device_name(0, dev, sizeof(dev));
 	note("moe on the GPU: %s, %d runs per figure (median)\n", dev, reps);
 
-	cbw = copy_bw(copy_len);
+	cbw = copy_bw(copy_len, false);
 	bench_report("copy_bw", cbw, "GB/s");
 	for (int si = 0; si < 2; si++)
 		for (int ti = 0; ti < 2; ti++)
@@ -577,7 +553,7 @@ int bench_gpu_main(int argc, char **argv)
 					       nb, mem_gb,
 					       si == 1 && ti == 0 ? &t512 : NULL,
 					       si == 1 && ti == 1 ? bw_b : NULL);
-	cbw_end = copy_bw(copy_len);
+	cbw_end = copy_bw(copy_len, false);
 	bench_report("copy_bw_end", cbw_end, "GB/s");
 	if (cbw_end > cbw)
 		cbw = cbw_end;
@@ -585,7 +561,7 @@ int bench_gpu_main(int argc, char **argv)
 	note("\nstreaming from pinned host memory\n");
 	sbw = stream_bw(ctx, &sh[1], quick ? 0.05 : 3.0, &sactive);
 	bench_report("stream_bw", sbw, "GB/s");
-	hbw = memcpy_h2d_bw(sactive ? (size_t)sactive : copy_len);
+	hbw = copy_bw(sactive ? (size_t)sactive : copy_len, true);
 	bench_report("memcpy_h2d_bw", hbw, "GB/s");
 
 	tms = 0;

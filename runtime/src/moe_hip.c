@@ -173,6 +173,17 @@ static size_t ffn_bytes(const struct moek_shape *s, uint32_t width)
 	return n;
 }
 
+/* An FFN from its six parts, in ffn_parts() order. */
+static void ffn_from(struct moek_ffn *to, void *const p[6])
+{
+	to->w1 = p[0];
+	to->w3 = p[1];
+	to->w2 = p[2];
+	to->s1 = p[3];
+	to->s3 = p[4];
+	to->s2 = p[5];
+}
+
 /* Where ffn_place() puts an FFN's parts at base (device), as pointers. */
 static void ffn_layout(const struct moek_shape *s, uint32_t width, char *base,
 		       struct moek_ffn *to)
@@ -189,12 +200,7 @@ static void ffn_layout(const struct moek_shape *s, uint32_t width, char *base,
 		dst[i] = base;
 		base += align256(bytes[i]);
 	}
-	to->w1 = dst[0];
-	to->w3 = dst[1];
-	to->w2 = dst[2];
-	to->s1 = dst[3];
-	to->s3 = dst[4];
-	to->s2 = dst[5];
+	ffn_from(to, dst);
 }
 
 /*
@@ -420,12 +426,7 @@ static int ffn_alias(const struct moex_hip_layer *l, const struct moek_ffn *f,
 		if (r)
 			return r == -EINVAL ? -EFAULT : r;
 	}
-	to->w1 = dev[0];
-	to->w3 = dev[1];
-	to->w2 = dev[2];
-	to->s1 = dev[3];
-	to->s3 = dev[4];
-	to->s2 = dev[5];
+	ffn_from(to, dev);
 	return 0;
 }
 

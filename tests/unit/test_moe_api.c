@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testdata.h"
 #include "moex.h"
 
 /* A small V3-style layer: 16 experts in 4 groups, 2 kept, top-4, bf16. */
@@ -24,29 +25,6 @@ static uint16_t w1[NE][INTER * DIM], w2[NE][DIM * INTER], w3[NE][INTER * DIM];
 static uint16_t sw1[2 * INTER * DIM], sw2[2 * DIM * INTER], sw3[2 * INTER * DIM];
 static float gate[NE * DIM], bias[NE];
 static struct moex_ffn_weights experts[NE];
-
-static uint32_t rng = 12345;
-
-static float frand(void)
-{
-	rng = rng * 1664525u + 1013904223u;
-	return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
-
-/* bf16 of f (truncation is enough for test data). */
-static uint16_t bf16(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return (uint16_t)(u >> 16);
-}
-
-static void fill16(uint16_t *p, size_t n, float scale)
-{
-	while (n--)
-		*p++ = bf16(frand() * scale);
-}
 
 static struct moex_moe_desc desc(void)
 {

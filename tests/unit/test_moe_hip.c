@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testdata.h"
 #include "fakeioctl.h"
 #include "moex.h"
 #include "../../runtime/src/publish.h"
@@ -36,28 +37,6 @@ static uint16_t w1[NE][INTER * DIM], w2[NE][DIM * INTER], w3[NE][INTER * DIM];
 static uint16_t sw1[INTER * DIM], sw2[DIM * INTER], sw3[INTER * DIM];
 static float gate[NE * DIM], bias[NE];
 static struct moex_ffn_weights experts[NE];
-
-static uint32_t rng = 777;
-
-static float frand(void)
-{
-	rng = rng * 1664525u + 1013904223u;
-	return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
-
-static uint16_t bf16(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return (uint16_t)(u >> 16);
-}
-
-static void fill16(uint16_t *p, size_t n)
-{
-	while (n--)
-		*p++ = bf16(frand() * 0.3f);
-}
 
 static struct moex_moe_desc desc(void)
 {
@@ -79,15 +58,15 @@ static struct moex_moe_weights weights(void)
 
 	if (!filled) {
 		for (e = 0; e < NE; e++) {
-			fill16(w1[e], INTER * DIM);
-			fill16(w2[e], DIM * INTER);
-			fill16(w3[e], INTER * DIM);
+			fill16(w1[e], INTER * DIM, 0.3f);
+			fill16(w2[e], DIM * INTER, 0.3f);
+			fill16(w3[e], INTER * DIM, 0.3f);
 			experts[e] = (struct moex_ffn_weights){ w1[e], w2[e], w3[e],
 								NULL, NULL, NULL };
 		}
-		fill16(sw1, INTER * DIM);
-		fill16(sw2, DIM * INTER);
-		fill16(sw3, INTER * DIM);
+		fill16(sw1, INTER * DIM, 0.3f);
+		fill16(sw2, DIM * INTER, 0.3f);
+		fill16(sw3, INTER * DIM, 0.3f);
 		for (i = 0; i < NE * DIM; i++)
 			gate[i] = frand();
 		filled = true;
