@@ -47,14 +47,16 @@ $(FAKEGPU_SAN): $(FAKEGPU_SRCS) kernels/hip/moek_hip.h kernels/include/moek.h
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(FAKEGPU_FLAGS) -o $@ $(FAKEGPU_SRCS) -lm
 
-# It also runs the plain `moex-bench moe --backend hip --quick` on the
-# plain fake GPU (a sanitized plugin needs a sanitized program).
+# It also runs the plain `moex-bench moe --backend hip --quick` and
+# moex-run on the plain fake GPU (a sanitized plugin needs a sanitized
+# program).
 UNIT_HIP_FLAGS = -DFAKEGPU='"$(abspath $(1))"' \
 	-DFAKEGPU_PLAIN='"$(abspath $(FAKEGPU))"' \
 	-DMOEX_BENCH='"$(abspath $(MOEX_BENCH))"'
-$(BUILD)/tests/unit/unit-moe_hip: $(FAKEGPU) $(MOEX_BENCH)
+$(BUILD)/tests/unit/unit-moe_hip: $(FAKEGPU) $(MOEX_BENCH) $(MKMODEL) $(MOEX_RUN)
 $(BUILD)/tests/unit/unit-moe_hip: UNIT_EXTRA = $(call UNIT_HIP_FLAGS,$(FAKEGPU))
-$(BUILD)/san/tests/unit/unit-moe_hip-san: $(FAKEGPU_SAN) $(FAKEGPU) $(MOEX_BENCH)
+$(BUILD)/san/tests/unit/unit-moe_hip-san: $(FAKEGPU_SAN) $(FAKEGPU) $(MOEX_BENCH) \
+	$(MKMODEL) $(MOEX_RUN)
 $(BUILD)/san/tests/unit/unit-moe_hip-san: UNIT_EXTRA = $(call UNIT_HIP_FLAGS,$(FAKEGPU_SAN))
 
 $(BUILD)/tests/unit/unit-%: tests/unit/test_%.c $(LIBMOEX_A)

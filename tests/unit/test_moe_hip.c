@@ -487,6 +487,36 @@ TEST(gpu_bench_runs_on_the_fake_gpu)
 	}
 }
 
+/*
+ * moex-run --backend hip --gpu-experts 4 --check on a mkmodel model: the
+ * layers of one model share a weight buffer (and pages at their ends),
+ * are registered once, and each still matches the reference.
+ */
+TEST(moex_run_on_the_fake_gpu)
+{
+	char dir[] = "/tmp/moex-hip-model.XXXXXX", cmd[2048], line[512];
+	char out[16384] = "";
+	FILE *f;
+	int st;
+
+	CHECK(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "%s --layers 5 %s/m >/dev/null 2>&1 && MOEX_HIP_LIB=%s %s --model %s/m --backend hip --gpu-experts 4 --check --tokens 48 --batch 16 --no-device --quiet 2>&1",
+		 MKMODEL, dir, FAKEGPU_PLAIN, MOEX_RUN, dir);
+	f = popen(cmd, "r");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (strlen(out) + strlen(line) < sizeof(out))
+			strcat(out, line);
+	st = pclose(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_INT(system(cmd), 0);
+	CHECK_MSG(st == 0, "exit %d: %s", st, out);
+	CHECK_HAS(out, "on hip:4/16 in batches of 16");
+	CHECK_HAS(out, "check layer 4: relative error 0 ");
+	CHECK_HAS(out, "check: passed");
+}
+
 RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(plugin_of_another_abi_is_refused),
 	  T(plugin_without_a_gpu_is_enodev),
@@ -498,4 +528,5 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(bad_requests_leave_nothing),
 	  T(runs_on_a_synchronous_queue),
 	  T(gpu_completions_arrive_in_the_queue_ring),
-	  T(gpu_bench_runs_on_the_fake_gpu))
+	  T(gpu_bench_runs_on_the_fake_gpu),
+	  T(moex_run_on_the_fake_gpu))
