@@ -208,7 +208,7 @@ def table(raw_g, moex_json, busy_log, l3, smoke):
                 if mo.get('tokens'):
                     tm = n / mo['tokens'] * 1e6
                     row += ['%.1f' % tm, '%.2f' % mo['tokens'], '%.2f' % mo.get('eff_bw', 0)]
-                    row += ['%.2f' % (t / tm) if t else '-']
+                    row += ['%.2f' % (t / tm) if t and smoke != '1' else '-']
                 else:
                     row += ['-'] * 4
                 print(fmt % tuple(row))
@@ -230,7 +230,7 @@ def table(raw_g, moex_json, busy_log, l3, smoke):
              '   <-- WARNING: the machine was busy, figures unreliable' if warn else ''))
     if smoke == '1':
         print('SMOKE RUN: a check of the script only; ggml V2-Lite n=1 and moex-bench --quick (small shapes):')
-        print('   the moex columns are not the DeepSeek shapes and the ratios mean nothing.')
+        print('   the moex columns are not the DeepSeek shapes, so no ratio is printed.')
 
 
 if __name__ == '__main__':
