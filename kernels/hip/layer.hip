@@ -6,9 +6,13 @@
  *   router    x -> idx, w                          router.hip
  *   align     idx -> rows sorted by expert          align.hip
  *   act_quant x -> xq, xs            (fp8 only)     quant.hip
- *   gate/up   x rows -> h = silu(x.W1) * (x.W3)     gemm.hip
+ *   gate/up   x rows -> h = silu(x.W1) * (x.W3)     gemm.hip, gemv.hip
  *   act_quant h -> hq, hs            (fp8 only)
  *   down      h -> out = h.W2 per row
+ *
+ * With the small row tile (decode) the GEMMs are gemv.hip's, which read
+ * f32 activations: on the fp8 path act_quant becomes act_qdq (quantised
+ * and dequantised in f32: x -> xdq, h in place), the same values.
  *   shared    the same three steps on all tokens, one group
  *   combine   y = sum_k w * out[row of (t, k)] + shared   combine.hip
  *
@@ -51,12 +55,14 @@ struct etable {
 
 struct moek_hip_ctx {
 	int device;
+	int warp;		/* the device's warp size */
+	bool gemv;		/* the small tile uses gemv.hip (MOEK_GEMV) */
 	uint32_t tile;		/* 0: auto */
 	/* routing and alignment */
 	struct dbuf idx, w, counts, fill, offsets, row_tok, pair_pos;
 	struct dbuf tile_expert;
 	/* activations */
-	struct dbuf xq, xs, h, hq, hs, out;
+	struct dbuf xq, xs, xdq, h, hq, hs, out;
 	struct dbuf sh_h, sh_hq, sh_hs, sh_out;
 	struct etable routed;	/* n_experts entries, then the shared FFN */
 	struct etable single;	/* moek_hip_ffn's one FFN */
@@ -286,6 +292,8 @@ extern "C" int moek_hip_device_name(int device, char *name, size_t len)
 extern "C" int moek_hip_create(int device, struct moek_hip_ctx **out)
 {
 	struct moek_hip_ctx *ctx;
+	hipDeviceProp_t prop;
+	const char *env;
 	int n, r;
 	hipError_t e;
 
@@ -304,6 +312,14 @@ extern "C" int moek_hip_create(int device, struct moek_hip_ctx **out)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->device = device;
+	e = hipGetDeviceProperties(&prop, device);
+	if (e != hipSuccess) {
+		free(ctx);
+		return moek_hip_errno(e);
+	}
+	ctx->warp = prop.warpSize;
+	env = getenv("MOEK_GEMV");
+	ctx->gemv = !(env && !strcmp(env, "0"));
 	*out = ctx;
 	return 0;
 }
@@ -324,6 +340,7 @@ extern "C" void moek_hip_destroy(struct moek_hip_ctx *ctx)
 	dbuf_free(&ctx->tile_expert);
 	dbuf_free(&ctx->xq);
 	dbuf_free(&ctx->xs);
+	dbuf_free(&ctx->xdq);
 	dbuf_free(&ctx->h);
 	dbuf_free(&ctx->hq);
 	dbuf_free(&ctx->hs);
@@ -343,6 +360,14 @@ extern "C" int moek_hip_set_tile(struct moek_hip_ctx *ctx, uint32_t tile)
 		     tile != MOEK_HIP_TILE_LARGE))
 		return -EINVAL;
 	ctx->tile = tile;
+	return 0;
+}
+
+extern "C" int moek_hip_set_gemv(struct moek_hip_ctx *ctx, int on)
+{
+	if (!ctx)
+		return -EINVAL;
+	ctx->gemv = on != 0;
 	return 0;
 }
 
@@ -504,18 +529,111 @@ static int quant(const float *x, size_t rows, uint32_t n,
 					      stream));
 }
 
+/* fp8: act_quant then back, rows x[rows][n] into y (may be x) as f32 */
+static int qdq(const float *x, size_t rows, uint32_t n,
+	       const int32_t *tile_expert, uint32_t tile, float *y,
+	       hipStream_t stream)
+{
+	return moek_hip_errno(moek_launch_act_qdq(x, (uint32_t)rows, n,
+						  tile_expert, tile, y,
+						  stream));
+}
+
+/* Whether a GEMM of depth k on tiles of tile rows goes to gemv.hip. */
+static bool use_gemv(const struct moek_hip_ctx *ctx, uint32_t tile,
+		     uint32_t k)
+{
+	return ctx->gemv && tile == MOEK_HIP_TILE_SMALL && k % 16 == 0;
+}
+
+static int run_gemm(const struct moek_hip_ctx *ctx,
+		    const struct moek_gemm_args *g, uint32_t wtype,
+		    uint32_t tile, uint32_t row_tiles, hipStream_t stream)
+{
+	if (use_gemv(ctx, tile, g->k))
+		return moek_hip_errno(moek_launch_gemv(g, wtype, row_tiles,
+						       ctx->warp, stream));
+	return moek_hip_errno(moek_launch_gemm(g, wtype, tile, row_tiles,
+					       stream));
+}
+
 /*
- * A dense FFN over ntok rows with the table entry ent (device), width
- * wide: the shared expert, and moek_hip_ffn. x is f32; on the fp8 path
- * xq/xs hold its act_quant already.
+ * The layer's input as its GEMMs read it, made on first need: x itself
+ * (f32, bf16 weights), or on the fp8 path act_quant'd (xq, xs: gemm.hip)
+ * or quantised and dequantised (xdq: gemv.hip).
+ */
+struct xin {
+	const float *x;
+	size_t ntok;
+	bool quant, qdq;	/* made already */
+};
+
+/* Point g's A at x for a GEMM of the given tile. */
+static int xin_use(struct moek_hip_ctx *ctx, const struct moek_shape *s,
+		   struct xin *in, uint32_t tile, struct moek_gemm_args *g,
+		   hipStream_t stream)
+{
+	int r = 0;
+
+	g->a = in->x;
+	g->a_scale = NULL;
+	if (s->wtype != MOEK_FP8_E4M3)
+		return 0;
+	if (use_gemv(ctx, tile, s->dim)) {
+		if (!in->qdq) {
+			r = dbuf_ensure(&ctx->xdq,
+					in->ntok * s->dim * sizeof(float));
+			if (!r)
+				r = qdq(in->x, in->ntok, s->dim, NULL, 1,
+					(float *)ctx->xdq.p, stream);
+			in->qdq = !r;
+		}
+		g->a = ctx->xdq.p;
+		return r;
+	}
+	if (!in->quant) {
+		r = quant(in->x, in->ntok, s->dim, NULL, 1, &ctx->xq, &ctx->xs,
+			  stream);
+		in->quant = !r;
+	}
+	g->a = ctx->xq.p;
+	g->a_scale = (const float *)ctx->xs.p;
+	return r;
+}
+
+/*
+ * The hidden rows h[rows][width] of gate/up as the down GEMM reads them:
+ * h (bf16, f32), hq/hs (fp8, gemm.hip) or h dequantised in place (fp8,
+ * gemv.hip). Rows of tiles with tile_expert < 0 are left alone.
+ */
+static int h_use(struct moek_hip_ctx *ctx, const struct moek_shape *s,
+		 float *h, size_t rows, uint32_t width,
+		 const int32_t *tile_expert, uint32_t tile, struct dbuf *hq,
+		 struct dbuf *hs, struct moek_gemm_args *g, hipStream_t stream)
+{
+	int r = 0;
+
+	g->a = h;
+	g->a_scale = NULL;
+	if (s->wtype != MOEK_FP8_E4M3)
+		return 0;
+	if (use_gemv(ctx, tile, width))
+		return qdq(h, rows, width, tile_expert, tile, h, stream);
+	r = quant(h, rows, width, tile_expert, tile, hq, hs, stream);
+	g->a = hq->p;
+	g->a_scale = (const float *)hs->p;
+	return r;
+}
+
+/*
+ * A dense FFN over in's ntok rows with the table entry ent (device), width
+ * wide: the shared expert, and moek_hip_ffn.
  */
 static int dense_ffn(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 		     const struct moek_hip_expert *ent, uint32_t width,
-		     const float *x, const struct dbuf *xq,
-		     const struct dbuf *xs, size_t ntok, float *y,
-		     hipStream_t stream)
+		     struct xin *in, float *y, hipStream_t stream)
 {
-	const bool fp8 = s->wtype == MOEK_FP8_E4M3;
+	const size_t ntok = in->ntok;
 	const uint32_t tile = pick_tile(ctx, ntok, 1);
 	const uint32_t row_tiles = (uint32_t)((ntok + tile - 1) / tile);
 	struct moek_gemm_args g;
@@ -525,31 +643,26 @@ static int dense_ffn(struct moek_hip_ctx *ctx, const struct moek_shape *s,
 	if (r)
 		return r;
 	memset(&g, 0, sizeof(g));
-	g.a = fp8 ? xq->p : (const void *)x;
-	g.a_scale = fp8 ? (const float *)xs->p : NULL;
+	r = xin_use(ctx, s, in, tile, &g, stream);
+	if (r)
+		return r;
 	g.rows = (uint32_t)ntok;
 	g.experts = ent;
 	g.gated = 1;
 	g.n = width;
 	g.k = s->dim;
 	g.c = (float *)ctx->sh_h.p;
-	r = moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, row_tiles, stream));
+	r = run_gemm(ctx, &g, s->wtype, tile, row_tiles, stream);
+	if (!r)
+		r = h_use(ctx, s, (float *)ctx->sh_h.p, ntok, width, NULL, tile,
+			  &ctx->sh_hq, &ctx->sh_hs, &g, stream);
 	if (r)
 		return r;
-	if (fp8) {
-		r = quant((const float *)ctx->sh_h.p, ntok, width, NULL, tile,
-			  &ctx->sh_hq, &ctx->sh_hs, stream);
-		if (r)
-			return r;
-	}
-	g.a = fp8 ? ctx->sh_hq.p : ctx->sh_h.p;
-	g.a_scale = fp8 ? (const float *)ctx->sh_hs.p : NULL;
 	g.gated = 0;
 	g.n = s->dim;
 	g.k = width;
 	g.c = y;
-	return moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, row_tiles,
-					 stream));
+	return run_gemm(ctx, &g, s->wtype, tile, row_tiles, stream);
 }
 
 /* ---- the API ---- */
@@ -618,6 +731,7 @@ extern "C" int moek_hip_ffn(struct moek_hip_ctx *ctx,
 	const hipStream_t st = (hipStream_t)stream;
 	const struct moek_hip_expert *dent = NULL;
 	struct moek_hip_expert ent;
+	struct xin in = { x, ntok, false, false };
 	int r;
 
 	if (!ctx || !f || !x || !y || !width || width > UINT32_MAX / 2)
@@ -634,13 +748,8 @@ extern "C" int moek_hip_ffn(struct moek_hip_ctx *ctx,
 		return r;
 	ent = entry_of(f);
 	r = etable_set(&ctx->single, &ent, 1, st, &dent);
-	if (r)
-		return r;
-	if (s->wtype == MOEK_FP8_E4M3)
-		r = quant(x, ntok, s->dim, NULL, 1, &ctx->xq, &ctx->xs, st);
 	if (!r)
-		r = dense_ffn(ctx, s, dent, width, x, &ctx->xq, &ctx->xs, ntok,
-			      y, st);
+		r = dense_ffn(ctx, s, dent, width, &in, y, st);
 	if (!r)
 		r = etable_done(&ctx->single, st);
 	return r;
@@ -657,9 +766,9 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	struct moek_hip_expert *ent;
 	struct moek_hip_align al;
 	struct moek_gemm_args g;
+	struct xin in = { x, ntok, false, false };
 	const float *shared_out = NULL;
 	uint32_t ne, tile;
-	bool fp8;
 	int r;
 
 	if (!ctx || !x || !y)
@@ -668,7 +777,6 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	if (r)
 		return r;
 	ne = s->n_experts;
-	fp8 = s->wtype == MOEK_FP8_E4M3;
 	if (!ntok) {
 		if (counts)
 			memset(counts, 0, ne * sizeof(*counts));
@@ -700,8 +808,6 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	if (!r)
 		r = align(ctx, s, (const int32_t *)ctx->idx.p, ntok, tile, &al,
 			  st);
-	if (!r && fp8)
-		r = quant(x, ntok, s->dim, NULL, 1, &ctx->xq, &ctx->xs, st);
 	if (!r)
 		r = dbuf_ensure(&ctx->h, (size_t)al.max_rows * s->inter *
 					 sizeof(float));
@@ -713,9 +819,11 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 
 	/* routed experts: gate/up on the gathered token rows */
 	memset(&g, 0, sizeof(g));
-	g.a = fp8 ? ctx->xq.p : (const void *)x;
-	g.a_scale = fp8 ? (const float *)ctx->xs.p : NULL;
+	r = xin_use(ctx, s, &in, tile, &g, st);
+	if (r)
+		return r;
 	g.a_row = al.row_tok;
+	g.valid = al.row_tok;
 	g.rows = al.max_rows;
 	g.tile_expert = al.tile_expert;
 	g.experts = dent;
@@ -723,24 +831,19 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 	g.n = s->inter;
 	g.k = s->dim;
 	g.c = (float *)ctx->h.p;
-	r = moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, al.max_tiles, st));
+	r = run_gemm(ctx, &g, s->wtype, tile, al.max_tiles, st);
+	/* down, row for row */
+	if (!r)
+		r = h_use(ctx, s, (float *)ctx->h.p, al.max_rows, s->inter,
+			  al.tile_expert, tile, &ctx->hq, &ctx->hs, &g, st);
 	if (r)
 		return r;
-	if (fp8) {
-		r = quant((const float *)ctx->h.p, al.max_rows, s->inter,
-			  al.tile_expert, tile, &ctx->hq, &ctx->hs, st);
-		if (r)
-			return r;
-	}
-	/* down, row for row */
-	g.a = fp8 ? ctx->hq.p : ctx->h.p;
-	g.a_scale = fp8 ? (const float *)ctx->hs.p : NULL;
 	g.a_row = NULL;
 	g.gated = 0;
 	g.n = s->dim;
 	g.k = s->inter;
 	g.c = (float *)ctx->out.p;
-	r = moek_hip_errno(moek_launch_gemm(&g, s->wtype, tile, al.max_tiles, st));
+	r = run_gemm(ctx, &g, s->wtype, tile, al.max_tiles, st);
 	if (r)
 		return r;
 
@@ -748,9 +851,8 @@ extern "C" int moek_hip_layer(struct moek_hip_ctx *ctx,
 		r = dbuf_ensure(&ctx->sh_out, ntok * s->dim * sizeof(float));
 		if (!r)
 			r = dense_ffn(ctx, s, dent + ne,
-				      s->n_shared * s->inter, x, &ctx->xq,
-				      &ctx->xs, ntok, (float *)ctx->sh_out.p,
-				      st);
+				      s->n_shared * s->inter, &in,
+				      (float *)ctx->sh_out.p, st);
 		if (r)
 			return r;
 		shared_out = (const float *)ctx->sh_out.p;

@@ -61,6 +61,11 @@ void moek_hip_destroy(struct moek_hip_ctx *ctx);
  * _LARGE); 0 (the default) picks it from the tokens per expert. */
 int moek_hip_set_tile(struct moek_hip_ctx *ctx, uint32_t tile);
 
+/* Whether the small tile's GEMMs use the GEMV kernels (gemv.hip; the
+ * default, unless MOEK_GEMV=0 was in the environment at create) or the
+ * tiled ones (gemm.hip). */
+int moek_hip_set_gemv(struct moek_hip_ctx *ctx, int on);
+
 /* Device memory and copies (synchronous). */
 int moek_hip_malloc(size_t bytes, void **dptr);
 void moek_hip_free(void *dptr);

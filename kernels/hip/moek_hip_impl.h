@@ -44,6 +44,8 @@ struct moek_hip_expert {
  * @a_scale:     fp8 only: A's act_quant scales [..][ceil(k/128)]
  * @a_row:       the row of A for each row of C (-1: a zero padding row);
  *               NULL: the same row
+ * @valid:       NULL, or per row of C: < 0 marks a padding row, which the
+ *               GEMV path (gemv.hip) skips and leaves unwritten
  * @rows:        rows of C (bound; rows past it are neither read nor written)
  * @tile_expert: the expert of each row tile, -1: skip the tile; NULL: all
  *               tiles use experts[0]
@@ -56,6 +58,7 @@ struct moek_gemm_args {
 	const void *a;
 	const float *a_scale;
 	const int32_t *a_row;
+	const int32_t *valid;
 	uint32_t rows;
 	const int32_t *tile_expert;
 	const struct moek_hip_expert *experts;
@@ -96,6 +99,16 @@ hipError_t moek_launch_act_quant(const float *x, uint32_t rows, uint32_t n,
 hipError_t moek_launch_gemm(const struct moek_gemm_args *g, uint32_t wtype,
 			    uint32_t tile, uint32_t row_tiles,
 			    hipStream_t stream);
+/* The decode path: MOEK_HIP_TILE_SMALL tiles, A f32 (no a_scale), k a
+ * multiple of 16; warp_size the device's (columns per block). */
+hipError_t moek_launch_gemv(const struct moek_gemm_args *g, uint32_t wtype,
+			    uint32_t row_tiles, int warp_size,
+			    hipStream_t stream);
+/* act_quant then back: y = e4m3(x / scale) * scale, f32, as the fp8 GEMMs
+ * see their activations (y may be x). */
+hipError_t moek_launch_act_qdq(const float *x, uint32_t rows, uint32_t n,
+			       const int32_t *tile_expert, uint32_t tile,
+			       float *y, hipStream_t stream);
 hipError_t moek_launch_combine(const float *out, const int32_t *pair_pos,
 			       const float *w, uint32_t topk,
 			       const float *shared, uint32_t dim, uint32_t ntok,

@@ -4,12 +4,15 @@
  * scale = max(amax, 1e-4) / 448 and q = e4m3(x / scale), rounded to
  * nearest even and saturated. One block of 128 threads per (row, channel
  * block), one channel per thread; amax is a block max (any warp size).
+ * The qdq variant writes the dequantised values instead, in f32 (what the
+ * GEMV path reads; it may work in place).
  */
 #include "moek_hip_impl.h"
 
+template <bool QDQ>
 __global__ void __launch_bounds__(MOEK_QUANT_THREADS)
 moek_act_quant(const float *x, uint32_t n, const int32_t *tile_expert,
-	       uint32_t tile, uint8_t *q, float *scales)
+	       uint32_t tile, uint8_t *q, float *scales, float *y)
 {
 	__shared__ float red[MOEK_MAX_WARPS];
 	const size_t row = blockIdx.x;
@@ -24,6 +27,12 @@ moek_act_quant(const float *x, uint32_t n, const int32_t *tile_expert,
 		v = x[row * n + c];
 	amax = moek_block_max(fabsf(v), red);
 	scale = fmaxf(amax, 1e-4f) / MOEK_FP8_MAX;
+	if (QDQ) {
+		if (c < n)
+			y[row * n + c] = moek_dev_fp8(moek_dev_to_fp8(v / scale)) *
+					 scale;
+		return;
+	}
 	if (c < n)
 		q[row * n + c] = moek_dev_to_fp8(v / scale);
 	if (threadIdx.x == 0)
@@ -36,7 +45,18 @@ hipError_t moek_launch_act_quant(const float *x, uint32_t rows, uint32_t n,
 {
 	const dim3 grid(rows, moek_nblocks(n));
 
-	moek_act_quant<<<grid, MOEK_QUANT_THREADS, 0, stream>>>(
-		x, n, tile_expert, tile, q, scales);
+	moek_act_quant<false><<<grid, MOEK_QUANT_THREADS, 0, stream>>>(
+		x, n, tile_expert, tile, q, scales, NULL);
+	return hipGetLastError();
+}
+
+hipError_t moek_launch_act_qdq(const float *x, uint32_t rows, uint32_t n,
+			       const int32_t *tile_expert, uint32_t tile,
+			       float *y, hipStream_t stream)
+{
+	const dim3 grid(rows, moek_nblocks(n));
+
+	moek_act_quant<true><<<grid, MOEK_QUANT_THREADS, 0, stream>>>(
+		x, n, tile_expert, tile, NULL, NULL, y);
 	return hipGetLastError();
 }

@@ -16,6 +16,7 @@
 	X(moek_hip_create, create)					\
 	X(moek_hip_destroy, destroy)					\
 	X(moek_hip_set_tile, set_tile)					\
+	X(moek_hip_set_gemv, set_gemv)					\
 	X(moek_hip_malloc, malloc)					\
 	X(moek_hip_free, free)						\
 	X(moek_hip_upload, upload)					\

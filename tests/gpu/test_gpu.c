@@ -766,8 +766,8 @@ FFN_TEST(ffn_fp8, MOEK_FP8_E4M3)
  * their tokens out.
  */
 static void layer_case(const struct moek_shape *s, size_t nsets, int bias,
-		       size_t ntok, size_t nref, uint32_t tile, char *why,
-		       size_t wl, int *ok)
+		       size_t ntok, size_t nref, uint32_t tile, int gemv,
+		       char *why, size_t wl, int *ok)
 {
 	struct layer l;
 	size_t dim = s->dim, ne = s->n_experts, mism, bad_tok = 0;
@@ -783,10 +783,13 @@ static void layer_case(const struct moek_shape *s, size_t nsets, int bias,
 	layer_make(&l, s, nsets, bias);
 	r = moek_hip_set_tile(g_ctx, tile);
 	if (!r)
+		r = moek_hip_set_gemv(g_ctx, gemv);
+	if (!r)
 		r = moek_hip_layer(g_ctx, &l.s, &l.wd, dx, ntok, dy, gc, NULL);
 	if (!r)
 		r = moek_hip_download(y, dy, ntok * dim * 4);
 	moek_hip_set_tile(g_ctx, 0);
+	moek_hip_set_gemv(g_ctx, 1);
 	if (r) {
 		snprintf(why, wl, "moek_hip_layer: %d", r);
 		goto out;
@@ -851,7 +854,7 @@ out:
 	free(cg);
 }
 
-#define LAYER_TEST(name, shp, nsets, bias, ntok, nref, tile)		\
+#define LAYER_TEST_GEMV(name, shp, nsets, bias, ntok, nref, tile, gemv) \
 	TEST(name)							\
 	{								\
 		struct moek_shape s = shp;				\
@@ -859,10 +862,12 @@ out:
 		int ok;							\
 									\
 		NEED_GPU();						\
-		layer_case(&s, nsets, bias, ntok, nref, tile, why,	\
+		layer_case(&s, nsets, bias, ntok, nref, tile, gemv, why, \
 			   sizeof(why), &ok);				\
 		CHECK_MSG(ok, "%s", why);				\
 	}
+#define LAYER_TEST(name, shp, nsets, bias, ntok, nref, tile)		\
+	LAYER_TEST_GEMV(name, shp, nsets, bias, ntok, nref, tile, 1)
 
 #define TINY(w, g) shape(96, 40, 16, 4, 4, 2, 1, MOEK_SCORE_SIGMOID, 1, \
 			 2.5f, w, g)
@@ -885,6 +890,11 @@ LAYER_TEST(layer_v2lite_bf16_large_tile, v2lite(MOEK_BF16), 16, 0, 256, 8,
 LAYER_TEST(layer_v3_fp8_decode, v3(MOEK_FP8_E4M3), 4, 1, 32, 6, 0)
 LAYER_TEST(layer_v3_fp8_prefill, v3(MOEK_FP8_E4M3), 4, 1, 1024, 4, 0)
 LAYER_TEST(layer_v3_bf16, v3(MOEK_BF16), 2, 1, 64, 4, 0)
+/* the small tile without gemv.hip: gemm.hip's path for decode */
+LAYER_TEST_GEMV(layer_v3_fp8_decode_no_gemv, v3(MOEK_FP8_E4M3), 4, 1, 32, 6,
+		0, 0)
+LAYER_TEST_GEMV(layer_tiny_bf16_no_gemv, TINY(MOEK_BF16, MOEK_BF16), 16, 1,
+		33, 33, 0, 0)
 
 /* ---- argument checks ---- */
 
@@ -939,6 +949,7 @@ static const struct h_test gpu_tests[] = {
 	T(layer_odd_bf16_large_tile), T(layer_one_token),
 	T(layer_v2lite_bf16), T(layer_v2lite_bf16_large_tile),
 	T(layer_v3_fp8_decode), T(layer_v3_fp8_prefill), T(layer_v3_bf16),
+	T(layer_v3_fp8_decode_no_gemv), T(layer_tiny_bf16_no_gemv),
 	T(errors),
 };
 

@@ -445,6 +445,12 @@ EXPORT int moek_hip_set_tile(struct moek_hip_ctx *ctx, uint32_t tile)
 	return 0;
 }
 
+EXPORT int moek_hip_set_gemv(struct moek_hip_ctx *ctx, int on)
+{
+	(void)on;
+	return ctx ? 0 : -EINVAL;
+}
+
 EXPORT int moek_hip_malloc(size_t bytes, void **dptr)
 {
 	struct fake_alloc *a;
