@@ -100,14 +100,18 @@ static-check:
 
 # Benchmarks: queue and pin in the test VM (figures from an emulated
 # machine: compare ratios measured in one run, not absolute numbers across
-# machines); moe and load (a 2-layer DeepSeek-V2-Lite-shaped model, 2.2 GB,
-# written to build/) natively on this host.
+# machines); moe (the CPU, then the GPU where there is one) and load (a
+# 2-layer DeepSeek-V2-Lite-shaped model, 2.2 GB, written to build/)
+# natively on this host.
 BENCH_MODEL := $(BUILD)/bench-model
 bench: deps
 	$(MAKE) all vm-root
 	$(VM_RUN) --timeout 1500 -- 'insmod /moex/moex.ko && \
 		moex-bench queue --json; moex-bench pin --json; rmmod moex'
 	$(BUILD)/moex-bench moe --json
+	@# the GPU (plugin built where nvcc or hipcc is); SKIPs without one
+	-$(MAKE) -s hip-plugin
+	$(BUILD)/moex-bench moe --backend hip --json
 	$(MKMODEL) --quiet --force --preset v2-lite --layers 2 $(BENCH_MODEL)
 	$(BUILD)/moex-bench load --json --model $(BENCH_MODEL)
 
