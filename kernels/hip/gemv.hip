@@ -19,7 +19,14 @@
  * quantised and dequantised in place (moek_launch_act_qdq: the very values
  * gemm.hip reconstructs from e4m3 and the row scale), so the arithmetic is
  * the same. Needs K a multiple of 16 (16-byte loads of any weight type
- * stay inside one 128-wide scale block); layer.hip checks.
+ * stay inside one 128-wide scale block) and A 16-byte aligned; layer.hip
+ * checks both.
+ *
+ * Subnormal e4m3 weights become f32 denormals here, and tiny products
+ * are denormal before the 2^120 comes back: build without flushing f32
+ * denormals to zero (no fast math; kernels/hip/rules.mk says so to both
+ * compilers), or those lose their precision (gemm.hip builds normal
+ * floats and does not care).
  *
  * MOEK_GEMV=0 in the environment turns it off (moek_hip_create).
  */
@@ -174,9 +181,9 @@ moek_gemv(const struct moek_gemm_args g)
 			const size_t si = (size_t)(n / MOEK_FP8_BLOCK) * kblocks +
 					  k / MOEK_FP8_BLOCK;
 
-			sc1 = s1[si] * 0x1p120f;
+			sc1 = s1[si];
 			if (GATED)
-				sc3 = s3[si] * 0x1p120f;
+				sc3 = s3[si];
 		}
 #pragma unroll
 		for (int i = 0; i < GV_ROWS; i++) {
@@ -198,6 +205,12 @@ moek_gemv(const struct moek_gemm_args g)
 					d3 = fmaf(a.z, v3[j + 2], d3);
 					d3 = fmaf(a.w, v3[j + 3], d3);
 				}
+			}
+			/* e4m3's 2^-120 undone on the partial sum, not on the
+			 * scale (a scale of 256 or more would overflow) */
+			if (FP8) {
+				d1 *= 0x1p120f;
+				d3 *= 0x1p120f;
 			}
 			acc1[i] = fmaf(d1, sc1, acc1[i]);
 			if (GATED)

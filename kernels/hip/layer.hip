@@ -546,11 +546,13 @@ static bool use_gemv(const struct moek_hip_ctx *ctx, uint32_t tile,
 	return ctx->gemv && tile == MOEK_HIP_TILE_SMALL && k % 16 == 0;
 }
 
+/* gemv.hip also needs A 16-byte aligned: the caller's x may not be (the
+ * fp8 path's xdq and h are the context's, always aligned). */
 static int run_gemm(const struct moek_hip_ctx *ctx,
 		    const struct moek_gemm_args *g, uint32_t wtype,
 		    uint32_t tile, uint32_t row_tiles, hipStream_t stream)
 {
-	if (use_gemv(ctx, tile, g->k))
+	if (use_gemv(ctx, tile, g->k) && !((uintptr_t)g->a % 16))
 		return moek_hip_errno(moek_launch_gemv(g, wtype, row_tiles,
 						       ctx->warp, stream));
 	return moek_hip_errno(moek_launch_gemm(g, wtype, tile, row_tiles,

@@ -42,8 +42,8 @@ struct moek_hip_expert {
  * when gated) for row tiles of tile rows, each tile owned by one expert.
  * @a:           A, f32 [..][k], or e4m3 [..][k] when the weights are fp8
  * @a_scale:     fp8 only: A's act_quant scales [..][ceil(k/128)]
- * @a_row:       the row of A for each row of C (-1: a zero padding row);
- *               NULL: the same row
+ * @a_row:       the row of A for each row of C (-1: a zero padding row;
+ *               gemv.hip leaves it unwritten instead); NULL: the same row
  * @valid:       NULL, or per row of C: < 0 marks a padding row, which the
  *               GEMV path (gemv.hip) skips and leaves unwritten
  * @rows:        rows of C (bound; rows past it are neither read nor written)

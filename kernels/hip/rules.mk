@@ -35,10 +35,13 @@ HIP_NAMES := $(HIP_SRCS:kernels/hip/%.hip=%)
 HIP_HDRS := kernels/include/moek.h $(wildcard kernels/hip/*.h)
 HIP_INC := -Ikernels/include -Ikernels/hip
 
+# f32 denormals kept (gemv.hip's e4m3 decode relies on them): never fast
+# math, and say so to both compilers.
 HIPCC_FLAGS := -std=c++17 -O3 -fPIC -Wall -Wextra -Werror \
+	-fno-gpu-flush-denormals-to-zero \
 	$(HIP_ARCHS:%=--offload-arch=%) $(HIP_INC)
-NVCC_FLAGS := -std=c++17 -O3 -arch=$(CUDA_ARCH) -Werror all-warnings \
-	-Xcompiler -fPIC,-Wall,-Wextra,-Werror $(HIP_INC)
+NVCC_FLAGS := -std=c++17 -O3 -arch=$(CUDA_ARCH) -ftz=false \
+	-Werror all-warnings -Xcompiler -fPIC,-Wall,-Wextra,-Werror $(HIP_INC)
 
 HIP_OBJS := $(HIP_NAMES:%=$(BUILD)/hip/%.o)
 CUDA_OBJS := $(HIP_NAMES:%=$(BUILD)/cuda/%.o)
