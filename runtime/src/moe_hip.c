@@ -10,9 +10,10 @@
  *    hottest experts by the router's counts (expert_cache.c); the others
  *    are read by the kernels straight from the caller's host memory,
  *    registered with the GPU (zero copy; moex-pinned memory is the
- *    intended home). After each run the policy may swap a few experts;
- *    the copies into slots go on a second stream, after the last run
- *    that read the slot, and a run uses a slot only once its copy is in.
+ *    intended home). Before each run the policy, fed by the counts of
+ *    the runs so far, may swap a few experts; the copies into slots go
+ *    on a second stream, after the last run that read the slot, and a
+ *    later run uses a slot only once its copy is in.
  *
  * One GPU context, compute stream and copy stream per process serve every
  * layer (the kernels' scratch is sized by the biggest run, not per
