@@ -111,7 +111,7 @@ static void hip_load(void)
 		snprintf(hip_why, sizeof(hip_why),
 			 "the GPU backend found no GPU: %s (is the GPU driver loaded, and /dev/nvidia* or /dev/kfd readable?)",
 			 moex_strerror(r));
-		hip_err = r == -ENODEV ? -ENODEV : r;
+		hip_err = r;
 		return;		/* keep the library: nothing to gain by unloading */
 	}
 	hip_err = 0;

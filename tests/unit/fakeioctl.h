@@ -85,12 +85,14 @@ static int probe_trusts_anything(struct moex_queue *q)
 }
 
 /*
- * An io_uring queue of entries on /dev/null played as a moex device:
- * 0, or why not (io_uring unavailable here); *dev must be closed after *q.
+ * An io_uring queue of entries on /dev/null played as a moex device, able
+ * to take completions posted from other threads (MSG_RING) when posting:
+ * 0, or why not (io_uring or MSG_RING unavailable here), with nothing
+ * left open. On 0, *dev must be closed after *q is destroyed.
  */
 static int __attribute__((unused))
-uring_queue_on_null(unsigned int entries, struct moex_device **dev,
-		    struct moex_queue **q)
+uring_queue_on_null(unsigned int entries, bool posting,
+		    struct moex_device **dev, struct moex_queue **q)
 {
 	struct moex_queue_opts o = { .size = sizeof(o), .entries = entries };
 	int (*probe)(struct moex_queue *q);
@@ -105,11 +107,17 @@ uring_queue_on_null(unsigned int entries, struct moex_device **dev,
 	moex__ring_probe = probe_trusts_anything;
 	ret = moex_queue_create(*dev, &o, q);
 	moex__ring_probe = probe;
-	if (ret)
-		return ret;
-	if (moex_queue_mode(*q, NULL, &why) != MOEX_QUEUE_MODE_URING)
-		return why ? why : -EOPNOTSUPP;
-	return 0;
+	if (!ret && moex_queue_mode(*q, NULL, &why) != MOEX_QUEUE_MODE_URING)
+		ret = why ? why : -EOPNOTSUPP;
+	if (!ret && posting)
+		ret = moex__queue_can_post(*q);
+	if (ret) {
+		moex_queue_destroy(*q);
+		moex_close(*dev);
+		*q = NULL;
+		*dev = NULL;
+	}
+	return ret;
 }
 
 #endif /* MOEX_TEST_FAKEIOCTL_H */
