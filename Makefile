@@ -51,6 +51,7 @@ include tests/vm/fuzz.mk
 include tests/vm/failnth.mk
 include tests/vm/debug.mk
 include tests/fuzz/rules.mk
+include tests/hipemu/rules.mk
 include install.mk
 
 user: $(USER_TARGETS)
@@ -135,6 +136,7 @@ check: deps
 		"failnth=$(MAKE) -s vm-failnth VM_KERNEL=debug" \
 		"kunit=$(MAKE) -s kunit-check" \
 		"kernels=$(MAKE) -s kernels-check" \
+		"hipemu=$(MAKE) -s hipemu-check" \
 		"demo=$(MAKE) -s demo-check" \
 		"fuzz=$(MAKE) -s fuzz-check" \
 		"man=tests/man/check $(BUILD)" \

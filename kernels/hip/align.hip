@@ -90,11 +90,11 @@ hipError_t moek_launch_align(const int32_t *idx, uint32_t ntok, uint32_t topk,
 			     stream);
 	if (err != hipSuccess)
 		return err;
-	moek_align_count<<<blocks, MOEK_ALIGN_THREADS, 0, stream>>>(
+	MOEK_LAUNCH(blocks, MOEK_ALIGN_THREADS, stream, moek_align_count)(
 		idx, npairs, n_experts, al->counts);
-	moek_align_offsets<<<1, MOEK_ALIGN_THREADS, 0, stream>>>(
+	MOEK_LAUNCH(1, MOEK_ALIGN_THREADS, stream, moek_align_offsets)(
 		n_experts, fill, *al);
-	moek_align_scatter<<<blocks, MOEK_ALIGN_THREADS, 0, stream>>>(
+	MOEK_LAUNCH(blocks, MOEK_ALIGN_THREADS, stream, moek_align_scatter)(
 		idx, npairs, topk, n_experts, fill, *al);
 	return hipGetLastError();
 }

@@ -15,11 +15,28 @@
  * host pass it is the largest possible value (64) so that anything sized
  * by it is big enough; host code must not use it to choose launch sizes.
  * MOEK_MAX_WARPS bounds the warps of one block (1024 threads / 32).
+ *
+ * Launches: MOEK_LAUNCH(grid, block, stream, kernel)(args) rather than
+ * kernel<<<grid, block, 0, stream>>>(args), so that a third compiler can
+ * take the same sources: g++ with -DMOEK_HIP_EMU builds them against
+ * tests/hipemu, a CPU emulation of the device that CI runs (every GPU
+ * thread a fiber, shuffles and __syncthreads barriers). The kernel comes
+ * last because a template's commas would split a macro argument.
  */
 #ifndef MOEK_HIP_COMPAT_H
 #define MOEK_HIP_COMPAT_H
 
-#if defined(__HIPCC__)
+#if defined(MOEK_HIP_EMU)
+/* ---- g++ against the CPU emulator (tests/hipemu) ---- */
+#include "hipemu.h"
+
+#define MOEK_HIP_EMULATED 1
+#define MOEK_WARP HIPEMU_WARP
+#define moek_shfl_xor(v, mask) __shfl_xor((v), (mask), MOEK_WARP)
+#define MOEK_LAUNCH(grid, block, stream, ...)				\
+	hipemu_launch(__VA_ARGS__, (grid), (block), (stream))
+
+#elif defined(__HIPCC__)
 /* ---- hipcc (AMD) ---- */
 #include <hip/hip_runtime.h>
 
@@ -33,6 +50,8 @@
 
 /* All lanes of the (converged) wave take part. */
 #define moek_shfl_xor(v, mask) __shfl_xor((v), (mask), MOEK_WARP)
+#define MOEK_LAUNCH(grid, block, stream, ...)				\
+	__VA_ARGS__<<<(grid), (block), 0, (stream)>>>
 
 #elif defined(__CUDACC__)
 /* ---- nvcc (NVIDIA) ---- */
@@ -47,6 +66,8 @@
 #endif
 
 #define moek_shfl_xor(v, mask) __shfl_xor_sync(0xffffffffu, (v), (mask), MOEK_WARP)
+#define MOEK_LAUNCH(grid, block, stream, ...)				\
+	__VA_ARGS__<<<(grid), (block), 0, (stream)>>>
 
 typedef cudaError_t hipError_t;
 typedef cudaStream_t hipStream_t;
@@ -105,7 +126,7 @@ typedef cudaDeviceProp hipDeviceProp_t;
 #define hipMemGetInfo			cudaMemGetInfo
 
 #else
-#error "kernels/hip is built by hipcc or by nvcc -x cu"
+#error "kernels/hip is built by hipcc, by nvcc -x cu, or by g++ -DMOEK_HIP_EMU"
 #endif
 
 #define MOEK_MAX_WARPS 32

@@ -203,9 +203,9 @@ static void launch(const struct moek_gemm_args *g, uint32_t row_tiles,
 	const dim3 grid(row_tiles, (g->n + BN - 1) / BN);
 
 	if (g->gated)
-		moek_gemm<W, BM, TM, true><<<grid, NT, 0, stream>>>(*g);
+		MOEK_LAUNCH(grid, NT, stream, moek_gemm<W, BM, TM, true>)(*g);
 	else
-		moek_gemm<W, BM, TM, false><<<grid, NT, 0, stream>>>(*g);
+		MOEK_LAUNCH(grid, NT, stream, moek_gemm<W, BM, TM, false>)(*g);
 }
 
 template <typename W>

@@ -243,9 +243,11 @@ static void gv_launch(const struct moek_gemm_args *g, uint32_t row_tiles,
 	const dim3 grid(row_tiles, (g->n + warps - 1) / warps);
 
 	if (g->gated)
-		moek_gemv<W, true><<<grid, MOEK_GEMM_THREADS, 0, stream>>>(*g);
+		MOEK_LAUNCH(grid, MOEK_GEMM_THREADS, stream,
+			    moek_gemv<W, true>)(*g);
 	else
-		moek_gemv<W, false><<<grid, MOEK_GEMM_THREADS, 0, stream>>>(*g);
+		MOEK_LAUNCH(grid, MOEK_GEMM_THREADS, stream,
+			    moek_gemv<W, false>)(*g);
 }
 
 hipError_t moek_launch_gemv(const struct moek_gemm_args *g, uint32_t wtype,

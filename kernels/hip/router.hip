@@ -170,6 +170,6 @@ moek_router(const struct moek_route_args a)
 hipError_t moek_launch_router(const struct moek_route_args *a, uint32_t ntok,
 			      hipStream_t stream)
 {
-	moek_router<<<ntok, MOEK_ROUTER_THREADS, 0, stream>>>(*a);
+	MOEK_LAUNCH(ntok, MOEK_ROUTER_THREADS, stream, moek_router)(*a);
 	return hipGetLastError();
 }

@@ -65,6 +65,37 @@ static int gpu_ready(void)
 			SKIP("no GPU (%s)", g_why);			\
 	} while (0)
 
+/*
+ * On tests/hipemu's CPU emulation of the device (a name that starts with
+ * "hipemu"), a layer of more than HIPEMU_MAX_GMACS (default 40) billion
+ * multiply-adds would take minutes: such a case says SKIP there and runs
+ * on every real GPU.
+ */
+static double emu_budget_gmacs(void)
+{
+	char name[128];
+	const char *env = getenv("HIPEMU_MAX_GMACS");
+
+	if (moek_hip_device_name(0, name, sizeof(name)) ||
+	    strncmp(name, "hipemu", 6))
+		return INFINITY;
+	return env ? atof(env) : 40.0;
+}
+
+static double layer_gmacs(const struct moek_shape *s, size_t ntok)
+{
+	return 3e-9 * (double)ntok * s->dim * s->inter *
+	       (s->topk + s->n_shared);
+}
+
+#define NEED_SMALL_ENOUGH(s, ntok)					\
+	do {								\
+		if (layer_gmacs((s), (ntok)) > emu_budget_gmacs())	\
+			SKIP("%.0f billion multiply-adds: too many for "\
+			     "the CPU emulator (HIPEMU_MAX_GMACS %.0f)",\
+			     layer_gmacs((s), (ntok)), emu_budget_gmacs()); \
+	} while (0)
+
 /* Allocation failures end the program: they are not what is tested. */
 static void *xmalloc(size_t n)
 {
@@ -862,6 +893,7 @@ out:
 		int ok;							\
 									\
 		NEED_GPU();						\
+		NEED_SMALL_ENOUGH(&s, ntok);				\
 		layer_case(&s, nsets, bias, ntok, nref, tile, gemv, why, \
 			   sizeof(why), &ok);				\
 		CHECK_MSG(ok, "%s", why);				\
