@@ -474,6 +474,7 @@ int bench_gpu_main(int argc, char **argv)
 	uint64_t sactive = 0;
 	char name[96], why[256], dev[128] = "?";
 	bool quick = false;
+	const char *mma;
 	int nb = 5, o, err;
 
 	bench_suite = "moe";
@@ -544,6 +545,11 @@ int bench_gpu_main(int argc, char **argv)
 	}
 	api->device_name(0, dev, sizeof(dev));
 	note("moe on the GPU: %s, %d runs per figure (median)\n", dev, reps);
+	mma = getenv("MOEK_MMA");
+	note("large-tile bf16/fp8 GEMMs: %s\n",
+	     mma && !strcmp(mma, "0") ? "gemm.hip (MOEK_MMA=0)" :
+	     "tensor cores where the plugin has them (gemm_mma.hip), "
+	     "else gemm.hip");
 
 	cbw = copy_bw(copy_len, false);
 	bench_report("copy_bw", cbw, "GB/s");

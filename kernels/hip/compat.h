@@ -16,6 +16,9 @@
  * by it is big enough; host code must not use it to choose launch sizes.
  * MOEK_MAX_WARPS bounds the warps of one block (1024 threads / 32).
  *
+ * MOEK_MMA_TF32: 1 where gemm_mma.hip's tensor-core GEMMs are built
+ * (NVIDIA's WMMA API, tf32, sm_80 and later; the emulator at warp 32).
+ *
  * Launches: MOEK_LAUNCH(grid, block, stream, kernel)(args) rather than
  * kernel<<<grid, block, 0, stream>>>(args), so that a third compiler can
  * take the same sources: g++ with -DMOEK_HIP_EMU builds them against
@@ -32,6 +35,8 @@
 
 #define MOEK_HIP_EMULATED 1
 #define MOEK_WARP HIPEMU_WARP
+/* the emulator's WMMA at warp 32, where it stands for an NVIDIA GPU */
+#define MOEK_MMA_TF32 (HIPEMU_WARP == 32)
 #define moek_shfl_xor(v, mask) __shfl_xor((v), (mask), MOEK_WARP)
 #define MOEK_LAUNCH(grid, block, stream, ...)				\
 	hipemu_launch(__VA_ARGS__, (grid), (block), (stream))
@@ -41,6 +46,7 @@
 #include <hip/hip_runtime.h>
 
 #define MOEK_HIP_AMD 1
+#define MOEK_MMA_TF32 0		/* gemm_mma.hip: NVIDIA's WMMA only */
 
 #if defined(__HIP_DEVICE_COMPILE__)
 #define MOEK_WARP __AMDGCN_WAVEFRONT_SIZE
@@ -56,8 +62,10 @@
 #elif defined(__CUDACC__)
 /* ---- nvcc (NVIDIA) ---- */
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #define MOEK_HIP_CUDA 1
+#define MOEK_MMA_TF32 1		/* WMMA tf32: CUDA_ARCH sm_80 or later */
 
 #if defined(__CUDA_ARCH__)
 #define MOEK_WARP 32

@@ -10,6 +10,8 @@
  *   act_quant h -> hq, hs            (fp8 only)
  *   down      h -> out = h.W2 per row
  *
+ * With the large row tile, bf16 and fp8 GEMMs run on tensor cores where
+ * gemm_mma.hip is built (NVIDIA), else gemm.hip's SIMT FMAs.
  * With the small row tile (decode) the GEMMs are gemv.hip's, which read
  * f32 activations: on the fp8 path act_quant becomes act_qdq (quantised
  * and dequantised in f32: x -> xdq, h in place), the same values.
@@ -57,6 +59,8 @@ struct moek_hip_ctx {
 	int device;
 	int warp;		/* the device's warp size */
 	bool gemv;		/* the small tile uses gemv.hip (MOEK_GEMV) */
+	bool mma;		/* the large tile uses gemm_mma.hip where it
+				 * is built, for bf16 and fp8 (MOEK_MMA) */
 	uint32_t tile;		/* 0: auto */
 	/* routing and alignment */
 	struct dbuf idx, w, counts, fill, offsets, row_tok, pair_pos;
@@ -320,6 +324,8 @@ extern "C" int moek_hip_create(int device, struct moek_hip_ctx **out)
 	ctx->warp = prop.warpSize;
 	env = getenv("MOEK_GEMV");
 	ctx->gemv = !(env && !strcmp(env, "0"));
+	env = getenv("MOEK_MMA");
+	ctx->mma = MOEK_MMA_TF32 && !(env && !strcmp(env, "0"));
 	*out = ctx;
 	return 0;
 }
@@ -555,6 +561,9 @@ static int run_gemm(const struct moek_hip_ctx *ctx,
 	if (use_gemv(ctx, tile, g->k) && !((uintptr_t)g->a % 16))
 		return moek_hip_errno(moek_launch_gemv(g, wtype, row_tiles,
 						       ctx->warp, stream));
+	if (ctx->mma && tile == MOEK_HIP_TILE_LARGE && wtype != MOEK_F32)
+		return moek_hip_errno(moek_launch_gemm_mma(g, wtype, row_tiles,
+							   stream));
 	return moek_hip_errno(moek_launch_gemm(g, wtype, tile, row_tiles,
 					       stream));
 }

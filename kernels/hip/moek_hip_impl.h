@@ -99,6 +99,11 @@ hipError_t moek_launch_act_quant(const float *x, uint32_t rows, uint32_t n,
 hipError_t moek_launch_gemm(const struct moek_gemm_args *g, uint32_t wtype,
 			    uint32_t tile, uint32_t row_tiles,
 			    hipStream_t stream);
+/* The large tile on tensor cores (gemm_mma.hip): bf16 and fp8 weights,
+ * where MOEK_MMA_TF32; hipErrorInvalidValue elsewhere. */
+hipError_t moek_launch_gemm_mma(const struct moek_gemm_args *g,
+				uint32_t wtype, uint32_t row_tiles,
+				hipStream_t stream);
 /* The decode path: MOEK_HIP_TILE_SMALL tiles, A f32 (no a_scale), k a
  * multiple of 16; warp_size the device's (columns per block). */
 hipError_t moek_launch_gemv(const struct moek_gemm_args *g, uint32_t wtype,

@@ -16,7 +16,8 @@
 #                        it is, else hipcc (HIP_PLUGIN_CC=hipcc|nvcc
 #                        chooses); it exports moek_hip.h's functions only
 #   make gpu-check       build and run the GPU test programs (nvcc when
-#                        present, else hipcc): the kernels (gpu-moe) and
+#                        present, else hipcc): the kernels (gpu-moe, also
+#                        with MOEK_MMA=0: gemm.hip for the large tile) and
 #                        libmoex's backend with the plugin (gpu-backend);
 #                        they SKIP without a GPU.
 #                        The top Makefile's check-gpu runs it.
@@ -163,6 +164,7 @@ ifeq ($(GPU_TEST),)
 else
 	$(MAKE) -s hip-plugin
 	$(GPU_TEST); r=$$?; \
+	MOEK_MMA=0 $(GPU_TEST) || r=1; \
 	MOEX_HIP_LIB=$(abspath $(HIP_PLUGIN)) $(GPU_BACKEND_TEST) || r=1; \
 	exit $$r
 endif

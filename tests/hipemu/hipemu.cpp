@@ -88,6 +88,7 @@ static const std::function<void()> *g_body;
 static void *g_sched_sp;
 
 #define FIBER_STACK (256 * 1024)
+#define HIPEMU_MAX_WARPS (1024 / HIPEMU_WARP)
 
 #if defined(__x86_64__)
 /* Save the callee-saved registers on this stack, switch to another. */
@@ -172,6 +173,45 @@ void hipemu_check_align(const void *p, const char *what)
 {
 	if ((uintptr_t)p % 16)
 		hipemu_fault(what, p);
+}
+
+/* ---- WMMA's warp-wide steps (hipemu.h) ---- */
+
+void nvcuda::wmma::hipemu_mma_enter(const void *p, unsigned int ldm)
+{
+	if ((uintptr_t)p % 32 || ldm % 4)
+		hipemu_fault("a WMMA load or store not 32-byte aligned or "
+			     "with ldm not a multiple of 4", p);
+	hipemu_mma_wait();
+}
+
+/* Wait for every lane of the warp to get here. */
+void nvcuda::wmma::hipemu_mma_wait(void)
+{
+	hipemu_cur->shfl_mask = -1;	/* any shuffle meeting this faults */
+	hipemu_wait(HIPEMU_AT_SHUFFLE);
+}
+
+/* Offer a pointer to the warp and wait for every lane to offer its own. */
+void nvcuda::wmma::hipemu_mma_exchange(const void *mine)
+{
+	hipemu_cur->slot = (uint64_t)(uintptr_t)mine;
+	hipemu_mma_wait();
+}
+
+float *nvcuda::wmma::hipemu_mma_result(void)
+{
+	static float result[HIPEMU_MAX_WARPS][256];
+
+	return result[hipemu_cur->linear / HIPEMU_WARP];
+}
+
+const void *nvcuda::wmma::hipemu_mma_peer(unsigned int lane)
+{
+	const unsigned int base = hipemu_cur->linear -
+				  hipemu_cur->linear % HIPEMU_WARP;
+
+	return (const void *)(uintptr_t)hipemu_lane(base + lane)->slot;
 }
 
 /*

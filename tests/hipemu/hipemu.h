@@ -50,6 +50,7 @@
 
 #include <functional>
 #include <tuple>
+#include <type_traits>
 
 #ifndef HIPEMU_WARP
 #error "build with -DHIPEMU_WARP=32 or 64"
@@ -195,16 +196,17 @@ template <typename T> static inline T __shfl_xor(T v, int mask, int width)
 }
 
 /* 16-byte vectors: a load or store through a misaligned address faults. */
-struct __attribute__((aligned(16))) float4 {
-	float x, y, z, w;
-	float4() = default;
-	float4(const float4 &o) : x(o.x), y(o.y), z(o.z), w(o.w)
+template <typename T> struct __attribute__((aligned(16))) hipemu_vec4 {
+	T x, y, z, w;
+	hipemu_vec4() = default;
+	hipemu_vec4(const hipemu_vec4 &o) : x(o.x), y(o.y), z(o.z), w(o.w)
 	{
-		hipemu_check_align(&o, "float4 load");
+		hipemu_check_align(&o, "16-byte vector load");
 	}
-	float4 &operator=(const float4 &o)
+	hipemu_vec4 &operator=(const hipemu_vec4 &o)
 	{
-		hipemu_check_align(this, "float4 store");
+		hipemu_check_align(&o, "16-byte vector load");
+		hipemu_check_align(this, "16-byte vector store");
 		x = o.x;
 		y = o.y;
 		z = o.z;
@@ -212,24 +214,8 @@ struct __attribute__((aligned(16))) float4 {
 		return *this;
 	}
 };
-
-struct __attribute__((aligned(16))) uint4 {
-	uint32_t x, y, z, w;
-	uint4() = default;
-	uint4(const uint4 &o) : x(o.x), y(o.y), z(o.z), w(o.w)
-	{
-		hipemu_check_align(&o, "uint4 load");
-	}
-	uint4 &operator=(const uint4 &o)
-	{
-		hipemu_check_align(this, "uint4 store");
-		x = o.x;
-		y = o.y;
-		z = o.z;
-		w = o.w;
-		return *this;
-	}
-};
+typedef hipemu_vec4<float> float4;
+typedef hipemu_vec4<uint32_t> uint4;
 
 static inline float __uint_as_float(uint32_t u)
 {
@@ -251,6 +237,179 @@ template <typename T> static inline T atomicAdd(T *p, T v)
 {
 	return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
+
+/*
+ * ---- NVIDIA's WMMA API, tf32 m16n16k8 (gemm_mma.hip) ----
+ *
+ * The fragments' layout is opaque on a GPU; here a lane holds elements
+ * lane, lane + warp, lane + 2 warp... of the row-major tile, a layout no
+ * kernel could assume by accident. Loads, stores and MMAs are warp-wide:
+ * every lane must reach them (a barrier, as a shuffle), pointers must be
+ * 32-byte aligned and ldm a multiple of 4 floats, or the device faults.
+ * mma_sync() reads its inputs as tf32 (the low 13 bits cut, as the
+ * hardware ignores them) and accumulates in f32.
+ */
+namespace nvcuda {
+namespace wmma {
+struct matrix_a;
+struct matrix_b;
+struct accumulator;
+struct row_major;
+struct col_major;
+namespace precision {
+struct tf32;
+}
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K> struct hipemu_dims;
+template <int M, int N, int K> struct hipemu_dims<matrix_a, M, N, K> {
+	static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K> struct hipemu_dims<matrix_b, M, N, K> {
+	static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K> struct hipemu_dims<accumulator, M, N, K> {
+	static constexpr int rows = M, cols = N;
+};
+
+template <typename Use, int M, int N, int K, typename T,
+	  typename Layout = void>
+struct fragment {
+	static constexpr int rows = hipemu_dims<Use, M, N, K>::rows;
+	static constexpr int cols = hipemu_dims<Use, M, N, K>::cols;
+	static constexpr int num_elements = rows * cols / HIPEMU_WARP;
+	static_assert(rows * cols % HIPEMU_WARP == 0, "whole warps");
+	float x[num_elements];
+};
+
+void hipemu_mma_enter(const void *p, unsigned int ldm);
+void hipemu_mma_wait(void);
+void hipemu_mma_exchange(const void *mine);
+const void *hipemu_mma_peer(unsigned int lane);
+
+/* element i of this lane's fragment: its row and column */
+static inline unsigned int hipemu_frag_lane(void)
+{
+	return hipemu_cur->linear % HIPEMU_WARP;
+}
+
+static inline float __float_to_tf32(float f)
+{
+	uint32_t u = __float_as_uint(f);
+
+	if ((u & 0x7f800000u) != 0x7f800000u)	/* finite: nearest, ties away */
+		u = (u + 0x1000u) & ~0x1fffu;
+	return __uint_as_float(u);
+}
+
+template <typename F> static inline void fill_fragment(F &f, float v)
+{
+	for (int i = 0; i < F::num_elements; i++)
+		f.x[i] = v;
+}
+
+template <typename Use, int M, int N, int K, typename T, typename L>
+static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f,
+				    const float *p, unsigned int ldm)
+{
+	typedef fragment<Use, M, N, K, T, L> F;
+	const unsigned int lane = hipemu_frag_lane();
+	const bool rowm = std::is_same<L, row_major>::value;
+
+	hipemu_mma_enter(p, ldm);
+	for (int i = 0; i < F::num_elements; i++) {
+		const unsigned int e = lane + (unsigned int)i * HIPEMU_WARP;
+		const unsigned int r = e / F::cols, c = e % F::cols;
+
+		f.x[i] = rowm ? p[r * ldm + c] : p[c * ldm + r];
+	}
+}
+
+template <int M, int N, int K>
+static inline void store_matrix_sync(float *p,
+				     const fragment<accumulator, M, N, K, float> &f,
+				     unsigned int ldm, layout_t layout)
+{
+	typedef fragment<accumulator, M, N, K, float> F;
+	const unsigned int lane = hipemu_frag_lane();
+
+	hipemu_mma_enter(p, ldm);
+	for (int i = 0; i < F::num_elements; i++) {
+		const unsigned int e = lane + (unsigned int)i * HIPEMU_WARP;
+		const unsigned int r = e / F::cols, c = e % F::cols;
+
+		if (layout == mem_row_major)
+			p[r * ldm + c] = f.x[i];
+		else
+			p[c * ldm + r] = f.x[i];
+	}
+}
+
+static inline float hipemu_tf32_in(float f)
+{
+	return __uint_as_float(__float_as_uint(f) & ~0x1fffu);
+}
+
+/* Per warp of the running block: the product one lane computes for all. */
+float *hipemu_mma_result(void);
+
+template <int M, int N, int K, typename T, typename LA, typename LB>
+static inline void mma_sync(fragment<accumulator, M, N, K, float> &d,
+			    const fragment<matrix_a, M, N, K, T, LA> &a,
+			    const fragment<matrix_b, M, N, K, T, LB> &b,
+			    const fragment<accumulator, M, N, K, float> &c)
+{
+	typedef fragment<accumulator, M, N, K, float> FC;
+	typedef fragment<matrix_a, M, N, K, T, LA> FA;
+	typedef fragment<matrix_b, M, N, K, T, LB> FB;
+	struct mine {
+		const FA *a;
+		const FB *b;
+		const FC *c;
+	} me = { &a, &b, &c };
+	const unsigned int lane = hipemu_frag_lane();
+	float *res = hipemu_mma_result();
+
+	static_assert(M * N <= 256, "the result buffer holds 16 x 16");
+	hipemu_mma_exchange(&me);	/* every lane's fragments visible */
+	if (lane == 0) {
+		/* the whole tile, row-major, from every lane's elements */
+		float ta[M][K], tb[K][N], tc[M][N];
+
+		for (unsigned int l = 0; l < HIPEMU_WARP; l++) {
+			const mine *p = (const mine *)hipemu_mma_peer(l);
+
+			for (int i = 0; i < FA::num_elements; i++) {
+				const unsigned int e = l + i * HIPEMU_WARP;
+
+				ta[e / K][e % K] = hipemu_tf32_in(p->a->x[i]);
+			}
+			for (int i = 0; i < FB::num_elements; i++) {
+				const unsigned int e = l + i * HIPEMU_WARP;
+
+				tb[e / N][e % N] = hipemu_tf32_in(p->b->x[i]);
+			}
+			for (int i = 0; i < FC::num_elements; i++) {
+				const unsigned int e = l + i * HIPEMU_WARP;
+
+				tc[e / N][e % N] = p->c->x[i];
+			}
+		}
+		for (int r = 0; r < M; r++)
+			for (int col = 0; col < N; col++) {
+				float acc = tc[r][col];
+
+				for (int k = 0; k < K; k++)
+					acc = fmaf(ta[r][k], tb[k][col], acc);
+				res[r * N + col] = acc;
+			}
+	}
+	hipemu_mma_wait();		/* the product is there, c was read */
+	for (int i = 0; i < FC::num_elements; i++)
+		d.x[i] = res[lane + i * HIPEMU_WARP];
+}
+} /* namespace wmma */
+} /* namespace nvcuda */
 
 /* ---- the runtime (hipemu.cpp) ---- */
 

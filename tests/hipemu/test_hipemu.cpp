@@ -162,6 +162,60 @@ static bool bad_launch(void)
 	return true;
 }
 
+/* ---- WMMA (gemm_mma.hip's calls) ---- */
+
+namespace wmma = nvcuda::wmma;
+
+/* C[16][16] = A[16][8] . W[16][8]^T, A row-major, W as a col-major B */
+__global__ void k_mma(const float *a, const float *w, float *c)
+{
+	wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32,
+		       wmma::row_major> fa;
+	wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32,
+		       wmma::col_major> fb;
+	wmma::fragment<wmma::accumulator, 16, 16, 8, float> fc;
+
+	wmma::fill_fragment(fc, 1.0f);
+	wmma::load_matrix_sync(fa, a, 8);
+	wmma::load_matrix_sync(fb, w, 8);
+	wmma::mma_sync(fc, fa, fb, fc);
+	wmma::store_matrix_sync(c, fc, 16, wmma::mem_row_major);
+}
+
+/* small integers, exact in tf32: the product is exact */
+static bool mma(void)
+{
+	float *a = dev<float>(128), *w = dev<float>(128), *c = dev<float>(256);
+	float ha[128], hw[128], hc[256];
+
+	for (int i = 0; i < 128; i++) {
+		ha[i] = (float)(i % 7 - 3);
+		hw[i] = (float)(i % 5 - 2);
+	}
+	hipMemcpy(a, ha, sizeof(ha), hipMemcpyHostToDevice);
+	hipMemcpy(w, hw, sizeof(hw), hipMemcpyHostToDevice);
+	hipemu_launch(k_mma, 1, HIPEMU_WARP, NULL)(a, w, c);
+	CHECK(hipMemcpy(hc, c, sizeof(hc), hipMemcpyDeviceToHost) ==
+	      hipSuccess, "the kernel failed");
+	for (int m = 0; m < 16; m++) {
+		for (int n = 0; n < 16; n++) {
+			float want = 1.0f;
+
+			for (int k = 0; k < 8; k++)
+				want += ha[m * 8 + k] * hw[n * 8 + k];
+			CHECK(hc[m * 16 + n] == want, "C[%d][%d] = %g, want %g",
+			      m, n, hc[m * 16 + n], want);
+		}
+	}
+	CHECK(wmma::__float_to_tf32(1.0f + 0x1p-11f) == 1.0f + 0x1p-10f &&
+	      wmma::__float_to_tf32(1.0f + 0x1p-12f) == 1.0f,
+	      "tf32 rounding: to nearest, ties away");
+	hipFree(a);
+	hipFree(w);
+	hipFree(c);
+	return true;
+}
+
 /* ---- the runtime ---- */
 
 /* the host opens the gate: until then the kernel, and its stream, wait */
@@ -282,6 +336,14 @@ __global__ void k_misaligned(const float *in, float *out)
 	out[threadIdx.x] = v.x;
 }
 
+__global__ void k_mma_misaligned(const float *a)
+{
+	wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32,
+		       wmma::row_major> fa;
+
+	wmma::load_matrix_sync(fa, a + 4, 8);	/* 16 bytes off */
+}
+
 /* Run f in a child; its stderr must hold what, and after the fault
  * every call must fail. */
 static bool faults_in_child(void (*f)(int *), const char *what)
@@ -332,6 +394,17 @@ static void misaligned(int *d)
 							  (float *)d + 64);
 }
 
+static void mma_misaligned(int *d)
+{
+	hipemu_launch(k_mma_misaligned, 1, HIPEMU_WARP, NULL)((const float *)d);
+}
+
+static bool fault_mma_misaligned(void)
+{
+	return faults_in_child(mma_misaligned, "WMMA load or store not "
+			       "32-byte aligned");
+}
+
 static bool fault_divergent_shuffle(void)
 {
 	return faults_in_child(divergent, "shuffle that not every lane");
@@ -344,7 +417,7 @@ static bool fault_syncthreads_skipped(void)
 
 static bool fault_misaligned_vector(void)
 {
-	return faults_in_child(misaligned, "float4 load");
+	return faults_in_child(misaligned, "16-byte vector load");
 }
 
 int main(void)
@@ -353,11 +426,13 @@ int main(void)
 	run("barrier", barrier);
 	run("grid", grid);
 	run("bad_launch", bad_launch);
+	run("mma", mma);
 	run("streams", streams);
 	run("memory", memory);
 	run("fault_divergent_shuffle", fault_divergent_shuffle);
 	run("fault_syncthreads_skipped", fault_syncthreads_skipped);
 	run("fault_misaligned_vector", fault_misaligned_vector);
+	run("fault_mma_misaligned", fault_mma_misaligned);
 	printf("hipemu-w%d-self: %u passed, %u failed\n", HIPEMU_WARP, g_pass,
 	       g_fail);
 	return g_fail ? 1 : 0;
