@@ -65,7 +65,13 @@
 #include <mma.h>
 
 #define MOEK_HIP_CUDA 1
-#define MOEK_MMA_TF32 1		/* WMMA tf32: CUDA_ARCH sm_80 or later */
+/* WMMA tf32 needs sm_80 or later: older targets get no gemm_mma.hip
+ * device code, and its launch then fails (CUDA_ARCH sm_90 by default) */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define MOEK_MMA_TF32 1
+#else
+#define MOEK_MMA_TF32 0
+#endif
 
 #if defined(__CUDA_ARCH__)
 #define MOEK_WARP 32

@@ -43,9 +43,12 @@ struct moek_hip_expert {
  * @a:           A, f32 [..][k], or e4m3 [..][k] when the weights are fp8
  * @a_scale:     fp8 only: A's act_quant scales [..][ceil(k/128)]
  * @a_row:       the row of A for each row of C (-1: a zero padding row;
- *               gemv.hip leaves it unwritten instead); NULL: the same row
- * @valid:       NULL, or per row of C: < 0 marks a padding row, which the
- *               GEMV path (gemv.hip) skips and leaves unwritten
+ *               gemv.hip and gemm_mma.hip may leave it unwritten
+ *               instead); NULL: the same row
+ * @valid:       NULL, or per row of C: < 0 marks a padding row, which
+ *               gemv.hip skips and leaves unwritten, and gemm_mma.hip
+ *               reads as zeros (leaving unwritten the 16-row sub-tiles
+ *               that hold no real row)
  * @rows:        rows of C (bound; rows past it are neither read nor written)
  * @tile_expert: the expert of each row tile, -1: skip the tile; NULL: all
  *               tiles use experts[0]

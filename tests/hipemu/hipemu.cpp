@@ -84,6 +84,8 @@ hipemu_grid hipemu_now;
 static std::vector<hipemu_fiber> g_fibers;
 static unsigned int g_nthreads;		/* threads in the running block */
 static bool g_block_faulted;		/* stop the block at the next switch */
+static bool g_reverse;			/* release warps last first */
+static unsigned long g_launches;
 static const std::function<void()> *g_body;
 static void *g_sched_sp;
 
@@ -216,12 +218,18 @@ const void *nvcuda::wmma::hipemu_mma_peer(unsigned int lane)
 
 /*
  * Run one block: resume every ready fiber until it waits, then release
- * the warps whose lanes all wait at a shuffle, else the block if every
- * thread waits at __syncthreads. Anything else is a fault.
+ * one warp whose lanes all wait at a shuffle (or a WMMA step), else the
+ * block if every thread waits at __syncthreads. Anything else is a
+ * fault. Releasing one warp at a time, the first in thread order on
+ * even launches and the last on odd ones, lets that warp run ahead to
+ * the next __syncthreads while the others wait: warps drift apart as far
+ * as a GPU lets them, so a barrier missing between two warps' uses of
+ * shared memory shows.
  */
 static bool run_block(void)
 {
 	const unsigned int nt = g_nthreads;
+	const unsigned int nwarps = (nt + HIPEMU_WARP - 1) / HIPEMU_WARP;
 
 	for (unsigned int t = 0; t < nt; t++)
 		fiber_start(&g_fibers[t]);
@@ -238,7 +246,9 @@ static bool run_block(void)
 		hipemu_cur = NULL;
 		if (g_block_faulted)
 			return false;
-		for (unsigned int w0 = 0; w0 < nt; w0 += HIPEMU_WARP) {
+		for (unsigned int wi = 0; wi < nwarps && !released; wi++) {
+			const unsigned int w0 = HIPEMU_WARP *
+				(g_reverse ? nwarps - 1 - wi : wi);
 			unsigned int n = 0, lanes = nt - w0;
 
 			lanes = lanes < HIPEMU_WARP ? lanes : HIPEMU_WARP;
@@ -284,17 +294,23 @@ static bool run_block(void)
 	}
 }
 
+/* Fiber stacks, each above a page that is never mapped readable: an
+ * overflow faults instead of writing over the next stack. */
 static void ensure_fibers(unsigned int nt)
 {
+	const size_t guard = 4096;
+
 	while (g_fibers.size() < nt) {
 		hipemu_fiber f = {};
-
-		f.stack = (char *)mmap(NULL, FIBER_STACK, PROT_READ | PROT_WRITE,
+		char *m = (char *)mmap(NULL, guard + FIBER_STACK,
+				       PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (f.stack == MAP_FAILED) {
+
+		if (m == MAP_FAILED || mprotect(m, guard, PROT_NONE)) {
 			perror("hipemu: fiber stack");
 			abort();
 		}
+		f.stack = m + guard;
 		g_fibers.push_back(f);
 	}
 }
@@ -313,6 +329,7 @@ static void run_grid(dim3 grid, dim3 block, const std::function<void()> &body)
 				    t / (block.x * block.y) };
 	}
 	g_nthreads = nt;
+	g_reverse = g_launches++ % 2;
 	g_body = &body;
 	g_block_faulted = false;
 	hipemu_now.bdim = { block.x, block.y, block.z };
@@ -632,20 +649,18 @@ static void stream_drain(hipemu_stream *s)
 	s->idle.wait(lock, [s] { return s->work.empty() && !s->running; });
 }
 
-/* Drain the streams: all of them, or the blocking ones. */
+/*
+ * Drain the streams: all of them, or the blocking ones. The set stays
+ * locked meanwhile, so that none is destroyed under the wait (a stream's
+ * own work never calls the runtime, so it never needs the lock).
+ */
 static void drain_streams(bool blocking_only)
 {
-	std::vector<hipemu_stream *> v;
+	std::lock_guard<std::mutex> lock(g_streams_lock);
 
-	{
-		std::lock_guard<std::mutex> lock(g_streams_lock);
-
-		for (hipemu_stream *s : g_streams)
-			if (!blocking_only || !(s->flags & hipStreamNonBlocking))
-				v.push_back(s);
-	}
-	for (hipemu_stream *s : v)
-		stream_drain(s);
+	for (hipemu_stream *s : g_streams)
+		if (!blocking_only || !(s->flags & hipStreamNonBlocking))
+			stream_drain(s);
 }
 
 /* Queue work on s; on the NULL stream, wait for the blocking streams and
@@ -808,15 +823,17 @@ void hipemu_launch_grid(dim3 grid, dim3 block, hipStream_t s,
 /* ---- events ---- */
 
 /*
- * recorded counts hipEventRecord() calls, done the records the stream
- * has reached; an event is complete when done == recorded. m protects
- * both and the time.
+ * An event's records are numbered; each is pending from hipEventRecord()
+ * until its stream reaches it. Records on different streams may complete
+ * out of order, so a wait is for one record, not for a count. The event
+ * is complete when its latest record is. m protects the fields.
  */
 struct hipemu_event {
 	std::mutex m;
 	std::condition_variable cv;
-	uint64_t recorded, done;
-	double t;			/* seconds, when done was reached */
+	uint64_t recorded;		/* records so far: the latest's number */
+	std::set<uint64_t> pending;	/* records not yet reached */
+	double t;			/* seconds: when the latest was reached */
 	unsigned int flags;
 };
 
@@ -836,7 +853,6 @@ hipError_t hipEventCreateWithFlags(hipEvent_t *out, unsigned int flags)
 		return ret(hipErrorInvalidValue);
 	e = new hipemu_event();
 	e->recorded = 0;
-	e->done = 0;
 	e->t = 0.0;
 	e->flags = flags;
 	*out = e;
@@ -847,7 +863,9 @@ hipError_t hipEventDestroy(hipEvent_t e)
 {
 	if (!e)
 		return ret(hipErrorInvalidHandle);
-	hipEventSynchronize(e);	/* queued records still point at it */
+	/* queued records and waits of any stream may still point at it: a
+	 * GPU frees it later, the emulator waits for every stream first */
+	drain_streams(false);
 	delete e;
 	return ret(hipSuccess);
 }
@@ -862,39 +880,39 @@ hipError_t hipEventRecord(hipEvent_t e, hipStream_t s)
 		std::lock_guard<std::mutex> lock(e->m);
 
 		n = ++e->recorded;
+		e->pending.insert(n);
 	}
 	enqueue(s, [e, n] {
 		std::lock_guard<std::mutex> lock(e->m);
 
-		if (e->done < n) {
-			e->done = n;
+		e->pending.erase(n);
+		if (n == e->recorded)
 			e->t = now();
-		}
 		e->cv.notify_all();
 	});
 	return ret(hipSuccess);
 }
 
-/* Wait until e has reached its n-th record. */
+/* Wait until e's record n has been reached (0: none, nothing to wait). */
 static void event_wait(hipemu_event *e, uint64_t n)
 {
 	std::unique_lock<std::mutex> lock(e->m);
 
-	e->cv.wait(lock, [e, n] { return e->done >= n; });
+	e->cv.wait(lock, [e, n] { return !e->pending.count(n); });
+}
+
+static uint64_t latest(hipemu_event *e)
+{
+	std::lock_guard<std::mutex> lock(e->m);
+
+	return e->recorded;
 }
 
 hipError_t hipEventSynchronize(hipEvent_t e)
 {
-	uint64_t n;
-
 	if (!e)
 		return ret(hipErrorInvalidHandle);
-	{
-		std::lock_guard<std::mutex> lock(e->m);
-
-		n = e->recorded;
-	}
-	event_wait(e, n);
+	event_wait(e, latest(e));
 	return ret(hipSuccess);
 }
 
@@ -904,7 +922,8 @@ hipError_t hipEventQuery(hipEvent_t e)
 		return ret(hipErrorInvalidHandle);
 	std::lock_guard<std::mutex> lock(e->m);
 
-	return ret(e->done == e->recorded ? hipSuccess : hipErrorNotReady);
+	return ret(e->pending.count(e->recorded) ? hipErrorNotReady :
+						  hipSuccess);
 }
 
 hipError_t hipStreamWaitEvent(hipStream_t s, hipEvent_t e, unsigned int flags)
@@ -913,11 +932,7 @@ hipError_t hipStreamWaitEvent(hipStream_t s, hipEvent_t e, unsigned int flags)
 
 	if (!e || flags)
 		return ret(hipErrorInvalidHandle);
-	{
-		std::lock_guard<std::mutex> lock(e->m);
-
-		n = e->recorded;
-	}
+	n = latest(e);
 	enqueue(s, [e, n] { event_wait(e, n); });
 	return ret(hipSuccess);
 }
@@ -937,7 +952,8 @@ hipError_t hipEventElapsedTime(float *ms, hipEvent_t a, hipEvent_t b)
 
 		if (!a->recorded || !b->recorded)
 			return ret(hipErrorInvalidHandle);
-		if (a->done != a->recorded || b->done != b->recorded)
+		if (a->pending.count(a->recorded) ||
+		    b->pending.count(b->recorded))
 			return ret(hipErrorNotReady);
 		*ms = (float)((b->t - a->t) * 1e3);
 	}
