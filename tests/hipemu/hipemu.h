@@ -10,9 +10,11 @@
  * The device (hipemu.cpp):
  *  - Every thread of a block is a fiber with its own stack, on one host
  *    thread. Fibers run in turn, each until it reaches a barrier: a
- *    shuffle (its warp's lanes meet) or __syncthreads (the whole block
- *    meets). Warps are consecutive thread ids, HIPEMU_WARP wide (32 or
- *    64, chosen when building, as on a real target).
+ *    shuffle or WMMA call (its warp's lanes meet) or __syncthreads (the
+ *    whole block meets). Warps are consecutive thread ids, HIPEMU_WARP
+ *    wide (32 or 64, chosen when building, as on a real target), and are
+ *    released one at a time so that they drift apart between
+ *    __syncthreads, as a GPU's warps may.
  *  - Faults, as a GPU would have them or worse: a shuffle that not every
  *    lane of the warp reaches (divergence), a __syncthreads that a thread
  *    skips or leaves early, a 16-byte vector load or store from an
@@ -287,7 +289,7 @@ void hipemu_mma_wait(void);
 void hipemu_mma_exchange(const void *mine);
 const void *hipemu_mma_peer(unsigned int lane);
 
-/* element i of this lane's fragment: its row and column */
+/* this fiber's lane: its fragment elements are lane + i * warp */
 static inline unsigned int hipemu_frag_lane(void)
 {
 	return hipemu_cur->linear % HIPEMU_WARP;
