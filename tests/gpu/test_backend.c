@@ -137,7 +137,7 @@ static void hweights_free(struct hweights *h)
 }
 
 /* Tokens of y that disagree with the reference r beyond tol (relative to
- * the token's largest value). */
+ * the token's largest value); a NaN anywhere in a token makes it bad. */
 static int bad_tokens(const float *y, const float *r, size_t ntok, double tol)
 {
 	int bad = 0;
@@ -146,10 +146,12 @@ static int bad_tokens(const float *y, const float *r, size_t ntok, double tol)
 		double num = 0, den = 1e-30;
 
 		for (size_t c = 0; c < DIM; c++) {
-			num = fmax(num, fabs((double)y[t * DIM + c] - r[t * DIM + c]));
+			double d = fabs((double)y[t * DIM + c] - r[t * DIM + c]);
+
+			num = isnan(d) ? INFINITY : fmax(num, d);
 			den = fmax(den, fabs((double)r[t * DIM + c]));
 		}
-		if (num / den > tol)
+		if (!(num / den <= tol))
 			bad++;
 	}
 	return bad;

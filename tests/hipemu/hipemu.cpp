@@ -766,14 +766,37 @@ static bool copy_ok(void *dst, const void *src, size_t n, hipMemcpyKind k)
 	return false;
 }
 
+/*
+ * HIPEMU_COPY_MBPS (default 0, no limit): copies between host and device
+ * move that many megabytes a second, as over a slow link: the stream
+ * sleeps for the copy's time and then moves the bytes. Large copies (an
+ * expert's weights) then outlast the kernels of the runs after them, so
+ * a kernel that reads a copy's destination without waiting for it reads
+ * what was there before.
+ */
+static useconds_t copy_us(void *dst, const void *src, size_t n)
+{
+	const char *e = getenv("HIPEMU_COPY_MBPS");
+	const double mbps = e ? strtod(e, NULL) : 0.0;
+
+	if (!(mbps > 0) || on_device(dst, n) == on_device(src, n))
+		return 0;
+	return (useconds_t)((double)n / mbps);
+}
+
 hipError_t hipMemcpyAsync(void *dst, const void *src, size_t n,
 			  hipMemcpyKind k, hipStream_t s)
 {
+	useconds_t us;
+
 	if (!n)
 		return ret(hipSuccess);
 	if (!dst || !src || !copy_ok(dst, src, n, k))
 		return ret(hipErrorInvalidValue);
-	enqueue(s, [dst, src, n] {
+	us = copy_us(dst, src, n);
+	enqueue(s, [dst, src, n, us] {
+		if (us)
+			usleep(us);
 		if (!g_fault.load())
 			memcpy(dst, src, n);
 	});

@@ -2,7 +2,8 @@
 /*
  * test_hipemu.cpp - the emulator's own tests: what it must get right for
  * tests/gpu to mean anything on it (shuffles, barriers, shared memory,
- * grids, atomics, stream order, events, callbacks, memory checks), and
+ * grids, atomics, stream order, events, callbacks, memory checks, slow
+ * copies), and
  * the faults it must report (each in a child process, since a fault is
  * sticky). Prints "ok NAME" / "FAIL NAME: why" and the summary line
  * "hipemu-wN-self: N passed, N failed".
@@ -310,6 +311,40 @@ static bool memory(void)
 	return true;
 }
 
+/* HIPEMU_COPY_MBPS: a copy to the device lands after its time, and its
+ * stream's later work waits for it */
+static bool slow_copy(void)
+{
+	const size_t n = 256 << 10;	/* 256 ms at 1 MB/s */
+	unsigned char *d = dev<unsigned char>(n), *d2 = dev<unsigned char>(n);
+	unsigned char *h = (unsigned char *)calloc(1, n);
+	hipStream_t s;
+	hipEvent_t e;
+	bool early;
+
+	CHECK(h && hipStreamCreateWithFlags(&s, hipStreamNonBlocking) ==
+	      hipSuccess && hipEventCreateWithFlags(&e, 0) == hipSuccess,
+	      "create");
+	setenv("HIPEMU_COPY_MBPS", "1", 1);
+	hipMemcpyAsync(d, h, n, hipMemcpyHostToDevice, s);
+	unsetenv("HIPEMU_COPY_MBPS");
+	hipMemcpyAsync(d2, d, n, hipMemcpyDeviceToDevice, s);
+	hipEventRecord(e, s);
+	usleep(20000);
+	early = d[0] != 0xff || d[n - 1] != 0xff ||
+		hipEventQuery(e) != hipErrorNotReady;
+	CHECK(hipStreamSynchronize(s) == hipSuccess, "sync");
+	CHECK(!early, "the copy landed at once");
+	CHECK(d2[0] == 0 && d2[n - 1] == 0,
+	      "the next copy on the stream did not wait for it");
+	hipStreamDestroy(s);
+	hipEventDestroy(e);
+	hipFree(d);
+	hipFree(d2);
+	free(h);
+	return true;
+}
+
 /* ---- faults, each in a child ---- */
 
 __global__ void k_divergent(int *out)
@@ -429,6 +464,7 @@ int main(void)
 	run("mma", mma);
 	run("streams", streams);
 	run("memory", memory);
+	run("slow_copy", slow_copy);
 	run("fault_divergent_shuffle", fault_divergent_shuffle);
 	run("fault_syncthreads_skipped", fault_syncthreads_skipped);
 	run("fault_misaligned_vector", fault_misaligned_vector);

@@ -131,7 +131,7 @@ fs_run_with_fake_sysfs(char *root, size_t len, const uint64_t *vals,
 		return EXIT_FAILURE;
 	}
 	setenv("MOEX_SYSFS_ROOT", root, 1);
-	ret = h_run(tests, n);
+	ret = h_run(tests, n, 0, NULL);
 	fs_remove(root);
 	return ret;
 }

@@ -4,8 +4,11 @@
  * lists them with RUN_TESTS(...) and is built with -DSUITE='"unit-xxx"'.
  * Each test prints one line, "ok <name>", "FAIL <name>: <why>" or
  * "SKIP <name>: <why>", and the run ends with the line
- * "<suite>: N passed, N failed, N skipped" (tools/run-suites sums those).
- * The exit status is 0 when nothing failed.
+ * "<suite>: N passed, N failed, N skipped" (tools/run-suites sums those);
+ * MOEX_TEST_SUITE, where set, names the suite instead, for a second run
+ * of the same program under other settings.
+ * The exit status is 0 when nothing failed. Test names given as arguments
+ * run only those tests.
  *
  * CHECK* macros end the current test at the first failed check.
  */
@@ -118,12 +121,25 @@ static void h_fail(const char *file, int line, const char *fmt, ...)
 		return;							\
 	} while (0)
 
-static int h_run(const struct h_test *tests, size_t n)
+/* Is name among the argc - 1 names in argv (none: every test)? */
+static int h_chosen(const char *name, int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return 1;
+	return argc < 2;
+}
+
+static int h_run(const struct h_test *tests, size_t n, int argc, char **argv)
 {
 	unsigned int pass = 0, fail = 0, skip = 0;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
+		if (!h_chosen(tests[i].name, argc, argv))
+			continue;
 		h_result = H_PASS;
 		h_why[0] = '\0';
 		tests[i].fn();
@@ -143,16 +159,26 @@ static int h_run(const struct h_test *tests, size_t n)
 		}
 		fflush(stdout);
 	}
-	printf("%s: %u passed, %u failed, %u skipped\n", SUITE, pass, fail,
-	       skip);
+	for (int a = 1; a < argc; a++) {
+		for (i = 0; i < n && strcmp(tests[i].name, argv[a]); i++)
+			;
+		if (i == n) {
+			printf("FAIL %s: no such test\n", argv[a]);
+			fail++;
+		}
+	}
+	printf("%s: %u passed, %u failed, %u skipped\n",
+	       getenv("MOEX_TEST_SUITE") ? getenv("MOEX_TEST_SUITE") : SUITE,
+	       pass, fail, skip);
 	return fail ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #define RUN_TESTS(...)							\
-	int main(void)							\
+	int main(int argc, char **argv)					\
 	{								\
 		static const struct h_test h_tests[] = { __VA_ARGS__ };	\
-		return h_run(h_tests, sizeof(h_tests) / sizeof(h_tests[0])); \
+		return h_run(h_tests, sizeof(h_tests) / sizeof(h_tests[0]), \
+			     argc, argv);				\
 	}
 
 #endif /* MOEX_TEST_HARNESS_H */

@@ -81,7 +81,11 @@ static double rel_err(const float *a, const float *b, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		num = fmax(num, fabs((double)a[i] - b[i]));
+		double d = fabs((double)a[i] - b[i]);
+
+		if (isnan(d))
+			return INFINITY;	/* fmax() would skip it */
+		num = fmax(num, d);
 		den = fmax(den, fabs((double)b[i]));
 	}
 	return num / den;

@@ -252,7 +252,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	ret = h_run(tests, sizeof(tests) / sizeof(tests[0]));
+	ret = h_run(tests, sizeof(tests) / sizeof(tests[0]), 0, NULL);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd))
 		fprintf(stderr, "could not remove %s\n", dir);

@@ -619,7 +619,7 @@ int main(void)
 	/* moexctl gets the tree from --sysfs only */
 	unsetenv("MOEX_SYSFS_ROOT");
 	setenv("MOEX_STATS_DIR", loads, 1);
-	ret = h_run(tests, sizeof(tests) / sizeof(tests[0]));
+	ret = h_run(tests, sizeof(tests) / sizeof(tests[0]), 0, NULL);
 	fs_remove(root);
 	fs_remove(loads);
 	fs_remove(models);
