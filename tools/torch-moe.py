@@ -9,7 +9,8 @@ routed experts w2(silu(w1 x) * w3 x), weighted sum, shared experts), bf16
 weights and activations, f32 router, on random data. The routed experts go
 through torch._grouped_mm (one grouped GEMM per projection over tokens
 sorted by expert) where this torch has it, else a loop over the experts
-that got tokens. Timed with CUDA events: the median of --reps runs after
+that got tokens (also when its first call fails, which it then prints).
+Timed with CUDA events: the median of --reps runs after
 three warm-ups, the layer only (inputs already on the device).
 
 Prints "torch_ms <median ms>", "torch_impl grouped_mm|loop" and
@@ -119,6 +120,16 @@ def main():
         return y
 
     with torch.no_grad():
+        if grouped and a.impl == "auto":
+            # a grouped_mm this GPU or torch refuses (strides, arch):
+            # the loop, said on stdout, rather than no anchor at all
+            try:
+                layer(x)
+                torch.cuda.synchronize()
+            except RuntimeError as e:
+                first = str(e).splitlines()[0] if str(e) else type(e)
+                print(f"torch_grouped_mm_failed {first}")
+                grouped = False
         for _ in range(3):
             layer(x)
         torch.cuda.synchronize()

@@ -32,26 +32,6 @@
 static_assert(MOEK_FP8_BLOCK % BN == 0 && MOEK_FP8_BLOCK % BK == 0,
 	      "a GEMM step must stay inside one fp8 scale block");
 
-static __device__ __forceinline__ float load_w(const float *w, size_t i)
-{
-	return w[i];
-}
-
-static __device__ __forceinline__ float load_w(const uint16_t *w, size_t i)
-{
-	return moek_dev_bf16(w[i]);
-}
-
-static __device__ __forceinline__ float load_w(const uint8_t *w, size_t i)
-{
-	return moek_dev_fp8(w[i]);
-}
-
-static __device__ __forceinline__ float silu(float g)
-{
-	return g / (1.0f + expf(-g));
-}
-
 /*
  * W: the weight element type (float, uint16_t bf16, uint8_t fp8; fp8
  * weights take fp8 activations). BM x BN tile, TM x TN per thread.
@@ -153,8 +133,9 @@ __global__ void __launch_bounds__(NT) moek_gemm(const struct moek_gemm_args g)
 				float v = 0.0f;
 
 				if (n0 + n < N && k < K)
-					v = load_w(wm[b], (size_t)(n0 + n) * K +
-							  k) * scale;
+					v = moek_dev_w(wm[b],
+						       (size_t)(n0 + n) * K + k) *
+					    scale;
 				bs[b][kk][n] = v;
 			}
 		}
@@ -190,7 +171,7 @@ __global__ void __launch_bounds__(NT) moek_gemm(const struct moek_gemm_args g)
 			if (n >= N)
 				continue;
 			if (GATED)
-				v = silu(v) * acc[NB - 1][i][j];
+				v = moek_dev_silu(v) * acc[NB - 1][i][j];
 			g.c[(size_t)r * N + n] = v;
 		}
 	}

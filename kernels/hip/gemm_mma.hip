@@ -11,6 +11,7 @@
  * Each activation a is split into hi = tf32(a) and lo = tf32(a - hi), and
  * C += lo.W + hi.W: 22 significant bits of a, products exact, sums in f32,
  * so the error stays near gemm.hip's f32 FMA chain instead of tf32's 1e-3.
+ * An infinite a has lo = 0, so that C is inf where gemm.hip's is.
  *
  * A block computes one 64-row tile (one expert's, as align.hip laid them
  * out) by 64 columns, for W1 and W3 at once when gated; 4 warps of 32
@@ -56,21 +57,6 @@ typedef wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32,
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32,
 		       wmma::col_major> frag_b;
 typedef wmma::fragment<wmma::accumulator, 16, 16, 8, float> frag_c;
-
-static __device__ __forceinline__ float w_value(const uint16_t *w, size_t i)
-{
-	return moek_dev_bf16(w[i]);
-}
-
-static __device__ __forceinline__ float w_value(const uint8_t *w, size_t i)
-{
-	return moek_dev_fp8(w[i]);
-}
-
-static __device__ __forceinline__ float silu(float g)
-{
-	return g / (1.0f + expf(-g));
-}
 
 /*
  * One step's W tile, BN rows x BK, in 16-byte loads (a whole step, rows
@@ -243,8 +229,8 @@ moek_gemm_mma(const struct moek_gemm_args g)
 				float v = 0.0f;
 
 				if (n0 + n < N && k < K)
-					v = w_value(wm[b], (size_t)(n0 + n) * K +
-							   k);
+					v = moek_dev_w(wm[b],
+						       (size_t)(n0 + n) * K + k);
 				ws[b][n][kk] = v;
 			}
 		}
@@ -280,10 +266,14 @@ moek_gemm_mma(const struct moek_gemm_args g)
 						const float v = a.x[e] * scale[b];
 						const float h =
 							wmma::__float_to_tf32(v);
+						const float d = v - h;
 
+						/* an inf or NaN a: hi
+						 * carries it (inf - inf
+						 * would make lo NaN) */
 						hi.x[e] = h;
 						lo.x[e] = wmma::__float_to_tf32(
-							v - h);
+							isfinite(d) ? d : 0.0f);
 					}
 					wmma::mma_sync(acc[b][s], lo, wf[b],
 						       acc[b][s]);
@@ -316,7 +306,7 @@ moek_gemm_mma(const struct moek_gemm_args g)
 			continue;
 		v = cs[0][m][n];
 		if (GATED)
-			v = silu(v) * cs[NB - 1][m][n];
+			v = moek_dev_silu(v) * cs[NB - 1][m][n];
 		g.c[(size_t)r * N + n0 + n] = v;
 	}
 }

@@ -229,7 +229,7 @@ moek_gemv(const struct moek_gemm_args g)
 		if (GATED) {
 			const float u = moek_warp_sum(acc3[i]);
 
-			c = c / (1.0f + expf(-c)) * u;
+			c = moek_dev_silu(c) * u;
 		}
 		if (lane == 0)
 			g.c[(size_t)(m0 + i) * N + n] = c;

@@ -200,6 +200,29 @@ static __device__ __forceinline__ uint8_t moek_dev_to_fp8(float f)
 	return sign | (uint8_t)r;
 }
 
+/* Element i of a weight matrix as f32 (e4m3 without its block scale). */
+static __device__ __forceinline__ float moek_dev_w(const float *w, size_t i)
+{
+	return w[i];
+}
+
+static __device__ __forceinline__ float moek_dev_w(const uint16_t *w,
+						   size_t i)
+{
+	return moek_dev_bf16(w[i]);
+}
+
+static __device__ __forceinline__ float moek_dev_w(const uint8_t *w, size_t i)
+{
+	return moek_dev_fp8(w[i]);
+}
+
+/* silu(g) = g * sigmoid(g), as moek_ref computes it */
+static __device__ __forceinline__ float moek_dev_silu(float g)
+{
+	return g / (1.0f + expf(-g));
+}
+
 /* ---- reductions over whole warps and blocks (any warp size) ---- */
 
 static __device__ __forceinline__ float moek_warp_sum(float v)

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -728,8 +729,47 @@ TEST(align)
 
 /* ---- one FFN: the grouped GEMMs with one group ---- */
 
+/* Make a matrix's weights positive and not zero, on the host and device. */
+static void mat_positive(struct mat *m, uint32_t t, size_t rows, size_t cols)
+{
+	const size_t n = rows * cols;
+
+	for (size_t i = 0; i < n; i++) {
+		if (t == MOEK_F32) {
+			float *p = m->h;
+
+			p[i] = fabsf(p[i]) + 1e-3f;
+		} else if (t == MOEK_BF16) {
+			uint16_t *p = m->h;
+
+			p[i] = p[i] & 0x7fff ? p[i] & 0x7fff : 0x3c00;
+		} else {
+			uint8_t *p = m->h;
+
+			p[i] = p[i] & 0x7f ? p[i] & 0x7f : 1;
+		}
+	}
+	if (moek_hip_upload(m->d, m->h, moek_matrix_bytes(t, rows, cols)))
+		abort();
+}
+
+/* 0 NaN, 1 +inf, 2 -inf, 3 finite */
+static int fp_class(float v)
+{
+	return isnan(v) ? 0 : isinf(v) ? (v > 0 ? 1 : 2) : 3;
+}
+
+/*
+ * y = ffn(x) for ntok tokens on the GPU and by the reference; *err is the
+ * relative error. With inf_last, the weights are positive and the last
+ * token has one infinite channel: its outputs are then +inf in the
+ * reference (NaN on the fp8 path, where act_quant divides inf by inf),
+ * *bad_class counts the GPU's outputs of another class, and *err covers
+ * the other tokens.
+ */
 static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
-		     size_t ntok, uint32_t tile, double *err, int *ret)
+		     size_t ntok, uint32_t tile, bool inf_last, double *err,
+		     int *bad_class, int *ret)
 {
 	struct moek_shape s = shape(dim, width, 2, 1, 0, 0, 0,
 				    MOEK_SCORE_SOFTMAX, 0, 1.0f, wtype,
@@ -737,9 +777,17 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 	struct ffn_set f;
 	float *x = rand_f32(ntok * dim, 1.0f);
 	float *y = xmalloc(ntok * dim * 4), *yr = xmalloc(ntok * dim * 4);
-	float *dx = dev_copy(x, ntok * dim * 4), *dy = dev_alloc(ntok * dim * 4);
+	float *dx, *dy = dev_alloc(ntok * dim * 4);
+	const size_t last = (ntok - 1) * dim;
 
 	ffn_make(&f, wtype, width, dim);
+	if (inf_last) {
+		mat_positive(&f.w1, wtype, width, dim);
+		mat_positive(&f.w3, wtype, width, dim);
+		mat_positive(&f.w2, wtype, dim, width);
+		x[last + dim / 3] = INFINITY;
+	}
+	dx = dev_copy(x, ntok * dim * 4);
 	*ret = moek_hip_set_tile(g_ctx, tile);
 	if (!*ret)
 		*ret = moek_hip_ffn(g_ctx, &s, &f.d, width, dx, ntok, dy, NULL);
@@ -750,7 +798,10 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 	if (!*ret)
 		*ret = moek_ref_ffn(&s, &f.h, width, x, ntok, yr);
 	moek_hip_set_tile(g_ctx, 0);
-	*err = *ret ? INFINITY : rel_err(y, yr, ntok * dim);
+	*err = *ret ? INFINITY : rel_err(y, yr, inf_last ? last : ntok * dim);
+	*bad_class = 0;
+	for (size_t c = 0; inf_last && c < dim; c++)
+		*bad_class += fp_class(y[last + c]) != fp_class(yr[last + c]);
 	ffn_free(&f);
 	moek_hip_free(dx);
 	moek_hip_free(dy);
@@ -772,12 +823,12 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 			{ 1024, 1408, 17, 0 },				\
 		};							\
 		double err;						\
-		int r;							\
+		int r, bad;						\
 									\
 		NEED_GPU();						\
 		for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {	\
 			ffn_case(wtype, c[i][0], c[i][1], c[i][2],	\
-				 c[i][3], &err, &r);			\
+				 c[i][3], false, &err, &bad, &r);	\
 			CHECK_MSG(!r && err < tol_of(wtype),		\
 				  "dim %u width %u ntok %u tile %u: "	\
 				  "ret %d, error %.3g", c[i][0],	\
@@ -788,6 +839,30 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 FFN_TEST(ffn_f32, MOEK_F32)
 FFN_TEST(ffn_bf16, MOEK_BF16)
 FFN_TEST(ffn_fp8, MOEK_FP8_E4M3)
+
+/* An infinite activation stays inf (not NaN) through both tiles' GEMMs,
+ * as in the reference, and leaves the other tokens alone. */
+TEST(ffn_inf_activation)
+{
+	static const uint32_t types[] = { MOEK_F32, MOEK_BF16, MOEK_FP8_E4M3 };
+	static const uint32_t tiles[] = { MOEK_HIP_TILE_SMALL,
+					  MOEK_HIP_TILE_LARGE };
+	double err;
+	int r, bad;
+
+	NEED_GPU();
+	for (size_t t = 0; t < 3; t++) {
+		for (size_t i = 0; i < 2; i++) {
+			ffn_case(types[t], 200, 72, 70, tiles[i], true, &err,
+				 &bad, &r);
+			CHECK_MSG(!r && !bad && err < tol_of(types[t]),
+				  "type %u tile %u: ret %d, %d of 200 outputs "
+				  "of the inf token not as the reference's, "
+				  "error %.3g", types[t], tiles[i], r, bad,
+				  err);
+		}
+	}
+}
 
 /* ---- the whole layer ---- */
 
@@ -975,7 +1050,7 @@ static const struct h_test gpu_tests[] = {
 	T(route_softmax), T(route_topk_all_kept_groups), T(route_v2lite),
 	T(route_v3), T(route_max_experts),
 	T(align),
-	T(ffn_f32), T(ffn_bf16), T(ffn_fp8),
+	T(ffn_f32), T(ffn_bf16), T(ffn_fp8), T(ffn_inf_activation),
 	T(layer_tiny_f32), T(layer_tiny_bf16), T(layer_tiny_fp8),
 	T(layer_tiny_fp8_large_tile), T(layer_odd_f32_small_tile),
 	T(layer_odd_bf16_large_tile), T(layer_one_token),
@@ -985,9 +1060,10 @@ static const struct h_test gpu_tests[] = {
 	T(errors),
 };
 
-int main(void)
+int main(int argc, char **argv)
 {
-	int r = h_run(gpu_tests, sizeof(gpu_tests) / sizeof(gpu_tests[0]));
+	int r = h_run(gpu_tests, sizeof(gpu_tests) / sizeof(gpu_tests[0]),
+		      argc, argv);
 
 	test_done();
 	return r;
