@@ -15,6 +15,9 @@
  *    distinct up to --mem-gb (default 6) GB and the experts beyond it
  *    alias the distinct ones (printed): every expert is far larger than
  *    the LLC, so aliasing does not let a batch-1 layer hit the cache.
+ *    FP8 at batch 1 also gives *_fp8_b1_prefetch_gain: the layer's time
+ *    without the FP8 tiles' prefetch over its time with it, runs of each
+ *    interleaved.
  * 3. The triad again (triad_bw_end); the ratios use the better of the
  *    two, so a busy machine can only make them look worse.
  * 4. The ratios decode_b1_bw_ratio_bf16 and decode_b1_bw_ratio_fp8: the
@@ -357,8 +360,31 @@ const char *bench_type_name(uint32_t t)
 }
 
 /*
+ * What the FP8 tiles' prefetch gains at this batch: runs with it and
+ * without it, interleaved (so that a neighbour's load falls on both), 4
+ * times --reps each; the median time without over the median with.
+ */
+static double prefetch_gain(struct moek_cpu *c, const struct bench_layer *l,
+			    const float *x, size_t ntok, float *y)
+{
+	double on[256], off[256];
+	int r, n = 4 * reps;
+
+	for (r = 0; r < 2 * n; r++) {
+		double t0;
+
+		moek_cpu_set_prefetch(c, r & 1);
+		t0 = now();
+		moek_cpu_layer(c, &l->s, &l->wt, x, ntok, y, NULL);
+		(r & 1 ? on : off)[r / 2] = now() - t0;
+	}
+	moek_cpu_set_prefetch(c, 1);
+	return median(off, n) / median(on, n);
+}
+
+/*
  * Time one shape/dtype at each batch size; returns the batch-1 effective
- * GB/s (0 on an error).
+ * GB/s (0 on an error). FP8 also reports prefetch_gain() at batch 1.
  */
 static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 			uint32_t wtype, const size_t *batches, int nb,
@@ -424,6 +450,14 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 		     tm * 1e3, (double)bytes / 1e6);
 		if (ntok == 1)
 			b1 = (double)bytes / tm / 1e9;
+		if (ntok == 1 && wtype == MOEK_FP8_E4M3) {
+			snprintf(name, sizeof(name),
+				 "%s%s_fp8_b1_prefetch_gain", d->name,
+				 no_shared ? "_no_shared" : "");
+			report(name, prefetch_gain(c, &l, x, ntok, y), "x");
+			note("%40s time without the FP8 prefetch over time with it\n",
+			     "");
+		}
 		free(x);
 		free(y);
 		free(counts);

@@ -52,6 +52,7 @@ struct moek_mat {
 	uint32_t type;
 	uint32_t rows;
 	uint32_t cols;
+	uint32_t prefetch;	/* FP8: moek_cpu_prefetch_next() on */
 };
 
 /*
@@ -101,6 +102,30 @@ extern const struct moek_kern moek_kern_avx512_bf16;
 void moek_cpu_act_quant_row(const float *x, size_t n, uint8_t *q,
 			    float *scales);
 
+/*
+ * The FP8 tiles' prefetch: bytes [k0, k1) of the mr rows that follow rows
+ * r .. r + mr - 1 of an e4m3 matrix with n columns (n bytes a row), i.e.
+ * the block a tile reads now, of the next row group. An e4m3 row is short
+ * (1.4 to 7 KB), too short a stream for the hardware prefetcher to reach
+ * full speed in. moex-bench moe measures the gain at batch 1
+ * (*_fp8_b1_prefetch_gain, figures in moe-cpu.rst); bf16 rows, twice as
+ * long, got slower with it, so they have none.
+ */
+static inline void moek_cpu_prefetch_next(const void *w, uint32_t r, int mr,
+					  uint32_t n, uint32_t k0, uint32_t k1)
+{
+	int i;
+
+	for (i = 0; i < mr; i++) {
+		const char *p = (const char *)w + (size_t)(r + mr + i) * n;
+		uint32_t k;
+
+		for (k = k0; k < k1; k += 64)
+			__builtin_prefetch(p + k, 0, 3);
+		__builtin_prefetch(p + k1 - 1, 0, 3);
+	}
+}
+
 /* e4m3 byte -> f32, exact (the table behind the scalar kernels). */
 extern float moek_cpu_fp8_lut[256];
 void moek_cpu_init_tables(void);
@@ -133,6 +158,7 @@ struct moek_cpu {
 	enum moek_isa isa;
 	const struct moek_kern *k;
 	unsigned int nthreads;
+	int prefetch;		/* moek_cpu_set_prefetch() */
 
 	/* Scratch, grown by moek_cpu_reserve() and kept. */
 	void *buf;

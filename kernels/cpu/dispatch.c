@@ -104,6 +104,7 @@ int moek_cpu_create(unsigned int nthreads, enum moek_isa max_isa,
 		c->k = &moek_kern_avx512_bf16;
 #endif
 	c->nthreads = nthreads;
+	c->prefetch = 1;
 	c->tls = calloc(nthreads, sizeof(*c->tls));
 	if (!c->tls) {
 		free(c);
@@ -138,4 +139,9 @@ enum moek_isa moek_cpu_isa(const struct moek_cpu *c)
 unsigned int moek_cpu_threads(const struct moek_cpu *c)
 {
 	return c->nthreads;
+}
+
+void moek_cpu_set_prefetch(struct moek_cpu *c, int on)
+{
+	c->prefetch = !!on;
 }

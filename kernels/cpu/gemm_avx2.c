@@ -3,11 +3,12 @@
  * gemm_avx2.c - AVX2 + FMA + F16C kernels (built with -mavx2 -mfma -mf16c;
  * called only when dispatch.c found the CPU able to run them).
  *
- * The same scheme as gemm_avx2.c with 8 lanes: tiles of up to 4 rows x
+ * The same scheme as gemm_avx512.c with 8 lanes: tiles of up to 4 rows x
  * 2 tokens (16 ymm registers), weights widened in registers (bf16 by a
  * shift, e4m3 through the f16 bit pattern and vcvtph2ps, the 2^8 folded
- * into the block scale). AVX2 has no byte/word masked loads: a partial
- * last vector is copied into a zero-padded buffer first.
+ * into the block scale, the next row group's block prefetched). AVX2 has
+ * no byte/word masked loads: a partial last vector is copied into a
+ * zero-padded buffer first.
  *
  * The router's logits are summed in double, 4 lanes wide.
  */
@@ -128,6 +129,10 @@ INLINE void tile(const int type, const int MR, const int NT,
 			kend = (b + 1) * MOEK_FP8_BLOCK;
 			if (kend > n)
 				kend = n;
+			if (m->prefetch)
+				moek_cpu_prefetch_next(m->w, r, MR, n,
+						       b * MOEK_FP8_BLOCK,
+						       kend);
 			for (k = b * MOEK_FP8_BLOCK; k + 8 <= kend; k += 8)
 				STEP(1);
 			if (k < kend) {

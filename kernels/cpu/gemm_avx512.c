@@ -7,7 +7,9 @@
  * accumulator per (row, token): each weight vector is loaded and widened
  * once and feeds every token of the tile, each activation vector feeds
  * every row. Batch-1 decode is the 4 x 1 tile: four weight streams per
- * thread, limited by memory bandwidth, not by the conversions.
+ * thread, limited by memory bandwidth, not by the conversions. FP8 tiles
+ * prefetch each 128-column block of the next row group's rows as they
+ * start on it (moek_cpu_prefetch_next()).
  *
  * Weights are widened to f32 in registers:
  *   bf16  zero-extend to 32 bits and shift left by 16 (exact)
@@ -115,6 +117,10 @@ INLINE void tile(const int type, const int MR, const int NT,
 			kend = (b + 1) * MOEK_FP8_BLOCK;
 			if (kend > n)
 				kend = n;
+			if (m->prefetch)
+				moek_cpu_prefetch_next(m->w, r, MR, n,
+						       b * MOEK_FP8_BLOCK,
+						       kend);
 			for (k = b * MOEK_FP8_BLOCK; k + 16 <= kend; k += 16)
 				STEP(1);
 			if (k < kend) {
@@ -254,6 +260,8 @@ INLINE void tile_bh(const int MR, const int NT, const struct moek_mat *m,
 		kend = kb + MOEK_FP8_BLOCK;
 		if (kend > n)
 			kend = n;
+		if (m->prefetch)
+			moek_cpu_prefetch_next(w, r, MR, n, kb, kend);
 		UNROLL
 		for (i = 0; i < MR; i++) {
 			UNROLL

@@ -312,11 +312,12 @@ static void phase_route_select(struct moek_cpu *c, unsigned int tid,
 	moek_cpu_route_select(c, t0, t1);
 }
 
-static struct moek_mat mat(const struct moek_shape *s, const void *w,
+static struct moek_mat mat(const struct moek_cpu *c, const void *w,
 			   const float *sc, uint32_t rows, uint32_t cols)
 {
 	struct moek_mat m = {
-		.w = w, .s = sc, .type = s->wtype, .rows = rows, .cols = cols,
+		.w = w, .s = sc, .type = c->s->wtype, .rows = rows,
+		.cols = cols, .prefetch = (uint32_t)c->prefetch,
 	};
 	return m;
 }
@@ -354,8 +355,8 @@ static void gate_up_item(struct moek_cpu *c, const struct moek_item *it,
 	}
 	ldh = width;
 	ldsc = nblocks(width);
-	m1 = mat(s, f->w1, f->s1, width, s->dim);
-	m3 = mat(s, f->w3, f->s3, width, s->dim);
+	m1 = mat(c, f->w1, f->s1, width, s->dim);
+	m3 = mat(c, f->w3, f->s3, width, s->dim);
 
 	for (j0 = 0; j0 < ntk; j0 += MOEK_CPU_TB) {
 		nb = ntk - j0 < MOEK_CPU_TB ? ntk - j0 : MOEK_CPU_TB;
@@ -408,7 +409,7 @@ static void down_piece(struct moek_cpu *c, uint32_t o0, uint32_t o1,
 	if (s->n_shared) {
 		const struct moek_ffn *f = &c->wt->shared;
 		uint32_t width = s->n_shared * s->inter;
-		struct moek_mat m2 = mat(s, f->w2, f->s2, s->dim, width);
+		struct moek_mat m2 = mat(c, f->w2, f->s2, s->dim, width);
 
 		for (j0 = 0; j0 < c->ntok; j0 += MOEK_CPU_TB) {
 			nb = c->ntok - j0 < MOEK_CPU_TB ? c->ntok - j0 :
@@ -437,7 +438,7 @@ static void down_piece(struct moek_cpu *c, uint32_t o0, uint32_t o1,
 
 		if (!ntk)
 			continue;
-		m2 = mat(s, f->w2, f->s2, s->dim, s->inter);
+		m2 = mat(c, f->w2, f->s2, s->dim, s->inter);
 		for (j0 = 0; j0 < ntk; j0 += MOEK_CPU_TB) {
 			nb = ntk - j0 < MOEK_CPU_TB ? ntk - j0 : MOEK_CPU_TB;
 			for (j = 0; j < nb; j++) {

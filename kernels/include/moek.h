@@ -182,6 +182,9 @@ void moek_cpu_destroy(struct moek_cpu *c);
 enum moek_isa moek_cpu_isa(const struct moek_cpu *c);
 const char *moek_isa_name(enum moek_isa isa);
 unsigned int moek_cpu_threads(const struct moek_cpu *c);
+/* FP8 tiles prefetch the next row group (on by default); off only to
+ * measure what it gains (moex-bench moe). */
+void moek_cpu_set_prefetch(struct moek_cpu *c, int on);
 
 /* Same contract as moek_ref_layer. Not reentrant on one moek_cpu. */
 int moek_cpu_layer(struct moek_cpu *c, const struct moek_shape *s,

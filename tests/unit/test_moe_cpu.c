@@ -600,6 +600,46 @@ TEST(threads_same_result)
 	}
 }
 
+/* The FP8 tiles' prefetch changes no bit, at any ISA level the host has. */
+TEST(prefetch_same_result)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_FP8_E4M3);
+	size_t ntok = 9, n;
+	float *x, *y[2];
+	struct layer l;
+	char why[128];
+	int isa, i;
+
+	s.dim = 300;
+	s.inter = 260;
+	gen_layer(&l, &s, 0, 1);
+	x = gen_x(ntok, s.dim);
+	n = ntok * s.dim;
+	y[0] = malloc(n * sizeof(float));
+	y[1] = malloc(n * sizeof(float));
+	for (isa = MOEK_ISA_AVX2; isa <= MOEK_ISA_AVX512; isa++) {
+		if (!host_has((enum moek_isa)isa, why, sizeof(why)))
+			continue;
+		for (i = 0; i < 2; i++) {
+			struct moek_cpu *c;
+
+			CHECK_INT(moek_cpu_create(2, (enum moek_isa)isa, &c),
+				  0);
+			moek_cpu_set_prefetch(c, i);
+			CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, y[i],
+						 NULL), 0);
+			moek_cpu_destroy(c);
+		}
+		CHECK_MSG(!memcmp(y[0], y[1], n * sizeof(float)),
+			  "%s: prefetch changed the result",
+			  moek_isa_name((enum moek_isa)isa));
+	}
+	free(y[0]);
+	free(y[1]);
+	free(x);
+	free_layer(&l);
+}
+
 TEST(zero_tokens)
 {
 	struct moek_shape s = with_type(&tiny_grouped, MOEK_BF16);
@@ -836,6 +876,7 @@ RUN_TESTS(T(isa_levels), T(tiny_scalar), T(tiny_avx2), T(tiny_avx512),
 	  T(v2_lite_scalar), T(v2_lite_avx2), T(v2_lite_avx512),
 	  T(v3_scalar), T(v3_avx2), T(v3_avx512), T(fp8_avx512_f16_path),
 	  T(big_free), T(act_quant_exact),
-	  T(routing_v3_many_tokens), T(threads_same_result), T(zero_tokens),
+	  T(routing_v3_many_tokens), T(threads_same_result),
+	  T(prefetch_same_result), T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
 	  T(einval))
