@@ -371,12 +371,12 @@ static double prefetch_gain(struct moek_cpu *c, const struct bench_layer *l,
 	int r, n = 4 * reps;
 
 	for (r = 0; r < 2 * n; r++) {
-		double t0;
+		double t0, *t = r & 1 ? &on[r / 2] : &off[r / 2];
 
 		moek_cpu_set_prefetch(c, r & 1);
 		t0 = now();
 		moek_cpu_layer(c, &l->s, &l->wt, x, ntok, y, NULL);
-		(r & 1 ? on : off)[r / 2] = now() - t0;
+		*t = now() - t0;
 	}
 	moek_cpu_set_prefetch(c, 1);
 	return median(off, n) / median(on, n);
