@@ -651,7 +651,11 @@ static int layer_stage(struct moex_hip_layer *l, size_t ntok, bool async)
  * earlier run are waited for by the compute stream and used from now on;
  * then the swaps the policy plans start copying, on the copy stream once
  * the last run that read those slots is done, and their experts are read
- * from host memory until a later run.
+ * from host memory until a later run. (That last wait, on read_ev, never
+ * blocks today: moex__hip_layer_run() lets one run of a layer be in
+ * flight at a time. It keeps the moves right if runs ever overlap.
+ * hipemu-check's slow-copy runs test the first wait; nothing can test
+ * this one.)
  */
 static int layer_cache_moves(struct moex_hip_layer *l)
 {
