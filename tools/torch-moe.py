@@ -127,7 +127,8 @@ def main():
                 layer(x)
                 torch.cuda.synchronize()
             except RuntimeError as e:
-                first = str(e).splitlines()[0] if str(e) else type(e)
+                first = str(e).splitlines()[0] if str(e) \
+                    else type(e).__name__
                 print(f"torch_grouped_mm_failed {first}")
                 grouped = False
         for _ in range(3):

@@ -103,22 +103,25 @@ void moek_cpu_act_quant_row(const float *x, size_t n, uint8_t *q,
 			    float *scales);
 
 /*
- * The FP8 tiles' prefetch: bytes [k0, k1) of the mr rows that follow rows
- * r .. r + mr - 1 of an e4m3 matrix with n columns (n bytes a row), i.e.
- * the block a tile reads now, of the next row group. An e4m3 row is short
- * (1.4 to 7 KB), too short a stream for the hardware prefetcher to reach
- * full speed in. moex-bench moe measures the gain at batch 1
- * (*_fp8_b1_prefetch_gain, figures in moe-cpu.rst); bf16 rows, twice as
- * long, got slower with it, so they have none.
+ * The FP8 tiles' prefetch, where m->prefetch is set: bytes [k0, k1) of the
+ * mr rows that follow rows r .. r + mr - 1 of an e4m3 matrix (cols bytes
+ * a row), up to its last row: the block a tile reads now, of the next row
+ * group. An e4m3 row is short (1.4 to 7 KB), too short a stream for the
+ * hardware prefetcher to reach full speed in. moex-bench moe measures the
+ * gain at batch 1 (*_fp8_b1_prefetch_gain, figures in moe-cpu.rst); bf16
+ * rows, twice as long, got slower with it, so they have none. The GEMMs
+ * clear m->prefetch for all but a row group's first token group.
  */
-static inline void moek_cpu_prefetch_next(const void *w, uint32_t r, int mr,
-					  uint32_t n, uint32_t k0, uint32_t k1)
+static inline void moek_cpu_prefetch_next(const struct moek_mat *m,
+					  uint32_t r, int mr, uint32_t k0,
+					  uint32_t k1)
 {
-	int i;
+	uint32_t row, k;
 
-	for (i = 0; i < mr; i++) {
-		const char *p = (const char *)w + (size_t)(r + mr + i) * n;
-		uint32_t k;
+	if (!m->prefetch)
+		return;
+	for (row = r + mr; row < r + 2 * mr && row < m->rows; row++) {
+		const char *p = (const char *)m->w + (size_t)row * m->cols;
 
 		for (k = k0; k < k1; k += 64)
 			__builtin_prefetch(p + k, 0, 3);

@@ -117,10 +117,8 @@ INLINE void tile(const int type, const int MR, const int NT,
 			kend = (b + 1) * MOEK_FP8_BLOCK;
 			if (kend > n)
 				kend = n;
-			if (m->prefetch)
-				moek_cpu_prefetch_next(m->w, r, MR, n,
-						       b * MOEK_FP8_BLOCK,
-						       kend);
+			moek_cpu_prefetch_next(m, r, MR, b * MOEK_FP8_BLOCK,
+					       kend);
 			for (k = b * MOEK_FP8_BLOCK; k + 16 <= kend; k += 16)
 				STEP(1);
 			if (k < kend) {
@@ -177,15 +175,17 @@ static void gemm_avx512(const struct moek_mat *m, uint32_t r0, uint32_t r1,
 			const float *const *x, const float *const *xs,
 			uint32_t nt, float *out, size_t ldo)
 {
+	struct moek_mat later = *m;	/* later token groups: no prefetch */
 	uint32_t r, t, mr, tt;
 
 	(void)xs;
+	later.prefetch = 0;
 	for (r = r0; r < r1; r += 4) {
 		mr = r1 - r < 4 ? r1 - r : 4;
 		for (t = 0; t < nt; t += 4) {
 			tt = nt - t < 4 ? nt - t : 4;
 			/* cppcheck-suppress negativeIndex ; tt >= 1: t < nt */
-			tiles[m->type][mr - 1][tt - 1](m, r, x + t,
+			tiles[m->type][mr - 1][tt - 1](t ? &later : m, r, x + t,
 						       out + t * ldo + (r - r0),
 						       ldo);
 		}
@@ -260,8 +260,7 @@ INLINE void tile_bh(const int MR, const int NT, const struct moek_mat *m,
 		kend = kb + MOEK_FP8_BLOCK;
 		if (kend > n)
 			kend = n;
-		if (m->prefetch)
-			moek_cpu_prefetch_next(w, r, MR, n, kb, kend);
+		moek_cpu_prefetch_next(m, r, MR, kb, kend);
 		UNROLL
 		for (i = 0; i < MR; i++) {
 			UNROLL
@@ -322,18 +321,21 @@ static void gemm_avx512_bf16(const struct moek_mat *m, uint32_t r0,
 			     const float *const *xs, uint32_t nt, float *out,
 			     size_t ldo)
 {
+	struct moek_mat later = *m;	/* later token groups: no prefetch */
 	uint32_t r, t, mr, tt;
 
 	if (m->type != MOEK_FP8_E4M3) {
 		gemm_avx512(m, r0, r1, x, xs, nt, out, ldo);
 		return;
 	}
+	later.prefetch = 0;
 	for (r = r0; r < r1; r += 4) {
 		mr = r1 - r < 4 ? r1 - r : 4;
 		for (t = 0; t < nt; t += 2) {
 			tt = nt - t < 2 ? nt - t : 2;
 			/* cppcheck-suppress negativeIndex ; tt >= 1: t < nt */
-			tiles_bh[mr - 1][tt - 1](m, r, x + t, xs + t,
+			tiles_bh[mr - 1][tt - 1](t ? &later : m, r, x + t,
+						 xs + t,
 						 out + t * ldo + (r - r0), ldo);
 		}
 	}

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -774,20 +775,20 @@ static bool copy_ok(void *dst, const void *src, size_t n, hipMemcpyKind k)
  * a kernel that reads a copy's destination without waiting for it reads
  * what was there before.
  */
-static useconds_t copy_us(void *dst, const void *src, size_t n)
+static double copy_us(void *dst, const void *src, size_t n)
 {
 	const char *e = getenv("HIPEMU_COPY_MBPS");
 	const double mbps = e ? strtod(e, NULL) : 0.0;
 
 	if (!(mbps > 0) || on_device(dst, n) == on_device(src, n))
 		return 0;
-	return (useconds_t)((double)n / mbps);
+	return (double)n / mbps;
 }
 
 hipError_t hipMemcpyAsync(void *dst, const void *src, size_t n,
 			  hipMemcpyKind k, hipStream_t s)
 {
-	useconds_t us;
+	double us;
 
 	if (!n)
 		return ret(hipSuccess);
@@ -795,8 +796,9 @@ hipError_t hipMemcpyAsync(void *dst, const void *src, size_t n,
 		return ret(hipErrorInvalidValue);
 	us = copy_us(dst, src, n);
 	enqueue(s, [dst, src, n, us] {
-		if (us)
-			usleep(us);
+		if (us > 0)
+			std::this_thread::sleep_for(
+				std::chrono::duration<double, std::micro>(us));
 		if (!g_fault.load())
 			memcpy(dst, src, n);
 	});

@@ -322,13 +322,14 @@ static bool slow_copy(void)
 	hipEvent_t e;
 	bool early;
 
+	/* set while no other thread reads the environment: before the
+	 * stream's thread starts, unset after it is gone */
+	setenv("HIPEMU_COPY_MBPS", "1", 1);
 	CHECK(h && hipStreamCreateWithFlags(&s, hipStreamNonBlocking) ==
 	      hipSuccess && hipEventCreateWithFlags(&e, 0) == hipSuccess,
 	      "create");
-	setenv("HIPEMU_COPY_MBPS", "1", 1);
 	hipMemcpyAsync(d, h, n, hipMemcpyHostToDevice, s);
-	unsetenv("HIPEMU_COPY_MBPS");
-	hipMemcpyAsync(d2, d, n, hipMemcpyDeviceToDevice, s);
+	hipMemcpyAsync(d2, d, n, hipMemcpyDeviceToDevice, s);	/* not slowed */
 	hipEventRecord(e, s);
 	usleep(20000);
 	early = d[0] != 0xff || d[n - 1] != 0xff ||
@@ -338,6 +339,7 @@ static bool slow_copy(void)
 	CHECK(d2[0] == 0 && d2[n - 1] == 0,
 	      "the next copy on the stream did not wait for it");
 	hipStreamDestroy(s);
+	unsetenv("HIPEMU_COPY_MBPS");
 	hipEventDestroy(e);
 	hipFree(d);
 	hipFree(d2);

@@ -5,10 +5,11 @@
  * Each test prints one line, "ok <name>", "FAIL <name>: <why>" or
  * "SKIP <name>: <why>", and the run ends with the line
  * "<suite>: N passed, N failed, N skipped" (tools/run-suites sums those);
- * MOEX_TEST_SUITE, where set, names the suite instead, for a second run
- * of the same program under other settings.
- * The exit status is 0 when nothing failed. Test names given as arguments
- * run only those tests.
+ * MOEX_TEST_SUITE, where set and not empty, names the suite instead, for
+ * a second run of the same program under other settings.
+ * The exit status is 0 when nothing failed. Programs built with
+ * RUN_TESTS() take test names as arguments and then run only those (a
+ * name that is no test fails).
  *
  * CHECK* macros end the current test at the first failed check.
  */
@@ -134,8 +135,10 @@ static int h_chosen(const char *name, int argc, char **argv)
 
 static int h_run(const struct h_test *tests, size_t n, int argc, char **argv)
 {
+	const char *suite = getenv("MOEX_TEST_SUITE");
 	unsigned int pass = 0, fail = 0, skip = 0;
 	size_t i;
+	int a;
 
 	for (i = 0; i < n; i++) {
 		if (!h_chosen(tests[i].name, argc, argv))
@@ -159,7 +162,7 @@ static int h_run(const struct h_test *tests, size_t n, int argc, char **argv)
 		}
 		fflush(stdout);
 	}
-	for (int a = 1; a < argc; a++) {
+	for (a = 1; a < argc; a++) {
 		for (i = 0; i < n && strcmp(tests[i].name, argv[a]); i++)
 			;
 		if (i == n) {
@@ -168,8 +171,7 @@ static int h_run(const struct h_test *tests, size_t n, int argc, char **argv)
 		}
 	}
 	printf("%s: %u passed, %u failed, %u skipped\n",
-	       getenv("MOEX_TEST_SUITE") ? getenv("MOEX_TEST_SUITE") : SUITE,
-	       pass, fail, skip);
+	       suite && *suite ? suite : SUITE, pass, fail, skip);
 	return fail ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
