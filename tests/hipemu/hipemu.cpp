@@ -12,12 +12,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <set>
-#include <chrono>
 #include <thread>
 #include <vector>
 

@@ -3,10 +3,9 @@
  * test_hipemu.cpp - the emulator's own tests: what it must get right for
  * tests/gpu to mean anything on it (shuffles, barriers, shared memory,
  * grids, atomics, stream order, events, callbacks, memory checks, slow
- * copies), and
- * the faults it must report (each in a child process, since a fault is
- * sticky). Prints "ok NAME" / "FAIL NAME: why" and the summary line
- * "hipemu-wN-self: N passed, N failed".
+ * copies), and the faults it must report (each in a child process, since
+ * a fault is sticky). Prints "ok NAME" / "FAIL NAME: why" and the
+ * summary line "hipemu-wN-self: N passed, N failed".
  */
 #include <stdio.h>
 #include <stdlib.h>
