@@ -8,10 +8,12 @@
  *
  * Why tf32, in two passes: the weights' values are exact in tf32 (bf16
  * has 8 significant bits, e4m3 4; tf32 has 11), the activations are not.
- * Each activation a is split into hi = tf32(a) and lo = tf32(a - hi), and
- * C += lo.W + hi.W: 22 significant bits of a, products exact, sums in f32,
- * so the error stays near gemm.hip's f32 FMA chain instead of tf32's 1e-3.
- * An infinite a has lo = 0, so that C is inf where gemm.hip's is.
+ * Each activation a is split into hi, a truncated to tf32 (its low 13
+ * bits cleared), and lo = tf32(a - hi), and C += lo.W + hi.W: 21
+ * significant bits of a, products exact, sums in f32, so the error stays
+ * near gemm.hip's f32 FMA chain instead of tf32's 1e-3. hi is finite
+ * wherever a is (rounding FLT_MAX to nearest would give inf); an infinite
+ * a has lo = 0, so that C is inf where gemm.hip's is, and a NaN stays NaN.
  *
  * A block computes one 64-row tile (one expert's, as align.hip laid them
  * out) by 64 columns, for W1 and W3 at once when gated; 4 warps of 32
@@ -264,16 +266,16 @@ moek_gemm_mma(const struct moek_gemm_args g)
 					for (int e = 0; e < a.num_elements;
 					     e++) {
 						const float v = a.x[e] * scale[b];
-						const float h =
-							wmma::__float_to_tf32(v);
-						const float d = v - h;
+						const float h = __uint_as_float(
+							__float_as_uint(v) &
+							~0x1fffu);
 
-						/* an inf or NaN a: hi
-						 * carries it (inf - inf
-						 * would make lo NaN) */
+						/* an infinite a: hi carries
+						 * it (inf - inf would make
+						 * lo NaN) */
 						hi.x[e] = h;
 						lo.x[e] = wmma::__float_to_tf32(
-							isfinite(d) ? d : 0.0f);
+							isinf(v) ? 0.0f : v - h);
 					}
 					wmma::mma_sync(acc[b][s], lo, wf[b],
 						       acc[b][s]);

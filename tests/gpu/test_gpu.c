@@ -20,8 +20,8 @@
  * (...)". Built with -DSUITE='"gpu"' by kernels/hip/rules.mk.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -753,6 +753,20 @@ static void mat_positive(struct mat *m, uint32_t t, size_t rows, size_t cols)
 		abort();
 }
 
+/* Column c of an f32 or bf16 matrix set to v (exact in bf16), uploaded. */
+static void mat_set_col(struct mat *m, uint32_t t, size_t rows, size_t cols,
+			size_t c, float v)
+{
+	for (size_t r = 0; r < rows; r++) {
+		if (t == MOEK_F32)
+			((float *)m->h)[r * cols + c] = v;
+		else
+			((uint16_t *)m->h)[r * cols + c] = moek_f32_to_bf16(v);
+	}
+	if (moek_hip_upload(m->d, m->h, moek_matrix_bytes(t, rows, cols)))
+		abort();
+}
+
 /* 0 NaN, 1 +inf, 2 -inf, 3 finite */
 static int fp_class(float v)
 {
@@ -761,14 +775,19 @@ static int fp_class(float v)
 
 /*
  * y = ffn(x) for ntok tokens on the GPU and by the reference; *err is the
- * relative error. With inf_last, the weights are positive and the last
- * token has one infinite channel: its outputs are then +inf in the
- * reference (NaN on the fp8 path, where act_quant divides inf by inf),
- * *bad_class counts the GPU's outputs of another class, and *err covers
- * the other tokens.
+ * relative error. With last_x (not 0), the weights are positive and the
+ * last token's channel dim / 3 is last_x:
+ *   - INFINITY: its outputs are +inf in the reference (NaN on the fp8
+ *     path, where act_quant divides inf by inf);
+ *   - FLT_MAX (f32 and bf16 weights): W1's and W3's column for that
+ *     channel is 2^-70, so that g and u are near 2^58 and the outputs
+ *     finite, near 2^121.
+ * *bad_class counts the GPU's outputs of that token of another class
+ * than the reference's; *err covers the other tokens, and that token
+ * too where the reference's outputs are finite.
  */
 static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
-		     size_t ntok, uint32_t tile, bool inf_last, double *err,
+		     size_t ntok, uint32_t tile, float last_x, double *err,
 		     int *bad_class, int *ret)
 {
 	struct moek_shape s = shape(dim, width, 2, 1, 0, 0, 0,
@@ -779,13 +798,18 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 	float *y = xmalloc(ntok * dim * 4), *yr = xmalloc(ntok * dim * 4);
 	float *dx, *dy = dev_alloc(ntok * dim * 4);
 	const size_t last = (ntok - 1) * dim;
+	int finite = 1;
 
 	ffn_make(&f, wtype, width, dim);
-	if (inf_last) {
+	if (last_x != 0.0f) {
 		mat_positive(&f.w1, wtype, width, dim);
 		mat_positive(&f.w3, wtype, width, dim);
 		mat_positive(&f.w2, wtype, dim, width);
-		x[last + dim / 3] = INFINITY;
+		x[last + dim / 3] = last_x;
+	}
+	if (last_x == FLT_MAX) {
+		mat_set_col(&f.w1, wtype, width, dim, dim / 3, 0x1p-70f);
+		mat_set_col(&f.w3, wtype, width, dim, dim / 3, 0x1p-70f);
 	}
 	dx = dev_copy(x, ntok * dim * 4);
 	*ret = moek_hip_set_tile(g_ctx, tile);
@@ -798,10 +822,18 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 	if (!*ret)
 		*ret = moek_ref_ffn(&s, &f.h, width, x, ntok, yr);
 	moek_hip_set_tile(g_ctx, 0);
-	*err = *ret ? INFINITY : rel_err(y, yr, inf_last ? last : ntok * dim);
 	*bad_class = 0;
-	for (size_t c = 0; inf_last && c < dim; c++)
+	for (size_t c = 0; last_x != 0.0f && c < dim; c++) {
 		*bad_class += fp_class(y[last + c]) != fp_class(yr[last + c]);
+		finite &= fp_class(yr[last + c]) == 3;
+	}
+	if (*ret)
+		*err = INFINITY;
+	else if (last_x == 0.0f)
+		*err = rel_err(y, yr, ntok * dim);
+	else
+		*err = fmax(rel_err(y, yr, last),
+			    finite ? rel_err(y + last, yr + last, dim) : 0.0);
 	ffn_free(&f);
 	moek_hip_free(dx);
 	moek_hip_free(dy);
@@ -828,7 +860,7 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 		NEED_GPU();						\
 		for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {	\
 			ffn_case(wtype, c[i][0], c[i][1], c[i][2],	\
-				 c[i][3], false, &err, &bad, &r);	\
+				 c[i][3], 0.0f, &err, &bad, &r);	\
 			CHECK_MSG(!r && err < tol_of(wtype),		\
 				  "dim %u width %u ntok %u tile %u: "	\
 				  "ret %d, error %.3g", c[i][0],	\
@@ -858,13 +890,40 @@ TEST(ffn_inf_activation)
 	NEED_GPU();
 	for (size_t t = 0; t < 3; t++) {
 		for (size_t i = 0; i < 2; i++) {
-			ffn_case(types[t], 200, 72, 70, tiles[i], true, &err,
-				 &bad, &r);
+			ffn_case(types[t], 200, 72, 70, tiles[i], INFINITY,
+				 &err, &bad, &r);
 			CHECK_MSG(!r && !bad && err < tol_of(types[t]),
 				  "type %u tile %u: ret %d, %d of 200 outputs "
 				  "of the inf token not as the reference's, "
 				  "error %.3g", types[t], tiles[i], r, bad,
 				  err);
+		}
+	}
+}
+
+/*
+ * FLT_MAX is finite: its products with small weights stay finite, on
+ * both tiles, as in the reference. What it guards is the same split:
+ * rounded to nearest, tf32(FLT_MAX) is inf; hi is truncated instead.
+ */
+TEST(ffn_max_activation)
+{
+	static const uint32_t types[] = { MOEK_F32, MOEK_BF16 };
+	static const uint32_t tiles[] = { MOEK_HIP_TILE_SMALL,
+					  MOEK_HIP_TILE_LARGE };
+	double err;
+	int r, bad;
+
+	NEED_GPU();
+	for (size_t t = 0; t < 2; t++) {
+		for (size_t i = 0; i < 2; i++) {
+			ffn_case(types[t], 200, 72, 70, tiles[i], FLT_MAX,
+				 &err, &bad, &r);
+			CHECK_MSG(!r && !bad && err < tol_of(types[t]),
+				  "type %u tile %u: ret %d, %d of 200 outputs "
+				  "of the FLT_MAX token not as the "
+				  "reference's, error %.3g", types[t],
+				  tiles[i], r, bad, err);
 		}
 	}
 }
@@ -1056,6 +1115,7 @@ static const struct h_test gpu_tests[] = {
 	T(route_v3), T(route_max_experts),
 	T(align),
 	T(ffn_f32), T(ffn_bf16), T(ffn_fp8), T(ffn_inf_activation),
+	T(ffn_max_activation),
 	T(layer_tiny_f32), T(layer_tiny_bf16), T(layer_tiny_fp8),
 	T(layer_tiny_fp8_large_tile), T(layer_odd_f32_small_tile),
 	T(layer_odd_bf16_large_tile), T(layer_one_token),
