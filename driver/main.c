@@ -87,11 +87,6 @@ static int moex_cmd_info(struct moex_file *mf, void *payload)
 	return ret;
 }
 
-static int moex_cmd_pin(struct moex_file *mf, void *payload)
-{
-	return moex_region_pin(mf, payload);
-}
-
 static int moex_cmd_unpin(struct moex_file *mf, void *payload)
 {
 	return moex_region_unpin(mf, payload);
@@ -121,7 +116,8 @@ static int moex_cmd_nop(struct moex_file *mf, void *payload)
  * struct moex_cmd - one command of the uapi.
  * @nr: the ioctl number (also the uring_cmd cmd_op).
  * @fn: the handler; it reads and updates the payload in kernel memory.
- *	NULL for REGION_EXPORT, which needs the two-step path.
+ *	NULL for REGION_PIN and REGION_EXPORT, which take their reply
+ *	themselves (moex_cmd_pin(), moex_cmd_export()).
  */
 struct moex_cmd {
 	unsigned int nr;
@@ -131,7 +127,7 @@ struct moex_cmd {
 /* Indexed by _IOC_NR(): the uapi numbers its commands from 0 up. */
 static const struct moex_cmd moex_cmds[] = {
 	[_IOC_NR(MOEX_IOCTL_INFO)] = { MOEX_IOCTL_INFO, moex_cmd_info },
-	[_IOC_NR(MOEX_IOCTL_REGION_PIN)] = { MOEX_IOCTL_REGION_PIN, moex_cmd_pin },
+	[_IOC_NR(MOEX_IOCTL_REGION_PIN)] = { MOEX_IOCTL_REGION_PIN, NULL },
 	[_IOC_NR(MOEX_IOCTL_REGION_UNPIN)] = { MOEX_IOCTL_REGION_UNPIN, moex_cmd_unpin },
 	[_IOC_NR(MOEX_IOCTL_REGION_INFO)] = { MOEX_IOCTL_REGION_INFO, moex_cmd_region_info },
 	[_IOC_NR(MOEX_IOCTL_REGION_EXPORT)] = { MOEX_IOCTL_REGION_EXPORT, NULL },
@@ -159,6 +155,28 @@ static const struct moex_cmd *moex_cmd_find(unsigned int nr)
 bool moex_cmd_known(unsigned int nr)
 {
 	return moex_cmd_find(nr);
+}
+
+/*
+ * REGION_PIN: a handle user space never learned would stay pinned, so a
+ * failed reply takes the pin back (that region only: see
+ * moex_region_pin_undo()).
+ */
+static int moex_cmd_pin(struct moex_file *mf, struct moex_region_pin *arg,
+			int (*reply)(void *ctx, const void *payload,
+				     size_t size),
+			void *ctx)
+{
+	u64 serial;
+	int ret;
+
+	ret = moex_region_pin(mf, arg, &serial);
+	if (ret)
+		return ret;
+	ret = reply(ctx, arg, sizeof(*arg));
+	if (ret)
+		moex_region_pin_undo(mf, arg->handle, serial);
+	return ret;
 }
 
 /* REGION_EXPORT: the new fd is installed only once the reply was sent. */
@@ -212,17 +230,15 @@ int moex_cmd_run(struct moex_file *mf, unsigned int nr, void *payload,
 
 	if (!c)
 		return -ENOTTY;
-	if (!c->fn)
+	if (nr == MOEX_IOCTL_REGION_PIN)
+		return moex_cmd_pin(mf, payload, reply, ctx);
+	if (nr == MOEX_IOCTL_REGION_EXPORT)
 		return moex_cmd_export(mf, payload, reply, ctx);
 
 	ret = c->fn(mf, payload);
 	if (ret || !(_IOC_DIR(nr) & _IOC_READ))
 		return ret;
-	ret = reply(ctx, payload, _IOC_SIZE(nr));
-	/* A handle user space never learned would stay pinned: undo it. */
-	if (ret && nr == MOEX_IOCTL_REGION_PIN)
-		moex_region_pin_undo(mf, payload);
-	return ret;
+	return reply(ctx, payload, _IOC_SIZE(nr));
 }
 
 static int moex_ioctl_reply(void *ctx, const void *payload, size_t size)

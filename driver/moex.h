@@ -170,6 +170,10 @@ static inline void moex_dev_init_locks(struct moex_dev *mdev)
  * @map_node: in @mdev->mapped while @dma_dev is set.
  * @flags: MOEX_REGION_B_* bit numbers, changed with set_bit() only (a bit
  *	only ever goes from 0 to 1), so no lock is needed.
+ * @serial: unique among all regions since the module loaded, set before
+ *	the region is published and never changed: names this region where
+ *	its handle, or its address once freed, may name another
+ *	(moex_region_pin_undo()).
  */
 struct moex_region {
 	struct kref kref;
@@ -183,6 +187,7 @@ struct moex_region {
 	struct device *dma_dev;
 	struct list_head map_node;
 	unsigned long flags;
+	u64 serial;
 };
 
 /* Region flag bits in moex_region.flags (set_bit/test_bit numbers). */
@@ -305,9 +310,10 @@ int moex_cmd_run(struct moex_file *mf, unsigned int nr, void *payload,
 		 void *ctx);
 
 /* region.c: pinning */
-int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg);
+int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg,
+		    u64 *serial);
 int moex_region_unpin(struct moex_file *mf, struct moex_region_unpin *arg);
-void moex_region_pin_undo(struct moex_file *mf, struct moex_region_pin *arg);
+void moex_region_pin_undo(struct moex_file *mf, u32 handle, u64 serial);
 int moex_region_info(struct moex_file *mf, struct moex_region_info *arg);
 struct moex_region *moex_region_lookup(struct moex_file *mf, u32 handle);
 void moex_region_get(struct moex_region *r);

@@ -28,6 +28,9 @@
 /* Bytes pinned by all moex devices, checked against max_pinned_mb. */
 static atomic64_t moex_pinned_all = ATOMIC64_INIT(0);
 
+/* The last struct moex_region.serial handed out. */
+static atomic64_t moex_region_serials = ATOMIC64_INIT(0);
+
 u64 moex_pinned_total(void)
 {
 	return atomic64_read(&moex_pinned_all);
@@ -61,6 +64,7 @@ moex_region_alloc(const struct moex_region_pin *arg)
 	r->addr = arg->addr;
 	r->length = arg->length;
 	r->npages = arg->length >> PAGE_SHIFT;
+	r->serial = atomic64_inc_return(&moex_region_serials);
 	if (arg->flags & MOEX_PIN_READONLY)
 		set_bit(MOEX_REGION_B_READONLY, &r->flags);
 	return r;
@@ -300,12 +304,15 @@ MOEX_STATIC_UNLESS_KUNIT int moex_handle_alloc(struct moex_file *mf,
  * moex_region_pin() - REGION_PIN.
  * @mf: the open file whose namespace gets the handle.
  * @arg: the payload; @arg->handle is set on success.
+ * @serial: set on success to the new region's serial, for
+ *	moex_region_pin_undo().
  *
  * Return: 0, or -EINVAL/-EOVERFLOW/-EFAULT for bad arguments (no counter
  * moves), -ENOMEM when a limit is reached or -EFAULT when an address cannot
  * be pinned (pin_failures moves).
  */
-int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
+int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg,
+		    u64 *serial)
 {
 	struct moex_dev *mdev = mf->mdev;
 	struct moex_region *r;
@@ -357,6 +364,7 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg)
 	/* Published: from here on moex_region_release() undoes everything. */
 	atomic64_inc(&mdev->stats.pin_calls);
 	arg->handle = handle;
+	*serial = r->serial;
 	return 0;
 
 err_uncount:
@@ -381,15 +389,27 @@ err_count:
  * moex_region_pin_undo() - take back a pin whose reply did not reach user
  *	space.
  * @mf: the open file.
- * @arg: the payload moex_region_pin() filled.
+ * @handle: the handle moex_region_pin() returned.
+ * @serial: the serial it returned.
  *
- * The handle goes, the region is released (unless someone else already
- * holds it through that handle) and pin_calls is taken back.
+ * The handle goes and the region is released (unless someone else already
+ * holds it through that handle), and pin_calls is taken back. Only if the
+ * handle still names that region: user space, which may guess the handle,
+ * can UNPIN it first and another PIN can get it back; that PIN's region
+ * stays.
  */
-void moex_region_pin_undo(struct moex_file *mf, struct moex_region_pin *arg)
+void moex_region_pin_undo(struct moex_file *mf, u32 handle, u64 serial)
 {
-	struct moex_region *r = xa_erase(&mf->regions, arg->handle);
+	struct moex_region *r;
 
+	/* the entry's reference keeps r alive while the lock is held */
+	xa_lock(&mf->regions);
+	r = xa_load(&mf->regions, handle);
+	if (r && r->serial == serial)
+		__xa_erase(&mf->regions, handle);
+	else
+		r = NULL;
+	xa_unlock(&mf->regions);
 	if (!r)
 		return;
 	atomic64_dec(&mf->mdev->stats.pin_calls);

@@ -240,18 +240,43 @@ static void pin_undo(struct kunit *test)
 {
 	struct handle_ctx *ctx = test->priv;
 	struct moex_region *r = new_region(test);
-	struct moex_region_pin arg = { .handle = publish(test, &ctx->a, r) };
+	u32 h = publish(test, &ctx->a, r);
 
+	r->serial = 7;
 	atomic64_set(&ctx->mdev->stats.pin_calls, 1);
-	moex_region_pin_undo(&ctx->a, &arg);
-	KUNIT_EXPECT_NULL(test, moex_region_lookup(&ctx->a, arg.handle));
+	moex_region_pin_undo(&ctx->a, h, 7);
+	KUNIT_EXPECT_NULL(test, moex_region_lookup(&ctx->a, h));
 	KUNIT_EXPECT_EQ(test, kref_read(&r->kref), 1U);
 	KUNIT_EXPECT_EQ(test, atomic64_read(&ctx->mdev->stats.pin_calls), 0LL);
 
 	/* a handle that is gone already: nothing moves */
-	moex_region_pin_undo(&ctx->a, &arg);
+	moex_region_pin_undo(&ctx->a, h, 7);
 	KUNIT_EXPECT_EQ(test, atomic64_read(&ctx->mdev->stats.pin_calls), 0LL);
 	KUNIT_EXPECT_EQ(test, kref_read(&r->kref), 1U);
+}
+
+/*
+ * The race user space can make: the pinned handle is unpinned before the
+ * reply fails and another PIN gets it back. The undo must leave that
+ * region alone.
+ */
+static void pin_undo_spares_reused_handle(struct kunit *test)
+{
+	struct handle_ctx *ctx = test->priv;
+	struct moex_region *r = new_region(test), *other = new_region(test);
+	u32 h = publish(test, &ctx->a, r);
+
+	r->serial = 7;
+	other->serial = 8;
+	atomic64_set(&ctx->mdev->stats.pin_calls, 2);
+	KUNIT_ASSERT_EQ(test, unpin(&ctx->a, h), 0);
+	KUNIT_ASSERT_EQ(test, publish(test, &ctx->a, other), h);
+
+	moex_region_pin_undo(&ctx->a, h, 7);
+	KUNIT_EXPECT_PTR_EQ(test, xa_load(&ctx->a.regions, h), (void *)other);
+	KUNIT_EXPECT_EQ(test, kref_read(&other->kref), 2U);
+	KUNIT_EXPECT_EQ(test, kref_read(&r->kref), 1U);
+	KUNIT_EXPECT_EQ(test, atomic64_read(&ctx->mdev->stats.pin_calls), 2LL);
 }
 
 static void region_info(struct kunit *test)
@@ -298,6 +323,7 @@ static struct kunit_case moex_handle_cases[] = {
 	KUNIT_CASE(handles_private_to_file),
 	KUNIT_CASE(release_drops_every_handle),
 	KUNIT_CASE(pin_undo),
+	KUNIT_CASE(pin_undo_spares_reused_handle),
 	KUNIT_CASE(region_info),
 	{}
 };
