@@ -329,12 +329,13 @@ static int run(const struct run_args *a)
 	       a->model, info.first_layer, info.first_layer + info.layers - 1,
 	       info.n_layers, ne, info.desc.topk, dim,
 	       dtype_name(info.desc.weight_dtype));
-	printf("loaded %.1f MB (%.1f MB read) from %u files in %.3f s: %.2f GB/s, %s, %u of %u files O_DIRECT\n",
+	printf("loaded %.1f MB (%.1f MB read) from %u files in %.3f s: %.2f GB/s, %s, %u of %u files O_DIRECT%s\n",
 	       info.bytes / 1e6, info.read_bytes / 1e6, info.files,
 	       info.load_seconds,
 	       info.read_bytes / (info.load_seconds + 1e-12) / 1e9,
 	       info.pinned ? "pinned by moex" : "mlock()ed (no moex device)",
-	       info.direct, info.files);
+	       info.direct, info.files,
+	       info.uring ? "" : ", pread(2): io_uring refused by this host");
 
 	x = hidden_states(a->input, dim, &ntok, a->seed);
 	y = calloc(ntok * dim, sizeof(*y));

@@ -569,6 +569,9 @@ struct moex_model_opts {
  * @direct: files read with O_DIRECT (the others: buffered, still into the
  *	weights' memory).
  * @desc: the first layer's shape (all MoE layers of a model share it).
+ * @uring: 1 when the reads went through io_uring, 0 when through pread(2)
+ *	because the host refuses io_uring (a seccomp profile, as container
+ *	runtimes' defaults, or kernel.io_uring_disabled): one read at a time.
  */
 struct moex_model_info {
 	size_t size;
@@ -582,6 +585,7 @@ struct moex_model_info {
 	uint32_t pinned;
 	uint32_t direct;
 	struct moex_moe_desc desc;
+	uint32_t uring;
 	/* New fields go here. */
 };
 

@@ -16,10 +16,12 @@
  *    mlock()ed when there is no device.
  * 4. Read: IORING_OP_READ of MOEX_READ_CHUNK pieces, queue_depth in flight,
  *    on files opened with O_DIRECT (buffered where the filesystem refuses
- *    it, still into the same memory). The weights are not io_uring fixed
- *    buffers: registering them would charge RLIMIT_MEMLOCK a second time
- *    for the same pages, and READ_FIXED saves only the per-read page
- *    lookup, which O_DIRECT of 1 MiB pieces amortises.
+ *    it, still into the same memory); pread(2) of the same pieces where the
+ *    host refuses io_uring (seccomp, kernel.io_uring_disabled). The
+ *    weights are not io_uring fixed buffers: registering them would charge
+ *    RLIMIT_MEMLOCK a second time for the same pages, and READ_FIXED saves
+ *    only the per-read page lookup, which O_DIRECT of 1 MiB pieces
+ *    amortises.
  * 5. Bind: one struct moex_moe per layer, pointing into the buffer.
  * 6. Publish: the layers' per-expert token counts go to a small shared
  *    file while the model is open (publish.c), for moexctl stats --watch.
@@ -141,24 +143,49 @@ static void *moex_tensor_addr(const struct moex_model *m,
 
 /* ---- 4. read ---------------------------------------------------------- */
 
+/*
+ * One piece in the reader's hands, from moex_read_prep() until its result
+ * went through moex_read_done().
+ */
 struct moex_read {
 	uint32_t run;
 	uint64_t off;		/* file offset of this piece */
 	uint32_t len;
+	bool direct;		/* issued on the file's O_DIRECT descriptor */
 };
 
+/*
+ * The reads of one load. With io_uring, a prepared piece is queued (its
+ * SQE filled in) until a submit hands it to the kernel; it is in flight
+ * until its CQE is seen. Without (io_uring refused), pread() serves one
+ * slot: prep queues it, the loop reads it. Either way every result goes
+ * through moex_read_done(), and nothing is freed while the kernel may
+ * still write into the weights: an error stops new pieces, submits what
+ * is queued and waits for all in flight.
+ */
 struct moex_reader {
 	struct moex_model *m;
 	struct io_uring ring;
-	int *fds;		/* [nfiles], -1 when not needed */
-	bool *direct;		/* [nfiles] */
+	bool uring;		/* reads through ring; else pread() */
+	int *fds;		/* [nfiles] what new reads use, -1 when unused */
+	int *direct_fds;	/* [nfiles] O_DIRECT fds given up, kept open
+				 * until the end: reads in flight name them */
+	bool *direct;		/* [nfiles] fds[f] is O_DIRECT */
 	struct moex_read *slots;	/* [qd] */
-	unsigned int qd, inflight;
+	unsigned int qd, queued, inflight;
 	uint32_t run;		/* next piece: run and offset */
 	uint64_t off;
 	uint64_t done, total;
 	const struct moex_model_opts *opts;
 };
+
+/*
+ * The result the reader sees: the kernel's. Tests that build this file
+ * into themselves define it to inject errors.
+ */
+#ifndef MOEX_READ_RESULT
+#define MOEX_READ_RESULT(s, res) (res)
+#endif
 
 static int moex_open_file(struct moex_reader *rd, uint32_t f)
 {
@@ -171,6 +198,26 @@ static int moex_open_file(struct moex_reader *rd, uint32_t f)
 	if (rd->fds[f] < 0 && errno == EINVAL)	/* tmpfs and others */
 		rd->fds[f] = open(path, O_RDONLY | O_CLOEXEC);
 	return rd->fds[f] < 0 ? moex__neg_errno() : 0;
+}
+
+/*
+ * O_DIRECT refused at read time: file f's new reads go buffered. The
+ * O_DIRECT fd stays open until the load ends, since reads queued or in
+ * flight still name it.
+ */
+static int moex_go_buffered(struct moex_reader *rd, uint32_t f)
+{
+	int fd;
+
+	if (!rd->direct[f])
+		return 0;	/* another read of this file got there first */
+	fd = open(rd->m->files->paths[f], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return moex__neg_errno();
+	rd->direct_fds[f] = rd->fds[f];
+	rd->fds[f] = fd;
+	rd->direct[f] = false;
+	return 0;
 }
 
 /* Queue the next piece into slot s; false when every piece is queued. */
@@ -192,39 +239,51 @@ static bool moex_read_next(struct moex_reader *rd, struct moex_read *s)
 	return true;
 }
 
-static void moex_read_prep(struct moex_reader *rd, struct moex_read *s)
+/* Where piece s lands in the weights' memory. */
+static void *moex_read_dest(const struct moex_reader *rd,
+			    const struct moex_read *s)
 {
 	const struct moex_run *r = &rd->m->runs[s->run];
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&rd->ring);
 
-	io_uring_prep_read(sqe, rd->fds[r->file],
-			   rd->m->mem + r->mem + (s->off - r->start), s->len,
-			   s->off);
-	io_uring_sqe_set_data(sqe, s);
-	rd->inflight++;
+	return rd->m->mem + r->mem + (s->off - r->start);
+}
+
+static void moex_read_prep(struct moex_reader *rd, struct moex_read *s)
+{
+	uint32_t f = rd->m->runs[s->run].file;
+
+	s->direct = rd->direct[f];
+	if (rd->uring) {
+		/* at most one SQE per slot and qd slots: never NULL */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&rd->ring);
+
+		io_uring_prep_read(sqe, rd->fds[f], moex_read_dest(rd, s),
+				   s->len, s->off);
+		io_uring_sqe_set_data(sqe, s);
+	}
+	rd->queued++;
 }
 
 /*
- * A completed piece: res bytes of s. Short reads continue where they
- * stopped; end of file ends a piece that reaches past it (the last block
- * of a file); O_DIRECT refused at read time makes the file buffered.
+ * A completed piece: res bytes of s, or -errno. Short reads continue where
+ * they stopped; end of file ends a piece that reaches past it (the last
+ * block of a file); O_DIRECT refused at read time makes the file buffered
+ * and the piece goes again.
  */
 static int moex_read_done(struct moex_reader *rd, struct moex_read *s, int res,
 			  char *err, size_t errlen)
 {
 	const struct moex_run *r = &rd->m->runs[s->run];
 	uint64_t fsize = rd->m->files->sizes[r->file];
+	int ret;
 
-	rd->inflight--;
-	if (res == -EINVAL && rd->direct[r->file]) {
-		int fd = open(rd->m->files->paths[r->file],
-			      O_RDONLY | O_CLOEXEC);
-
-		if (fd < 0)
-			return moex__neg_errno();
-		close(rd->fds[r->file]);
-		rd->fds[r->file] = fd;
-		rd->direct[r->file] = false;
+	if (res == -EINVAL && s->direct) {
+		ret = moex_go_buffered(rd, r->file);
+		if (ret) {
+			moex__errf(err, errlen, 0, "%s: reopening without O_DIRECT: %s",
+				 rd->m->files->paths[r->file], strerror(-ret));
+			return ret;
+		}
 		moex_read_prep(rd, s);
 		return 0;
 	}
@@ -254,24 +313,118 @@ static int moex_read_done(struct moex_reader *rd, struct moex_read *s, int res,
 	return 0;
 }
 
+/* Hand what is queued to the kernel; -errno when it took none. */
+static int moex_read_submit(struct moex_reader *rd, unsigned int wait)
+{
+	int n;
+
+	do
+		n = io_uring_submit_and_wait(&rd->ring, wait);
+	while (n == -EINTR);
+	if (n < 0)
+		return n;
+	rd->queued -= (unsigned int)n;
+	rd->inflight += (unsigned int)n;
+	return 0;
+}
+
+/* The io_uring loop: until every piece is read or one fails. */
+static int moex_read_uring(struct moex_reader *rd, char *err, size_t errlen)
+{
+	struct io_uring_cqe *cqe;
+	int ret = 0;
+
+	while (!ret && (rd->queued || rd->inflight)) {
+		ret = moex_read_submit(rd, 1);
+		if (ret) {
+			moex__errf(err, errlen, 0, "io_uring submit: %s",
+				 strerror(-ret));
+			break;
+		}
+		while (!ret && io_uring_peek_cqe(&rd->ring, &cqe) == 0) {
+			struct moex_read *s = io_uring_cqe_get_data(cqe);
+			int res = MOEX_READ_RESULT(s, cqe->res);
+
+			io_uring_cqe_seen(&rd->ring, cqe);
+			rd->inflight--;
+			ret = moex_read_done(rd, s, res, err, errlen);
+		}
+	}
+	if (!ret)
+		return 0;
+	/*
+	 * An error: what is queued goes to the kernel too (liburing cannot
+	 * take an SQE back), then everything in flight lands before the
+	 * memory can go. Unless the kernel took none: those never run.
+	 */
+	if (rd->queued)
+		moex_read_submit(rd, 0);
+	while (rd->inflight) {
+		int w = io_uring_wait_cqe(&rd->ring, &cqe);
+
+		if (w == -EINTR)
+			continue;
+		if (w)
+			break;	/* cannot happen with requests in flight */
+		io_uring_cqe_seen(&rd->ring, cqe);
+		rd->inflight--;
+	}
+	return ret;
+}
+
+/* Without io_uring: one slot, pread() into the same memory. */
+static int moex_read_sync(struct moex_reader *rd, char *err, size_t errlen)
+{
+	struct moex_read *s = &rd->slots[0];
+	int ret = 0;
+
+	while (!ret && rd->queued) {
+		uint32_t f = rd->m->runs[s->run].file;
+		ssize_t n;
+
+		rd->queued--;
+		do
+			n = pread(rd->fds[f], moex_read_dest(rd, s), s->len,
+				  (off_t)s->off);
+		while (n < 0 && errno == EINTR);
+		ret = moex_read_done(rd, s, MOEX_READ_RESULT(s, n < 0 ?
+				     -errno : (int)n), err, errlen);
+	}
+	return ret;
+}
+
+/*
+ * io_uring refused by the host: seccomp (container runtimes' default
+ * profiles), kernel.io_uring_disabled, or a kernel without it.
+ */
+static bool moex_uring_refused(int ret)
+{
+	return ret == -EPERM || ret == -EACCES || ret == -ENOSYS;
+}
+
+/* The ring (tests that build this file in define it to refuse). */
+#ifndef MOEX_READ_RING_INIT
+#define MOEX_READ_RING_INIT(qd, ring) io_uring_queue_init((qd), (ring), 0)
+#endif
+
 static int moex_read_all(struct moex_model *m, unsigned int qd,
 			 const struct moex_model_opts *opts, char *err,
 			 size_t errlen)
 {
 	struct moex_reader rd = { .m = m, .qd = qd, .opts = opts };
-	struct io_uring_cqe *cqe;
 	uint32_t f, i;
 	int ret;
 
 	rd.fds = malloc(m->files->nfiles * sizeof(*rd.fds));
+	rd.direct_fds = malloc(m->files->nfiles * sizeof(*rd.direct_fds));
 	rd.direct = calloc(m->files->nfiles, sizeof(*rd.direct));
 	rd.slots = calloc(qd, sizeof(*rd.slots));
-	if (!rd.fds || !rd.direct || !rd.slots) {
+	if (!rd.fds || !rd.direct_fds || !rd.direct || !rd.slots) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
 	for (f = 0; f < m->files->nfiles; f++)
-		rd.fds[f] = -1;
+		rd.fds[f] = rd.direct_fds[f] = -1;
 	for (i = 0; i < m->nruns; i++) {
 		const struct moex_run *r = &m->runs[i];
 		uint64_t fsize = m->files->sizes[r->file];
@@ -286,46 +439,37 @@ static int moex_read_all(struct moex_model *m, unsigned int qd,
 			goto out_close;
 		}
 	}
-	ret = io_uring_queue_init(qd, &rd.ring, 0);
-	if (ret) {
+	ret = MOEX_READ_RING_INIT(qd, &rd.ring);
+	rd.uring = !ret;
+	if (ret && !moex_uring_refused(ret)) {
 		moex__errf(err, errlen, 0, "io_uring: %s", strerror(-ret));
 		goto out_close;
 	}
 	if (m->nruns)
 		rd.off = m->runs[0].start;
-	for (i = 0; i < qd && moex_read_next(&rd, &rd.slots[i]); i++)
+	for (i = 0; i < (rd.uring ? qd : 1) &&
+	     moex_read_next(&rd, &rd.slots[i]); i++)
 		moex_read_prep(&rd, &rd.slots[i]);
-
-	while (rd.inflight) {
-		ret = io_uring_submit_and_wait(&rd.ring, 1);
-		if (ret < 0 && ret != -EINTR)
-			break;
-		ret = 0;
-		while (!ret && io_uring_peek_cqe(&rd.ring, &cqe) == 0) {
-			struct moex_read *s = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-
-			io_uring_cqe_seen(&rd.ring, cqe);
-			ret = moex_read_done(&rd, s, res, err, errlen);
-		}
-		if (ret)
-			break;
+	if (rd.uring) {
+		ret = moex_read_uring(&rd, err, errlen);
+		io_uring_queue_exit(&rd.ring);
+	} else {
+		ret = moex_read_sync(&rd, err, errlen);
 	}
-	/* on an error, let what is in flight land before the memory goes */
-	while (rd.inflight && !io_uring_wait_cqe(&rd.ring, &cqe)) {
-		io_uring_cqe_seen(&rd.ring, cqe);
-		rd.inflight--;
-	}
-	io_uring_queue_exit(&rd.ring);
 	for (f = 0; f < m->files->nfiles; f++)
 		m->info.direct += rd.direct[f];
 	m->info.read_bytes = rd.done;
+	m->info.uring = rd.uring;
 out_close:
-	for (f = 0; f < m->files->nfiles; f++)
+	for (f = 0; f < m->files->nfiles; f++) {
 		if (rd.fds[f] >= 0)
 			close(rd.fds[f]);
+		if (rd.direct_fds[f] >= 0)
+			close(rd.direct_fds[f]);
+	}
 out_free:
 	free(rd.fds);
+	free(rd.direct_fds);
 	free(rd.direct);
 	free(rd.slots);
 	return ret;

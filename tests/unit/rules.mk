@@ -75,6 +75,9 @@ $(BUILD)/tests/unit/unit-mkmodel $(BUILD)/san/tests/unit/unit-mkmodel-san: \
 	$(MKMODEL) $(MOEX_RUN)
 $(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
 $(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
+# unit-model_load loads mkmodel's models (with model.c built in).
+$(BUILD)/tests/unit/unit-model_load $(BUILD)/san/tests/unit/unit-model_load-san: \
+	$(MKMODEL)
 # unit-watch runs moexctl stats --watch and mkmodel's models.
 $(BUILD)/tests/unit/unit-watch: $(MOEXCTL) $(MKMODEL)
 $(BUILD)/san/tests/unit/unit-watch-san: $(MOEXCTL_SAN) $(MKMODEL)

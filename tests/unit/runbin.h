@@ -28,6 +28,9 @@ static void slurp(FILE *f, char *buf, size_t len)
 	fclose(f);
 }
 
+/* When set, the child runs it just before it execs the tool. */
+static void (*run_bin_child_hook)(void);
+
 /*
  * Run bin with args (NULL-terminated) and, when env is not NULL, that
  * "NAME=value" in its environment; 0 when it ran.
@@ -61,6 +64,8 @@ static int run_bin(struct run *r, const char *bin, const char *env,
 			putenv((char *)env);
 		dup2(fileno(out), STDOUT_FILENO);
 		dup2(fileno(err), STDERR_FILENO);
+		if (run_bin_child_hook)
+			run_bin_child_hook();
 		execv(bin, argv);
 		_exit(127);
 	}

@@ -6,12 +6,17 @@
  * --output, and the errors an operator meets first.
  */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -217,6 +222,42 @@ TEST(damaged_models_are_named)
 	CHECK_HAS(r.err, "nowhere");
 }
 
+/*
+ * The child's seccomp filter: io_uring_setup(2) fails with EPERM, as under
+ * container runtimes' default profiles; everything else runs.
+ */
+static void refuse_io_uring(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]),
+				   .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		_exit(126);
+}
+
+TEST(loads_where_io_uring_is_refused)
+{
+	struct run r;
+
+	MODEL(&r, "nouring", "--preset", "tiny", "--shards", "2");
+	CHECK_INT(r.status, 0);
+	run_bin_child_hook = refuse_io_uring;
+	RUN(&r, "--model", path("nouring"), "--no-device", "--check",
+	    "--tokens", "20");
+	run_bin_child_hook = NULL;
+	CHECK_MSG(r.status == 0, "status %d: %s%s", r.status, r.out, r.err);
+	CHECK_HAS(r.out, "pread(2): io_uring refused by this host");
+	CHECK_HAS(r.out, "check: passed");
+}
+
 TEST(usage_errors)
 {
 	struct run r;
@@ -242,6 +283,7 @@ int main(void)
 		T(layer_range_and_expert_load),
 		T(input_and_output_files),
 		T(damaged_models_are_named),
+		T(loads_where_io_uring_is_refused),
 		T(usage_errors),
 	};
 	char cmd[96];

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The model loader's reads (runtime/src/model.c, section 4) when they go
+ * wrong: this file builds model.c into itself, so that the results the
+ * reader sees can be replaced (MOEX_READ_RESULT) and io_uring refused
+ * (MOEX_READ_RING_INIT), and loads models mkmodel wrote:
+ *   - a read that fails after others of its batch completed ends the load
+ *     with its error (it hung: SQEs prepared in that batch were counted
+ *     in flight but never submitted);
+ *   - O_DIRECT refused at read time on every read in flight: each goes
+ *     again buffered, and the weights are the file's bytes;
+ *   - io_uring refused: pread(2) reads the same bytes, and errors still
+ *     end the load.
+ * Every load that could hang runs in a child with an alarm.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct moex_read;
+static int fault(const struct moex_read *s, int res);
+static int ring_init(unsigned int qd, struct io_uring *ring);
+#define MOEX_READ_RESULT(s, res) fault((s), (res))
+#define MOEX_READ_RING_INIT(qd, ring) ring_init((qd), (ring))
+#include "../../runtime/src/model.c"
+
+#include "harness.h"
+#include "runbin.h"
+
+#if !defined(MKMODEL)
+#error "build with -DMKMODEL='\"/path/to/mkmodel\"'"
+#endif
+
+/* ---- what the reader sees ---- */
+
+static enum { F_NONE, F_EIO_NTH, F_EINVAL_DIRECT } fault_mode;
+static int fault_nth, fault_seen, fault_einvals;
+static bool refuse_ring;
+
+static int fault(const struct moex_read *s, int res)
+{
+	fault_seen++;
+	if (fault_mode == F_EIO_NTH && fault_seen == fault_nth)
+		return -EIO;
+	if (fault_mode == F_EINVAL_DIRECT && s->direct) {
+		fault_einvals++;
+		return -EINVAL;
+	}
+	return res;
+}
+
+static int ring_init(unsigned int qd, struct io_uring *ring)
+{
+	return refuse_ring ? -EPERM : io_uring_queue_init(qd, ring, 0);
+}
+
+static void faults(int mode, int nth, bool no_ring)
+{
+	fault_mode = mode;
+	fault_nth = nth;
+	fault_seen = fault_einvals = 0;
+	refuse_ring = no_ring;
+}
+
+/* ---- models ---- */
+
+/* An 8-layer model of about 25 MB in base/NAME, 1 MiB pieces aplenty. */
+static int make_model(const char *base, const char *name, char *dir,
+		      size_t len)
+{
+	struct run r;
+	const char *args[] = { "--quiet", "--force", "--preset", "tiny",
+		"--layers", "8", "--first-dense", "0", "--hidden", "512",
+		"--inter", "512", "--experts", "8", "--shards", "2",
+		"--align", "4096", dir, NULL };
+
+	snprintf(dir, len, "%s/%s", base, name);
+	if (run_bin(&r, MKMODEL, NULL, args) || r.status)
+		return -1;
+	return 0;
+}
+
+/* This process's scratch directories: [1] on tmpfs where there is one. */
+static char scratch_dirs[2][64];
+
+static const char *scratch(bool tmpfs)
+{
+	char *d = scratch_dirs[tmpfs];
+
+	if (*d)
+		return d;
+	snprintf(d, sizeof(scratch_dirs[0]), "%s/moex-load-XXXXXX",
+		 tmpfs && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	if (!mkdtemp(d))
+		*d = '\0';
+	return *d ? d : NULL;
+}
+
+/* Does dir's filesystem take O_DIRECT? */
+static bool odirect_ok(const char *dir)
+{
+	char path[192];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	fd = open(path, O_RDONLY | O_DIRECT);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0;
+}
+
+/* The weights the load placed are the file's bytes, run by run. */
+static bool same_bytes(const struct moex_model *m)
+{
+	bool ok = true;
+	uint32_t i;
+
+	for (i = 0; ok && i < m->nruns; i++) {
+		const struct moex_run *r = &m->runs[i];
+		uint64_t fsize = m->files->sizes[r->file];
+		uint64_t end = r->end < fsize ? r->end : fsize;
+		size_t n = (size_t)(end - r->start);
+		char *buf = malloc(n);
+		int fd = open(m->files->paths[r->file], O_RDONLY);
+
+		ok = buf && fd >= 0 &&
+		     pread(fd, buf, n, (off_t)r->start) == (ssize_t)n &&
+		     !memcmp(buf, m->mem + r->mem, n);
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+	}
+	return ok;
+}
+
+/*
+ * Load dir with queue depth qd in a child that has 20 s. Returns the
+ * child's report: 0 loaded with the file's bytes (*uring, *direct: from
+ * the info), 1 failed with -EIO and a message naming the read, 2 anything
+ * else, 3 a hang (SIGALRM), 4 another death.
+ */
+static int load_in_child(const char *dir, unsigned int qd, int *uring,
+			 int *direct, char *msg, size_t msglen)
+{
+	int p[2], st;
+	pid_t pid;
+	ssize_t n;
+
+	*msg = '\0';
+	if (pipe(p))
+		return 4;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		struct moex_model_opts o = { .size = sizeof(o) };
+		struct moex_model_info info = { .size = sizeof(info) };
+		struct moex_model *m;
+		char err[512] = "";
+		int ret, code = 2;
+
+		close(p[0]);
+		/* libmoex's one-time note on mlock(2): once per child */
+		if (freopen("/dev/null", "w", stderr) == NULL)
+			_exit(2);
+		alarm(20);
+		o.queue_depth = qd;
+		o.errbuf = err;
+		o.errlen = sizeof(err);
+		ret = moex_model_open(dir, &o, &m);
+		if (!ret) {
+			moex_model_info(m, &info);
+			code = same_bytes(m) ? 0 : 2;
+			snprintf(err, sizeof(err), "%u %u", info.uring,
+				 info.direct);
+			moex_model_close(m);
+		} else if (ret == -EIO && strstr(err, "read at")) {
+			code = 1;
+		}
+		if (write(p[1], err, strlen(err) + 1) < 0)
+			code = 2;
+		_exit(code);
+	}
+	close(p[1]);
+	n = pid > 0 ? read(p[0], msg, msglen - 1) : -1;
+	msg[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return 4;
+	if (WIFSIGNALED(st))
+		return WTERMSIG(st) == SIGALRM ? 3 : 4;
+	if (WEXITSTATUS(st) == 0 && sscanf(msg, "%d %d", uring, direct) != 2)
+		return 2;
+	return WEXITSTATUS(st);
+}
+
+/* ---- the cases ---- */
+
+/*
+ * tmpfs: buffered reads complete while they are submitted, so a batch of
+ * CQEs comes back together, and a piece that completes well queues the
+ * next before the failing one is seen.
+ */
+TEST(error_after_completions_of_its_batch)
+{
+	const char *base = scratch(true);
+	char dir[128], msg[512];
+	int nth, got, uring, direct;
+	unsigned int qd;
+
+	CHECK(base && make_model(base, "eio", dir, sizeof(dir)) == 0);
+	for (qd = 2; qd <= 8; qd *= 2) {
+		for (nth = 1; nth <= 6; nth++) {
+			faults(F_EIO_NTH, nth, false);
+			got = load_in_child(dir, qd, &uring, &direct, msg,
+					    sizeof(msg));
+			CHECK_MSG(got == 1, "queue depth %u, completion %d "
+				  "fails: %s (%s)", qd, nth,
+				  got == 3 ? "the load hung" :
+				  got == 0 ? "the load succeeded" :
+				  "not the read's error", msg);
+		}
+	}
+}
+
+/*
+ * A filesystem that refuses O_DIRECT only at read time: every read in
+ * flight gets -EINVAL, not just the first.
+ */
+TEST(odirect_refused_at_read_time)
+{
+	const char *base = scratch(false);
+	char dir[128], msg[512];
+	int got, uring = -1, direct = -1;
+
+	CHECK(base && make_model(base, "einval", dir, sizeof(dir)) == 0);
+	if (!odirect_ok(dir))
+		SKIP("%s refuses O_DIRECT at open", base);
+	faults(F_EINVAL_DIRECT, 0, false);
+	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 0, "load: %d (%s)", got, msg);
+	CHECK_INT(uring, 1);
+	CHECK_INT(direct, 0);
+}
+
+TEST(pread_where_io_uring_is_refused)
+{
+	const char *base = scratch(true);
+	char dir[128], msg[512];
+	int got, uring = -1, direct = -1;
+
+	CHECK(base && make_model(base, "pread", dir, sizeof(dir)) == 0);
+	faults(F_NONE, 0, true);
+	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 0, "load: %d (%s)", got, msg);
+	CHECK_INT(uring, 0);
+	faults(F_EIO_NTH, 3, true);
+	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 1, "a failing pread: %d (%s)", got, msg);
+}
+
+/* O_DIRECT refused at read time without io_uring too. */
+TEST(pread_odirect_refused_at_read_time)
+{
+	const char *base = scratch(false);
+	char dir[128], msg[512];
+	int got, uring = -1, direct = -1;
+
+	CHECK(base && make_model(base, "pread-einval", dir, sizeof(dir)) == 0);
+	if (!odirect_ok(dir))
+		SKIP("%s refuses O_DIRECT at open", base);
+	faults(F_EINVAL_DIRECT, 0, true);
+	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 0, "load: %d (%s)", got, msg);
+	CHECK_INT(uring, 0);
+	CHECK_INT(direct, 0);
+}
+
+static void rm_scratch(void)
+{
+	char cmd[160];
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (!*scratch_dirs[i])
+			continue;
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch_dirs[i]);
+		if (system(cmd))
+			fprintf(stderr, "cannot remove %s\n", scratch_dirs[i]);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct h_test tests[] = {
+		T(error_after_completions_of_its_batch),
+		T(odirect_refused_at_read_time),
+		T(pread_where_io_uring_is_refused),
+		T(pread_odirect_refused_at_read_time),
+	};
+	int r = h_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+
+	rm_scratch();
+	return r;
+}
