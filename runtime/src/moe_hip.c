@@ -72,8 +72,11 @@ struct moex_hip_layer {
 	uint32_t *hcounts;
 	void *done_ev;			/* after the last run's callback */
 	void *read_ev;			/* after the last run's kernels */
-	/* the run in flight; busy: an asynchronous one */
+	/* the run in flight; busy: an asynchronous one, whose end done_ev
+	 * marks unless busy_unmarked (its record failed: wait for the
+	 * stream) */
 	bool busy;
+	bool busy_unmarked;
 	bool run_async;
 	float *run_y;
 	uint32_t *run_counts;
@@ -726,7 +729,8 @@ int moex__hip_layer_run(struct moex_hip_layer *l, const float *x, size_t ntok,
 	pthread_mutex_lock(&gpu_lock);
 	if (l->busy) {
 		/* the last asynchronous run, its callback included */
-		r = api->event_sync(l->done_ev);
+		r = l->busy_unmarked ? api->sync(gpu.stream) :
+				       api->event_sync(l->done_ev);
 		if (r)
 			goto out;
 		l->busy = false;
@@ -765,12 +769,18 @@ int moex__hip_layer_run(struct moex_hip_layer *l, const float *x, size_t ntok,
 	if (r)
 		goto out;
 	if (async) {
-		r = api->host_fn_launch(gpu.stream, layer_callback, l);
-		if (!r)
-			r = api->event_record(l->done_ev, gpu.stream);
-		if (!r)
-			l->busy = true;
 		/* a launch that failed: nothing will call back */
+		r = api->host_fn_launch(gpu.stream, layer_callback, l);
+		if (r)
+			goto out;
+		/*
+		 * Launched: the callback completes the run, so this returns
+		 * 0 whatever follows. Without done_ev the next run waits for
+		 * the whole stream instead.
+		 */
+		l->busy = true;
+		l->busy_unmarked = api->event_record(l->done_ev,
+						     gpu.stream) != 0;
 		goto out;
 	}
 	r = api->sync(gpu.stream);

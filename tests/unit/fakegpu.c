@@ -20,7 +20,9 @@
  * given where a device one is needed: tests/gpu does.
  *
  * Knobs: FAKEGPU_NODEV=1 (no device), FAKEGPU_ABI=N (claim another ABI).
- * fakegpu_outstanding() returns the allocations and registrations alive.
+ * fakegpu_outstanding() returns the allocations and registrations alive;
+ * fakegpu_fail_records_after_host_fn(n) makes the next n event records
+ * that come right after a host function's launch fail with -EIO.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -306,6 +308,31 @@ EXPORT void moek_hip_event_destroy(void *event)
 	live(-1);
 }
 
+/* fakegpu_fail_records_after_host_fn(): under fake_lock */
+static int fail_records;
+static bool after_host_fn;
+
+EXPORT void fakegpu_fail_records_after_host_fn(int n)
+{
+	pthread_mutex_lock(&fake_lock);
+	fail_records = n;
+	after_host_fn = false;
+	pthread_mutex_unlock(&fake_lock);
+}
+
+/* Was the last launch a host function's, with a failure asked for? */
+static bool fail_this_record(void)
+{
+	bool fail;
+
+	pthread_mutex_lock(&fake_lock);
+	fail = after_host_fn && fail_records > 0;
+	fail_records -= fail;
+	after_host_fn = false;
+	pthread_mutex_unlock(&fake_lock);
+	return fail;
+}
+
 EXPORT int moek_hip_event_record(void *event, void *stream)
 {
 	struct fake_event *ev = event;
@@ -313,6 +340,8 @@ EXPORT int moek_hip_event_record(void *event, void *stream)
 
 	if (!ev)
 		return -EINVAL;
+	if (fail_this_record())
+		return -EIO;
 	pthread_mutex_lock(&ev->lock);
 	op.ticket = ++ev->target;
 	pthread_mutex_unlock(&ev->lock);
@@ -372,10 +401,15 @@ EXPORT int moek_hip_host_fn_launch(void *stream, moek_hip_host_fn fn,
 				   void *arg)
 {
 	struct fake_op op = { .kind = OP_HOSTFN, .fn = fn, .arg = arg };
+	int r;
 
 	if (!fn)
 		return -EINVAL;
-	return enqueue(stream, &op);
+	r = enqueue(stream, &op);
+	pthread_mutex_lock(&fake_lock);
+	after_host_fn = !r;
+	pthread_mutex_unlock(&fake_lock);
+	return r;
 }
 
 EXPORT int moek_hip_copy_kernel(void *dst, const void *src, size_t bytes,

@@ -33,7 +33,7 @@ UNIT_CFLAGS = -Itests/unit -DMOEXCTL='"$(abspath $(1))"' \
 
 # unit-moe_hip loads the pretend GPU plugin (fakegpu.c, with the scalar
 # reference it runs) through MOEX_HIP_LIB; everything but the moek_hip_*
-# functions and fakegpu_outstanding() is hidden.
+# functions and the fakegpu_* test knobs is hidden.
 FAKEGPU_SRCS := tests/unit/fakegpu.c kernels/ref/moe_ref.c kernels/ref/moek_common.c
 FAKEGPU := $(BUILD)/tests/unit/libmoex-hip-fake.so
 FAKEGPU_SAN := $(BUILD)/san/tests/unit/libmoex-hip-fake.so

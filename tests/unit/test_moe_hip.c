@@ -441,6 +441,45 @@ TEST(gpu_completions_arrive_in_the_queue_ring)
 	CHECK_INT(outstanding(), 0);
 }
 
+/*
+ * The GPU took the run's callback but not the event after it: the run is
+ * under way and its callback completes it, once, so the submit must not
+ * report an error (the job would be completed and freed twice). The next
+ * run waits for the stream instead of the event.
+ */
+TEST(callback_launched_completes_once_when_its_event_fails)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(3);
+	struct moex_moe *m = NULL;
+	struct moex_device *dev;
+	struct moex_queue *q;
+	void (*fail)(int);
+	void *h;
+	int ret;
+
+	ret = uring_queue_on_null(32, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	h = dlopen(FAKEGPU, RTLD_NOW | RTLD_NOLOAD);
+	CHECK(h);
+	fail = (void (*)(int))dlsym(h, "fakegpu_fail_records_after_host_fn");
+	dlclose(h);
+	CHECK(fail);
+	fail(NRUN / 2);
+	queue_runs(q, m);
+	fail(0);
+	if (h_result == H_FAIL)
+		return;
+	moex_queue_destroy(q);
+	moex_close(dev);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
 /* Run cmd through sh; its output (stdout and stderr) into out; the status. */
 static int run_capture(const char *cmd, char *out, size_t len)
 {
@@ -525,5 +564,6 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(bad_requests_leave_nothing),
 	  T(runs_on_a_synchronous_queue),
 	  T(gpu_completions_arrive_in_the_queue_ring),
+	  T(callback_launched_completes_once_when_its_event_fails),
 	  T(gpu_bench_runs_on_the_fake_gpu),
 	  T(moex_run_on_the_fake_gpu))
