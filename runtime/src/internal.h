@@ -101,6 +101,12 @@ int moex__queue_host(struct moex_queue *q, int (*fn)(void *ctx), void *ctx,
  * itself and return its res. moex__queue_post() returns 0 or -errno (the
  * completion is then lost, and said on stderr).
  */
+/*
+ * moe.c: 0 when desc (its size and topk covered) is a shape the kernels
+ * take (moek_shape_check(), Documentation/moe-kernels.rst), else -EINVAL.
+ */
+int moex__moe_desc_check(const struct moex_moe_desc *desc);
+
 #define MOEX__QUEUE_LATER 1
 int moex__queue_can_post(struct moex_queue *q);
 int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res);

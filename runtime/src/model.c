@@ -477,28 +477,17 @@ out_free:
 
 /* ---- 5. bind ---------------------------------------------------------- */
 
-static int moex_bind_ffn(const struct moex_model *m,
-			 const struct moex_st_tensor *const t[6],
-			 struct moex_ffn_weights *f, char *err, size_t errlen)
+static void moex_bind_ffn(const struct moex_model *m,
+			  const struct moex_st_tensor *const t[6],
+			  struct moex_ffn_weights *f)
 {
 	const void *p[6] = { NULL };
 	int i;
 
-	for (i = 0; i < 6; i++) {
-		if (!t[i])
-			continue;
-		p[i] = moex_tensor_addr(m, t[i]);
-		/* scales are f32, weights at most f32: 4 bytes serve all */
-		if ((uintptr_t)p[i] % (t[i]->dtype == MOEX_ST_F8_E4M3 ? 1 :
-				       t[i]->dtype == MOEX_ST_F32 ? 4 : 2)) {
-			moex__errf(err, errlen, 0,
-				 "%s: data at file offset %llu is not aligned to its element size",
-				 t[i]->name, (unsigned long long)t[i]->offset);
-			return -EINVAL;
-		}
-	}
+	for (i = 0; i < 6; i++)
+		if (t[i])
+			p[i] = moex_tensor_addr(m, t[i]);
 	*f = (struct moex_ffn_weights){ p[0], p[1], p[2], p[3], p[4], p[5] };
-	return 0;
 }
 
 static int moex_bind_layer(struct moex_model *m,
@@ -515,24 +504,22 @@ static int moex_bind_layer(struct moex_model *m,
 	ex = calloc(ne, sizeof(*ex));
 	if (!ex)
 		return -ENOMEM;
-	for (e = 0; e < ne && !ret; e++)
-		ret = moex_bind_ffn(m, lt->experts[e], &ex[e], err, errlen);
-	if (!ret && lt->desc.n_shared)
-		ret = moex_bind_ffn(m, lt->shared, &w.shared, err, errlen);
-	if (!ret) {
-		w.gate = moex_tensor_addr(m, lt->gate);
-		w.bias = lt->bias ? moex_tensor_addr(m, lt->bias) : NULL;
-		w.experts = ex;
-		if (opts && MOEX_COVERS(opts, backend))
-			mo.backend = opts->backend;
-		if (opts && MOEX_COVERS(opts, threads))
-			mo.threads = opts->threads;
-		if (opts && MOEX_COVERS(opts, gpu_experts))
-			mo.gpu_experts = opts->gpu_experts;
-		ret = moex_moe_create(&lt->desc, &w, &mo, out);
-		if (ret)
-			moex__errf(err, errlen, 0, "layer: %s", strerror(-ret));
-	}
+	for (e = 0; e < ne; e++)
+		moex_bind_ffn(m, lt->experts[e], &ex[e]);
+	if (lt->desc.n_shared)
+		moex_bind_ffn(m, lt->shared, &w.shared);
+	w.gate = moex_tensor_addr(m, lt->gate);
+	w.bias = lt->bias ? moex_tensor_addr(m, lt->bias) : NULL;
+	w.experts = ex;
+	if (opts && MOEX_COVERS(opts, backend))
+		mo.backend = opts->backend;
+	if (opts && MOEX_COVERS(opts, threads))
+		mo.threads = opts->threads;
+	if (opts && MOEX_COVERS(opts, gpu_experts))
+		mo.gpu_experts = opts->gpu_experts;
+	ret = moex_moe_create(&lt->desc, &w, &mo, out);
+	if (ret)
+		moex__errf(err, errlen, 0, "layer: %s", strerror(-ret));
 	free(ex);	/* moex_moe_create() copied the array */
 	return ret;
 }
@@ -590,7 +577,16 @@ static int moex_model_range(struct moex_model *m,
 	return 0;
 }
 
-/* Every tensor of the layers: lt[count] and the list t[*nt]. */
+static uint64_t moex_dtype_size(uint32_t dtype)
+{
+	return dtype == MOEX_ST_F32 ? 4 : dtype == MOEX_ST_BF16 ? 2 : 1;
+}
+
+/*
+ * Every tensor of the layers: lt[count] and the list t[*nt], sorted by
+ * file and offset, after checking what would fail later (the shape, the
+ * alignment): no byte is read for a load that cannot bind.
+ */
 static int moex_model_tensors(struct moex_model *m,
 			      struct moex_layer_tensors *lt,
 			      const struct moex_st_tensor ***tp, size_t *nt,
@@ -606,6 +602,13 @@ static int moex_model_tensors(struct moex_model *m,
 					errlen);
 		if (ret)
 			return ret;
+		/* before any byte is read: what the kernels would refuse */
+		if (moex__moe_desc_check(&lt[i].desc))
+			return moex__errf(err, errlen, -EINVAL,
+					  "layer %u: the config's MoE shape is not one the kernels take (n_routed_experts %u, num_experts_per_tok %u, n_group %u, topk_group %u; Documentation/moe-kernels.rst, Shapes)",
+					  m->first + i, lt[i].desc.n_experts,
+					  lt[i].desc.topk, lt[i].desc.n_groups,
+					  lt[i].desc.topk_groups);
 		cap += 2 + 6 * ((size_t)lt[i].desc.n_experts + 1);
 	}
 	t = malloc(cap * sizeof(*t));
@@ -624,8 +627,22 @@ static int moex_model_tensors(struct moex_model *m,
 				t[n++] = lt[i].shared[k];
 	}
 	qsort(t, n, sizeof(*t), moex_tensor_cmp);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		/*
+		 * The plan keeps a tensor's offset modulo 4 KiB in memory: one
+		 * at an offset that is not a multiple of its element size
+		 * would be read by the kernels at a misaligned address.
+		 */
+		if (t[i]->offset % moex_dtype_size(t[i]->dtype)) {
+			ret = moex__errf(err, errlen, -EINVAL,
+					 "%s: data at file offset %llu is not aligned to its element size",
+					 t[i]->name,
+					 (unsigned long long)t[i]->offset);
+			free(t);
+			return ret;
+		}
 		m->info.bytes += t[i]->nbytes;
+	}
 	*tp = t;
 	*nt = n;
 	return 0;

@@ -105,6 +105,14 @@ static void moex_moe_shape(const struct moex_moe_desc *d, struct moek_shape *s)
 		s->gtype = d->gate_dtype;
 }
 
+int moex__moe_desc_check(const struct moex_moe_desc *desc)
+{
+	struct moek_shape s;
+
+	moex_moe_shape(desc, &s);
+	return moek_shape_check(&s);
+}
+
 /* Every matrix the shape needs is there, with scales exactly for FP8. */
 static bool moex_ffn_ok(const struct moek_shape *s, const struct moek_ffn *f)
 {

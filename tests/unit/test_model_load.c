@@ -10,7 +10,9 @@
  *   - O_DIRECT refused at read time on every read in flight: each goes
  *     again buffered, and the weights are the file's bytes;
  *   - io_uring refused: pread(2) reads the same bytes, and errors still
- *     end the load.
+ *     end the load;
+ *   - what would fail once the layers bind (a tensor at a misaligned
+ *     offset, a MoE shape the kernels refuse) fails before any read.
  * Every load that could hang runs in a child with an alarm.
  */
 #include <errno.h>
@@ -63,6 +65,16 @@ static int ring_init(unsigned int qd, struct io_uring *ring)
 	return refuse_ring ? -EPERM : io_uring_queue_init(qd, ring, 0);
 }
 
+static int progress_calls;
+
+static void progress(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)ctx;
+	(void)done;
+	(void)total;
+	progress_calls++;
+}
+
 static void faults(int mode, int nth, bool no_ring)
 {
 	fault_mode = mode;
@@ -73,14 +85,14 @@ static void faults(int mode, int nth, bool no_ring)
 
 /* ---- models ---- */
 
-/* An 8-layer model of about 25 MB in base/NAME, 1 MiB pieces aplenty. */
+/* A 4-layer model of about 25 MB in base/NAME, 1 MiB pieces aplenty. */
 static int make_model(const char *base, const char *name, char *dir,
 		      size_t len)
 {
 	struct run r;
 	const char *args[] = { "--quiet", "--force", "--preset", "tiny",
-		"--layers", "8", "--first-dense", "0", "--hidden", "512",
-		"--inter", "512", "--experts", "8", "--shards", "2",
+		"--layers", "4", "--first-dense", "0", "--hidden", "512",
+		"--inter", "256", "--experts", "8", "--shards", "2",
 		"--align", "4096", dir, NULL };
 
 	snprintf(dir, len, "%s/%s", base, name);
@@ -145,8 +157,9 @@ static bool same_bytes(const struct moex_model *m)
 /*
  * Load dir with queue depth qd in a child that has 20 s. Returns the
  * child's report: 0 loaded with the file's bytes (*uring, *direct: from
- * the info), 1 failed with -EIO and a message naming the read, 2 anything
- * else, 3 a hang (SIGALRM), 4 another death.
+ * the info), 1 failed with -EIO and a message naming the read, 5 failed
+ * with -EINVAL before any read, 2 anything else, 3 a hang (SIGALRM), 4
+ * another death; msg: the error message.
  */
 static int load_in_child(const char *dir, unsigned int qd, int *uring,
 			 int *direct, char *msg, size_t msglen)
@@ -172,7 +185,9 @@ static int load_in_child(const char *dir, unsigned int qd, int *uring,
 		if (freopen("/dev/null", "w", stderr) == NULL)
 			_exit(2);
 		alarm(20);
+		o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
 		o.queue_depth = qd;
+		o.progress = progress;
 		o.errbuf = err;
 		o.errlen = sizeof(err);
 		ret = moex_model_open(dir, &o, &m);
@@ -184,6 +199,8 @@ static int load_in_child(const char *dir, unsigned int qd, int *uring,
 			moex_model_close(m);
 		} else if (ret == -EIO && strstr(err, "read at")) {
 			code = 1;
+		} else if (ret == -EINVAL && !progress_calls) {
+			code = 5;
 		}
 		if (write(p[1], err, strlen(err) + 1) < 0)
 			code = 2;
@@ -284,6 +301,118 @@ TEST(pread_odirect_refused_at_read_time)
 	CHECK_INT(direct, 0);
 }
 
+/*
+ * In the single shard of dir, move tensor name's data by one byte (into
+ * the gap --align 4096 leaves after it), keeping the header's length.
+ */
+static int shift_tensor(const char *dir, const char *name)
+{
+	char path[192], *hdr = NULL, *p, *q, num[2][32];
+	unsigned long long a, b;
+	uint64_t hlen;
+	int fd, ret = -1;
+
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	fd = open(path, O_RDWR);
+	if (fd < 0 || pread(fd, &hlen, 8, 0) != 8 || hlen > (1u << 24))
+		goto out;
+	hdr = calloc(1, hlen + 1);
+	if (!hdr || pread(fd, hdr, hlen, 8) != (ssize_t)hlen)
+		goto out;
+	p = strstr(hdr, name);
+	p = p ? strstr(p, "\"data_offsets\"") : NULL;
+	p = p ? strchr(p, '[') : NULL;
+	if (!p || sscanf(p, "[%llu,%llu]", &a, &b) != 2)
+		goto out;
+	q = strchr(p, ']');
+	snprintf(num[0], sizeof(num[0]), "[%llu,%llu]", a, b);
+	snprintf(num[1], sizeof(num[1]), "[%llu,%llu]", a + 1, b + 1);
+	if (!q || (size_t)(q + 1 - p) != strlen(num[0]) ||
+	    strlen(num[0]) != strlen(num[1]))
+		goto out;
+	memcpy(p, num[1], strlen(num[1]));
+	if (pwrite(fd, hdr, hlen, 8) == (ssize_t)hlen)
+		ret = 0;
+out:
+	free(hdr);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* A router gate or an expert's matrix (bf16) at an odd offset: refused
+ * before any read. */
+TEST(misaligned_tensor_fails_before_reading)
+{
+	static const char *const names[] = {
+		"model.layers.0.mlp.gate.weight\"",
+		"model.layers.1.mlp.experts.3.down_proj.weight\"",
+	};
+	/* sizes that are not multiples of 4 KiB: room after each */
+	const char *base = scratch(true);
+	char dir[128], msg[512];
+	int got, uring, direct;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		struct run r;
+		const char *args[] = { "--quiet", "--force", "--preset",
+			"tiny", "--layers", "2", "--first-dense", "0",
+			"--hidden", "200", "--inter", "72", "--experts", "8",
+			"--shards", "1", "--align", "4096", dir, NULL };
+
+		snprintf(dir, sizeof(dir), "%s/misaligned%zu", base, i);
+		CHECK(run_bin(&r, MKMODEL, NULL, args) == 0 && !r.status);
+		CHECK_MSG(shift_tensor(dir, names[i]) == 0, "cannot move %s",
+			  names[i]);
+		faults(F_NONE, 0, false);
+		got = load_in_child(dir, 8, &uring, &direct, msg,
+				    sizeof(msg));
+		CHECK_MSG(got == 5, "%s one byte on: %d (%s)", names[i], got,
+			  msg);
+		CHECK_HAS(msg, "not aligned to its element size");
+	}
+}
+
+/* A config the kernels refuse (groups of one expert): before any read. */
+TEST(kernel_refused_shape_fails_before_reading)
+{
+	const char *base = scratch(true);
+	char dir[128], path[192], msg[512], *cfg, *p, *q;
+	int got, uring, direct;
+	FILE *f;
+	long n;
+
+	CHECK(base && make_model(base, "groups", dir, sizeof(dir)) == 0);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	f = fopen(path, "r+");
+	CHECK(f);
+	cfg = calloc(1, 1 << 16);
+	n = cfg ? (long)fread(cfg, 1, (1 << 16) - 1, f) : -1;
+	/*
+	 * 8 experts in 4 groups of 2, 2 kept, become 8 groups of 1, all
+	 * kept: a config that reads well, which the kernels refuse
+	 */
+	p = n > 0 ? strstr(cfg, "\"n_group\": 4,") : NULL;
+	if (p)
+		p[strlen("\"n_group\": ")] = '8';
+	q = n > 0 ? strstr(cfg, "\"topk_group\": 2") : NULL;
+	if (q)
+		q[strlen("\"topk_group\": ")] = '8';
+	if (p && q) {
+		rewind(f);
+		fwrite(cfg, 1, (size_t)n, f);
+	}
+	fclose(f);
+	free(cfg);
+	CHECK_MSG(p && q, "no \"n_group\": 4 or \"topk_group\": 2 in %s",
+		  path);
+	faults(F_NONE, 0, false);
+	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 5, "n_group 8 of 8 experts: %d (%s)", got, msg);
+	CHECK_HAS(msg, "not one the kernels take");
+}
+
 static void rm_scratch(void)
 {
 	char cmd[160];
@@ -305,6 +434,8 @@ int main(int argc, char **argv)
 		T(odirect_refused_at_read_time),
 		T(pread_where_io_uring_is_refused),
 		T(pread_odirect_refused_at_read_time),
+		T(misaligned_tensor_fails_before_reading),
+		T(kernel_refused_shape_fails_before_reading),
 	};
 	int r = h_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 
