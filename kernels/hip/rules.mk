@@ -24,6 +24,9 @@
 #
 # hipcc 5.2 must always be given --offload-arch (its detection crashes
 # without a GPU). HIP_ARCHS and CUDA_ARCH choose the targets.
+# HIPCC_EXTRA_FLAGS go on every hipcc compile (debian/rules: the hardening
+# flags of CXXFLAGS and CPPFLAGS, without -O and -g); the hipcc link of the
+# plugin takes LDFLAGS, as libmoex's does.
 
 HIPCC ?= hipcc
 NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) \
@@ -40,7 +43,7 @@ HIP_INC := -Ikernels/include -Ikernels/hip
 # math, and say so to both compilers.
 HIPCC_FLAGS := -std=c++17 -O3 -fPIC -Wall -Wextra -Werror \
 	-fno-gpu-flush-denormals-to-zero \
-	$(HIP_ARCHS:%=--offload-arch=%) $(HIP_INC)
+	$(HIP_ARCHS:%=--offload-arch=%) $(HIP_INC) $(HIPCC_EXTRA_FLAGS)
 NVCC_FLAGS := -std=c++17 -O3 -arch=$(CUDA_ARCH) -ftz=false \
 	-Werror all-warnings -Xcompiler -fPIC,-Wall,-Wextra,-Werror $(HIP_INC)
 
@@ -107,8 +110,9 @@ $(HIP_PLUGIN_CUDA): $(CUDA_OBJS) $(BUILD)/cuda/moek_common.o $(HIP_PLUGIN_MAP)
 		-Xlinker --version-script=$(HIP_PLUGIN_MAP) -Xlinker -z,defs
 
 $(HIP_PLUGIN_HIP): $(HIP_OBJS) $(BUILD)/hip/moek_common.o $(HIP_PLUGIN_MAP)
-	$(HIPCC) $(HIP_ARCHS:%=--offload-arch=%) -shared -o $@ $(HIP_OBJS) \
-		$(BUILD)/hip/moek_common.o -Wl,-soname,$(HIP_PLUGIN_SONAME) \
+	$(HIPCC) $(HIP_ARCHS:%=--offload-arch=%) $(LDFLAGS) -shared -o $@ \
+		$(HIP_OBJS) $(BUILD)/hip/moek_common.o \
+		-Wl,-soname,$(HIP_PLUGIN_SONAME) \
 		-Wl,--version-script,$(HIP_PLUGIN_MAP)
 
 $(BUILD)/tests/gpu/test_gpu.o: $(GPU_TEST_SRC) kernels/hip/moek_hip.h \
