@@ -17,6 +17,7 @@
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -108,10 +109,28 @@ MOEX_STATIC_UNLESS_KUNIT void moex_uncharge(struct moex_region *r)
 	atomic64_sub(r->length, &moex_pinned_all);
 }
 
+/*
+ * May @page stay pinned for writing as long as user space likes? Not a
+ * page-cache page of an ordinary file: the filesystem's writeback does not
+ * expect a page dirtied behind its back (unpinning one dirty can warn, as
+ * ext4 does), which is why Linux 6.5 refuses such long-term pins in GUP
+ * itself. Anonymous, shmem/memfd/tmpfs and hugetlbfs pages are fine.
+ */
+static bool moex_page_pinnable_rw(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	struct address_space *mapping;
+
+	if (folio_test_anon(folio) || folio_test_hugetlb(folio))
+		return true;
+	mapping = folio_mapping(folio);
+	return !mapping || shmem_mapping(mapping);
+}
+
 static int moex_pin_pages(struct moex_region *r)
 {
 	unsigned int gup = FOLL_LONGTERM;
-	unsigned long done = 0;
+	unsigned long done = 0, i;
 	int n;
 
 	if (!test_bit(MOEX_REGION_B_READONLY, &r->flags))
@@ -127,6 +146,12 @@ static int moex_pin_pages(struct moex_region *r)
 			return n ? n : -EFAULT;
 		}
 		done += n;
+		for (i = done - n; (gup & FOLL_WRITE) && i < done; i++) {
+			if (!moex_page_pinnable_rw(r->pages[i])) {
+				unpin_user_pages(r->pages, done);
+				return -EOPNOTSUPP;
+			}
+		}
 		if (fatal_signal_pending(current)) {
 			unpin_user_pages(r->pages, done);
 			return -EINTR;
@@ -308,8 +333,9 @@ MOEX_STATIC_UNLESS_KUNIT int moex_handle_alloc(struct moex_file *mf,
  *	moex_region_pin_undo().
  *
  * Return: 0, or -EINVAL/-EOVERFLOW/-EFAULT for bad arguments (no counter
- * moves), -ENOMEM when a limit is reached or -EFAULT when an address cannot
- * be pinned (pin_failures moves).
+ * moves), -ENOMEM when a limit is reached, -EFAULT when an address cannot
+ * be pinned or -EOPNOTSUPP for a writable pin of an ordinary file's
+ * shared mapping (pin_failures moves).
  */
 int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg,
 		    u64 *serial)

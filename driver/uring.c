@@ -20,9 +20,11 @@
  * holds its regions and the device (struct moex_copy_op in copy.c), and
  * io_uring holds the file and the request until io_uring_cmd_done(). There
  * is no cancel hook (6.1 has none): the engines finish or fail every
- * request in bounded time (the edu engine within seconds, or -ETIMEDOUT),
- * and io_uring waits for them when the ring or the process goes away, so
- * every command is completed exactly once and nothing is freed under it.
+ * request (the edu engine, a test device, 4 KiB at a time, each chunk
+ * within seconds or -ETIMEDOUT, so a request's time grows with its
+ * length: about 20 KiB/s under TCG), and io_uring waits for them when the
+ * ring or the process goes away, so every command is completed exactly
+ * once and nothing is freed under it.
  *
  * Kernel API differences are settled by driver/probe.sh at build time
  * (moex_probe.h), not by version numbers.

@@ -2,14 +2,18 @@
 /*
  * moex-vm-suite: pinning. REGION_PIN/UNPIN/INFO, scatter lists of huge and
  * base pages, VmPin accounting, RLIMIT_MEMLOCK for root and non-root,
- * max_pinned_mb, and the per-open-file handle namespace.
+ * max_pinned_mb, the per-open-file handle namespace, and what memory a
+ * writable pin takes (not an ordinary file's page cache).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "suite.h"
@@ -148,6 +152,74 @@ static int t_pin_readonly_rw_mapping(const struct test *t)
 	CHECK_OK(do_pin(md, p, 64 * KIB, MOEX_PIN_READONLY, &h));
 	TRY(check_rinfo(dev, md, h, p, 64 * KIB, MOEX_REGION_READONLY, NULL));
 	return T_PASS;
+}
+
+/* t_pin_file_mapping()'s checks, with the ramfs mounted on dir. */
+static int pin_file_mapping_in(int dev, const char *dir)
+{
+	const uint64_t len = 64 * KIB;
+	struct moex_device *md;
+	struct stats s0;
+	char path[64];
+	long long vm0;
+	uint32_t h;
+	char *p, *q, *m;
+	int fd, mfd;
+
+	OPEN_DEV(dev, &md);
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = track_fd(open(path, O_RDWR | O_CREAT, 0600));
+	mfd = track_fd(memfd_create("moex-pin", 0));
+	CHECK(fd >= 0 && mfd >= 0, "file or memfd: %s", strerror(errno));
+	CHECK(!ftruncate(fd, (off_t)len) && !ftruncate(mfd, (off_t)len),
+	      "ftruncate: %s", strerror(errno));
+	MAP(p, xmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+	MAP(q, xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
+	MAP(m, xmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0));
+	memset(p, 0x5a, len);
+
+	STATS(dev, &s0);
+	vm0 = vmpin_kb(0);
+	CHECK_ERRNO(do_pin(md, p, len, 0, &h), EOPNOTSUPP);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	CHECK(vmpin_kb(0) == vm0, "VmPin moved after a refused pin: %lld kB, was %lld",
+	      vmpin_kb(0), vm0);
+	/* read-only, the same pages pin */
+	CHECK_OK(do_pin(md, p, len, MOEX_PIN_READONLY, &h));
+	CHECK_OK(do_unpin(md, h));
+	/* a private mapping: the write fault gives anonymous copies */
+	CHECK_OK(do_pin(md, q, len, 0, &h));
+	CHECK_OK(do_unpin(md, h));
+	/* a memfd is shmem */
+	CHECK_OK(do_pin(md, m, len, 0, &h));
+	CHECK_OK(do_unpin(md, h));
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1,
+				     [ST_PIN_CALLS] = 3,
+				     [ST_UNPIN_CALLS] = 3));
+	return T_PASS;
+}
+
+/*
+ * A shared mapping of an ordinary file (ramfs: page cache, not shmem): a
+ * writable pin is refused with EOPNOTSUPP and leaves nothing pinned or
+ * charged; read-only it pins. A private writable mapping of the same file
+ * pins (its pages become anonymous), and so does a memfd (shmem).
+ */
+static int t_pin_file_mapping(const struct test *t)
+{
+	const char *dir = "/tmp/moex-ramfs";
+	int dev, ret;
+
+	TRY(test_dev(t, &dev));
+	CHECK(!mkdir(dir, 0700) || errno == EEXIST, "mkdir %s: %s", dir,
+	      strerror(errno));
+	CHECK(!mount("none", dir, "ramfs", 0, NULL),
+	      "mount ramfs on %s: %s", dir, strerror(errno));
+	ret = pin_file_mapping_in(dev, dir);
+	/* lazily: the test's mappings and fds go after it returns */
+	if (umount2(dir, MNT_DETACH) && ret == T_PASS)
+		return FAIL("umount %s: %s", dir, strerror(errno));
+	return ret;
 }
 
 /* 4 MiB of transparent huge pages: at most one segment per 2 MiB. */
@@ -790,5 +862,6 @@ const struct test suite_region_tests[] = {
 	{ "pin_outlives_munmap_edu", t_pin_outlives_munmap, DEV_EDU, TF_MODULE },
 	{ "pin_huge_length_unprivileged", t_pin_huge_length, NULL, TF_MODULE },
 	{ "edu_pin_beyond_dma_mask", t_edu_pin_beyond_dma, NULL, TF_MODULE },
+	{ "pin_file_mapping", t_pin_file_mapping, DEV_CPU, TF_MODULE },
 	{ NULL, NULL, NULL, 0 }
 };

@@ -86,7 +86,9 @@ struct moex_info {
  *
  * The pages are pinned long-term (FOLL_LONGTERM), accounted against the
  * caller's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK, counted against the
- * module's max_pinned_mb, and DMA-mapped for the device's engine.
+ * module's max_pinned_mb, and DMA-mapped for the device's engine. A
+ * writable pin of an ordinary file's page-cache pages fails with
+ * -EOPNOTSUPP (anonymous, shmem and hugetlbfs memory are pinned).
  */
 struct moex_region_pin {
 	__u64 addr;
@@ -154,8 +156,11 @@ struct moex_region_info {
  *
  * The dma-buf holds the region: its pages stay pinned and accounted until
  * the last reference to the dma-buf goes, even after REGION_UNPIN or after
- * the moex file is closed. The dma-buf supports attach/map by any importer
- * and mmap by the CPU.
+ * the moex file is closed. Importers attach and map it, and the CPU mmaps
+ * it (MAP_SHARED). For a region pinned with %MOEX_PIN_READONLY only
+ * DMA_TO_DEVICE mappings and read-only mmaps are allowed: a bidirectional
+ * map fails with -EACCES, so importers that map every attachment both
+ * ways (as amdgpu's dynamic attach does on 6.1) need a writable region.
  */
 struct moex_region_export {
 	__u32 handle;
