@@ -220,7 +220,10 @@ struct moex_cqe {
  * (it is disabled: -EPERM, see moex_error_hint(); too old: -EINVAL or
  * -ENOSYS; the driver lacks uring_cmd: -EOPNOTSUPP) the queue falls back
  * to the synchronous path and moex_queue_mode() says why.
- * A queue is for one thread at a time (SINGLE_ISSUER).
+ * An io_uring queue belongs to the thread that created it (SINGLE_ISSUER
+ * and DEFER_TASKRUN, where the kernel has them): submit, wait and destroy
+ * it there; another thread's submit or wait fails with -EEXIST. A
+ * synchronous queue may move between threads, one at a time.
  * dev may be NULL for a queue of host work only (MoE layers on a host
  * without the module): it is synchronous, fallback_err -ENODEV, and its
  * device commands complete with -ENODEV.
@@ -230,7 +233,8 @@ int moex_queue_create(struct moex_device *dev,
 		      struct moex_queue **out);
 
 /* Destroy a queue: what is queued is submitted and every command in
- * flight waited for first. */
+ * flight waited for first. -EEXIST, with nothing changed, when that needs
+ * the ring from another thread than the one that created it. */
 int moex_queue_destroy(struct moex_queue *q);
 
 /*

@@ -300,15 +300,30 @@ int moex_queue_destroy(struct moex_queue *q)
 	MOEX_KEEP_ERRNO;
 	struct moex_cqe cqe;
 
+	int ret;
+
 	if (!q)
 		return 0;
-	/* What was queued runs: host work owns memory only running frees. */
-	if (q->queued || q->host_queued)
-		moex_queue_submit(q);
+	/*
+	 * What was queued runs: host work owns memory only running frees.
+	 * Another thread than the ring's gets -EEXIST here or below: then
+	 * nothing was torn down, for the ring's thread to do it.
+	 */
+	if (q->queued || q->host_queued) {
+		ret = moex_queue_submit(q);
+		if (ret == -EEXIST)
+			return ret;
+	}
 	if (q->mode == MOEX_QUEUE_MODE_URING) {
-		/* The driver's commands hold buffers of the caller's. */
-		while (q->inflight && moex_queue_wait(q, &cqe, 1, 1, -1) >= 0)
-			;
+		/* The driver's commands hold buffers of the caller's, and
+		 * later work posts into the ring. */
+		while (q->inflight) {
+			ret = moex_queue_wait(q, &cqe, 1, 1, -1);
+			if (ret == -EEXIST)
+				return ret;
+			if (ret < 0 && ret != -EINTR)
+				break;
+		}
 		io_uring_queue_exit(&q->ring);
 	}
 	moex_queue_free(q);

@@ -320,6 +320,56 @@ TEST(later_work_completes_into_the_ring_from_another_thread)
 	moex_queue_destroy(sq);
 }
 
+/* moex_queue_destroy() from a thread that is not the ring's */
+static void *destroy_elsewhere(void *arg)
+{
+	return (void *)(intptr_t)moex_queue_destroy(arg);
+}
+
+/*
+ * The ring belongs to the thread that made it (SINGLE_ISSUER and
+ * DEFER_TASKRUN): destroying the queue from another thread while work is
+ * in flight must fail with -EEXIST and leave it whole (it used to stop
+ * waiting and free the queue under the work's completion); the owner then
+ * reaps and destroys it.
+ */
+TEST(destroy_from_another_thread_changes_nothing)
+{
+	struct later l = { .user_data = 7, .res = 3 };
+	struct moex_device *dev;
+	struct moex_queue *q;
+	struct moex_cqe c;
+	unsigned int flags = 0;
+	pthread_t t;
+	void *tr;
+	int ret;
+
+	ret = uring_queue_on_null(16, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING (Linux 5.18) here (%s)",
+		     moex_strerror(ret));
+	moex_queue_mode(q, &flags, NULL);
+	if (!(flags & IORING_SETUP_DEFER_TASKRUN)) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("no DEFER_TASKRUN here: any thread may wait");
+	}
+	l.q = q;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK(!pthread_create(&t, NULL, destroy_elsewhere, q));
+	CHECK(!pthread_join(t, &tr));
+	CHECK_INT((int)(intptr_t)tr, -EEXIST);
+	/* the queue is whole: its completion arrives here */
+	CHECK_INT(moex_queue_wait(q, &c, 1, 1, 5000), 1);
+	CHECK_U64(c.user_data, 7);
+	CHECK_INT(c.res, 3);
+	pthread_join(l.thread, NULL);
+	CHECK_INT(l.post_ret, 0);
+	CHECK_INT(moex_queue_destroy(q), 0);
+	moex_close(dev);
+}
+
 /*
  * /dev/null answers every uring_cmd with 0 (Linux 6.0 added that for
  * benchmarking): the startup probe must not take it for moex, or COPYs
@@ -514,6 +564,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(startup_probe_refuses_a_file_that_is_not_moex),
 	  T(uring_mode_completes_each_command_once),
 	  T(later_work_completes_into_the_ring_from_another_thread),
+	  T(destroy_from_another_thread_changes_nothing),
 	  T(sync_submit_runs_in_order_and_keeps_results),
 	  T(sync_queue_is_bounded_by_entries),
 	  T(sync_wait_never_blocks_on_nothing),
