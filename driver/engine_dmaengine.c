@@ -60,6 +60,8 @@ static void moex_dmaengine_done(void *param,
 	struct moex_copy_req *req = cb->req;
 	int err = result->result == DMA_TRANS_NOERROR ? 0 : -EIO;
 
+	/* what the channel wrote, for the CPU (moex_dma_sync_piece()) */
+	moex_dma_sync_range(req->dst, req->dst_off, req->len, false);
 	kfree(cb);
 	req->complete(req, err);
 	/* wake_up_var() uses the address only as a key; destroy() syncs */
@@ -127,6 +129,7 @@ static int moex_dmaengine_submit(struct moex_engine *eng,
 		if (n == left)
 			flags |= DMA_PREP_INTERRUPT;
 
+		moex_dma_sync_piece(req->src, s, n, true);
 		ret = -ENOMEM;
 		tx = dmaengine_prep_dma_memcpy(chan, d, s, n, flags);
 		if (!tx)

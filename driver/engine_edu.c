@@ -255,12 +255,14 @@ static int moex_edu_copy(struct moex_edu_engine *e, struct moex_copy_req *req)
 		if (!n || !moex_edu_addr_ok(s, n) || !moex_edu_addr_ok(d, n))
 			return -EINVAL;
 
+		moex_dma_sync_piece(req->src, s, n, true);
 		ret = moex_edu_dma(e, s, EDU_BUF_ADDR, n, false);
 		if (ret)
 			return ret;
 		ret = moex_edu_dma(e, EDU_BUF_ADDR, d, n, true);
 		if (ret)
 			return ret;
+		moex_dma_sync_piece(req->dst, d, n, false);
 
 		moex_dma_cursor_advance(&sc, n);
 		moex_dma_cursor_advance(&dc, n);

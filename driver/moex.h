@@ -341,6 +341,10 @@ dma_addr_t moex_dma_cursor_addr(struct moex_dma_cursor *c, u64 *contig);
 void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes);
 u64 moex_dma_chunk(struct moex_dma_cursor *sc, struct moex_dma_cursor *dc,
 		   u64 left, u64 max, dma_addr_t *s, dma_addr_t *d);
+void moex_dma_sync_piece(struct moex_region *r, dma_addr_t addr, u64 len,
+			 bool for_device);
+void moex_dma_sync_range(struct moex_region *r, u64 off, u64 len,
+			 bool for_device);
 
 /* copy.c: the COPY command */
 int moex_copy_check(const struct moex_copy *arg, u32 flags);

@@ -207,7 +207,9 @@ static int moex_map_pages(struct moex_region *r, struct moex_dev *mdev)
 	 * The same memory may be pinned twice, or be mapped for an importer
 	 * of the region's dma-buf too: DMA-API debugging refuses overlapping
 	 * mappings unless they skip the CPU syncs. So moex syncs explicitly,
-	 * here as dma_map_sgtable() would, and in moex_region_sync().
+	 * here as dma_map_sgtable() would, in moex_region_sync() for the CPU
+	 * paths and per piece of a copy in the DMA engines
+	 * (moex_dma_sync_piece()).
 	 */
 	ret = dma_map_sgtable(dma_dev, &r->sgt, moex_region_dir(r),
 			      DMA_ATTR_SKIP_CPU_SYNC);
@@ -572,6 +574,57 @@ void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes)
 		c->seg_off -= sg_dma_len(c->sg);
 		c->left--;
 		c->sg = c->left ? sg_next(c->sg) : NULL;
+	}
+}
+
+/**
+ * moex_dma_sync_piece() - hand one piece of a region between CPU and engine.
+ * @r: the region the piece lies in (DMA-mapped).
+ * @addr: the piece's DMA address, from a cursor of @r.
+ * @len: its length, within one mapped segment.
+ * @for_device: true before the engine reads the piece, false after the
+ *	engine wrote it and before the CPU may read it.
+ *
+ * A no-op where the mapping is coherent and not bounced (x86, with or
+ * without an IOMMU); where swiotlb bounces it or caches are not coherent,
+ * this carries user space's writes to the engine and the engine's back.
+ * Any context.
+ */
+void moex_dma_sync_piece(struct moex_region *r, dma_addr_t addr, u64 len,
+			 bool for_device)
+{
+	if (for_device)
+		dma_sync_single_for_device(r->dma_dev, addr, len,
+					   moex_region_dir(r));
+	else
+		dma_sync_single_for_cpu(r->dma_dev, addr, len,
+					moex_region_dir(r));
+}
+
+/**
+ * moex_dma_sync_range() - moex_dma_sync_piece() over a byte range.
+ * @r: the region (DMA-mapped).
+ * @off: the range's first byte.
+ * @len: its length.
+ * @for_device: as for moex_dma_sync_piece().
+ *
+ * Any context.
+ */
+void moex_dma_sync_range(struct moex_region *r, u64 off, u64 len,
+			 bool for_device)
+{
+	struct moex_dma_cursor c;
+	dma_addr_t a;
+	u64 n;
+
+	if (moex_dma_cursor_init(&c, r, off))
+		return;
+	while (len && c.left) {
+		a = moex_dma_cursor_addr(&c, &n);
+		n = min(n, len);
+		moex_dma_sync_piece(r, a, n, for_device);
+		moex_dma_cursor_advance(&c, n);
+		len -= n;
 	}
 }
 
