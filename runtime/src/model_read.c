@@ -46,13 +46,14 @@ static int open_regular(const char *path, uint64_t *size, char *err,
 	struct stat st;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in its place must not block the open */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		ret = errno > 0 ? -errno : -EIO;
 		return moex__errf(err, errlen, ret, "%s: %s", path,
 			    ret == -ENOENT ? "missing" : strerror(-ret));
 	}
-	if (fstat(fd, &st)) {
+	if (fstat(fd, &st) || fcntl(fd, F_SETFL, 0)) {
 		ret = errno > 0 ? -errno : -EIO;
 		close(fd);
 		return moex__errf(err, errlen, ret, "%s: %s", path, strerror(-ret));

@@ -1190,8 +1190,17 @@ TEST(model_read_errors)
 		CHECK(mkdir(p, 0700) == 0);
 	}
 	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
-	rm_rf(dir);
 	CHECK_HAS(errbuf, "not a regular file");
+	/* a FIFO: refused at once, not waited on for a writer */
+	{
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/config.json", dir);
+		CHECK(rmdir(p) == 0 && mkfifo(p, 0600) == 0);
+	}
+	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
+	CHECK_HAS(errbuf, "not a regular file");
+	rm_rf(dir);
 	/* No error buffer: still the right errno. */
 	CHECK_INT(moex__model_read("/nonexistent/moex", &m, NULL, 0), -ENOENT);
 	moex__model_free(NULL);
