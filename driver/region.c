@@ -110,12 +110,39 @@ MOEX_STATIC_UNLESS_KUNIT void moex_uncharge(struct moex_region *r)
 }
 
 /*
- * May @page stay pinned for writing as long as user space likes? Not a
- * page-cache page of an ordinary file: the filesystem's writeback does not
- * expect a page dirtied behind its back (unpinning one dirty can warn, as
- * ext4 does), which is why Linux 6.5 refuses such long-term pins in GUP
- * itself. Anonymous, shmem/memfd/tmpfs and hugetlbfs pages are fine.
+ * Which memory a writable pin takes: anonymous memory (private mappings
+ * included: the write fault gives them anonymous copies), shmem (memfd,
+ * tmpfs, SysV shm) and hugetlbfs, not the page cache of other files. A
+ * file system's writeback does not expect its pages dirtied behind its
+ * back (unpinning one dirty can warn, as ext4 does); Linux 6.5 refuses
+ * such long-term pins in GUP itself for the file systems that track dirty
+ * pages, moex for all but those two.
+ *
+ * First by the VMAs, before any page is faulted in (a refused pin must not
+ * allocate a sparse file's blocks), then by the pinned pages themselves,
+ * which a concurrent mmap() cannot change.
  */
+static int moex_pin_vmas_rw_ok(struct moex_region *r)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	int ret = 0;
+
+	VMA_ITERATOR(vmi, mm, r->addr);
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	for_each_vma_range(vmi, vma, r->addr + r->length) {
+		if (vma->vm_file && (vma->vm_flags & VM_SHARED) &&
+		    !is_vm_hugetlb_page(vma) &&
+		    !shmem_mapping(vma->vm_file->f_mapping)) {
+			ret = -EOPNOTSUPP;
+			break;
+		}
+	}
+	mmap_read_unlock(mm);
+	return ret;
+}
+
 static bool moex_page_pinnable_rw(struct page *page)
 {
 	struct folio *folio = page_folio(page);
@@ -133,8 +160,12 @@ static int moex_pin_pages(struct moex_region *r)
 	unsigned long done = 0, i;
 	int n;
 
-	if (!test_bit(MOEX_REGION_B_READONLY, &r->flags))
+	if (!test_bit(MOEX_REGION_B_READONLY, &r->flags)) {
 		gup |= FOLL_WRITE;
+		n = moex_pin_vmas_rw_ok(r);
+		if (n)
+			return n;
+	}
 
 	while (done < r->npages) {
 		n = pin_user_pages_fast(r->addr + done * PAGE_SIZE,
@@ -586,8 +617,12 @@ void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes)
  *	engine wrote it and before the CPU may read it.
  *
  * A no-op where the mapping is coherent and not bounced (x86, with or
- * without an IOMMU); where swiotlb bounces it or caches are not coherent,
- * this carries user space's writes to the engine and the engine's back.
+ * without an IOMMU, the hosts moex is built and tested for); where
+ * dma-direct's swiotlb bounces it (memory beyond a device's DMA mask
+ * without an IOMMU, swiotlb=force), this carries user space's writes to
+ * the engine and the engine's back. Hosts whose caches are not
+ * DMA-coherent would need more: the destination cleaned for the device
+ * too, and IOVA segments merged from separate pages synced page by page.
  * Any context.
  */
 void moex_dma_sync_piece(struct moex_region *r, dma_addr_t addr, u64 len,

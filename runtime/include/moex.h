@@ -221,9 +221,10 @@ struct moex_cqe {
  * -ENOSYS; the driver lacks uring_cmd: -EOPNOTSUPP) the queue falls back
  * to the synchronous path and moex_queue_mode() says why.
  * An io_uring queue belongs to the thread that created it (SINGLE_ISSUER
- * and DEFER_TASKRUN, where the kernel has them): submit, wait and destroy
- * it there; another thread's submit or wait fails with -EEXIST. A
- * synchronous queue may move between threads, one at a time.
+ * and DEFER_TASKRUN, where the kernel has them): submit, peek, wait and
+ * destroy it there; another thread's submit, peek or wait fails with
+ * -EEXIST and changes nothing. A synchronous queue, or a ring without
+ * SINGLE_ISSUER, may move between threads, one at a time.
  * dev may be NULL for a queue of host work only (MoE layers on a host
  * without the module): it is synchronous, fallback_err -ENODEV, and its
  * device commands complete with -ENODEV.

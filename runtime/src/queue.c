@@ -86,7 +86,22 @@ struct moex_queue {
 	pthread_mutex_t post_lock;
 	struct io_uring post;
 	int post_state;
+	/* io_uring mode with SINGLE_ISSUER: the only thread that may submit,
+	 * reap or destroy (the creating one) */
+	pthread_t owner;
 };
+
+/*
+ * -EEXIST when the ring belongs to another thread (SINGLE_ISSUER kept):
+ * checked before a call touches anything, so that a wrong thread's call
+ * changes nothing (the kernel would refuse only part of it).
+ */
+static int moex_queue_not_owner(const struct moex_queue *q)
+{
+	return q->mode == MOEX_QUEUE_MODE_URING &&
+	       (q->setup_flags & IORING_SETUP_SINGLE_ISSUER) &&
+	       !pthread_equal(q->owner, pthread_self()) ? -EEXIST : 0;
+}
 
 /* Replaced by the unit tests to play a kernel that refuses some flags. */
 int (*moex__ring_setup)(unsigned int entries, struct io_uring *ring,
@@ -281,6 +296,7 @@ int moex_queue_create(struct moex_device *dev,
 		ret = moex_queue_ring_open(q);
 	if (!ret) {
 		q->mode = MOEX_QUEUE_MODE_URING;
+		q->owner = pthread_self();
 	} else {
 		/* -ECANCELED: asked for; else why io_uring is not usable. */
 		q->fallback_err = ret == -ECANCELED ? 0 : ret;
@@ -300,30 +316,21 @@ int moex_queue_destroy(struct moex_queue *q)
 	MOEX_KEEP_ERRNO;
 	struct moex_cqe cqe;
 
-	int ret;
-
 	if (!q)
 		return 0;
-	/*
-	 * What was queued runs: host work owns memory only running frees.
-	 * Another thread than the ring's gets -EEXIST here or below: then
-	 * nothing was torn down, for the ring's thread to do it.
-	 */
-	if (q->queued || q->host_queued) {
-		ret = moex_queue_submit(q);
-		if (ret == -EEXIST)
-			return ret;
-	}
+	/* another thread than the ring's: nothing is torn down, for the
+	 * ring's thread to do it */
+	if (moex_queue_not_owner(q) &&
+	    (q->queued || q->host_queued || q->inflight))
+		return -EEXIST;
+	/* What was queued runs: host work owns memory only running frees. */
+	if (q->queued || q->host_queued)
+		moex_queue_submit(q);
 	if (q->mode == MOEX_QUEUE_MODE_URING) {
 		/* The driver's commands hold buffers of the caller's, and
 		 * later work posts into the ring. */
-		while (q->inflight) {
-			ret = moex_queue_wait(q, &cqe, 1, 1, -1);
-			if (ret == -EEXIST)
-				return ret;
-			if (ret < 0 && ret != -EINTR)
-				break;
-		}
+		while (q->inflight && moex_queue_wait(q, &cqe, 1, 1, -1) >= 0)
+			;
 		io_uring_queue_exit(&q->ring);
 	}
 	moex_queue_free(q);
@@ -566,6 +573,8 @@ int moex_queue_submit(struct moex_queue *q)
 
 	if (!q)
 		return -EINVAL;
+	if (moex_queue_not_owner(q))
+		return -EEXIST;
 	if (q->mode == MOEX_QUEUE_MODE_URING) {
 		ret = 0;
 		if (q->queued) {
@@ -611,6 +620,8 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
 
 	if (!q || (!cqes && max))
 		return -EINVAL;
+	if (moex_queue_not_owner(q))
+		return -EEXIST;
 	n = moex_sync_reap(q, cqes, max);
 	if (q->mode == MOEX_QUEUE_MODE_SYNC || n == max)
 		return (int)n;
@@ -628,6 +639,8 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 
 	if (!q || !cqes || !max || min > max || timeout_ms < -1)
 		return -EINVAL;
+	if (moex_queue_not_owner(q))
+		return -EEXIST;
 	if (q->mode == MOEX_QUEUE_MODE_SYNC) {
 		/* Nothing is ever in flight: what is done is all there is. */
 		if (q->done_count < min)

@@ -219,6 +219,16 @@ static int load_in_child(const char *dir, unsigned int qd, int *uring,
 	return WEXITSTATUS(st);
 }
 
+/* Remove a model once its test is done: tmpfs is memory. */
+static void rm_dir(const char *dir)
+{
+	char cmd[192];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 /* ---- the cases ---- */
 
 /*
@@ -246,6 +256,7 @@ TEST(error_after_completions_of_its_batch)
 				  "not the read's error", msg);
 		}
 	}
+	rm_dir(dir);
 }
 
 /*
@@ -266,6 +277,7 @@ TEST(odirect_refused_at_read_time)
 	CHECK_MSG(got == 0, "load: %d (%s)", got, msg);
 	CHECK_INT(uring, 1);
 	CHECK_INT(direct, 0);
+	rm_dir(dir);
 }
 
 TEST(pread_where_io_uring_is_refused)
@@ -282,6 +294,7 @@ TEST(pread_where_io_uring_is_refused)
 	faults(F_EIO_NTH, 3, true);
 	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
 	CHECK_MSG(got == 1, "a failing pread: %d (%s)", got, msg);
+	rm_dir(dir);
 }
 
 /* O_DIRECT refused at read time without io_uring too. */
@@ -299,6 +312,7 @@ TEST(pread_odirect_refused_at_read_time)
 	CHECK_MSG(got == 0, "load: %d (%s)", got, msg);
 	CHECK_INT(uring, 0);
 	CHECK_INT(direct, 0);
+	rm_dir(dir);
 }
 
 /*
@@ -371,6 +385,7 @@ TEST(misaligned_tensor_fails_before_reading)
 		CHECK_MSG(got == 5, "%s one byte on: %d (%s)", names[i], got,
 			  msg);
 		CHECK_HAS(msg, "not aligned to its element size");
+		rm_dir(dir);
 	}
 }
 
@@ -411,6 +426,7 @@ TEST(kernel_refused_shape_fails_before_reading)
 	got = load_in_child(dir, 8, &uring, &direct, msg, sizeof(msg));
 	CHECK_MSG(got == 5, "n_group 8 of 8 experts: %d (%s)", got, msg);
 	CHECK_HAS(msg, "not one the kernels take");
+	rm_dir(dir);
 }
 
 static void rm_scratch(void)

@@ -320,50 +320,88 @@ TEST(later_work_completes_into_the_ring_from_another_thread)
 	moex_queue_destroy(sq);
 }
 
-/* moex_queue_destroy() from a thread that is not the ring's */
-static void *destroy_elsewhere(void *arg)
+/* Another thread's calls on q, which must all fail with -EEXIST. */
+struct foreign {
+	struct moex_queue *q;
+	int submit, peek, wait, destroy;
+};
+
+static void *foreign_calls(void *arg)
 {
-	return (void *)(intptr_t)moex_queue_destroy(arg);
+	struct foreign *f = arg;
+	struct moex_cqe c[4];
+
+	f->submit = moex_queue_submit(f->q);
+	f->peek = moex_queue_peek(f->q, c, 4);
+	f->wait = moex_queue_wait(f->q, c, 4, 1, 0);
+	f->destroy = moex_queue_destroy(f->q);
+	return NULL;
+}
+
+/* Host work that completes at once, with res 5. */
+static int done_now(void *ctx)
+{
+	(void)ctx;
+	return 5;
 }
 
 /*
- * The ring belongs to the thread that made it (SINGLE_ISSUER and
- * DEFER_TASKRUN): destroying the queue from another thread while work is
- * in flight must fail with -EEXIST and leave it whole (it used to stop
- * waiting and free the queue under the work's completion); the owner then
- * reaps and destroys it.
+ * The ring belongs to the thread that made it (SINGLE_ISSUER): another
+ * thread's submit, peek, wait and destroy fail with -EEXIST before they
+ * touch anything (destroy used to stop waiting and free the queue under
+ * the later work's completion, and wait to swallow completions), and the
+ * owner then gets every completion: one that was done at submit, one that
+ * was queued and one posted later from yet another thread.
  */
-TEST(destroy_from_another_thread_changes_nothing)
+TEST(calls_from_another_thread_change_nothing)
 {
 	struct later l = { .user_data = 7, .res = 3 };
+	struct foreign f = { 0 };
 	struct moex_device *dev;
 	struct moex_queue *q;
-	struct moex_cqe c;
+	struct moex_cqe c[4];
+	bool seen[3] = { false };
 	unsigned int flags = 0;
 	pthread_t t;
-	void *tr;
-	int ret;
+	int ret, n, got = 0;
 
 	ret = uring_queue_on_null(16, true, &dev, &q);
 	if (ret)
 		SKIP("no io_uring queue with MSG_RING (Linux 5.18) here (%s)",
 		     moex_strerror(ret));
 	moex_queue_mode(q, &flags, NULL);
-	if (!(flags & IORING_SETUP_DEFER_TASKRUN)) {
+	if (!(flags & IORING_SETUP_SINGLE_ISSUER)) {
 		moex_queue_destroy(q);
 		moex_close(dev);
-		SKIP("no DEFER_TASKRUN here: any thread may wait");
+		SKIP("no SINGLE_ISSUER here: any thread may use the ring");
 	}
 	l.q = q;
+	CHECK_INT(moex__queue_host(q, done_now, NULL, 5), 0);
 	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 2);
+	CHECK_INT(moex__queue_host(q, done_now, NULL, 6), 0);
+	f.q = q;
+	CHECK(!pthread_create(&t, NULL, foreign_calls, &f));
+	CHECK(!pthread_join(t, NULL));
+	CHECK_INT(f.submit, -EEXIST);
+	CHECK_INT(f.peek, -EEXIST);
+	CHECK_INT(f.wait, -EEXIST);
+	CHECK_INT(f.destroy, -EEXIST);
+	/* the queue is whole: all three completions arrive here */
 	CHECK_INT(moex_queue_submit(q), 1);
-	CHECK(!pthread_create(&t, NULL, destroy_elsewhere, q));
-	CHECK(!pthread_join(t, &tr));
-	CHECK_INT((int)(intptr_t)tr, -EEXIST);
-	/* the queue is whole: its completion arrives here */
-	CHECK_INT(moex_queue_wait(q, &c, 1, 1, 5000), 1);
-	CHECK_U64(c.user_data, 7);
-	CHECK_INT(c.res, 3);
+	while (got < 3) {
+		n = moex_queue_wait(q, c, 4, 1, 5000);
+		CHECK_MSG(n > 0, "wait: %d (%s)", n, moex_strerror(n));
+		for (int i = 0; i < n; i++) {
+			unsigned int k = (unsigned int)c[i].user_data - 5;
+
+			CHECK_MSG(k < 3 && !seen[k], "user_data %llu",
+				  (unsigned long long)c[i].user_data);
+			seen[k] = true;
+			CHECK_INT(c[i].res, k == 2 ? 3 : 5);
+		}
+		got += n;
+	}
 	pthread_join(l.thread, NULL);
 	CHECK_INT(l.post_ret, 0);
 	CHECK_INT(moex_queue_destroy(q), 0);
@@ -564,7 +602,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(startup_probe_refuses_a_file_that_is_not_moex),
 	  T(uring_mode_completes_each_command_once),
 	  T(later_work_completes_into_the_ring_from_another_thread),
-	  T(destroy_from_another_thread_changes_nothing),
+	  T(calls_from_another_thread_change_nothing),
 	  T(sync_submit_runs_in_order_and_keeps_results),
 	  T(sync_queue_is_bounded_by_entries),
 	  T(sync_wait_never_blocks_on_nothing),

@@ -160,20 +160,26 @@ static int pin_file_mapping_in(int dev, const char *dir)
 	const uint64_t len = 64 * KIB;
 	struct moex_device *md;
 	struct stats s0;
+	unsigned char vec[64 * KIB / 4096];
 	char path[64];
 	long long vm0;
 	uint32_t h;
-	char *p, *q, *m;
-	int fd, mfd;
+	char *p, *q, *m, *s;
+	int fd, sfd, mfd;
+	size_t i;
 
 	OPEN_DEV(dev, &md);
 	snprintf(path, sizeof(path), "%s/f", dir);
 	fd = track_fd(open(path, O_RDWR | O_CREAT, 0600));
+	snprintf(path, sizeof(path), "%s/sparse", dir);
+	sfd = track_fd(open(path, O_RDWR | O_CREAT, 0600));
 	mfd = track_fd(memfd_create("moex-pin", 0));
-	CHECK(fd >= 0 && mfd >= 0, "file or memfd: %s", strerror(errno));
-	CHECK(!ftruncate(fd, (off_t)len) && !ftruncate(mfd, (off_t)len),
-	      "ftruncate: %s", strerror(errno));
+	CHECK(fd >= 0 && sfd >= 0 && mfd >= 0, "files or memfd: %s",
+	      strerror(errno));
+	CHECK(!ftruncate(fd, (off_t)len) && !ftruncate(sfd, (off_t)len) &&
+	      !ftruncate(mfd, (off_t)len), "ftruncate: %s", strerror(errno));
 	MAP(p, xmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+	MAP(s, xmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0));
 	MAP(q, xmap(len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
 	MAP(m, xmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0));
 	memset(p, 0x5a, len);
@@ -182,6 +188,13 @@ static int pin_file_mapping_in(int dev, const char *dir)
 	vm0 = vmpin_kb(0);
 	CHECK_ERRNO(do_pin(md, p, len, 0, &h), EOPNOTSUPP);
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1));
+	/* refused before any fault: a sparse file gets no pages */
+	CHECK_ERRNO(do_pin(md, s, len, 0, &h), EOPNOTSUPP);
+	CHECK(!mincore(s, len, vec), "mincore: %s", strerror(errno));
+	for (i = 0; i < len / g_page; i++)
+		CHECK(!(vec[i] & 1), "page %zu of the sparse file faulted in by a refused pin",
+		      i);
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 2));
 	CHECK(vmpin_kb(0) == vm0, "VmPin moved after a refused pin: %lld kB, was %lld",
 	      vmpin_kb(0), vm0);
 	/* read-only, the same pages pin */
@@ -193,7 +206,7 @@ static int pin_file_mapping_in(int dev, const char *dir)
 	/* a memfd is shmem */
 	CHECK_OK(do_pin(md, m, len, 0, &h));
 	CHECK_OK(do_unpin(md, h));
-	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 1,
+	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_FAILURES] = 2,
 				     [ST_PIN_CALLS] = 3,
 				     [ST_UNPIN_CALLS] = 3));
 	return T_PASS;
@@ -201,8 +214,8 @@ static int pin_file_mapping_in(int dev, const char *dir)
 
 /*
  * A shared mapping of an ordinary file (ramfs: page cache, not shmem): a
- * writable pin is refused with EOPNOTSUPP and leaves nothing pinned or
- * charged; read-only it pins. A private writable mapping of the same file
+ * writable pin is refused with EOPNOTSUPP and leaves nothing pinned,
+ * charged or faulted in; read-only it pins. A private writable mapping of the same file
  * pins (its pages become anonymous), and so does a memfd (shmem).
  */
 static int t_pin_file_mapping(const struct test *t)

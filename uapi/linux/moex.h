@@ -87,8 +87,8 @@ struct moex_info {
  * The pages are pinned long-term (FOLL_LONGTERM), accounted against the
  * caller's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK, counted against the
  * module's max_pinned_mb, and DMA-mapped for the device's engine. A
- * writable pin of an ordinary file's page-cache pages fails with
- * -EOPNOTSUPP (anonymous, shmem and hugetlbfs memory are pinned).
+ * writable pin of a shared mapping of a file other than shmem (memfd,
+ * tmpfs) or hugetlbfs fails with -EOPNOTSUPP.
  */
 struct moex_region_pin {
 	__u64 addr;
