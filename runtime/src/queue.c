@@ -243,8 +243,15 @@ static int moex_queue_sync_open(struct moex_queue *q)
 
 static void moex_queue_free(struct moex_queue *q)
 {
+	/*
+	 * A poster may still wait for its own CQE after the queue's was
+	 * reaped (moex__queue_post() holds post_lock throughout, and touches
+	 * nothing of q once it let go).
+	 */
+	pthread_mutex_lock(&q->post_lock);
 	if (q->post_state > 0)
 		io_uring_queue_exit(&q->post);
+	pthread_mutex_unlock(&q->post_lock);
 	pthread_mutex_destroy(&q->post_lock);
 	free(q->cmds);
 	free(q->host);

@@ -267,6 +267,55 @@ static int later_start(void *ctx)
 	return MOEX__QUEUE_LATER;
 }
 
+static void *now_main(void *arg)
+{
+	struct later *l = arg;
+
+	l->post_ret = moex__queue_post(l->q, l->user_data, l->res);
+	return NULL;
+}
+
+/* The same, posting at once. */
+static int now_start(void *ctx)
+{
+	struct later *l = ctx;
+
+	if (pthread_create(&l->thread, NULL, now_main, l))
+		return -EAGAIN;
+	return MOEX__QUEUE_LATER;
+}
+
+/*
+ * The poster gets the queue's CQE out before its own: the owner may reap
+ * it and destroy the queue while the poster still waits on the poster
+ * ring. Destroy must wait for it (it freed the queue under it: ASan saw
+ * the poster read freed memory). A race: many rounds make it likely.
+ */
+TEST(destroy_right_after_a_posted_completion)
+{
+	struct moex_device *dev;
+	struct moex_queue *q;
+	struct moex_cqe c;
+	int ret, i;
+
+	for (i = 0; i < 300; i++) {
+		struct later l = { .user_data = 9, .res = 1 };
+
+		ret = uring_queue_on_null(8, true, &dev, &q);
+		if (ret)
+			SKIP("no io_uring queue with MSG_RING here (%s)",
+			     moex_strerror(ret));
+		l.q = q;
+		CHECK_INT(moex__queue_host(q, now_start, &l, l.user_data), 0);
+		CHECK_INT(moex_queue_submit(q), 1);
+		CHECK_INT(moex_queue_wait(q, &c, 1, 1, 5000), 1);
+		CHECK_INT(moex_queue_destroy(q), 0);
+		moex_close(dev);
+		pthread_join(l.thread, NULL);
+		CHECK_INT(l.post_ret, 0);
+	}
+}
+
 TEST(later_work_completes_into_the_ring_from_another_thread)
 {
 	struct later l[3] = {
@@ -603,6 +652,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(uring_mode_completes_each_command_once),
 	  T(later_work_completes_into_the_ring_from_another_thread),
 	  T(calls_from_another_thread_change_nothing),
+	  T(destroy_right_after_a_posted_completion),
 	  T(sync_submit_runs_in_order_and_keeps_results),
 	  T(sync_queue_is_bounded_by_entries),
 	  T(sync_wait_never_blocks_on_nothing),
