@@ -132,7 +132,9 @@ static int moex_pin_vmas_rw_ok(struct moex_region *r)
 	if (mmap_read_lock_killable(mm))
 		return -EINTR;
 	for_each_vma_range(vmi, vma, r->addr + r->length) {
+		/* (GUP refuses VM_IO and VM_PFNMAP itself: EFAULT) */
 		if (vma->vm_file && (vma->vm_flags & VM_SHARED) &&
+		    !(vma->vm_flags & (VM_IO | VM_PFNMAP)) &&
 		    !is_vm_hugetlb_page(vma) &&
 		    !shmem_mapping(vma->vm_file->f_mapping)) {
 			ret = -EOPNOTSUPP;
