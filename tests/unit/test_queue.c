@@ -240,11 +240,15 @@ TEST(startup_nop_catches_a_driver_without_uring_cmd)
 	moex_close(dev);
 }
 
-/* Host work that completes later, from its own thread (as a GPU's does). */
+/*
+ * Host work that completes later, from its own thread (as a GPU's does),
+ * after delay_us (0: at once).
+ */
 struct later {
 	struct moex_queue *q;
 	uint64_t user_data;
 	int res;
+	unsigned int delay_us;
 	pthread_t thread;
 	int post_ret;
 };
@@ -253,7 +257,8 @@ static void *later_main(void *arg)
 {
 	struct later *l = arg;
 
-	usleep(20000);
+	if (l->delay_us)
+		usleep(l->delay_us);
 	l->post_ret = moex__queue_post(l->q, l->user_data, l->res);
 	return NULL;
 }
@@ -263,24 +268,6 @@ static int later_start(void *ctx)
 	struct later *l = ctx;
 
 	if (pthread_create(&l->thread, NULL, later_main, l))
-		return -EAGAIN;
-	return MOEX__QUEUE_LATER;
-}
-
-static void *now_main(void *arg)
-{
-	struct later *l = arg;
-
-	l->post_ret = moex__queue_post(l->q, l->user_data, l->res);
-	return NULL;
-}
-
-/* The same, posting at once. */
-static int now_start(void *ctx)
-{
-	struct later *l = ctx;
-
-	if (pthread_create(&l->thread, NULL, now_main, l))
 		return -EAGAIN;
 	return MOEX__QUEUE_LATER;
 }
@@ -306,7 +293,7 @@ TEST(destroy_right_after_a_posted_completion)
 			SKIP("no io_uring queue with MSG_RING here (%s)",
 			     moex_strerror(ret));
 		l.q = q;
-		CHECK_INT(moex__queue_host(q, now_start, &l, l.user_data), 0);
+		CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
 		CHECK_INT(moex_queue_submit(q), 1);
 		CHECK_INT(moex_queue_wait(q, &c, 1, 1, 5000), 1);
 		CHECK_INT(moex_queue_destroy(q), 0);
@@ -319,9 +306,9 @@ TEST(destroy_right_after_a_posted_completion)
 TEST(later_work_completes_into_the_ring_from_another_thread)
 {
 	struct later l[3] = {
-		{ .user_data = 101, .res = 0 },
-		{ .user_data = 102, .res = -EIO },
-		{ .user_data = 103, .res = 7 },
+		{ .user_data = 101, .res = 0, .delay_us = 20000 },
+		{ .user_data = 102, .res = -EIO, .delay_us = 20000 },
+		{ .user_data = 103, .res = 7, .delay_us = 20000 },
 	};
 	struct moex_device *dev;
 	struct moex_queue *q, *sq;
@@ -404,7 +391,7 @@ static int done_now(void *ctx)
  */
 TEST(calls_from_another_thread_change_nothing)
 {
-	struct later l = { .user_data = 7, .res = 3 };
+	struct later l = { .user_data = 7, .res = 3, .delay_us = 20000 };
 	struct foreign f = { 0 };
 	struct moex_device *dev;
 	struct moex_queue *q;
