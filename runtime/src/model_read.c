@@ -511,7 +511,9 @@ static int read_index(struct moex_model_files *m, const char *ipath,
 		if (ret)
 			goto out;
 	}
-	qsort(m->tensors, m->ntensors, sizeof(*m->tensors), cmp_name);
+	/* an empty weight_map reads no shard: m->tensors is still NULL */
+	if (m->ntensors)
+		qsort(m->tensors, m->ntensors, sizeof(*m->tensors), cmp_name);
 	for (i = 1; i < m->ntensors; i++) {
 		if (!strcmp(m->tensors[i - 1].name, m->tensors[i].name)) {
 			moex__errf(err, errlen, ret = -EINVAL,

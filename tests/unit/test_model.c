@@ -1200,6 +1200,27 @@ TEST(model_read_errors)
 	}
 	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
 	CHECK_HAS(errbuf, "not a regular file");
+	/* an index with an empty weight_map: no shard, no tensor (it sorted
+	 * a NULL table: UBSan's nonnull-attribute in the san suite) */
+	{
+		char p[PATH_MAX];
+		struct moex_layer_tensors lt;
+
+		snprintf(p, sizeof(p), "%s/config.json", dir);
+		CHECK(unlink(p) == 0);
+		CHECK_INT(write_text(dir, "config.json",
+				     "{\"hidden_size\": 8, \"moe_intermediate_size\": 8, "
+				     "\"n_routed_experts\": 4, \"num_experts_per_tok\": 2, "
+				     "\"num_hidden_layers\": 2}"), 0);
+		CHECK_INT(write_text(dir, "model.safetensors.index.json",
+				     "{\"weight_map\": {}}"), 0);
+		CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), 0);
+		CHECK(m && m->ntensors == 0 && m->nfiles == 0);
+		CHECK_INT(moex__model_layer(m, 0, &lt, errbuf, sizeof(errbuf)),
+			  -ENOENT);
+		CHECK_HAS(errbuf, "missing tensor model.layers.0.mlp.gate.weight");
+		moex__model_free(m);
+	}
 	rm_rf(dir);
 	/* No error buffer: still the right errno. */
 	CHECK_INT(moex__model_read("/nonexistent/moex", &m, NULL, 0), -ENOENT);
