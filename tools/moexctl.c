@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -359,7 +360,9 @@ static bool is_bytes_counter(const char *name)
  * One published expert-load file, mapped read-only. The shape is kept as
  * it was checked when the file was mapped: what the mapping says later is
  * not trusted (any local user can write such a file), and the file's size
- * is checked again at every sample, before the counters are read.
+ * is checked again at every sample, before the counters are read. Its
+ * owner can still shrink it while they are read: the SIGBUS that follows
+ * ends that file's section (load_show_guarded()), not moexctl.
  */
 struct load_file {
 	char name[128];
@@ -606,6 +609,38 @@ static void load_show(struct load_file *f, double dt)
 	}
 }
 
+/*
+ * A load file cut short while load_show() reads its mapping raises SIGBUS
+ * in load_show()'s own loads (or in the memcpy of the header): the handler
+ * jumps back to load_show_guarded(). Any other SIGBUS kills as it would.
+ */
+static sigjmp_buf load_bus_jmp;
+static volatile sig_atomic_t load_bus_armed;
+
+static void on_load_bus(int sig)
+{
+	if (load_bus_armed) {
+		load_bus_armed = 0;
+		siglongjmp(load_bus_jmp, 1);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* load_show(), or a note when the file shrank under it: false then. */
+static bool load_show_guarded(struct load_file *f, double dt)
+{
+	if (sigsetjmp(load_bus_jmp, 1)) {
+		printf("\nexpert load of pid %" PRIu32 ": %s shrank while it was read, left out\n",
+		       f->pid, f->name);
+		return false;
+	}
+	load_bus_armed = 1;
+	load_show(f, dt);
+	load_bus_armed = 0;
+	return true;
+}
+
 /* One sample: read, then draw the frame. 0 or -errno from the read. */
 static int watch_sample(struct watch *w, bool tty, unsigned long count)
 {
@@ -665,7 +700,7 @@ static int watch_sample(struct watch *w, bool tty, unsigned long count)
 		printf("\nexpert load: no running model publishes it in %s\n",
 		       w->load_dir);
 	for (i = 0; i < w->nfiles; i++)
-		load_show(&w->files[i], dt);
+		load_show_guarded(&w->files[i], dt);
 	fflush(stdout);
 	w->prev = st;
 	w->prev_t = t;
@@ -705,6 +740,8 @@ static int cmd_stats_watch(const char *device, double interval,
 	sa.sa_handler = on_stop_watch;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_load_bus;
+	sigaction(SIGBUS, &sa, NULL);
 	start = now();
 	while (!stop_watch) {
 		ret = watch_sample(&w, tty, count);

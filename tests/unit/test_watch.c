@@ -408,6 +408,70 @@ TEST(watch_bad_load_files_are_skipped)
 	clear_loads();
 }
 
+/*
+ * A load file whose owner keeps cutting it short and growing it back
+ * while moexctl reads the counters through its mapping (any local user
+ * can publish one): the reads that land past the end raise SIGBUS, which
+ * killed moexctl; the section of that file is left out instead.
+ */
+TEST(watch_survives_a_shrinking_load_file)
+{
+	const uint32_t layers = 1024, experts = 4096;
+	const off_t len = MOEX_LOAD_HDR_SIZE +
+			  (off_t)layers * MOEX_LOAD_SLOT_WORDS(experts) * 8;
+	char p[PATH_MAX + 64];
+	struct stat st;
+	const char *const args[] = { "--sysfs", root, "stats", "--watch",
+				     "--interval", "0.01", "--count", "20",
+				     NULL };
+	struct run r;
+	pid_t child;
+	int i, ran;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		struct moex_load_header h;
+		char tmp[PATH_MAX + 80];
+		int fd;
+
+		memset(&h, 0, sizeof(h));
+		memcpy(h.magic, MOEX_LOAD_MAGIC, 8);
+		h.version = MOEX_LOAD_VERSION;
+		h.header_size = MOEX_LOAD_HDR_SIZE;
+		h.pid = (uint32_t)getpid();
+		h.layers = layers;
+		h.experts = experts;
+		snprintf(p, sizeof(p), "%s/moex-%ld-0.load", loads,
+			 (long)getpid());
+		snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || pwrite(fd, &h, sizeof(h), 0) != sizeof(h) ||
+		    ftruncate(fd, len) || rename(tmp, p))
+			_exit(1);
+		for (;;) {
+			if (ftruncate(fd, MOEX_LOAD_HDR_SIZE) ||
+			    ftruncate(fd, len))
+				_exit(1);
+		}
+	}
+	snprintf(p, sizeof(p), "%s/moex-%ld-0.load", loads, (long)child);
+	for (i = 0; i < 500 && stat(p, &st); i++)
+		usleep(10000);
+	/* the child goes before any CHECK can return */
+	ran = i < 500 ? run_bin(&r, moexctl_bin(), NULL, args) : -1;
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	CHECK_MSG(i < 500, "the shrinking load file did not appear");
+	CHECK_MSG(ran == 0, "cannot run %s", moexctl_bin());
+	CHECK_MSG(r.status == 0, "exit %d (-1: killed by a signal): %s",
+		  r.status, r.err);
+	CHECK_HAS(r.out, "expert load of pid");
+	clear_loads();
+}
+
 TEST(publisher_of_an_open_model)
 {
 	struct moex_model_opts mo = {
@@ -603,6 +667,7 @@ int main(void)
 		T(watch_rates_from_two_samples),
 		T(watch_shows_published_expert_load),
 		T(watch_bad_load_files_are_skipped),
+		T(watch_survives_a_shrinking_load_file),
 		T(publisher_of_an_open_model),
 		T(publisher_off_with_empty_dir),
 		T(stats_without_watch_unchanged),
