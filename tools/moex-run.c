@@ -151,7 +151,10 @@ static int parse_count(const char *s, unsigned long max, unsigned long *out)
 	return end == s || *end || errno || !*out || *out > max ? -1 : 0;
 }
 
-/* Hidden states: from --input, or random in [-1, 1). */
+/*
+ * Hidden states: from --input, or random in [-1, 1). NULL after saying
+ * why on stderr.
+ */
 static float *hidden_states(const char *input, uint32_t dim, size_t *ntok,
 			    unsigned int seed)
 {
@@ -179,7 +182,8 @@ static float *hidden_states(const char *input, uint32_t dim, size_t *ntok,
 		x = malloc((size_t)st.st_size);
 		if (!x || fread(x, 1, (size_t)st.st_size, f) !=
 			  (size_t)st.st_size) {
-			fail("%s: cannot read it", input);
+			fail("%s: %s", input, !x ? "out of memory" :
+			     ferror(f) ? strerror(errno) : "short read");
 			free(x);
 			x = NULL;
 		}
@@ -187,8 +191,10 @@ static float *hidden_states(const char *input, uint32_t dim, size_t *ntok,
 		return x;
 	}
 	x = malloc(n * sizeof(*x));
-	if (!x)
+	if (!x) {
+		fail("out of memory for %zu tokens", *ntok);
 		return NULL;
+	}
 	for (i = 0; i < n; i++) {
 		r = r * 1664525u + 1013904223u;
 		x[i] = (float)(r >> 8) / 8388608.0f - 1.0f;
@@ -338,12 +344,14 @@ static int run(const struct run_args *a)
 	       info.uring ? "" : ", pread(2): io_uring refused by this host");
 
 	x = hidden_states(a->input, dim, &ntok, a->seed);
+	if (!x)
+		goto out;	/* it said why */
 	y = calloc(ntok * dim, sizeof(*y));
 	r = calloc(ntok * dim, sizeof(*r));
 	counts = calloc(ne, sizeof(*counts));
 	bc = calloc(ne, sizeof(*bc));
 	rc = calloc(ne, sizeof(*rc));
-	if (!x || !y || !r || !counts || !bc || !rc) {
+	if (!y || !r || !counts || !bc || !rc) {
 		fail("out of memory for %zu tokens", ntok);
 		goto out;
 	}

@@ -72,6 +72,18 @@ static float *read_f32(const char *p, size_t *n)
 	return v;
 }
 
+/* How many times s holds what. */
+static int count_of(const char *s, const char *what)
+{
+	int n = 0;
+
+	while ((s = strstr(s, what))) {
+		n++;
+		s += strlen(what);
+	}
+	return n;
+}
+
 TEST(sharded_bf16_round_trip)
 {
 	unsigned int files = 0;
@@ -189,6 +201,15 @@ TEST(input_and_output_files)
 	    path("bad.f32"));
 	CHECK_INT(r.status, 1);
 	CHECK_HAS(r.err, "not a whole number of tokens");
+	/* one line saying why, not a second one about memory */
+	CHECK_MSG(count_of(r.err, "moex-run: ") == 1 &&
+		  !strstr(r.err, "out of memory"), "stderr: %s", r.err);
+	RUN(&r, "--model", path("io"), "--no-device", "--input",
+	    path("missing.f32"));
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "missing.f32: No such file or directory\n");
+	CHECK_MSG(count_of(r.err, "moex-run: ") == 1 &&
+		  !strstr(r.err, "out of memory"), "stderr: %s", r.err);
 }
 
 TEST(damaged_models_are_named)
