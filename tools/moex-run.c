@@ -453,9 +453,9 @@ int main(int argc, char **argv)
 		.tokens = 64, .batch = 16, .seed = 1,
 	};
 	unsigned long v;
-	int c;
+	int c, idx = 0;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
 		switch (c) {
 		case 'm':
 			a.model = optarg;
@@ -520,8 +520,9 @@ int main(int argc, char **argv)
 	}
 	return run(&a);
 bad:
-	fprintf(stderr, "moex-run: bad value '%s' for %s\n", optarg,
-		argv[optind - 1]);
+	/* the option by name: argv[optind - 1] is its value when apart */
+	fprintf(stderr, "moex-run: bad value '%s' for --%s\n", optarg,
+		opts[idx].name);
 	fputs(usage_text, stderr);
 	return EXIT_USAGE;
 }

@@ -1540,12 +1540,13 @@ int main(int argc, char **argv)
 	double hold_secs = 0, interval = 1;
 	size_t c = 0;
 	char *end;
-	int opt;
+	int opt, idx;
 
 	/* Options may come before and after the command. */
 	opterr = 0;
 	for (;;) {
-		opt = getopt_long(argc, argv, "+", options, NULL);
+		idx = 0;
+		opt = getopt_long(argc, argv, "+", options, &idx);
 		if (opt == -1) {
 			if (optind >= argc)
 				break;
@@ -1564,8 +1565,9 @@ int main(int argc, char **argv)
 		if (opt == '?' || opt == ':')
 			return usage_error("bad option '%s'", argv[optind - 1]);
 		if (opt >= OPT_JSON && !(allowed & 1u << (opt - OPT_DEVICE)))
-			return usage_error("option '%s' does not go with %s",
-					   argv[optind - 1],
+			/* by name: argv[optind - 1] is its value when apart */
+			return usage_error("option '--%s' does not go with %s",
+					   options[idx].name,
 					   cmd ? cmd : "no command");
 		switch (opt) {
 		case OPT_DEVICE:

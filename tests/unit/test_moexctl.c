@@ -382,6 +382,10 @@ TEST(help_and_usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "info", "--json");
 	CHECK_INT(r.status, 2);
+	/* the option by its name, not by its value */
+	RUN(&r, "info", "--size", "4k");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "option '--size' does not go with info");
 	RUN(&r, "pin");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "pin", "--size", "12x");

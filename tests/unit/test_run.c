@@ -287,6 +287,11 @@ TEST(usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--model", "x", "--tokens", "0");
 	CHECK_INT(r.status, 2);
+	/* the option by its name, also when its value is a word apart */
+	CHECK_HAS(r.err, "moex-run: bad value '0' for --tokens\n");
+	RUN(&r, "--model", "x", "--batch=many");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "moex-run: bad value 'many' for --batch\n");
 	RUN(&r, "--model", "x", "--layers", "3-1");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--model", "x", "--device", "/dev/moex0", "--no-device");
