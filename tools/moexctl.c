@@ -1536,7 +1536,7 @@ int main(int argc, char **argv)
 	bool interval_given = false, count_given = false;
 	uint64_t size = 0, seed = 0;
 	unsigned long count = 0;
-	unsigned int allowed = 0;
+	unsigned int allowed = 0, given = 0;
 	double hold_secs = 0, interval = 1;
 	size_t c = 0;
 	char *end;
@@ -1564,11 +1564,9 @@ int main(int argc, char **argv)
 		}
 		if (opt == '?' || opt == ':')
 			return usage_error("bad option '%s'", argv[optind - 1]);
-		if (opt >= OPT_JSON && !(allowed & 1u << (opt - OPT_DEVICE)))
-			/* by name: argv[optind - 1] is its value when apart */
-			return usage_error("option '--%s' does not go with %s",
-					   options[idx].name,
-					   cmd ? cmd : "no command");
+		/* checked once the command is known: it may come later */
+		if (opt >= OPT_JSON)
+			given |= 1u << (opt - OPT_DEVICE);
 		switch (opt) {
 		case OPT_DEVICE:
 			device = optarg;
@@ -1632,6 +1630,15 @@ int main(int argc, char **argv)
 	if (!cmd) {
 		usage(stderr);
 		return EXIT_USAGE;
+	}
+	if (given & ~allowed) {
+		/* the first option of the table that does not go with cmd */
+		for (idx = 0; options[idx].name; idx++)
+			if (options[idx].val >= OPT_JSON &&
+			    (given & ~allowed & 1u << (options[idx].val - OPT_DEVICE)))
+				break;
+		return usage_error("option '--%s' does not go with %s",
+				   options[idx].name, cmd);
 	}
 
 	if (!strcmp(cmd, "info"))

@@ -300,6 +300,25 @@ TEST(stats_json_other_device)
 	CHECK_STR(js_member(keys, vals, n, "pinned_bytes"), "4096");
 }
 
+/* moexctl(1): options may come before or after the command. */
+TEST(command_options_before_the_command)
+{
+	char keys[32][64], vals[32][64];
+	struct run r;
+	size_t n;
+
+	RUN(&r, "--json", "stats");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK(js_parse_object(r.out, keys, vals, &n, 32));
+	CHECK_STR(js_member(keys, vals, n, "device"), "\"moex0\"");
+	/* one that does not go with the command later is still refused */
+	RUN(&r, "--json", "info");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "option '--json' does not go with info");
+	RUN(&r, "--json");
+	CHECK_INT(r.status, 2);
+}
+
 TEST(stats_text_lists_every_counter)
 {
 	char line[128];
@@ -521,6 +540,7 @@ int main(void)
 		T(json_checker_sanity),
 		T(stats_json_is_valid_and_complete),
 		T(stats_json_other_device),
+		T(command_options_before_the_command),
 		T(stats_text_lists_every_counter),
 		T(stats_missing_device_fails_with_hint),
 		T(info_missing_device_fails_with_hint),
