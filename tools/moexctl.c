@@ -800,6 +800,9 @@ static int cmd_pin(const char *device, uint64_t size, bool hugepages,
 	double t;
 	int ret;
 
+	/* one that rounds up past SIZE_MAX would pin "0 bytes" */
+	if (len > SIZE_MAX - (ps - 1))
+		return usage_error("--size: size '%" PRIu64 "' too large", size);
 	len = (len + ps - 1) / ps * ps;
 	snprintf(what, sizeof(what), "pin %zu bytes on %s", len, device);
 

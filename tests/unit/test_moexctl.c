@@ -412,6 +412,11 @@ TEST(help_and_usage_errors)
 	CHECK_HAS(r.err, "12x");
 	RUN(&r, "pin", "--size", "0");
 	CHECK_INT(r.status, 2);
+	/* rounded up to pages it would wrap to 0 ("pin 0 bytes") */
+	RUN(&r, "--device", "/dev/null", "pin", "--size",
+	    "18446744073709551615");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "too large");
 	RUN(&r, "pin", "--size", "4k", "--hold", "soon");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "stats", "--bogus");
