@@ -1536,7 +1536,7 @@ int main(int argc, char **argv)
 {
 	const char *device = MOEX_DEFAULT_DEVICE, *cmd = NULL;
 	bool device_given = false, json = false, huge = false, watch = false;
-	bool interval_given = false, count_given = false;
+	bool interval_given = false, count_given = false, seed_given = false;
 	uint64_t size = 0, seed = 0;
 	unsigned long count = 0;
 	unsigned int allowed = 0, given = 0;
@@ -1623,10 +1623,19 @@ int main(int argc, char **argv)
 				return usage_error("--hold: bad time '%s'", optarg);
 			break;
 		case OPT_SEED:
+			/* decimal or 0x hex, as moexctl(1) says: strtoull
+			 * alone takes "-1" (2^64 - 1), " 7" and octal "010" */
 			errno = 0;
-			seed = strtoull(optarg, &end, 0);
-			if (errno || end == optarg || *end)
-				return usage_error("--seed: bad number '%s'", optarg);
+			seed = strtoull(optarg, &end,
+					!strncmp(optarg, "0x", 2) ||
+					!strncmp(optarg, "0X", 2) ? 16 : 10);
+			if (errno || end == optarg || *end ||
+			    optarg[0] < '0' || optarg[0] > '9' ||
+			    (optarg[0] == '0' && optarg[1] >= '0' &&
+			     optarg[1] <= '9'))
+				return usage_error("--seed: bad number '%s' (decimal, or hexadecimal with 0x)",
+						   optarg);
+			seed_given = true;
 			break;
 		}
 	}
@@ -1660,7 +1669,8 @@ int main(int argc, char **argv)
 			return usage_error("pin needs --size");
 		return cmd_pin(device, size, huge, hold_secs);
 	}
-	if (!seed)
+	/* --seed 0 is a seed too (it was replaced by a random one) */
+	if (!seed_given)
 		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	return cmd_selftest(device, device_given, size ? size : 256u << 20,
 			    seed);

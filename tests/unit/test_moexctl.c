@@ -387,6 +387,12 @@ TEST(selftest_without_devices_fails)
 	CHECK_INT(r.status, 1);
 	CHECK_HAS(r.out, "FAIL");
 	CHECK_HAS(r.out, "modprobe moex");
+	/* --seed 0 is kept (it was replaced by a random seed) */
+	RUN(&r, "selftest", "--seed", "0");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.out, "selftest: seed 0\n");
+	RUN(&r, "selftest", "--seed", "0x1F");
+	CHECK_HAS(r.out, "selftest: seed 31\n");
 }
 
 TEST(help_and_usage_errors)
@@ -418,6 +424,13 @@ TEST(help_and_usage_errors)
 	CHECK_INT(r.status, 2);
 	CHECK_HAS(r.err, "too large");
 	RUN(&r, "pin", "--size", "4k", "--hold", "soon");
+	CHECK_INT(r.status, 2);
+	/* decimal or 0x hex only: strtoull took "-1" and octal "010" */
+	RUN(&r, "selftest", "--seed", "-1");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "selftest", "--seed", "010");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "selftest", "--seed", " 7");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "stats", "--bogus");
 	CHECK_INT(r.status, 2);
