@@ -1600,8 +1600,9 @@ int main(int argc, char **argv)
 		case OPT_COUNT:
 			errno = 0;
 			count = strtoul(optarg, &end, 10);
+			/* a digit first: strtoul skips spaces, then takes " -1" */
 			if (errno || end == optarg || *end || !count ||
-			    optarg[0] == '-')
+			    optarg[0] < '0' || optarg[0] > '9')
 				return usage_error("--count: bad number '%s'", optarg);
 			count_given = true;
 			break;

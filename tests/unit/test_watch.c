@@ -636,6 +636,8 @@ TEST(watch_usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "stats", "--watch", "--count", "-1");
 	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--count", " -1");
+	CHECK_INT(r.status, 2);
 	RUN(&r, "stats", "--watch", "--interval", "0");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "stats", "--watch", "--interval", "soon");
