@@ -540,9 +540,17 @@ static void load_show(struct load_file *f, double dt)
 
 	memcpy(model, f->hdr->model, sizeof(model));
 	model[sizeof(model) - 1] = '\0';
-	for (k = 0; model[k]; k++)
-		if ((unsigned char)model[k] < 0x20 || model[k] == 0x7f)
-			model[k] = '?';	/* no terminal escapes */
+	for (k = 0; model[k]; k++) {
+		unsigned char c = (unsigned char)model[k];
+
+		/* no terminal escapes: C0, DEL, and C1 (U+0080 to U+009F,
+		 * UTF-8 C2 80 to C2 9F: xterm takes U+009B for CSI) */
+		if (c < 0x20 || c == 0x7f)
+			model[k] = '?';
+		else if (c == 0xc2 && (unsigned char)model[k + 1] >= 0x80 &&
+			 (unsigned char)model[k + 1] <= 0x9f)
+			model[k] = model[k + 1] = '?';
+	}
 	printf("\nexpert load of pid %" PRIu32 " (%s): layers %" PRIu32 "-%"
 	       PRIu32 ", %" PRIu32 " experts, %" PRIu64 " layer runs\n",
 	       f->pid, model, f->first_layer,

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -377,6 +378,28 @@ TEST(watch_shows_published_expert_load)
 	CHECK_MSG(!strstr(r.out, want), "dead pid shown: %s", r.out);
 	CHECK_INT(strstr(strstr(r.out, "expert load of") + 1, "expert load of") ?
 		  1 : 0, 0);
+
+	/* a model name with terminal controls: C0, DEL and C1 as UTF-8
+	 * (U+009B is CSI to xterm); other UTF-8 (U+00E9) is kept */
+	{
+		static const char evil[] = "/m/\x1b[2J\x7f\xc2\x9b" "2J\xc2\x85\xc3\xa9";
+		char p[PATH_MAX + 64];
+		FILE *f;
+
+		snprintf(p, sizeof(p), "%s/moex-%ld-0.load", loads,
+			 (long)getpid());
+		f = fopen(p, "r+b");
+		CHECK(f);
+		CHECK(fseek(f, offsetof(struct moex_load_header, model), SEEK_SET) == 0);
+		CHECK(fwrite(evil, sizeof(evil), 1, f) == 1);
+		CHECK(fclose(f) == 0);
+	}
+	RUN_BIN(&r, moexctl_bin(), NULL, "--sysfs", root, "stats", "--watch",
+		"--count", "1");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	snprintf(want, sizeof(want), "expert load of pid %ld (/m/?[2J?" "??2J??\xc3\xa9)",
+		 (long)getpid());
+	CHECK_HAS(r.out, want);
 	clear_loads();
 }
 
