@@ -476,7 +476,9 @@ int main(int argc, char **argv)
 			a.backend = optarg;
 			break;
 		case 'T':
-			if (parse_count(optarg, 4096, &a.threads))
+			/* the CPU pool's limit (moek_cpu_create): more
+			 * failed the load as "layer: Invalid argument" */
+			if (parse_count(optarg, 1024, &a.threads))
 				goto bad;
 			break;
 		case 'G':

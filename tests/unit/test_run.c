@@ -292,6 +292,10 @@ TEST(usage_errors)
 	RUN(&r, "--model", "x", "--batch=many");
 	CHECK_INT(r.status, 2);
 	CHECK_HAS(r.err, "moex-run: bad value 'many' for --batch\n");
+	/* the CPU pool takes at most 1024 threads: a usage error, not a
+	 * failed load ("layer: Invalid argument") */
+	RUN(&r, "--model", "x", "--threads", "1025");
+	CHECK_INT(r.status, 2);
 	RUN(&r, "--model", "x", "--layers", "3-1");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--model", "x", "--device", "/dev/moex0", "--no-device");
