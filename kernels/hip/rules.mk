@@ -28,6 +28,12 @@
 # flags of CXXFLAGS and CPPFLAGS, without -O and -g); the hipcc link of the
 # plugin takes LDFLAGS, as libmoex's does.
 
+# runtime/rules.mk, which defines LIBMOEX_A, is included after this file:
+# rule prerequisites are expanded as they are read, so without this line
+# every $(LIBMOEX_A) prerequisite below is empty and a fresh tree's `make
+# gpu-bundle` (or gpu-check) links before libmoex.a exists.
+LIBMOEX_A := $(BUILD)/libmoex.a
+
 HIPCC ?= hipcc
 NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) \
 	$(shell command -v nvcc 2>/dev/null))
