@@ -86,6 +86,7 @@ hipError_t moek_launch_align(const int32_t *idx, uint32_t ntok, uint32_t topk,
 				MOEK_ALIGN_THREADS;
 	hipError_t err;
 
+	moek_launch_clear();
 	err = hipMemsetAsync(al->counts, 0, n_experts * sizeof(uint32_t),
 			     stream);
 	if (err != hipSuccess)

@@ -35,6 +35,7 @@ hipError_t moek_launch_combine(const float *out, const int32_t *pair_pos,
 			       const float *shared, uint32_t dim, uint32_t ntok,
 			       float *y, hipStream_t stream)
 {
+	moek_launch_clear();
 	MOEK_LAUNCH(ntok, MOEK_COMBINE_THREADS, stream, moek_combine)(
 		out, pair_pos, w, topk, shared, dim, y);
 	return hipGetLastError();

@@ -205,6 +205,7 @@ hipError_t moek_launch_gemm(const struct moek_gemm_args *g, uint32_t wtype,
 {
 	if (tile != MOEK_HIP_TILE_SMALL && tile != MOEK_HIP_TILE_LARGE)
 		return hipErrorInvalidValue;
+	moek_launch_clear();
 	switch (wtype) {
 	case MOEK_F32:
 		launch_tile<float>(g, tile, row_tiles, stream);

@@ -329,6 +329,7 @@ hipError_t moek_launch_gemm_mma(const struct moek_gemm_args *g,
 				uint32_t wtype, uint32_t row_tiles,
 				hipStream_t stream)
 {
+	moek_launch_clear();
 	switch (wtype) {
 	case MOEK_BF16:
 		mma_launch<uint16_t>(g, row_tiles, stream);

@@ -259,6 +259,7 @@ hipError_t moek_launch_gemv(const struct moek_gemm_args *g, uint32_t wtype,
 	if (g->k % 16 || g->a_scale || warp_size <= 0 ||
 	    MOEK_GEMM_THREADS % warp_size)
 		return hipErrorInvalidValue;
+	moek_launch_clear();
 	switch (wtype) {
 	case MOEK_F32:
 		gv_launch<float>(g, row_tiles, warps, stream);

@@ -143,6 +143,19 @@ static inline int moek_hip_errno(hipError_t e)
 	}
 }
 
+/*
+ * Before a launch whose status hipGetLastError() then reports: that call
+ * returns the last error of any runtime call on this thread, not only of
+ * launches (HIP as CUDA), so an error an earlier call left there (a
+ * registration refused with -EEXIST, a failed allocation, an ignored
+ * hipFree) would come back as the launch's. Clear it first. A kernel's
+ * fault is sticky and still shows.
+ */
+static inline void moek_launch_clear(void)
+{
+	(void)hipGetLastError();
+}
+
 /* Rows of fp8 scales: ceil(n / 128). */
 static __host__ __device__ inline uint32_t moek_nblocks(uint32_t n)
 {

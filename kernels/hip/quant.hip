@@ -45,6 +45,7 @@ hipError_t moek_launch_act_quant(const float *x, uint32_t rows, uint32_t n,
 {
 	const dim3 grid(rows, moek_nblocks(n));
 
+	moek_launch_clear();
 	MOEK_LAUNCH(grid, MOEK_QUANT_THREADS, stream, moek_act_quant<false>)(
 		x, n, tile_expert, tile, q, scales, NULL);
 	return hipGetLastError();
@@ -56,6 +57,7 @@ hipError_t moek_launch_act_qdq(const float *x, uint32_t rows, uint32_t n,
 {
 	const dim3 grid(rows, moek_nblocks(n));
 
+	moek_launch_clear();
 	MOEK_LAUNCH(grid, MOEK_QUANT_THREADS, stream, moek_act_quant<true>)(
 		x, n, tile_expert, tile, NULL, NULL, y);
 	return hipGetLastError();

@@ -170,6 +170,7 @@ moek_router(const struct moek_route_args a)
 hipError_t moek_launch_router(const struct moek_route_args *a, uint32_t ntok,
 			      hipStream_t stream)
 {
+	moek_launch_clear();
 	MOEK_LAUNCH(ntok, MOEK_ROUTER_THREADS, stream, moek_router)(*a);
 	return hipGetLastError();
 }

@@ -227,6 +227,7 @@ extern "C" int moek_hip_copy_kernel(void *dst, const void *src, size_t bytes,
 		return moek_hip_errno(e);
 	/* enough blocks to fill every multiprocessor a few times */
 	blocks = prop.multiProcessorCount * 8;
+	moek_launch_clear();
 	MOEK_LAUNCH(blocks, 256, (hipStream_t)stream, moek_copy_kernel)(
 		(uint4 *)dst, (const uint4 *)src, n16,
 		(uint8_t *)dst + n16 * 16, (const uint8_t *)src + n16 * 16,

@@ -1097,6 +1097,42 @@ TEST(errors)
 	layer_free(&l);
 }
 
+/*
+ * The runtime's "last error" is that of any call, not only of launches: a
+ * refused call (a second registration, an allocation too big) must not
+ * make the next launch report its error.
+ */
+TEST(errors_do_not_linger)
+{
+	struct moek_shape s = TINY(MOEK_F32, MOEK_F32);
+	const size_t pg = 4096;
+	struct layer l;
+	void *h, *alias, *big;
+	float *dx, *dy;
+
+	NEED_GPU();
+	layer_make(&l, &s, 1, 1);
+	dx = dev_alloc(s.dim * sizeof(float));
+	dy = dev_alloc(s.dim * sizeof(float));
+	CHECK_INT(moek_hip_memset(dx, 0, s.dim * sizeof(float)), 0);
+	h = aligned_alloc(pg, pg);
+	CHECK(h != NULL);
+	CHECK_INT(moek_hip_host_register(h, pg, &alias), 0);
+	CHECK_INT(moek_hip_host_register(h, pg, &alias), -EEXIST);
+	CHECK_INT(moek_hip_layer(g_ctx, &l.s, &l.wd, dx, 1, dy, NULL, NULL),
+		  0);
+	CHECK_INT(moek_hip_sync(NULL), 0);
+	CHECK_INT(moek_hip_malloc((size_t)1 << 60, &big), -ENOMEM);
+	CHECK_INT(moek_hip_layer(g_ctx, &l.s, &l.wd, dx, 1, dy, NULL, NULL),
+		  0);
+	CHECK_INT(moek_hip_sync(NULL), 0);
+	CHECK_INT(moek_hip_host_unregister(h), 0);
+	free(h);
+	moek_hip_free(dx);
+	moek_hip_free(dy);
+	layer_free(&l);
+}
+
 static void test_done(void)
 {
 	moek_hip_destroy(g_ctx);
@@ -1126,7 +1162,7 @@ static const struct h_test gpu_tests[] = {
 	T(layer_v2lite_bf16), T(layer_v2lite_bf16_large_tile),
 	T(layer_v3_fp8_decode), T(layer_v3_fp8_prefill), T(layer_v3_bf16),
 	T(layer_v3_fp8_decode_no_gemv), T(layer_tiny_bf16_no_gemv),
-	T(errors),
+	T(errors), T(errors_do_not_linger),
 };
 
 int main(int argc, char **argv)
