@@ -87,6 +87,7 @@ typedef cudaError_t hipError_t;
 typedef cudaStream_t hipStream_t;
 typedef cudaEvent_t hipEvent_t;
 typedef cudaDeviceProp hipDeviceProp_t;
+typedef cudaStreamCallback_t hipStreamCallback_t;
 
 #define hipSuccess			cudaSuccess
 #define hipErrorInvalidValue		cudaErrorInvalidValue
@@ -131,6 +132,7 @@ typedef cudaDeviceProp hipDeviceProp_t;
 #define hipStreamCreateWithFlags	cudaStreamCreateWithFlags
 #define hipStreamDestroy		cudaStreamDestroy
 #define hipStreamWaitEvent		cudaStreamWaitEvent
+#define hipStreamAddCallback		cudaStreamAddCallback
 #define hipEventCreateWithFlags		cudaEventCreateWithFlags
 #define hipEventDestroy			cudaEventDestroy
 #define hipEventRecord			cudaEventRecord

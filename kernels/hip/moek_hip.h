@@ -111,9 +111,9 @@ int moek_hip_mem_info(size_t *free_bytes, size_t *total);
 
 /*
  * Call fn(arg, status) once the work queued on stream so far is done,
- * from a thread of the GPU runtime. status is 0, or -EIO when that work
- * failed (where the runtime says so: HIP does, CUDA reports it at the
- * next call instead). fn must not call the GPU runtime.
+ * from a thread of the GPU runtime, exactly once: status is 0, or -EIO
+ * when that work failed (a kernel's fault). fn must not call the GPU
+ * runtime.
  */
 typedef void (*moek_hip_host_fn)(void *arg, int status);
 int moek_hip_host_fn_launch(void *stream, moek_hip_host_fn fn, void *arg);

@@ -5,9 +5,11 @@
  * memory, host callbacks, and the plain copy kernel that moex-bench uses
  * as its device-bandwidth anchor (moek_hip.h).
  *
- * Host callbacks: CUDA's cudaLaunchHostFunc() has no status, so a failed
- * stream shows up at the next call instead; HIP 5.2 has only
- * hipStreamAddCallback(), which passes one. Either way the callback runs
+ * Host callbacks: hipStreamAddCallback() (cudaStreamAddCallback() on
+ * NVIDIA), which runs the callback exactly once and passes the stream's
+ * error. Not cudaLaunchHostFunc(): CUDA does not call that one at all once
+ * the context has an error (cuLaunchHostFunc's documentation), and the
+ * asynchronous run waiting for it would never complete. The callback runs
  * on a runtime thread and must not call the runtime.
  */
 #include <errno.h>
@@ -144,15 +146,6 @@ struct host_call {
 	void *arg;
 };
 
-#if defined(MOEK_HIP_CUDA)
-static void host_tramp(void *data)
-{
-	struct host_call c = *(struct host_call *)data;
-
-	free(data);
-	c.fn(c.arg, 0);
-}
-#else
 static void host_tramp(hipStream_t stream, hipError_t status, void *data)
 {
 	struct host_call c = *(struct host_call *)data;
@@ -161,7 +154,6 @@ static void host_tramp(hipStream_t stream, hipError_t status, void *data)
 	free(data);
 	c.fn(c.arg, status == hipSuccess ? 0 : -EIO);
 }
-#endif
 
 extern "C" int moek_hip_host_fn_launch(void *stream, moek_hip_host_fn fn,
 				       void *arg)
@@ -176,11 +168,7 @@ extern "C" int moek_hip_host_fn_launch(void *stream, moek_hip_host_fn fn,
 		return -ENOMEM;
 	c->fn = fn;
 	c->arg = arg;
-#if defined(MOEK_HIP_CUDA)
-	e = cudaLaunchHostFunc((hipStream_t)stream, host_tramp, c);
-#else
 	e = hipStreamAddCallback((hipStream_t)stream, host_tramp, c, 0);
-#endif
 	if (e != hipSuccess) {
 		free(c);
 		return moek_hip_errno(e);
