@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include <atomic>
+
 #include "moek_hip_impl.h"
 
 extern "C" int moek_hip_abi(void)
@@ -196,12 +198,37 @@ moek_copy_kernel(uint4 *dst, const uint4 *src, size_t n16, uint8_t *dtail,
 		dtail[i] = stail[i];
 }
 
+/*
+ * The multiprocessors of device dev, asked once: hipGetDeviceProperties()
+ * (cudaGetDeviceProperties()) takes from about a millisecond to tens of
+ * them, and moex-bench times each copy between two events recorded
+ * around this call, so a query per call would count that time as the
+ * copy's (a 1 GiB copy takes under a millisecond on an H100).
+ */
+#define MOEK_SM_CACHE 64
+
+static int sm_count(int dev, int *n)
+{
+	static std::atomic<int> cache[MOEK_SM_CACHE];
+	hipDeviceProp_t prop;
+	hipError_t e;
+
+	if (dev >= 0 && dev < MOEK_SM_CACHE && (*n = cache[dev].load()) > 0)
+		return 0;
+	e = hipGetDeviceProperties(&prop, dev);
+	if (e != hipSuccess)
+		return moek_hip_errno(e);
+	*n = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+	if (dev >= 0 && dev < MOEK_SM_CACHE)
+		cache[dev].store(*n);
+	return 0;
+}
+
 extern "C" int moek_hip_copy_kernel(void *dst, const void *src, size_t bytes,
 				    void *stream)
 {
 	const size_t n16 = bytes / 16;
-	hipDeviceProp_t prop;
-	int dev, blocks;
+	int dev, sms, blocks, r;
 	hipError_t e;
 
 	if (!dst || !src || ((uintptr_t)dst | (uintptr_t)src) % 16)
@@ -209,12 +236,13 @@ extern "C" int moek_hip_copy_kernel(void *dst, const void *src, size_t bytes,
 	if (!bytes)
 		return 0;
 	e = hipGetDevice(&dev);
-	if (e == hipSuccess)
-		e = hipGetDeviceProperties(&prop, dev);
 	if (e != hipSuccess)
 		return moek_hip_errno(e);
+	r = sm_count(dev, &sms);
+	if (r)
+		return r;
 	/* enough blocks to fill every multiprocessor a few times */
-	blocks = prop.multiProcessorCount * 8;
+	blocks = sms * 8;
 	moek_launch_clear();
 	MOEK_LAUNCH(blocks, 256, (hipStream_t)stream, moek_copy_kernel)(
 		(uint4 *)dst, (const uint4 *)src, n16,

@@ -1133,6 +1133,35 @@ TEST(errors_do_not_linger)
 	layer_free(&l);
 }
 
+/* moex-bench's bandwidth anchor: a plain copy, its tail byte by byte;
+ * twice (the second call takes the multiprocessor count it kept) */
+TEST(copy_kernel)
+{
+	const size_t n = 100003;
+	uint8_t *h = xmalloc(n), *back = xmalloc(n);
+	void *src, *dst;
+
+	NEED_GPU();
+	for (size_t i = 0; i < n; i++)
+		h[i] = (uint8_t)rnd();
+	src = dev_copy(h, n);
+	dst = dev_alloc(n);
+	for (int round = 0; round < 2; round++) {
+		CHECK_INT(moek_hip_memset(dst, round, n), 0);
+		CHECK_INT(moek_hip_copy_kernel(dst, src, n - round, NULL), 0);
+		CHECK_INT(moek_hip_sync(NULL), 0);
+		CHECK_INT(moek_hip_download(back, dst, n), 0);
+		CHECK(!memcmp(back, h, n - round));
+		CHECK_INT(back[n - 1], round ? round : h[n - 1]);
+	}
+	CHECK_INT(moek_hip_copy_kernel((char *)dst + 1, src, 16, NULL),
+		  -EINVAL);
+	moek_hip_free(src);
+	moek_hip_free(dst);
+	free(h);
+	free(back);
+}
+
 static void test_done(void)
 {
 	moek_hip_destroy(g_ctx);
@@ -1162,7 +1191,7 @@ static const struct h_test gpu_tests[] = {
 	T(layer_v2lite_bf16), T(layer_v2lite_bf16_large_tile),
 	T(layer_v3_fp8_decode), T(layer_v3_fp8_prefill), T(layer_v3_bf16),
 	T(layer_v3_fp8_decode_no_gemv), T(layer_tiny_bf16_no_gemv),
-	T(errors), T(errors_do_not_linger),
+	T(errors), T(errors_do_not_linger), T(copy_kernel),
 };
 
 int main(int argc, char **argv)
