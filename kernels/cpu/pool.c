@@ -8,6 +8,12 @@
  * meet at moek_pool_barrier(): a sense-reversing counter that spins a
  * little and then yields, so that a pool larger than the machine (tests
  * run 4 threads on 2 cores) still makes progress.
+ *
+ * fork(2) copies the pool but none of its workers: the child's first run
+ * (or destroy) sees another pid and starts the pool afresh, new lock and
+ * condition variable (a worker may have held the old lock when the parent
+ * forked) and new workers, instead of waiting forever for workers that
+ * do not exist in it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +21,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "cpu.h"
 
@@ -24,6 +32,7 @@ struct moek_pool {
 	unsigned int n;
 	pthread_t *th;
 	unsigned int started;
+	pid_t pid;			/* the process the workers run in */
 
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -99,6 +108,49 @@ static void pool_stop(struct moek_pool *p)
 		pthread_join(p->th[i], NULL);
 }
 
+/* Start workers 1 .. n - 1; 0 or -ENOMEM (p->started says how many run). */
+static int pool_start(struct moek_pool *p)
+{
+	unsigned int i;
+
+	p->pid = getpid();
+	for (i = 1; i < p->n; i++) {
+		struct worker_arg *wa = malloc(sizeof(*wa));
+
+		if (!wa)
+			return -ENOMEM;
+		wa->p = p;
+		wa->tid = i;
+		if (pthread_create(&p->th[p->started], NULL, worker, wa)) {
+			free(wa);
+			return -ENOMEM;
+		}
+		p->started++;
+	}
+	return 0;
+}
+
+/*
+ * In a child of fork(2) the pool has no workers (and its lock may be held
+ * by a thread that is not there): forget them and reset every shared
+ * field. Returns whether it did.
+ */
+static bool pool_forked(struct moek_pool *p)
+{
+	if (p->pid == getpid())
+		return false;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	p->started = 0;
+	p->gen = 0;
+	p->stop = false;
+	atomic_store(&p->agen, 0);
+	atomic_store(&p->done, 0);
+	atomic_store(&p->bar_count, 0);
+	atomic_store(&p->bar_sense, 0);
+	return true;
+}
+
 /**
  * moek_pool_create() - start a pool of nthreads threads (the caller
  * counts as one: nthreads - 1 workers are created).
@@ -110,7 +162,6 @@ static void pool_stop(struct moek_pool *p)
 int moek_pool_create(unsigned int nthreads, struct moek_pool **out)
 {
 	struct moek_pool *p;
-	unsigned int i;
 
 	if (!nthreads)
 		return -EINVAL;
@@ -125,34 +176,23 @@ int moek_pool_create(unsigned int nthreads, struct moek_pool **out)
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
-	for (i = 1; i < nthreads; i++) {
-		struct worker_arg *wa = malloc(sizeof(*wa));
-
-		if (!wa)
-			goto fail;
-		wa->p = p;
-		wa->tid = i;
-		if (pthread_create(&p->th[p->started], NULL, worker, wa)) {
-			free(wa);
-			goto fail;
-		}
-		p->started++;
+	if (pool_start(p)) {
+		pool_stop(p);
+		pthread_cond_destroy(&p->wake);
+		pthread_mutex_destroy(&p->lock);
+		free(p->th);
+		free(p);
+		return -ENOMEM;
 	}
 	*out = p;
 	return 0;
-fail:
-	pool_stop(p);
-	pthread_cond_destroy(&p->wake);
-	pthread_mutex_destroy(&p->lock);
-	free(p->th);
-	free(p);
-	return -ENOMEM;
 }
 
 void moek_pool_destroy(struct moek_pool *p)
 {
 	if (!p)
 		return;
+	pool_forked(p);		/* a child joins no parent's workers */
 	pool_stop(p);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);
@@ -180,6 +220,10 @@ static void wait_spin(atomic_uint *v, unsigned int want)
 
 void moek_pool_run(struct moek_pool *p, moek_pool_fn fn, void *arg)
 {
+	if (p->n > 1 && pool_forked(p) && pool_start(p)) {
+		/* Fewer workers than before: run with those there are. */
+		p->n = p->started + 1;
+	}
 	if (p->n == 1) {
 		fn(arg, 0, 1);
 		return;

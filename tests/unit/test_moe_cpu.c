@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "moek.h"
 #include "../../kernels/cpu/cpu.h"
@@ -778,6 +780,60 @@ TEST(scratch_grows)
 	free_layer(&l);
 }
 
+/*
+ * fork(2) copies a context but not its pool's workers: a child's layer
+ * must still run (it waited forever for them) and give the parent's bits,
+ * and a child's destroy must not join the parent's threads.
+ */
+TEST(fork_child_runs)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_BF16);
+	size_t ntok = 11, n;
+	struct moek_cpu *c, *c2;
+	struct layer l;
+	float *x, *y, *yc;
+	int status, i;
+	pid_t pid;
+
+	gen_layer(&l, &s, 0, 1);
+	x = gen_x(ntok, s.dim);
+	n = ntok * s.dim;
+	y = malloc(n * sizeof(float));
+	yc = malloc(n * sizeof(float));
+	CHECK_INT(moek_cpu_create(3, MOEK_ISA_AVX512, &c), 0);
+	CHECK_INT(moek_cpu_create(2, MOEK_ISA_AVX512, &c2), 0);
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, y, NULL), 0);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		alarm(30);	/* a hang fails the test, not the suite */
+		for (i = 0; i < 3; i++) {
+			memset(yc, 0, n * sizeof(float));
+			if (moek_cpu_layer(c, &s, &l.wt, x, ntok, yc, NULL) ||
+			    memcmp(y, yc, n * sizeof(float)))
+				_exit(1);
+		}
+		moek_cpu_destroy(c);
+		moek_cpu_destroy(c2);	/* never ran in the child */
+		_exit(0);
+	}
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && !WEXITSTATUS(status),
+		  "child: %s %d", WIFSIGNALED(status) ? "signal" : "exit",
+		  WIFSIGNALED(status) ? WTERMSIG(status) :
+					WEXITSTATUS(status));
+	/* The parent's pool is untouched. */
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, yc, NULL), 0);
+	CHECK(!memcmp(y, yc, n * sizeof(float)));
+	moek_cpu_destroy(c);
+	moek_cpu_destroy(c2);
+	free(x);
+	free(y);
+	free(yc);
+	free_layer(&l);
+}
+
 /* moek_cpu_act_quant_row() is moek_act_quant_row() bit for bit. */
 TEST(act_quant_exact)
 {
@@ -896,4 +952,4 @@ RUN_TESTS(T(isa_levels), T(tiny_scalar), T(tiny_avx2), T(tiny_avx512),
 	  T(routing_v3_many_tokens), T(threads_same_result),
 	  T(prefetch_same_result), T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
-	  T(einval))
+	  T(fork_child_runs), T(einval))
