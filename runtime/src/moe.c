@@ -25,6 +25,7 @@
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct moek_cpu *pool;
 static unsigned int pool_users;
+static pthread_once_t pool_atfork_once = PTHREAD_ONCE_INIT;
 
 struct moex_moe {
 	struct moek_shape shape;
@@ -55,11 +56,34 @@ struct moex_moe_job {
 	int status;		/* a synchronous GPU run's */
 };
 
+/*
+ * fork(2) while another thread runs a CPU layer would leave the child a
+ * pool_lock held by no thread (and the pool in the middle of a layer):
+ * its first run would wait forever. fork waits for the run to end instead
+ * and both sides let go of the lock; the child's pool then restarts its
+ * workers (kernels/cpu/pool.c).
+ */
+static void pool_lock_take(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+static void pool_lock_give(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+static void pool_atfork(void)
+{
+	pthread_atfork(pool_lock_take, pool_lock_give, pool_lock_give);
+}
+
 static int moex_pool_get(unsigned int threads)
 {
 	const char *env;
 	int ret = 0;
 
+	pthread_once(&pool_atfork_once, pool_atfork);
 	if (!threads && (env = secure_getenv("MOEX_THREADS")))
 		threads = (unsigned int)strtoul(env, NULL, 10);
 	pthread_mutex_lock(&pool_lock);

@@ -7,8 +7,11 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -267,9 +270,74 @@ TEST(weights_lock_without_a_device)
 	munmap(p, len);
 }
 
+/* A thread that runs the layer until told to stop. */
+struct busy {
+	struct moex_moe *m;
+	const float *x;
+	float *y;
+	atomic_int stop;
+};
+
+static void *busy_runs(void *arg)
+{
+	struct busy *b = arg;
+
+	while (!atomic_load(&b->stop))
+		moex_moe_run(b->m, b->x, NTOK, b->y, NULL);
+	return NULL;
+}
+
+/*
+ * A child of fork(2) runs CPU layers: forked after a run (the pool's
+ * workers are not in the child) and while another thread runs one (the
+ * pool's lock was held by a thread the child does not have). Both hung.
+ */
+TEST(runs_in_a_child_of_fork)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+	static float x[NTOK * DIM], y[NTOK * DIM], yb[NTOK * DIM],
+		     r[NTOK * DIM];
+	struct busy b = { .x = x, .y = yb };
+	struct moex_moe *m = NULL;
+	int i, status, bad = 0;
+	pthread_t th;
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_run(m, x, NTOK, y, NULL), 0);
+	b.m = m;
+	for (i = 0; i < 8; i++) {
+		pid_t pid;
+
+		/* rounds 0 and 1 fork from a quiet process */
+		if (i == 2)
+			CHECK_INT(pthread_create(&th, NULL, busy_runs, &b), 0);
+		fflush(NULL);
+		pid = fork();
+		if (!pid) {
+			alarm(30);	/* a hang fails the test */
+			if (moex_moe_run(m, x, NTOK, y, NULL) ||
+			    moex_moe_run_reference(m, x, NTOK, r, NULL) ||
+			    !(rel_err(y, r, NTOK * DIM) < 2e-2))
+				_exit(1);
+			_exit(0);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+		    !WIFEXITED(status) || WEXITSTATUS(status))
+			bad++;
+	}
+	atomic_store(&b.stop, 1);
+	pthread_join(th, NULL);
+	CHECK_MSG(!bad, "%d of 8 children failed or hung", bad);
+	CHECK_INT(moex_moe_destroy(m), 0);
+}
+
 RUN_TESTS(T(create_checks_everything),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
 	  T(runs_complete_on_a_queue),
 	  T(queue_full_is_ebusy),
-	  T(weights_lock_without_a_device))
+	  T(weights_lock_without_a_device),
+	  T(runs_in_a_child_of_fork))
