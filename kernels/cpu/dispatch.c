@@ -64,12 +64,15 @@ const char *moek_isa_name(enum moek_isa isa)
 
 /**
  * moek_cpu_create() - a CPU context: thread pool, kernels, scratch.
- * @nthreads: threads (the caller is one of them); 0: one per online CPU
+ * @nthreads: threads (the caller is one of them), at most
+ *            MOEK_CPU_MAX_THREADS; 0: one per online CPU, as many as that
+ *            allows
  * @max_isa:  the best instruction-set level to use; the host's best
  *            level up to it is chosen
  * @out:      the context
  *
- * Return: 0, -EINVAL (unknown max_isa, NULL out) or -ENOMEM.
+ * Return: 0, -EINVAL (unknown max_isa, NULL out, too many threads) or
+ * -ENOMEM.
  */
 int moek_cpu_create(unsigned int nthreads, enum moek_isa max_isa,
 		    struct moek_cpu **out)
@@ -83,9 +86,11 @@ int moek_cpu_create(unsigned int nthreads, enum moek_isa max_isa,
 	if (!nthreads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-		nthreads = n > 0 ? (unsigned int)n : 1;
+		/* A host with more CPUs gets the most a pool may have. */
+		nthreads = n <= 0 ? 1 : n > MOEK_CPU_MAX_THREADS ?
+			   MOEK_CPU_MAX_THREADS : (unsigned int)n;
 	}
-	if (nthreads > 1024)
+	if (nthreads > MOEK_CPU_MAX_THREADS)
 		return -EINVAL;
 	moek_cpu_init_tables();
 	isa = host_isa();

@@ -23,6 +23,7 @@
  * White box: the test reads the routes from struct moek_cpu
  * (kernels/cpu/cpu.h) to compare them with moek_ref_route().
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -401,6 +402,39 @@ static const char *run_shape(const struct moek_shape *base, int bias,
 	} while (0)
 
 /* ---- tests ------------------------------------------------------------ */
+
+/*
+ * The online CPU count moek_cpu_create(0, ...) sees: the host's, or
+ * fake_online where set (this definition takes the place of libc's for
+ * the library linked into this program).
+ */
+static long fake_online;
+
+long sysconf(int name)
+{
+	static long (*real)(int);
+
+	if (name == _SC_NPROCESSORS_ONLN && fake_online)
+		return fake_online;
+	if (!real)
+		real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");
+	return real(name);
+}
+
+/* A host with more CPUs than a pool may have threads gets the most a pool
+ * may have (it got -EINVAL: libmoex's default CPU layers failed). */
+TEST(threads_default_on_a_huge_host)
+{
+	struct moek_cpu *c = NULL;
+
+	fake_online = MOEK_CPU_MAX_THREADS + 128;
+	CHECK_INT(moek_cpu_create(0, MOEK_ISA_SCALAR, &c), 0);
+	fake_online = 0;
+	CHECK_INT(moek_cpu_threads(c), MOEK_CPU_MAX_THREADS);
+	moek_cpu_destroy(c);
+	CHECK_INT(moek_cpu_create(MOEK_CPU_MAX_THREADS + 1, MOEK_ISA_SCALAR,
+				  &c), -EINVAL);
+}
 
 TEST(isa_levels)
 {
@@ -945,7 +979,7 @@ TEST(einval)
 	free_layer(&l);
 }
 
-RUN_TESTS(T(isa_levels), T(tiny_scalar), T(tiny_avx2), T(tiny_avx512),
+RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host), T(tiny_scalar), T(tiny_avx2), T(tiny_avx512),
 	  T(v2_lite_scalar), T(v2_lite_avx2), T(v2_lite_avx512),
 	  T(v3_scalar), T(v3_avx2), T(v3_avx512), T(fp8_avx512_f16_path),
 	  T(big_free), T(act_quant_exact),
