@@ -135,9 +135,6 @@ void moek_cpu_init_tables(void);
 
 /* ---- the context (dispatch.c, layer.c) -------------------------------- */
 
-/* Threads of a pool at most (moek_cpu_create). */
-#define MOEK_CPU_MAX_THREADS 1024
-
 /* Tokens per GEMM call: bounds the per-thread scratch. */
 #define MOEK_CPU_TB 16
 /* Rows per work item (a multiple of 128 so that an FP8 intermediate's

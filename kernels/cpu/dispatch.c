@@ -8,6 +8,7 @@
  * Code of a level the CPU lacks is never called.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,11 +63,33 @@ const char *moek_isa_name(enum moek_isa isa)
 	return "unknown";
 }
 
+/*
+ * One thread per CPU this process may run on: its affinity mask, so that a
+ * process given 4 of a host's 64 CPUs (taskset, a cgroup's cpuset, a
+ * container's --cpuset-cpus) runs 4 threads and not 64 that spin at the
+ * pool's barriers on 4 CPUs. The online count where the mask cannot be
+ * read (a host with more CPUs than a cpu_set_t holds); at least 1, at most
+ * MOEK_CPU_MAX_THREADS.
+ */
+static unsigned int default_threads(void)
+{
+	cpu_set_t set;
+	long n = 0;
+
+	if (!sched_getaffinity(0, sizeof(set), &set))
+		n = CPU_COUNT(&set);
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		return 1;
+	return n > MOEK_CPU_MAX_THREADS ? MOEK_CPU_MAX_THREADS :
+	       (unsigned int)n;
+}
+
 /**
  * moek_cpu_create() - a CPU context: thread pool, kernels, scratch.
  * @nthreads: threads (the caller is one of them), at most
- *            MOEK_CPU_MAX_THREADS; 0: one per online CPU, as many as that
- *            allows
+ *            MOEK_CPU_MAX_THREADS; 0: default_threads()
  * @max_isa:  the best instruction-set level to use; the host's best
  *            level up to it is chosen
  * @out:      the context
@@ -83,13 +106,8 @@ int moek_cpu_create(unsigned int nthreads, enum moek_isa max_isa,
 
 	if (!out || (unsigned int)max_isa > MOEK_ISA_AVX512)
 		return -EINVAL;
-	if (!nthreads) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		/* A host with more CPUs gets the most a pool may have. */
-		nthreads = n <= 0 ? 1 : n > MOEK_CPU_MAX_THREADS ?
-			   MOEK_CPU_MAX_THREADS : (unsigned int)n;
-	}
+	if (!nthreads)
+		nthreads = default_threads();
 	if (nthreads > MOEK_CPU_MAX_THREADS)
 		return -EINVAL;
 	moek_cpu_init_tables();

@@ -173,7 +173,11 @@ enum moek_isa {
 	MOEK_ISA_AVX512 = 2,	/* AVX-512F/BW/VL (+ BF16/VNNI where present) */
 };
 
-/* A persistent pool of nthreads workers (0: one per online CPU) and its
+/* Threads of a pool at most (moek_cpu_create). */
+#define MOEK_CPU_MAX_THREADS 1024
+
+/* A persistent pool of nthreads workers (0: one per CPU the
+ * process may run on, its affinity mask) and its
  * scratch. max_isa caps the dispatch (tests run every level the host has);
  * the best level the host supports up to it is used. 0 or -errno. */
 int moek_cpu_create(unsigned int nthreads, enum moek_isa max_isa,

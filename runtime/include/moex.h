@@ -387,7 +387,8 @@ struct moex_moe_weights {
  * @size: sizeof(struct moex_moe_opts) as the caller knows it.
  * @backend: "cpu" (the default when NULL) or "hip".
  * @threads: CPU backend threads, at most 1024 (more: -EINVAL); 0:
- *	$MOEX_THREADS, else one per online CPU (1024 at most).
+ *	$MOEX_THREADS (1 to 1024; anything else: -EINVAL), else one per
+ *	CPU the process may run on (sched_getaffinity(2), 1024 at most).
  *	Every CPU layer of a process shares one pool, sized by the first.
  * @gpu_experts: "hip" backend (since 0.4): routed experts kept in GPU
  *	memory; 0 keeps all of them. Fewer makes an expert cache: the GPU

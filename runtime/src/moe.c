@@ -84,8 +84,22 @@ static int moex_pool_get(unsigned int threads)
 	int ret = 0;
 
 	pthread_once(&pool_atfork_once, pool_atfork);
-	if (!threads && (env = secure_getenv("MOEX_THREADS")))
-		threads = (unsigned int)strtoul(env, NULL, 10);
+	env = threads ? NULL : secure_getenv("MOEX_THREADS");
+	if (env && *env) {
+		size_t len = strlen(env);
+		unsigned long n = 0;
+
+		/* digits only, no sign or space (strtoul would take both),
+		 * and errno untouched */
+		if (len <= 4 && strspn(env, "0123456789") == len && *env != '0')
+			n = strtoul(env, NULL, 10);
+		if (!n || n > MOEK_CPU_MAX_THREADS) {
+			fprintf(stderr, "libmoex: MOEX_THREADS='%s': want 1 to %u threads\n",
+				env, MOEK_CPU_MAX_THREADS);
+			return -EINVAL;
+		}
+		threads = (unsigned int)n;
+	}
 	pthread_mutex_lock(&pool_lock);
 	if (!pool)
 		ret = moek_cpu_create(threads, MOEK_ISA_AVX512, &pool);

@@ -146,6 +146,38 @@ TEST(create_checks_everything)
 	CHECK(m == NULL);
 }
 
+/* $MOEX_THREADS: 1 to 1024 in plain decimal, or the layer is refused
+ * (strtoul took "abc" as the default and " -1" as 2^64 - 1); unset or
+ * empty means the default, and opts->threads takes precedence. */
+TEST(moex_threads_is_checked)
+{
+	static const char *const bad[] = {
+		"abc", "0", "-1", "+2", " 2", "2 ", "02", "2x", "1025", "99999",
+	};
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+	struct moex_moe *m;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		setenv("MOEX_THREADS", bad[i], 1);
+		m = (void *)1;
+		CHECK_MSG(moex_moe_create(&d, &w, NULL, &m) == -EINVAL,
+			  "MOEX_THREADS='%s' was taken", bad[i]);
+		CHECK(m == NULL);
+	}
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);	/* threads given */
+	CHECK_INT(moex_moe_destroy(m), 0);
+	setenv("MOEX_THREADS", "3", 1);
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	setenv("MOEX_THREADS", "", 1);
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	unsetenv("MOEX_THREADS");
+}
+
 TEST(cpu_backend_matches_the_reference)
 {
 	struct moex_moe_desc d = desc();
@@ -334,7 +366,7 @@ TEST(runs_in_a_child_of_fork)
 	CHECK_INT(moex_moe_destroy(m), 0);
 }
 
-RUN_TESTS(T(create_checks_everything),
+RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
 	  T(runs_complete_on_a_queue),

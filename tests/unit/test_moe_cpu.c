@@ -26,6 +26,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,11 +406,14 @@ static const char *run_shape(const struct moek_shape *base, int bias,
 /* ---- tests ------------------------------------------------------------ */
 
 /*
- * The online CPU count moek_cpu_create(0, ...) sees: the host's, or
- * fake_online where set (this definition takes the place of libc's for
- * the library linked into this program).
+ * The CPUs moek_cpu_create(0, ...) sees: the host's, or where set,
+ * fake_online for the online count and, with fake_no_mask, an affinity
+ * mask that cannot be read (a host with more CPUs than a cpu_set_t
+ * holds). These definitions take the place of libc's for the library
+ * linked into this program.
  */
 static long fake_online;
+static bool fake_no_mask;
 
 long sysconf(int name)
 {
@@ -421,6 +426,20 @@ long sysconf(int name)
 	return real(name);
 }
 
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set)
+{
+	static int (*real)(pid_t, size_t, cpu_set_t *);
+
+	if (fake_no_mask) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!real)
+		real = (int (*)(pid_t, size_t, cpu_set_t *))
+			dlsym(RTLD_NEXT, "sched_getaffinity");
+	return real(pid, size, set);
+}
+
 /* A host with more CPUs than a pool may have threads gets the most a pool
  * may have (it got -EINVAL: libmoex's default CPU layers failed). */
 TEST(threads_default_on_a_huge_host)
@@ -428,12 +447,42 @@ TEST(threads_default_on_a_huge_host)
 	struct moek_cpu *c = NULL;
 
 	fake_online = MOEK_CPU_MAX_THREADS + 128;
+	fake_no_mask = true;
 	CHECK_INT(moek_cpu_create(0, MOEK_ISA_SCALAR, &c), 0);
 	fake_online = 0;
+	fake_no_mask = false;
 	CHECK_INT(moek_cpu_threads(c), MOEK_CPU_MAX_THREADS);
 	moek_cpu_destroy(c);
 	CHECK_INT(moek_cpu_create(MOEK_CPU_MAX_THREADS + 1, MOEK_ISA_SCALAR,
 				  &c), -EINVAL);
+}
+
+/* A process allowed on fewer CPUs than the host has (taskset, a cpuset)
+ * gets a thread per CPU it may run on, not per online CPU. */
+TEST(threads_default_follows_affinity)
+{
+	struct moek_cpu *c = NULL;
+	cpu_set_t all, one;
+	int cpu, want;
+
+	CHECK_INT(sched_getaffinity(0, sizeof(all), &all), 0);
+	if (CPU_COUNT(&all) < 2)
+		SKIP("this process may run on one CPU only: nothing to narrow");
+	for (cpu = 0; !CPU_ISSET(cpu, &all); cpu++)
+		;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	CHECK_INT(sched_setaffinity(0, sizeof(one), &one), 0);
+	CHECK_INT(moek_cpu_create(0, MOEK_ISA_SCALAR, &c), 0);
+	CHECK_INT(sched_setaffinity(0, sizeof(all), &all), 0);
+	CHECK_INT(moek_cpu_threads(c), 1);
+	moek_cpu_destroy(c);
+	CHECK_INT(moek_cpu_create(0, MOEK_ISA_SCALAR, &c), 0);
+	want = CPU_COUNT(&all);
+	if (want > MOEK_CPU_MAX_THREADS)
+		want = MOEK_CPU_MAX_THREADS;
+	CHECK_INT(moek_cpu_threads(c), want);
+	moek_cpu_destroy(c);
 }
 
 TEST(isa_levels)
@@ -979,7 +1028,9 @@ TEST(einval)
 	free_layer(&l);
 }
 
-RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host), T(tiny_scalar), T(tiny_avx2), T(tiny_avx512),
+RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
+	  T(threads_default_follows_affinity), T(tiny_scalar), T(tiny_avx2),
+	  T(tiny_avx512),
 	  T(v2_lite_scalar), T(v2_lite_avx2), T(v2_lite_avx512),
 	  T(v3_scalar), T(v3_avx2), T(v3_avx512), T(fp8_avx512_f16_path),
 	  T(big_free), T(act_quant_exact),
