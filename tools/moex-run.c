@@ -454,6 +454,7 @@ int main(int argc, char **argv)
 	};
 	unsigned long v;
 	int c, idx = 0;
+	bool hip;
 
 	while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
 		switch (c) {
@@ -517,6 +518,20 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!a.model || optind != argc || (a.device && a.no_device)) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	/* a backend's options with the other backend would be ignored */
+	if (a.backend && strcmp(a.backend, "cpu") && strcmp(a.backend, "hip")) {
+		fprintf(stderr, "moex-run: bad value '%s' for --backend\n",
+			a.backend);
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	hip = a.backend && !strcmp(a.backend, "hip");
+	if ((a.threads && hip) || (a.gpu_experts && !hip)) {
+		fprintf(stderr, "moex-run: %s goes with --backend %s only\n",
+			hip ? "--threads" : "--gpu-experts", hip ? "cpu" : "hip");
 		fputs(usage_text, stderr);
 		return EXIT_USAGE;
 	}

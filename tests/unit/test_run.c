@@ -296,6 +296,18 @@ TEST(usage_errors)
 	 * failed load ("layer: Invalid argument") */
 	RUN(&r, "--model", "x", "--threads", "1025");
 	CHECK_INT(r.status, 2);
+	/* a backend's options with the other: refused, not ignored */
+	RUN(&r, "--model", "x", "--gpu-experts", "8");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--gpu-experts goes with --backend hip only");
+	RUN(&r, "--model", "x", "--backend", "cpu", "--gpu-experts", "8");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "--model", "x", "--backend", "hip", "--threads", "2");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--threads goes with --backend cpu only");
+	RUN(&r, "--model", "x", "--backend", "tpu");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "bad value 'tpu' for --backend");
 	RUN(&r, "--model", "x", "--layers", "3-1");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--model", "x", "--device", "/dev/moex0", "--no-device");
