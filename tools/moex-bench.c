@@ -31,6 +31,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -355,18 +356,24 @@ static int bench_queue(const char *path)
  */
 static double direct_read(const char *files, bool fio)
 {
-	char arg[8400], out[64] = "/tmp/moex-bench-fio.XXXXXX", oarg[80];
+	char out[64] = "/tmp/moex-bench-fio.XXXXXX", oarg[80], *arg;
+	size_t alen = strlen(files) + sizeof("--filename=");
 	char *argv[16];
 	double t0, t;
 	pid_t pid;
 	int st, n = 0, fd = -1;
 
+	arg = malloc(alen);
+	if (!arg)
+		return -1;
 	if (fio) {
 		fd = mkstemp(out);
-		if (fd < 0)
+		if (fd < 0) {
+			free(arg);
 			return -1;
+		}
 		snprintf(oarg, sizeof(oarg), "--output=%s", out);
-		snprintf(arg, sizeof(arg), "--filename=%s", files);
+		snprintf(arg, alen, "--filename=%s", files);
 		argv[n++] = "fio";
 		argv[n++] = "--name=anchor";
 		argv[n++] = arg;
@@ -379,7 +386,7 @@ static double direct_read(const char *files, bool fio)
 		argv[n++] = "--terse-version=3";
 		argv[n++] = oarg;
 	} else {
-		snprintf(arg, sizeof(arg), "if=%s", files);
+		snprintf(arg, alen, "if=%s", files);
 		argv[n++] = "dd";
 		argv[n++] = arg;
 		argv[n++] = "of=/dev/null";
@@ -394,6 +401,7 @@ static double direct_read(const char *files, bool fio)
 		execvp(argv[0], argv);
 		_exit(127);
 	}
+	free(arg);
 	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
 	    WEXITSTATUS(st))
 		t = -1;
@@ -426,6 +434,42 @@ static double direct_read(const char *files, bool fio)
 	return t;
 }
 
+/* fio refuses an option's value longer than 4096 bytes */
+#define FIO_NAMES_MAX	4000
+
+/*
+ * Seconds for fio (or dd) to read the ':'-separated files with O_DIRECT,
+ * each run's own time summed: dd reads one file a run, fio as many as its
+ * --filename takes. -1 when a run failed.
+ */
+static double anchor_read(const char *files, bool fio)
+{
+	char *chunk = malloc(strlen(files) + 1);
+	const char *p = files;
+	double sum = 0, t;
+	size_t len;
+
+	if (!chunk)
+		return -1;
+	while (*p) {
+		len = strcspn(p, ":");
+		while (fio && p[len] == ':' &&
+		       len + 1 + strcspn(p + len + 1, ":") <= FIO_NAMES_MAX)
+			len += 1 + strcspn(p + len + 1, ":");
+		memcpy(chunk, p, len);
+		chunk[len] = '\0';
+		t = direct_read(chunk, fio);
+		if (t < 0) {
+			sum = -1;
+			break;
+		}
+		sum += t;
+		p += len + (p[len] == ':');
+	}
+	free(chunk);
+	return sum;
+}
+
 static bool have(const char *prog)
 {
 	char cmd[128];
@@ -446,11 +490,12 @@ static int bench_load(const char *path, const char *model)
 	struct moex_model_info info = { .size = sizeof(info) };
 	double ld[RUNS], dd[RUNS];
 	struct moex_device *dev = NULL;
-	char err[512], file[4200], files[4200] = "";
+	char err[512], file[PATH_MAX], *files = NULL;
+	size_t flen = 0;
 	bool fio = have("fio");
 	uint64_t total = 0;
 	struct dirent *de;
-	int r, ret;
+	int r, ret = 1;
 	DIR *d;
 
 	bench_suite = "load";
@@ -463,46 +508,53 @@ static int bench_load(const char *path, const char *model)
 		fprintf(stderr, "moex-bench: %s: %s\n", model, strerror(errno));
 		return 1;
 	}
+	/* every shard (V3 has 163), ':'-separated as fio's --filename
+	 * takes them */
 	while ((de = readdir(d))) {
-		size_t n = strlen(de->d_name);
+		size_t n = strlen(de->d_name), fl;
 		struct stat st;
+		char *more;
 
 		if (n < 12 || strcmp(de->d_name + n - 12, ".safetensors"))
 			continue;
-		snprintf(file, sizeof(file), "%s/%s", model, de->d_name);
-		if (stat(file, &st) || strlen(files) + strlen(file) + 2 >
-		    sizeof(files))
-			continue;
+		if ((size_t)snprintf(file, sizeof(file), "%s/%s", model,
+				     de->d_name) >= sizeof(file) ||
+		    strchr(file, ':')) {
+			fprintf(stderr, "moex-bench: %s/%s: a path fio cannot take\n",
+				model, de->d_name);
+			goto out;
+		}
+		if (stat(file, &st)) {
+			fprintf(stderr, "moex-bench: %s: %s\n", file,
+				strerror(errno));
+			goto out;
+		}
+		fl = strlen(file);
+		more = realloc(files, flen + fl + 2);
+		if (!more) {
+			fprintf(stderr, "moex-bench: out of memory\n");
+			goto out;
+		}
+		files = more;
+		if (flen)
+			files[flen++] = ':';
+		memcpy(files + flen, file, fl + 1);
+		flen += fl;
 		total += (uint64_t)st.st_size;
-		if (files[0])
-			strcat(files, ":");
-		strcat(files, file);
 	}
 	closedir(d);
+	d = NULL;
 	if (!total) {
 		fprintf(stderr, "moex-bench: %s: no .safetensors files\n", model);
-		return 1;
+		goto out;
 	}
 	for (r = 0; r < RUNS; r++) {
-		char one[4200], *f, *save = NULL;
-
-		dd[r] = 0;
-		if (fio) {
-			dd[r] = direct_read(files, true);
-		} else {	/* dd reads one file at a time */
-			snprintf(one, sizeof(one), "%s", files);
-			for (f = strtok_r(one, ":", &save); f && dd[r] >= 0;
-			     f = strtok_r(NULL, ":", &save)) {
-				double t = direct_read(f, false);
-
-				dd[r] = t < 0 ? t : dd[r] + t;
-			}
-		}
+		dd[r] = anchor_read(files, fio);
 		if (dd[r] < 0) {
-			fprintf(stderr, "moex-bench: %s of %s failed\n",
+			fprintf(stderr, "moex-bench: %s of %s's .safetensors files failed\n",
 				fio ? "fio --direct=1" : "dd iflag=direct",
-				files);
-			return 1;
+				model);
+			goto out;
 		}
 	}
 	if (moex_open(path, &dev))
@@ -516,11 +568,10 @@ static int bench_load(const char *path, const char *model)
 		};
 		struct moex_model *m;
 
-		ret = moex_model_open(model, &o, &m);
-		if (ret) {
+		if (moex_model_open(model, &o, &m)) {
 			fprintf(stderr, "moex-bench: %s: %s\n", model, err);
 			moex_close(dev);
-			return 1;
+			goto out;
 		}
 		moex_model_info(m, &info);
 		ld[r] = info.read_bytes / info.load_seconds / 1e9;
@@ -533,7 +584,12 @@ static int bench_load(const char *path, const char *model)
 	       "GB/s");
 	report_ratio("load_vs_direct_read", median(ld, RUNS) / median(dd, RUNS),
 		     0.9);
-	return 0;
+	ret = 0;
+out:
+	if (d)
+		closedir(d);
+	free(files);
+	return ret;
 }
 
 /* ---- pin ------------------------------------------------------------------ */

@@ -73,6 +73,10 @@ $(BUILD)/san/tests/unit/unit-%-san: tests/unit/test_%.c $(LIBMOEX_SAN_A)
 $(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san \
 $(BUILD)/tests/unit/unit-mkmodel $(BUILD)/san/tests/unit/unit-mkmodel-san: \
 	$(MKMODEL) $(MOEX_RUN)
+# unit-run also runs moex-bench load.
+$(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san: $(MOEX_BENCH)
+$(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san: \
+	UNIT_EXTRA = -DMOEX_BENCH='"$(abspath $(MOEX_BENCH))"'
 $(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
 $(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
 # unit-model_load loads mkmodel's models (with model.c built in).
