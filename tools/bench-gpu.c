@@ -480,6 +480,7 @@ int bench_gpu_main(int argc, char **argv)
 	bool quick = false;
 	const char *mma;
 	int nb = 5, o, err;
+	long v;
 
 	bench_suite = "moe";
 	optind = 1;
@@ -495,15 +496,14 @@ int bench_gpu_main(int argc, char **argv)
 			bench_json = true;
 			break;
 		case 'r':
-			reps = atoi(optarg);
-			if (reps < 1 || reps > GPU_REPS_MAX) {
+			if (bench_parse_int(optarg, 1, GPU_REPS_MAX, &v)) {
 				usage(stderr);
 				return 2;
 			}
+			reps = (int)v;
 			break;
 		case 'm':
-			mem_gb = strtod(optarg, NULL);
-			if (!(mem_gb > 0)) {
+			if (bench_parse_positive(optarg, &mem_gb)) {
 				usage(stderr);
 				return 2;
 			}

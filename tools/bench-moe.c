@@ -502,6 +502,7 @@ int bench_moe_main(int argc, char **argv)
 	size_t tri_n = (256u << 20) / sizeof(double);
 	int nb = 4, o, si, ti;
 	char name[96];
+	long v;
 
 	/* the GPU has a suite of its own (tools/bench-gpu.c) */
 	for (o = 1; o < argc; o++)
@@ -517,7 +518,13 @@ int bench_moe_main(int argc, char **argv)
 			bench_json = true;
 			break;
 		case 't':
-			threads = (unsigned int)strtoul(optarg, NULL, 0);
+			/* the CPU pool's limit (moek_cpu_create): "abc" was
+			 * the default and 2000 "cannot create the CPU context" */
+			if (bench_parse_int(optarg, 1, MOEK_CPU_MAX_THREADS, &v)) {
+				usage(stderr);
+				return 2;
+			}
+			threads = (unsigned int)v;
 			break;
 		case 'i':
 			if (!strcmp(optarg, "scalar"))
@@ -532,15 +539,14 @@ int bench_moe_main(int argc, char **argv)
 			}
 			break;
 		case 'r':
-			reps = atoi(optarg);
-			if (reps < 1 || reps > 64) {
+			if (bench_parse_int(optarg, 1, 64, &v)) {
 				usage(stderr);
 				return 2;
 			}
+			reps = (int)v;
 			break;
 		case 'm':
-			mem_gb = strtod(optarg, NULL);
-			if (!(mem_gb > 0)) {
+			if (bench_parse_positive(optarg, &mem_gb)) {
 				usage(stderr);
 				return 2;
 			}

@@ -21,6 +21,12 @@ extern const char *bench_suite;
 double bench_now(void);
 /* The median of v[0..n); sorts v. */
 double bench_median(double *v, int n);
+/*
+ * An option's value, all of it: a decimal integer in [min, max] (a digit
+ * first: no sign, no space), or a finite number above 0. 0 or -1.
+ */
+int bench_parse_int(const char *s, long min, long max, long *out);
+int bench_parse_positive(const char *s, double *out);
 /* One figure, or a ratio with its target: a line of text or of JSON. */
 void bench_report(const char *name, double value, const char *unit);
 void bench_report_ratio(const char *name, double value, double target);

@@ -311,6 +311,37 @@ TEST(bench_load_reads_every_shard)
 	CHECK_HAS(r.out, "\"load_vs_direct_read\"");
 }
 
+/*
+ * moex-bench moe's values are checked whole, before anything runs:
+ * --threads "abc" silently meant the default and 2000 failed as "cannot
+ * create the CPU context"; --reps "5x" and --mem-gb "1x" were taken.
+ */
+TEST(bench_moe_usage_errors)
+{
+	static const char *const bad[][2] = {
+		{ "--threads", "abc" }, { "--threads", "2000" },
+		{ "--threads", "0" }, { "--threads", " 4" },
+		{ "--reps", "5x" }, { "--reps", "65" }, { "--reps", "0" },
+		{ "--mem-gb", "1x" }, { "--mem-gb", "0" },
+		{ "--mem-gb", "nan" },
+	};
+	struct run r;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		RUN_BIN(&r, MOEX_BENCH, NULL, "moe", bad[i][0], bad[i][1]);
+		CHECK_INT(r.status, 2);
+		CHECK_HAS(r.err, "usage: moex-bench moe");
+	}
+	/* the GPU suite's own parser: a usage error before any GPU work */
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--reps",
+		"3x");
+	CHECK_INT(r.status, 2);
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--mem-gb",
+		"-1");
+	CHECK_INT(r.status, 2);
+}
+
 TEST(usage_errors)
 {
 	struct run r;
@@ -359,6 +390,7 @@ int main(void)
 		T(damaged_models_are_named),
 		T(loads_where_io_uring_is_refused),
 		T(bench_load_reads_every_shard),
+		T(bench_moe_usage_errors),
 		T(usage_errors),
 	};
 	char cmd[96];
