@@ -29,7 +29,8 @@
  *  - A struct moex_device may be used by several threads at once, except
  *    that moex_close() must not race with any other call on it.
  *
- * Symbols are versioned (LIBMOEX_0.1); link with `pkg-config --libs moex`.
+ * Symbols are versioned (LIBMOEX_0.1 to LIBMOEX_0.4, runtime/libmoex.map);
+ * link with `pkg-config --libs moex`.
  */
 #ifndef LIBMOEX_MOEX_H
 #define LIBMOEX_MOEX_H
@@ -535,7 +536,8 @@ struct moex_model;
  *	config.json's first_k_dense_replace); MOEX_MODEL_ALL_LAYERS for the
  *	first MoE layer.
  * @last_layer: the last layer to load; MOEX_MODEL_ALL_LAYERS for the last.
- * @queue_depth: reads in flight (0: 32; at least 16 is best).
+ * @queue_depth: reads in flight (0: 32; at least 16 is best; at most
+ *	4096, more: -EINVAL).
  * @backend: see struct moex_moe_opts.
  * @threads: see struct moex_moe_opts.
  * @progress: called after each completed read with the bytes read so far
