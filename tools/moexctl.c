@@ -531,6 +531,26 @@ static void load_scan(struct watch *w)
 
 #define WATCH_TOP	4
 
+/*
+ * A string of a load file's owner (its model name, the file's name), made
+ * fit for a terminal: C0, DEL, and C1 (U+0080 to U+009F, UTF-8 C2 80 to
+ * C2 9F: xterm takes U+009B for CSI) become '?'.
+ */
+static void no_escapes(char *s)
+{
+	size_t k;
+
+	for (k = 0; s[k]; k++) {
+		unsigned char c = (unsigned char)s[k];
+
+		if (c < 0x20 || c == 0x7f)
+			s[k] = '?';
+		else if (c == 0xc2 && (unsigned char)s[k + 1] >= 0x80 &&
+			 (unsigned char)s[k + 1] <= 0x9f)
+			s[k] = s[k + 1] = '?';
+	}
+}
+
 /* One file's section: a line per layer with its busiest experts. */
 static void load_show(struct load_file *f, double dt)
 {
@@ -540,17 +560,7 @@ static void load_show(struct load_file *f, double dt)
 
 	memcpy(model, f->hdr->model, sizeof(model));
 	model[sizeof(model) - 1] = '\0';
-	for (k = 0; model[k]; k++) {
-		unsigned char c = (unsigned char)model[k];
-
-		/* no terminal escapes: C0, DEL, and C1 (U+0080 to U+009F,
-		 * UTF-8 C2 80 to C2 9F: xterm takes U+009B for CSI) */
-		if (c < 0x20 || c == 0x7f)
-			model[k] = '?';
-		else if (c == 0xc2 && (unsigned char)model[k + 1] >= 0x80 &&
-			 (unsigned char)model[k + 1] <= 0x9f)
-			model[k] = model[k + 1] = '?';
-	}
+	no_escapes(model);
 	printf("\nexpert load of pid %" PRIu32 " (%s): layers %" PRIu32 "-%"
 	       PRIu32 ", %" PRIu32 " experts, %" PRIu64 " layer runs\n",
 	       f->pid, model, f->first_layer,
@@ -640,8 +650,13 @@ static void on_load_bus(int sig)
 static bool load_show_guarded(struct load_file *f, double dt)
 {
 	if (sigsetjmp(load_bus_jmp, 1)) {
+		char name[sizeof(f->name)];
+
+		/* the file's name is its owner's choice, as the model's */
+		memcpy(name, f->name, sizeof(name));
+		no_escapes(name);
 		printf("\nexpert load of pid %" PRIu32 ": %s shrank while it was read, left out\n",
-		       f->pid, f->name);
+		       f->pid, name);
 		return false;
 	}
 	load_bus_armed = 1;
