@@ -21,6 +21,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -631,14 +632,21 @@ static void load_show(struct load_file *f, double dt)
 /*
  * A load file cut short while load_show() reads its mapping raises SIGBUS
  * in load_show()'s own loads (or in the memcpy of the header): the handler
- * jumps back to load_show_guarded(). Any other SIGBUS kills as it would.
+ * jumps back to load_show_guarded(). Any other SIGBUS kills as it would:
+ * one sent with kill(2) (si_code <= 0), or a fault outside the mapping.
+ * The signal fences keep the compiler from moving the mapping's loads out
+ * of the armed stretch.
  */
 static sigjmp_buf load_bus_jmp;
 static volatile sig_atomic_t load_bus_armed;
+static const char *volatile load_bus_lo, *volatile load_bus_hi;
 
-static void on_load_bus(int sig)
+static void on_load_bus(int sig, siginfo_t *si, void *uc)
 {
-	if (load_bus_armed) {
+	(void)uc;
+	if (load_bus_armed && si && si->si_code > 0 &&
+	    (const char *)si->si_addr >= load_bus_lo &&
+	    (const char *)si->si_addr < load_bus_hi) {
 		load_bus_armed = 0;
 		siglongjmp(load_bus_jmp, 1);
 	}
@@ -659,8 +667,12 @@ static bool load_show_guarded(struct load_file *f, double dt)
 		       f->pid, name);
 		return false;
 	}
+	load_bus_lo = (const char *)f->hdr;
+	load_bus_hi = (const char *)f->hdr + f->len;
 	load_bus_armed = 1;
+	atomic_signal_fence(memory_order_seq_cst);
 	load_show(f, dt);
+	atomic_signal_fence(memory_order_seq_cst);
 	load_bus_armed = 0;
 	return true;
 }
@@ -764,7 +776,9 @@ static int cmd_stats_watch(const char *device, double interval,
 	sa.sa_handler = on_stop_watch;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = on_load_bus;
+	sa.sa_handler = NULL;
+	sa.sa_sigaction = on_load_bus;
+	sa.sa_flags = SA_SIGINFO;
 	sigaction(SIGBUS, &sa, NULL);
 	start = now();
 	while (!stop_watch) {

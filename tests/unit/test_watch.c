@@ -578,6 +578,80 @@ TEST(watch_shrunk_file_name_has_no_escapes)
 	clear_loads();
 }
 
+/*
+ * Only the SIGBUS of a load file's mapping ends its section: another one
+ * (here kill(2)'s, while moexctl reads a large, healthy file: most of a
+ * sample) still ends moexctl, as it did before the handler. It was taken
+ * for a shrunk file, "shrank while it was read", and moexctl went on.
+ */
+TEST(watch_other_sigbus_still_kills)
+{
+	const uint32_t layers = 1024, experts = 4096;
+	const off_t size = MOEX_LOAD_HDR_SIZE +
+			   (off_t)layers * MOEX_LOAD_SLOT_WORDS(experts) * 8;
+	char p[PATH_MAX + 64], out[PATH_MAX + 16];
+	static char buf[1 << 20];
+	struct moex_load_header h;
+	int fd, status = 0;
+	bool shrank = false;
+	size_t n;
+	FILE *f;
+	pid_t pid;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, MOEX_LOAD_MAGIC, 8);
+	h.version = MOEX_LOAD_VERSION;
+	h.header_size = MOEX_LOAD_HDR_SIZE;
+	h.pid = (uint32_t)getpid();
+	h.layers = layers;
+	h.experts = experts;
+	snprintf(p, sizeof(p), "%s/moex-%ld-0.load", loads, (long)getpid());
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0);
+	CHECK(pwrite(fd, &h, sizeof(h), 0) == sizeof(h) &&
+	      ftruncate(fd, size) == 0);
+	close(fd);
+	snprintf(out, sizeof(out), "%s.out", models);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (o < 0 || dup2(o, STDOUT_FILENO) < 0)
+			_exit(127);
+		execl(moexctl_bin(), moexctl_bin(), "--sysfs", root, "stats",
+		      "--watch", "--interval", "0.01", "--count", "500",
+		      (char *)NULL);
+		_exit(127);
+	}
+	/* into the samples: the first one's section is being read */
+	for (n = 0; n < 500; n++) {
+		struct stat st;
+
+		if (!stat(out, &st) && st.st_size > 2000)
+			break;
+		usleep(2000);
+	}
+	kill(pid, SIGBUS);
+	waitpid(pid, &status, 0);
+	f = fopen(out, "rb");
+	while (f && (n = fread(buf, 1, sizeof(buf) - 1, f)) > 0) {
+		buf[n] = '\0';
+		shrank |= strstr(buf, "shrank while it was read") != NULL;
+	}
+	if (f)
+		fclose(f);
+	unlink(out);
+	CHECK_MSG(!shrank, "kill(2)'s SIGBUS taken for a shrunk file");
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		  "moexctl: %s %d", WIFSIGNALED(status) ? "signal" : "exit",
+		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	clear_loads();
+}
+
 TEST(publisher_of_an_open_model)
 {
 	struct moex_model_opts mo = {
@@ -777,6 +851,7 @@ int main(void)
 		T(watch_bad_load_files_are_skipped),
 		T(watch_survives_a_shrinking_load_file),
 		T(watch_shrunk_file_name_has_no_escapes),
+		T(watch_other_sigbus_still_kills),
 		T(publisher_of_an_open_model),
 		T(publisher_off_with_empty_dir),
 		T(stats_without_watch_unchanged),
