@@ -135,6 +135,10 @@ void moek_cpu_init_tables(void);
 
 /* ---- the context (dispatch.c, layer.c) -------------------------------- */
 
+/* The threads of moek_cpu_create(0, ...): one per CPU this process may
+ * run on, 1 to MOEK_CPU_MAX_THREADS. */
+unsigned int moek_cpu_default_threads(void);
+
 /* Tokens per GEMM call: bounds the per-thread scratch. */
 #define MOEK_CPU_TB 16
 /* Rows per work item (a multiple of 128 so that an FP8 intermediate's

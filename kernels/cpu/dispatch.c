@@ -71,7 +71,7 @@ const char *moek_isa_name(enum moek_isa isa)
  * read (a host with more CPUs than a cpu_set_t holds); at least 1, at most
  * MOEK_CPU_MAX_THREADS.
  */
-static unsigned int default_threads(void)
+unsigned int moek_cpu_default_threads(void)
 {
 	cpu_set_t set;
 	long n = 0;
@@ -89,7 +89,7 @@ static unsigned int default_threads(void)
 /**
  * moek_cpu_create() - a CPU context: thread pool, kernels, scratch.
  * @nthreads: threads (the caller is one of them), at most
- *            MOEK_CPU_MAX_THREADS; 0: default_threads()
+ *            MOEK_CPU_MAX_THREADS; 0: moek_cpu_default_threads()
  * @max_isa:  the best instruction-set level to use; the host's best
  *            level up to it is chosen
  * @out:      the context
@@ -107,7 +107,7 @@ int moek_cpu_create(unsigned int nthreads, enum moek_isa max_isa,
 	if (!out || (unsigned int)max_isa > MOEK_ISA_AVX512)
 		return -EINVAL;
 	if (!nthreads)
-		nthreads = default_threads();
+		nthreads = moek_cpu_default_threads();
 	if (nthreads > MOEK_CPU_MAX_THREADS)
 		return -EINVAL;
 	moek_cpu_init_tables();

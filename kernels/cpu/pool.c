@@ -10,7 +10,9 @@
  * run 4 threads on 2 cores) still makes progress.
  *
  * fork(2) copies the pool but none of its workers: the child's first run
- * (or destroy) sees another pid and starts the pool afresh, new lock and
+ * (or destroy) sees that a fork happened since the workers started (a
+ * child handler of pthread_atfork() counts forks: exact where a pid is
+ * not, as pids are reused) and starts the pool afresh, new lock and
  * condition variable (a worker may have held the old lock when the parent
  * forked) and new workers, instead of waiting forever for workers that
  * do not exist in it.
@@ -21,8 +23,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <sys/types.h>
-#include <unistd.h>
 
 #include "cpu.h"
 
@@ -32,7 +32,7 @@ struct moek_pool {
 	unsigned int n;
 	pthread_t *th;
 	unsigned int started;
-	pid_t pid;			/* the process the workers run in */
+	unsigned int forks;		/* fork_count when the workers started */
 
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -108,12 +108,26 @@ static void pool_stop(struct moek_pool *p)
 		pthread_join(p->th[i], NULL);
 }
 
+/* Children of fork(2) this process is a child of, counted in each. */
+static atomic_uint fork_count;
+static pthread_once_t fork_count_once = PTHREAD_ONCE_INIT;
+
+static void fork_count_child(void)
+{
+	atomic_fetch_add(&fork_count, 1);
+}
+
+static void fork_count_start(void)
+{
+	pthread_atfork(NULL, NULL, fork_count_child);
+}
+
 /* Start workers 1 .. n - 1; 0 or -ENOMEM (p->started says how many run). */
 static int pool_start(struct moek_pool *p)
 {
 	unsigned int i;
 
-	p->pid = getpid();
+	p->forks = atomic_load(&fork_count);
 	for (i = 1; i < p->n; i++) {
 		struct worker_arg *wa = malloc(sizeof(*wa));
 
@@ -137,7 +151,7 @@ static int pool_start(struct moek_pool *p)
  */
 static bool pool_forked(struct moek_pool *p)
 {
-	if (p->pid == getpid())
+	if (p->forks == atomic_load(&fork_count))
 		return false;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
@@ -163,6 +177,7 @@ int moek_pool_create(unsigned int nthreads, struct moek_pool **out)
 {
 	struct moek_pool *p;
 
+	pthread_once(&fork_count_once, fork_count_start);
 	if (!nthreads)
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));

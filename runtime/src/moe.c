@@ -57,25 +57,21 @@ struct moex_moe_job {
 };
 
 /*
- * fork(2) while another thread runs a CPU layer would leave the child a
- * pool_lock held by no thread (and the pool in the middle of a layer):
- * its first run would wait forever. fork waits for the run to end instead
- * and both sides let go of the lock; the child's pool then restarts its
- * workers (kernels/cpu/pool.c).
+ * fork(2) while another thread runs a CPU layer leaves the child a
+ * pool_lock held by a thread it does not have: the child makes it anew
+ * (nothing it guards is half-changed during a run), and its pool restarts
+ * its workers (kernels/cpu/pool.c). Not a prepare handler that takes the
+ * lock: fork would wait for the run, and never return when called from a
+ * signal handler of the running thread (a crash reporter's).
  */
-static void pool_lock_take(void)
+static void pool_lock_renew(void)
 {
-	pthread_mutex_lock(&pool_lock);
-}
-
-static void pool_lock_give(void)
-{
-	pthread_mutex_unlock(&pool_lock);
+	pthread_mutex_init(&pool_lock, NULL);
 }
 
 static void pool_atfork(void)
 {
-	pthread_atfork(pool_lock_take, pool_lock_give, pool_lock_give);
+	pthread_atfork(NULL, NULL, pool_lock_renew);
 }
 
 static int moex_pool_get(unsigned int threads)
@@ -278,7 +274,7 @@ int moex_moe_destroy(struct moex_moe *moe)
 
 int moex__moe_publish(struct moex_moe *moe, uint64_t *slot, uint64_t *updates)
 {
-	uint32_t *counts = NULL;
+	uint32_t *counts = NULL, *old;
 
 	if (!moe)
 		return -EINVAL;
@@ -288,11 +284,12 @@ int moex__moe_publish(struct moex_moe *moe, uint64_t *slot, uint64_t *updates)
 			return -ENOMEM;
 	}
 	pthread_mutex_lock(&pool_lock);
-	free(moe->pub_counts);
+	old = moe->pub_counts;	/* freed after: a fork finds no freed one */
 	moe->pub_counts = counts;
 	moe->pub_slot = slot;
 	moe->pub_updates = updates;
 	pthread_mutex_unlock(&pool_lock);
+	free(old);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -366,10 +367,74 @@ TEST(runs_in_a_child_of_fork)
 	CHECK_INT(moex_moe_destroy(m), 0);
 }
 
+static atomic_int sig_forks;
+
+/* A crash reporter's way: fork from a signal handler; the child leaves at
+ * once. */
+static void fork_in_handler(int sig)
+{
+	pid_t pid;
+
+	(void)sig;
+	pid = fork();
+	if (!pid)
+		_exit(0);
+	if (pid > 0 && waitpid(pid, NULL, 0) == pid)
+		atomic_fetch_add(&sig_forks, 1);
+}
+
+/*
+ * fork(2) from a signal handler of a thread inside moex_moe_run returns:
+ * a pthread_atfork prepare handler that took the pool's lock waited for
+ * the very run the signal had interrupted, forever. The test runs in a
+ * child of its own, killed by alarm(2) if it hangs.
+ */
+TEST(fork_in_a_signal_handler_during_a_run)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (!pid) {
+		struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+		struct sigaction sa = { .sa_handler = fork_in_handler };
+		static float x[NTOK * DIM], y[NTOK * DIM];
+		struct busy b = { .x = x, .y = y };
+		pthread_t th;
+		int i;
+
+		alarm(30);
+		fill_x(x, NTOK * DIM);
+		/* a first run grows the scratch: no malloc in the runs that
+		 * the signals interrupt (fork takes malloc's locks) */
+		if (moex_moe_create(&d, &w, &o, &b.m) ||
+		    moex_moe_run(b.m, x, NTOK, y, NULL) ||
+		    sigaction(SIGUSR1, &sa, NULL) ||
+		    pthread_create(&th, NULL, busy_runs, &b))
+			_exit(2);
+		for (i = 0; i < 50; i++) {
+			pthread_kill(th, SIGUSR1);
+			usleep(2000);
+		}
+		atomic_store(&b.stop, 1);
+		pthread_join(th, NULL);
+		_exit(atomic_load(&sig_forks) > 0 ? 0 : 3);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && !WEXITSTATUS(status), "%s %d",
+		  WIFSIGNALED(status) ? "hung, killed by signal" :
+		  "exit status", WIFSIGNALED(status) ? WTERMSIG(status) :
+		  WEXITSTATUS(status));
+}
+
 RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
 	  T(runs_complete_on_a_queue),
 	  T(queue_full_is_ebusy),
 	  T(weights_lock_without_a_device),
-	  T(runs_in_a_child_of_fork))
+	  T(runs_in_a_child_of_fork),
+	  T(fork_in_a_signal_handler_during_a_run))
