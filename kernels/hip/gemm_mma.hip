@@ -61,11 +61,11 @@ typedef wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32,
 typedef wmma::fragment<wmma::accumulator, 16, 16, 8, float> frag_c;
 
 /*
- * One step's W tile, BN rows x BK, in 16-byte loads (a whole step, rows
- * aligned): bf16 rows are 4 loads of 8 values, fp8 rows 2 of 16. Rows
- * past N load zeros.
+ * One step's W tile, BN rows x BK, 16 bytes at a time (a whole step, rows
+ * al-aligned: moek_dev_ld16()): bf16 rows are 4 pieces of 8 values, fp8
+ * rows 2 of 16. Rows past N load zeros.
  */
-static __device__ __forceinline__ void load_w_vec(const uint16_t *w,
+static __device__ __forceinline__ void load_w_vec(const uint16_t *w, int al,
 						  uint32_t K, uint32_t N,
 						  uint32_t n0, uint32_t k0,
 						  float (*ws)[LDS], int tid)
@@ -77,8 +77,8 @@ static __device__ __forceinline__ void load_w_vec(const uint16_t *w,
 		uint4 v = {};
 
 		if (n0 + n < N)
-			v = *(const uint4 *)(w + (size_t)(n0 + n) * K + k0 +
-					     q * 8);
+			v = moek_dev_ld16(w + (size_t)(n0 + n) * K + k0 + q * 8,
+					  al);
 		const uint32_t u[4] = { v.x, v.y, v.z, v.w };
 #pragma unroll
 		for (int j = 0; j < 4; j++) {
@@ -89,7 +89,7 @@ static __device__ __forceinline__ void load_w_vec(const uint16_t *w,
 	}
 }
 
-static __device__ __forceinline__ void load_w_vec(const uint8_t *w,
+static __device__ __forceinline__ void load_w_vec(const uint8_t *w, int al,
 						  uint32_t K, uint32_t N,
 						  uint32_t n0, uint32_t k0,
 						  float (*ws)[LDS], int tid)
@@ -101,8 +101,8 @@ static __device__ __forceinline__ void load_w_vec(const uint8_t *w,
 		uint4 v = {};
 
 		if (n0 + n < N)
-			v = *(const uint4 *)(w + (size_t)(n0 + n) * K + k0 +
-					     q * 16);
+			v = moek_dev_ld16(w + (size_t)(n0 + n) * K + k0 +
+					  q * 16, al);
 		const uint32_t u[4] = { v.x, v.y, v.z, v.w };
 #pragma unroll
 		for (int j = 0; j < 16; j++)
@@ -146,7 +146,7 @@ moek_gemm_mma(const struct moek_gemm_args g)
 	const float *sm[NB];
 	frag_c acc[NB][BM / SUB];
 	float scale[NB];
-	bool vec[NB];
+	int vec[NB];
 
 	/* block-uniform exits, before any barrier */
 	if (m0 >= g.rows)
@@ -170,10 +170,12 @@ moek_gemm_mma(const struct moek_gemm_args g)
 		sm[0] = ex->s2;
 	}
 
-	/* 16-byte weight loads where every row of W starts aligned */
+	/* weights 16 bytes at a time where every row of W starts at least
+	 * 4-byte aligned (vec: the alignment, moek_ld_align()) */
 #pragma unroll
 	for (int b = 0; b < NB; b++)
-		vec[b] = !((uintptr_t)wm[b] % 16) && !(K * sizeof(W) % 16);
+		vec[b] = K * sizeof(W) % 16 ? 0 :
+			 moek_ld_align((uintptr_t)wm[b]);
 	for (int i = tid; i < BM; i += MMA_NT)
 		arow[i] = source_row(g, m0 + i);
 	__syncthreads();
@@ -222,7 +224,8 @@ moek_gemm_mma(const struct moek_gemm_args g)
 			scale[b] = FP8 ? sm[b][(n0 / MOEK_FP8_BLOCK) * kblocks +
 					       k0 / MOEK_FP8_BLOCK] : 1.0f;
 			if (vec[b] && k0 + BK <= K) {
-				load_w_vec(wm[b], K, N, n0, k0, ws[b], tid);
+				load_w_vec(wm[b], vec[b], K, N, n0, k0, ws[b],
+					   tid);
 				continue;
 			}
 			for (int i = tid; i < BN * BK; i += MMA_NT) {

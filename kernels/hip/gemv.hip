@@ -34,27 +34,30 @@
 
 #define GV_ROWS MOEK_HIP_TILE_SMALL
 
-/* 16 bytes of weights as f32: 4 f32, 8 bf16 or 16 e4m3 (times 2^-120). */
+/* 16 bytes of weights as f32: 4 f32, 8 bf16 or 16 e4m3 (times 2^-120),
+ * from an al-aligned address (moek_dev_ld16()). */
 template <typename W> struct gv_vec;
 
 template <> struct gv_vec<float> {
 	static constexpr int N = 4;
-	static __device__ __forceinline__ void load(const float *p, float *v)
+	static __device__ __forceinline__ void load(const float *p, int al,
+						    float *v)
 	{
-		const float4 q = *(const float4 *)p;
+		const uint4 q = moek_dev_ld16(p, al);
 
-		v[0] = q.x;
-		v[1] = q.y;
-		v[2] = q.z;
-		v[3] = q.w;
+		v[0] = __uint_as_float(q.x);
+		v[1] = __uint_as_float(q.y);
+		v[2] = __uint_as_float(q.z);
+		v[3] = __uint_as_float(q.w);
 	}
 };
 
 template <> struct gv_vec<uint16_t> {
 	static constexpr int N = 8;
-	static __device__ __forceinline__ void load(const uint16_t *p, float *v)
+	static __device__ __forceinline__ void load(const uint16_t *p, int al,
+						    float *v)
 	{
-		const uint4 q = *(const uint4 *)p;
+		const uint4 q = moek_dev_ld16(p, al);
 		const uint32_t w[4] = { q.x, q.y, q.z, q.w };
 
 		for (int i = 0; i < 4; i++) {
@@ -66,9 +69,10 @@ template <> struct gv_vec<uint16_t> {
 
 template <> struct gv_vec<uint8_t> {
 	static constexpr int N = 16;
-	static __device__ __forceinline__ void load(const uint8_t *p, float *v)
+	static __device__ __forceinline__ void load(const uint8_t *p, int al,
+						    float *v)
 	{
-		const uint4 q = *(const uint4 *)p;
+		const uint4 q = moek_dev_ld16(p, al);
 		const uint32_t w[4] = { q.x, q.y, q.z, q.w };
 
 		/* e4m3 S.EEEE.MMM into f32 bits S.000EEEE.MMM0...: the value
@@ -85,7 +89,7 @@ template <> struct gv_vec<uint8_t> {
 	}
 };
 
-/* The same from weights that are not 16-byte aligned, element by element. */
+/* The same from weights not even 4-byte aligned, element by element. */
 static __device__ __forceinline__ float gv_one(const float *p)
 {
 	return *p;
@@ -104,11 +108,10 @@ static __device__ __forceinline__ float gv_one(const uint8_t *p)
 }
 
 template <typename W>
-static __device__ __forceinline__ void gv_load(const W *p, bool aligned,
-					       float *v)
+static __device__ __forceinline__ void gv_load(const W *p, int al, float *v)
 {
-	if (aligned) {
-		gv_vec<W>::load(p, v);
+	if (al) {
+		gv_vec<W>::load(p, al, v);
 		return;
 	}
 	for (int j = 0; j < gv_vec<W>::N; j++)
@@ -133,7 +136,7 @@ moek_gemv(const struct moek_gemm_args g)
 	bool real[GV_ROWS];
 	const W *w1, *w3;
 	const float *s1, *s3;
-	bool aligned;
+	int al;
 
 	if (m0 >= g.rows || n >= N)
 		return;
@@ -150,9 +153,10 @@ moek_gemv(const struct moek_gemm_args g)
 	s1 = GATED ? ex->s1 : ex->s2;
 	w3 = GATED ? (const W *)ex->w3 + (size_t)n * K : w1;
 	s3 = GATED ? ex->s3 : s1;
-	/* weights from any host or device address: 16-byte loads only from
-	 * aligned rows (K % 16 == 0 keeps every row as aligned as its base) */
-	aligned = !(((uintptr_t)w1 | (uintptr_t)w3) % 16);
+	/* weights from any host or device address: 16 bytes a lane in as
+	 * few loads as the rows' alignment allows (K % 16 == 0 keeps every
+	 * row and step as aligned as its base) */
+	al = moek_ld_align((uintptr_t)w1 | (uintptr_t)w3);
 
 	/* the tile's real rows (the same on every lane: fixed slots, no
 	 * dynamic indexing, so everything stays in registers) */
@@ -174,9 +178,9 @@ moek_gemv(const struct moek_gemm_args g)
 		float v1[VN], v3[VN];
 		float sc1 = 1.0f, sc3 = 1.0f;
 
-		gv_load(w1 + k, aligned, v1);
+		gv_load(w1 + k, al, v1);
 		if (GATED)
-			gv_load(w3 + k, aligned, v3);
+			gv_load(w3 + k, al, v3);
 		if (FP8) {
 			const size_t si = (size_t)(n / MOEK_FP8_BLOCK) * kblocks +
 					  k / MOEK_FP8_BLOCK;

@@ -230,6 +230,44 @@ static __device__ __forceinline__ float moek_dev_w(const uint8_t *w, size_t i)
 	return moek_dev_fp8(w[i]);
 }
 
+/*
+ * How a weight row at address a can be read 16 bytes at a time by
+ * moek_dev_ld16(): 16, 8 or 4 (its alignment), or 0 where it is less
+ * (read element by element then). A checkpoint's tensors read in place
+ * are as aligned as their file offsets, which safetensors pads to 8 bytes
+ * only: 8-aligned weights are as common as 16-aligned ones.
+ */
+static __host__ __device__ inline int moek_ld_align(uintptr_t a)
+{
+	return !(a % 16) ? 16 : !(a % 8) ? 8 : !(a % 4) ? 4 : 0;
+}
+
+/* 16 bytes at p, al-aligned (moek_ld_align(), not 0): in one load, two
+ * or four. */
+static __device__ __forceinline__ uint4 moek_dev_ld16(const void *p, int al)
+{
+	const uint32_t *u = (const uint32_t *)p;
+	uint4 v;
+
+	if (al == 16)
+		return *(const uint4 *)p;
+	if (al == 8) {
+		const uint2 lo = ((const uint2 *)p)[0];
+		const uint2 hi = ((const uint2 *)p)[1];
+
+		v.x = lo.x;
+		v.y = lo.y;
+		v.z = hi.x;
+		v.w = hi.y;
+		return v;
+	}
+	v.x = u[0];
+	v.y = u[1];
+	v.z = u[2];
+	v.w = u[3];
+	return v;
+}
+
 /* silu(g) = g * sigmoid(g), as moek_ref computes it */
 static __device__ __forceinline__ float moek_dev_silu(float g)
 {

@@ -161,9 +161,17 @@ static float *rand_f32(size_t n, float scale)
 /* ---- weights: host copy for the reference, device copy for the GPU ---- */
 
 struct mat {
-	void *h, *d;
+	void *h, *d, *dbase;	/* d: g_w_offset bytes into dbase */
 	float *sh, *sd;		/* fp8 block scales */
 };
+
+/*
+ * Where expert weights start in their device allocation: 0, or a few
+ * bytes in, as a checkpoint's tensors read in place are (safetensors
+ * pads its header to 8 bytes only; a tensor's offset is a multiple of its
+ * element size).
+ */
+static size_t g_w_offset;
 
 static void mat_make(struct mat *m, uint32_t t, size_t rows, size_t cols)
 {
@@ -197,14 +205,19 @@ static void mat_make(struct mat *m, uint32_t t, size_t rows, size_t cols)
 			m->sh[i] = (1.25f + frand() * 0.75f) * amp / 64.0f;
 		m->sd = dev_copy(m->sh, ns * sizeof(float));
 	}
-	m->d = dev_copy(m->h, bytes);
+	m->dbase = dev_alloc(bytes + g_w_offset);
+	m->d = (char *)m->dbase + g_w_offset;
+	if (moek_hip_upload(m->d, m->h, bytes)) {
+		fprintf(stderr, "upload of %zu bytes failed\n", bytes);
+		exit(2);
+	}
 }
 
 static void mat_free(struct mat *m)
 {
 	free(m->h);
 	free(m->sh);
-	moek_hip_free(m->d);
+	moek_hip_free(m->dbase);
 	moek_hip_free(m->sd);
 }
 
@@ -1071,6 +1084,37 @@ LAYER_TEST_GEMV(layer_v3_fp8_decode_no_gemv, v3(MOEK_FP8_E4M3), 4, 1, 32, 6,
 LAYER_TEST_GEMV(layer_tiny_bf16_no_gemv, TINY(MOEK_BF16, MOEK_BF16), 16, 1,
 		33, 33, 0, 0)
 
+/*
+ * Expert weights 8, 4, 2 or 1 bytes past an aligned address, as read in
+ * place from a checkpoint: each kernel loads them in the widest pieces
+ * their alignment allows (the emulator faults on a misaligned vector
+ * load), decode (gemv.hip) and prefill (the large tile) alike.
+ */
+#define LAYER_TEST_AT(name, shp, ntok, tile, off)			\
+	TEST(name)							\
+	{								\
+		struct moek_shape s = shp;				\
+		char why[300];						\
+		int ok;							\
+									\
+		NEED_GPU();						\
+		g_w_offset = off;					\
+		layer_case(&s, 16, 1, ntok, ntok, tile, 1, why,		\
+			   sizeof(why), &ok);				\
+		g_w_offset = 0;						\
+		CHECK_MSG(ok, "weights %d bytes in: %s", off, why);	\
+	}
+
+LAYER_TEST_AT(layer_bf16_weights_at_8, TINY(MOEK_BF16, MOEK_BF16), 2, 0, 8)
+LAYER_TEST_AT(layer_bf16_weights_at_8_large_tile, TINY(MOEK_BF16, MOEK_F32),
+	      70, MOEK_HIP_TILE_LARGE, 8)
+LAYER_TEST_AT(layer_bf16_weights_at_2, TINY(MOEK_BF16, MOEK_BF16), 2, 0, 2)
+LAYER_TEST_AT(layer_fp8_weights_at_4, TINY(MOEK_FP8_E4M3, MOEK_BF16), 2, 0, 4)
+LAYER_TEST_AT(layer_fp8_weights_at_1_large_tile,
+	      TINY(MOEK_FP8_E4M3, MOEK_F32), 70, MOEK_HIP_TILE_LARGE, 1)
+LAYER_TEST_AT(layer_f32_weights_at_4_large_tile, TINY(MOEK_F32, MOEK_F32), 70,
+	      MOEK_HIP_TILE_LARGE, 4)
+
 /* ---- argument checks ---- */
 
 TEST(errors)
@@ -1191,6 +1235,10 @@ static const struct h_test gpu_tests[] = {
 	T(layer_v2lite_bf16), T(layer_v2lite_bf16_large_tile),
 	T(layer_v3_fp8_decode), T(layer_v3_fp8_prefill), T(layer_v3_bf16),
 	T(layer_v3_fp8_decode_no_gemv), T(layer_tiny_bf16_no_gemv),
+	T(layer_bf16_weights_at_8), T(layer_bf16_weights_at_8_large_tile),
+	T(layer_bf16_weights_at_2), T(layer_fp8_weights_at_4),
+	T(layer_fp8_weights_at_1_large_tile),
+	T(layer_f32_weights_at_4_large_tile),
 	T(errors), T(errors_do_not_linger), T(copy_kernel),
 };
 

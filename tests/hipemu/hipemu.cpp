@@ -172,9 +172,9 @@ void hipemu_fault(const char *what, const void *addr)
 	g_block_faulted = true;
 }
 
-void hipemu_check_align(const void *p, const char *what)
+void hipemu_check_align(const void *p, size_t n, const char *what)
 {
-	if ((uintptr_t)p % 16)
+	if ((uintptr_t)p % n)
 		hipemu_fault(what, p);
 }
 

@@ -162,7 +162,7 @@ extern hipemu_grid hipemu_now;
 void hipemu_wait(int state);
 hipemu_fiber *hipemu_lane(unsigned int linear);
 void hipemu_fault(const char *what, const void *addr);
-void hipemu_check_align(const void *p, const char *what);
+void hipemu_check_align(const void *p, size_t n, const char *what);
 
 static inline void __syncthreads(void)
 {
@@ -203,12 +203,12 @@ template <typename T> struct __attribute__((aligned(16))) hipemu_vec4 {
 	hipemu_vec4() = default;
 	hipemu_vec4(const hipemu_vec4 &o) : x(o.x), y(o.y), z(o.z), w(o.w)
 	{
-		hipemu_check_align(&o, "16-byte vector load");
+		hipemu_check_align(&o, 16, "16-byte vector load");
 	}
 	hipemu_vec4 &operator=(const hipemu_vec4 &o)
 	{
-		hipemu_check_align(&o, "16-byte vector load");
-		hipemu_check_align(this, "16-byte vector store");
+		hipemu_check_align(&o, 16, "16-byte vector load");
+		hipemu_check_align(this, 16, "16-byte vector store");
 		x = o.x;
 		y = o.y;
 		z = o.z;
@@ -218,6 +218,25 @@ template <typename T> struct __attribute__((aligned(16))) hipemu_vec4 {
 };
 typedef hipemu_vec4<float> float4;
 typedef hipemu_vec4<uint32_t> uint4;
+
+/* 8-byte vectors: the same at 8 bytes. */
+template <typename T> struct __attribute__((aligned(8))) hipemu_vec2 {
+	T x, y;
+	hipemu_vec2() = default;
+	hipemu_vec2(const hipemu_vec2 &o) : x(o.x), y(o.y)
+	{
+		hipemu_check_align(&o, 8, "8-byte vector load");
+	}
+	hipemu_vec2 &operator=(const hipemu_vec2 &o)
+	{
+		hipemu_check_align(&o, 8, "8-byte vector load");
+		hipemu_check_align(this, 8, "8-byte vector store");
+		x = o.x;
+		y = o.y;
+		return *this;
+	}
+};
+typedef hipemu_vec2<uint32_t> uint2;
 
 static inline float __uint_as_float(uint32_t u)
 {
