@@ -58,6 +58,11 @@ const char *hipGetErrorString(hipError_t e)
 		return "out of memory";
 	case hipErrorNoDevice:
 		return "no device (HIPEMU_DEVICES=0)";
+	case hipErrorInvalidDevice:
+		return "invalid device ordinal";
+	case hipErrorInvalidHandle:
+		return "invalid resource handle (a stream or event of another "
+		       "device than the calling thread's current one?)";
 	case hipErrorNotReady:
 		return "not ready";
 	case hipErrorHostMemoryAlreadyRegistered:
@@ -346,11 +351,27 @@ static void run_grid(dim3 grid, dim3 block, const std::function<void()> &body)
 
 /* ---- devices ---- */
 
+/*
+ * HIPEMU_DEVICES (default 1, at most HIPEMU_MAX_DEVICES): how many devices
+ * there are. They share the one CPU, but each has its own memory count,
+ * and its streams, events and memory are its own: the current device is
+ * per host thread (hipSetDevice), and using a stream or an event of
+ * another device fails as it does on CUDA (see stream_here()).
+ */
+#define HIPEMU_MAX_DEVICES 16
+
 static int device_count(void)
 {
 	const char *e = getenv("HIPEMU_DEVICES");
+	char *end;
+	unsigned long n;
 
-	return e && !strcmp(e, "0") ? 0 : 1;
+	if (!e || !*e)
+		return 1;
+	n = strtoul(e, &end, 10);
+	if (*end || e[0] < '0' || e[0] > '9')
+		return 1;
+	return n > HIPEMU_MAX_DEVICES ? HIPEMU_MAX_DEVICES : (int)n;
 }
 
 static size_t mem_limit(void)
@@ -369,6 +390,7 @@ hipError_t hipGetDeviceCount(int *n)
 	return ret(*n ? hipSuccess : hipErrorNoDevice);
 }
 
+/* The calling thread's current device: 0 until hipSetDevice(). */
 static thread_local int t_device;
 
 hipError_t hipSetDevice(int d)
@@ -407,12 +429,15 @@ hipError_t hipGetDeviceProperties(hipDeviceProp_t *p, int d)
 
 /*
  * Address ranges, base to size: device allocations, and host memory the
- * device may read (hipHostMalloc, hipHostRegister). g_mem protects both
- * and the bytes in use.
+ * device may read (hipHostMalloc, hipHostRegister); g_owner, base to the
+ * device that was current when each was made (device allocations and
+ * host ranges have distinct bases). g_mem protects them and the bytes in
+ * use on each device.
  */
 static std::mutex g_mem;
 static std::map<uintptr_t, size_t> g_dev, g_host;
-static size_t g_dev_used;
+static std::map<uintptr_t, int> g_owner;
+static size_t g_dev_used[HIPEMU_MAX_DEVICES];
 
 /* The range of m holding [p, p + n), or m.end(). */
 static std::map<uintptr_t, size_t>::iterator
@@ -437,6 +462,16 @@ static bool on_device(const void *p, size_t n)
 	return find_range(g_dev, p, n) != g_dev.end();
 }
 
+/* The device whose allocation holds [p, p + n), or -1 (not device
+ * memory). */
+static int device_of(const void *p, size_t n)
+{
+	std::lock_guard<std::mutex> lock(g_mem);
+	auto it = find_range(g_dev, p, n);
+
+	return it == g_dev.end() ? -1 : g_owner[it->first];
+}
+
 hipError_t hipMalloc(void **p, size_t bytes)
 {
 	void *m;
@@ -446,13 +481,14 @@ hipError_t hipMalloc(void **p, size_t bytes)
 	{
 		std::lock_guard<std::mutex> lock(g_mem);
 
-		if (bytes > mem_limit() - g_dev_used)
+		if (bytes > mem_limit() - g_dev_used[t_device])
 			return ret(hipErrorOutOfMemory);
 		m = aligned_alloc(256, (bytes + 255) & ~(size_t)255);
 		if (!m)
 			return ret(hipErrorOutOfMemory);
 		g_dev[(uintptr_t)m] = bytes;
-		g_dev_used += bytes;
+		g_owner[(uintptr_t)m] = t_device;
+		g_dev_used[t_device] += bytes;
 	}
 	memset(m, 0xff, bytes);
 	*p = m;
@@ -470,7 +506,8 @@ hipError_t hipFree(void *p)
 
 		if (it == g_dev.end())
 			return ret(hipErrorInvalidValue);
-		g_dev_used -= it->second;
+		g_dev_used[g_owner[it->first]] -= it->second;
+		g_owner.erase(it->first);
 		g_dev.erase(it);
 	}
 	free(p);
@@ -484,7 +521,7 @@ hipError_t hipMemGetInfo(size_t *free_bytes, size_t *total)
 	if (!free_bytes || !total)
 		return ret(hipErrorInvalidValue);
 	*total = mem_limit();
-	*free_bytes = *total - g_dev_used;
+	*free_bytes = *total - g_dev_used[t_device];
 	return ret(hipSuccess);
 }
 
@@ -506,15 +543,21 @@ static hipError_t host_add(void *p, size_t bytes)
 	if (overlaps(g_host, (uintptr_t)p, bytes))
 		return hipErrorHostMemoryAlreadyRegistered;
 	g_host[(uintptr_t)p] = bytes;
+	g_owner[(uintptr_t)p] = t_device;
 	return hipSuccess;
 }
 
-static hipError_t host_remove(void *p)
+/* any_device: hipHostFree, which frees from any device; a registration
+ * is undone only by its own device (not hipHostRegisterPortable). */
+static hipError_t host_remove(void *p, bool any_device)
 {
 	std::lock_guard<std::mutex> lock(g_mem);
 
-	if (!g_host.erase((uintptr_t)p))
+	if (!g_host.count((uintptr_t)p) ||
+	    (!any_device && g_owner[(uintptr_t)p] != t_device))
 		return hipErrorHostMemoryNotRegistered;
+	g_host.erase((uintptr_t)p);
+	g_owner.erase((uintptr_t)p);
 	return hipSuccess;
 }
 
@@ -544,7 +587,7 @@ hipError_t hipHostFree(void *p)
 	if (!p)
 		return ret(hipSuccess);
 	hipDeviceSynchronize();
-	e = host_remove(p);
+	e = host_remove(p, true);
 	if (e != hipSuccess)
 		return ret(hipErrorInvalidValue);
 	free(p);
@@ -562,16 +605,21 @@ hipError_t hipHostUnregister(void *p)
 {
 	if (!p)
 		return ret(hipErrorInvalidValue);
-	return ret(host_remove(p));
+	return ret(host_remove(p, false));
 }
 
+/* Host memory is mapped for the device that was current when it was
+ * registered or allocated (not hipHostRegisterPortable): another device
+ * has no alias for it, as on CUDA. */
 hipError_t hipHostGetDevicePointer(void **d, void *h, unsigned int flags)
 {
 	std::lock_guard<std::mutex> lock(g_mem);
+	std::map<uintptr_t, size_t>::iterator it;
 
 	if (!d || !h || flags)
 		return ret(hipErrorInvalidValue);
-	if (find_range(g_host, h, 1) == g_host.end())
+	it = find_range(g_host, h, 1);
+	if (it == g_host.end() || g_owner[it->first] != t_device)
 		return ret(hipErrorInvalidValue);
 	*d = h;
 	return ret(hipSuccess);
@@ -591,6 +639,7 @@ struct hipemu_stream {
 	bool running;			/* a piece of work is out of the queue */
 	bool stop;			/* destroyed: finish the queue, exit */
 	unsigned int flags;
+	int device;			/* current when it was created */
 	std::thread thread;
 };
 
@@ -664,6 +713,31 @@ static void drain_streams(bool blocking_only)
 			stream_drain(s);
 }
 
+/*
+ * Whether work may be queued on s from this thread: s belongs to the
+ * calling thread's current device. CUDA refuses a launch, a copy, a
+ * memset, an event record or wait, or a callback on a stream of another
+ * device with cudaErrorInvalidResourceHandle (hipErrorInvalidHandle).
+ * The NULL stream is the current device's own.
+ */
+static bool stream_here(hipStream_t s)
+{
+	return !s || s->device == t_device;
+}
+
+/*
+ * Whether device memory in [p, p + n) is s's device's (or not device
+ * memory at all). Stricter than CUDA, which copies between peers with
+ * unified addressing: nothing here copies between devices, so memory of
+ * another device is memory allocated while the wrong device was current.
+ */
+static bool memory_here(hipStream_t s, const void *p, size_t n)
+{
+	const int d = device_of(p, n);
+
+	return d < 0 || d == (s ? s->device : t_device);
+}
+
 /* Queue work on s; on the NULL stream, wait for the blocking streams and
  * run it here. */
 static void enqueue(hipStream_t s, std::function<void()> w)
@@ -691,6 +765,7 @@ hipError_t hipStreamCreateWithFlags(hipStream_t *out, unsigned int flags)
 	s->running = false;
 	s->stop = false;
 	s->flags = flags;
+	s->device = t_device;
 	s->thread = std::thread(stream_main, s);
 	{
 		std::lock_guard<std::mutex> lock(g_streams_lock);
@@ -742,6 +817,8 @@ hipError_t hipStreamAddCallback(hipStream_t s, hipStreamCallback_t fn,
 {
 	if (!fn || flags)
 		return ret(hipErrorInvalidValue);
+	if (!stream_here(s))
+		return ret(hipErrorInvalidHandle);
 	enqueue(s, [s, fn, data] {
 		fn(s, g_fault.load() ? hipErrorLaunchFailure : hipSuccess,
 		   data);
@@ -794,6 +871,10 @@ hipError_t hipMemcpyAsync(void *dst, const void *src, size_t n,
 		return ret(hipSuccess);
 	if (!dst || !src || !copy_ok(dst, src, n, k))
 		return ret(hipErrorInvalidValue);
+	if (!stream_here(s))
+		return ret(hipErrorInvalidHandle);
+	if (!memory_here(s, dst, n) || !memory_here(s, src, n))
+		return ret(hipErrorInvalidValue);
 	us = copy_us(dst, src, n);
 	enqueue(s, [dst, src, n, us] {
 		if (us > 0)
@@ -818,6 +899,10 @@ hipError_t hipMemsetAsync(void *dst, int v, size_t n, hipStream_t s)
 		return ret(hipSuccess);
 	if (!dst || !on_device(dst, n))
 		return ret(hipErrorInvalidValue);
+	if (!stream_here(s))
+		return ret(hipErrorInvalidHandle);
+	if (!memory_here(s, dst, n))
+		return ret(hipErrorInvalidValue);
 	enqueue(s, [dst, v, n] {
 		if (!g_fault.load())
 			memset(dst, v, n);
@@ -840,6 +925,10 @@ void hipemu_launch_grid(dim3 grid, dim3 block, hipStream_t s,
 		t_last = hipErrorInvalidValue;
 		return;
 	}
+	if (!stream_here(s)) {
+		t_last = hipErrorInvalidHandle;
+		return;
+	}
 	enqueue(s, [grid, block, run_thread] {
 		run_grid(grid, block, run_thread);
 	});
@@ -860,6 +949,7 @@ struct hipemu_event {
 	std::set<uint64_t> pending;	/* records not yet reached */
 	double t;			/* seconds: when the latest was reached */
 	unsigned int flags;
+	int device;			/* current when it was created */
 };
 
 static double now(void)
@@ -880,6 +970,7 @@ hipError_t hipEventCreateWithFlags(hipEvent_t *out, unsigned int flags)
 	e->recorded = 0;
 	e->t = 0.0;
 	e->flags = flags;
+	e->device = t_device;
 	*out = e;
 	return ret(hipSuccess);
 }
@@ -900,6 +991,9 @@ hipError_t hipEventRecord(hipEvent_t e, hipStream_t s)
 	uint64_t n;
 
 	if (!e)
+		return ret(hipErrorInvalidHandle);
+	/* the stream and the event of the current device */
+	if (!stream_here(s) || e->device != t_device)
 		return ret(hipErrorInvalidHandle);
 	{
 		std::lock_guard<std::mutex> lock(e->m);
@@ -956,6 +1050,10 @@ hipError_t hipStreamWaitEvent(hipStream_t s, hipEvent_t e, unsigned int flags)
 	uint64_t n;
 
 	if (!e || flags)
+		return ret(hipErrorInvalidHandle);
+	/* the event may be another device's: that is how devices wait for
+	 * each other */
+	if (!stream_here(s))
 		return ret(hipErrorInvalidHandle);
 	n = latest(e);
 	enqueue(s, [e, n] { event_wait(e, n); });

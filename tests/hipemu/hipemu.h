@@ -39,8 +39,21 @@
  *  - hipMemcpy's direction is checked against the allocations: copying
  *    "to the device" into memory hipMalloc did not return fails.
  *
- * The device is named "hipemu (CPU, warp N)"; HIPEMU_DEVICES=0 makes it
- * absent (hipGetDeviceCount reports no device).
+ *  - Devices: HIPEMU_DEVICES (default 1; 0 makes the device absent, and
+ *    hipGetDeviceCount reports none), each named "hipemu (CPU, warp N)",
+ *    all on the one CPU. The current device is per host thread, 0 until
+ *    hipSetDevice(), as on CUDA; streams, events, device memory and
+ *    registered or pinned host memory belong to the device current when
+ *    they were made, and the runtime is strict about it: a launch, copy,
+ *    memset, event record or wait, or callback on a stream (or an event
+ *    record of an event) of another device than the calling thread's
+ *    current one fails with hipErrorInvalidHandle (CUDA's
+ *    cudaErrorInvalidResourceHandle); a copy or memset touching another
+ *    device's memory, and the device alias of host memory registered for
+ *    another device, fail with hipErrorInvalidValue (CUDA would copy
+ *    between peers; nothing here means to), and unregistering it with
+ *    hipErrorHostMemoryNotRegistered. hipMemGetInfo counts the current
+ *    device's memory.
  */
 #ifndef HIPEMU_H
 #define HIPEMU_H

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 
 #include "hipemu.h"
 
@@ -310,6 +311,118 @@ static bool memory(void)
 	return true;
 }
 
+__global__ void k_fill(int *p, int v)
+{
+	p[threadIdx.x] = v;
+}
+
+/* What a thread whose current device is another than s's can do with
+ * s, event e (s's device's) and d (s's device's memory): nothing. */
+static bool refused_elsewhere(hipStream_t s, hipEvent_t e, int *d, int *h)
+{
+	hipemu_launch(k_fill, 1, HIPEMU_WARP, s)(d, 1);
+	CHECK(hipGetLastError() == hipErrorInvalidHandle,
+	      "a launch on another device's stream");
+	CHECK(hipMemcpyAsync(d, h, 4, hipMemcpyHostToDevice, s) ==
+	      hipErrorInvalidHandle, "a copy on another device's stream");
+	CHECK(hipMemsetAsync(d, 0, 4, s) == hipErrorInvalidHandle,
+	      "a memset on another device's stream");
+	CHECK(hipEventRecord(e, s) == hipErrorInvalidHandle,
+	      "an event record on another device's stream");
+	CHECK(hipEventRecord(e, NULL) == hipErrorInvalidHandle,
+	      "a record of another device's event");
+	CHECK(hipStreamWaitEvent(s, e, 0) == hipErrorInvalidHandle,
+	      "a wait on another device's stream");
+	CHECK(hipStreamAddCallback(s, note, h, 0) == hipErrorInvalidHandle,
+	      "a callback on another device's stream");
+	CHECK(hipMemcpy(h, d, 4, hipMemcpyDeviceToHost) ==
+	      hipErrorInvalidValue, "a copy of another device's memory");
+	CHECK(hipHostUnregister(h) == hipErrorHostMemoryNotRegistered,
+	      "unregistering another device's registration");
+	(void)hipGetLastError();
+	return true;
+}
+
+/*
+ * HIPEMU_DEVICES=2: the current device is per thread, 0 until set;
+ * streams, events and memory are their device's, and using them while
+ * another device is current fails as on CUDA.
+ */
+static bool two_devices(void)
+{
+	size_t fr0, fr0b, fr1, fr1b, total;
+	hipStream_t s;
+	hipEvent_t e, e0;
+	int *d, h[HIPEMU_WARP] = { 0 }, n = 0, cur = -1;
+	void *hp, *alias;
+	bool ok = false;
+
+	CHECK(hipGetDeviceCount(&n) == hipSuccess && n == 2, "%d devices", n);
+	CHECK(hipSetDevice(2) == hipErrorInvalidDevice, "device 2 of 2");
+	(void)hipGetLastError();
+	hipMemGetInfo(&fr0, &total);
+	CHECK(hipSetDevice(1) == hipSuccess && hipGetDevice(&cur) ==
+	      hipSuccess && cur == 1, "device 1 current: %d", cur);
+	hipMemGetInfo(&fr1, &total);
+	CHECK(hipStreamCreateWithFlags(&s, hipStreamNonBlocking) ==
+	      hipSuccess && hipEventCreateWithFlags(&e, 0) == hipSuccess,
+	      "create on device 1");
+	d = dev<int>(HIPEMU_WARP);
+	CHECK(hipHostMalloc(&hp, 4096, 0) == hipSuccess &&
+	      hipHostRegister(h, sizeof(h), hipHostRegisterMapped) ==
+	      hipSuccess, "pinned and registered on device 1");
+	hipMemGetInfo(&fr1b, &total);
+	CHECK(fr1 - fr1b == 4 * HIPEMU_WARP, "device 1 counted %zu bytes",
+	      fr1 - fr1b);
+	/* on device 1, everything works */
+	hipemu_launch(k_fill, 1, HIPEMU_WARP, s)(d, 7);
+	CHECK(hipEventRecord(e, s) == hipSuccess &&
+	      hipStreamWaitEvent(s, e, 0) == hipSuccess &&
+	      hipMemcpyAsync(h, d, sizeof(h), hipMemcpyDeviceToHost, s) ==
+	      hipSuccess && hipStreamSynchronize(s) == hipSuccess &&
+	      hipGetLastError() == hipSuccess && h[0] == 7 &&
+	      h[HIPEMU_WARP - 1] == 7, "work on device 1: %d", h[0]);
+	CHECK(hipHostGetDevicePointer(&alias, hp, 0) == hipSuccess,
+	      "device 1's alias of its pinned memory");
+	/* device 0 current: refused, and device 0's memory untouched */
+	CHECK(hipSetDevice(0) == hipSuccess, "device 0");
+	if (!refused_elsewhere(s, e, d, h))
+		return false;
+	CHECK(hipHostGetDevicePointer(&alias, hp, 0) == hipErrorInvalidValue,
+	      "device 0's alias of device 1's pinned memory");
+	(void)hipGetLastError();
+	hipMemGetInfo(&fr0b, &total);
+	CHECK(fr0b == fr0, "device 0 counted %zu bytes", fr0 - fr0b);
+	/* another device may wait for device 1's event */
+	CHECK(hipEventCreateWithFlags(&e0, 0) == hipSuccess &&
+	      hipStreamWaitEvent(NULL, e, 0) == hipSuccess &&
+	      hipEventDestroy(e0) == hipSuccess, "device 0 waits for 1");
+	/* a new thread starts on device 0 */
+	std::thread([&] { ok = refused_elsewhere(s, e, d, h); }).join();
+	if (!ok)
+		return false;
+	CHECK(hipSetDevice(1) == hipSuccess &&
+	      hipHostUnregister(h) == hipSuccess, "unregister on device 1");
+	/* freeing works from any device */
+	CHECK(hipSetDevice(0) == hipSuccess && hipStreamDestroy(s) ==
+	      hipSuccess && hipEventDestroy(e) == hipSuccess &&
+	      hipFree(d) == hipSuccess && hipHostFree(hp) == hipSuccess,
+	      "destroy and free from device 0");
+	return true;
+}
+
+static bool devices(void)
+{
+	bool ok;
+
+	setenv("HIPEMU_DEVICES", "2", 1);
+	ok = two_devices();
+	hipSetDevice(0);
+	(void)hipGetLastError();
+	unsetenv("HIPEMU_DEVICES");
+	return ok;
+}
+
 /* HIPEMU_COPY_MBPS: a copy to the device lands after its time, and its
  * stream's later work waits for it */
 static bool slow_copy(void)
@@ -466,6 +579,7 @@ int main(void)
 	run("streams", streams);
 	run("memory", memory);
 	run("slow_copy", slow_copy);
+	run("devices", devices);
 	run("fault_divergent_shuffle", fault_divergent_shuffle);
 	run("fault_syncthreads_skipped", fault_syncthreads_skipped);
 	run("fault_misaligned_vector", fault_misaligned_vector);
