@@ -330,6 +330,20 @@ extern "C" int moek_hip_create(int device, struct moek_hip_ctx **out)
 	return 0;
 }
 
+/*
+ * The current device is per host thread: a context's calls make its
+ * device current themselves, the calls without one (memory, streams,
+ * events, copies, callbacks) act on the calling thread's. A caller that
+ * goes on from another thread than moek_hip_create()'s makes the
+ * context's device current there first.
+ */
+extern "C" int moek_hip_use(struct moek_hip_ctx *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	return moek_hip_errno(hipSetDevice(ctx->device));
+}
+
 extern "C" void moek_hip_destroy(struct moek_hip_ctx *ctx)
 {
 	if (!ctx)
@@ -887,9 +901,14 @@ extern "C" int moek_hip_layer_counts(struct moek_hip_ctx *ctx,
 				     uint32_t n_experts, uint32_t *counts,
 				     void *stream)
 {
+	int r;
+
 	if (!ctx || !counts || !n_experts ||
 	    ctx->counts.size < n_experts * sizeof(*counts))
 		return -EINVAL;
+	r = moek_hip_errno(hipSetDevice(ctx->device));
+	if (r)
+		return r;
 	return moek_hip_errno(hipMemcpyAsync(counts, ctx->counts.p,
 					     n_experts * sizeof(*counts),
 					     hipMemcpyDeviceToHost,

@@ -19,6 +19,13 @@
  * moek_weights.experts itself lives in host memory; the context copies the
  * pointer table to the device when it changes. Nothing here is reentrant
  * on one context; contexts on different threads are independent.
+ *
+ * Devices: the current device is per thread, as in HIP and CUDA. The
+ * calls that take a context make its device current on the calling
+ * thread; the others (memory, streams, events, copies, host callbacks,
+ * mem_info) act on the calling thread's current device, which is 0 on a
+ * thread that never chose one. moek_hip_create() makes its device current
+ * on the creating thread; another thread calls moek_hip_use() first.
  */
 #ifndef MOEK_HIP_H
 #define MOEK_HIP_H
@@ -40,7 +47,7 @@ struct moek_hip_ctx;
  * differs from the MOEK_HIP_ABI it was built with. Bump it whenever a
  * declaration below changes.
  */
-#define MOEK_HIP_ABI 1
+#define MOEK_HIP_ABI 2
 int moek_hip_abi(void);
 
 /* Row tiles of the grouped GEMMs: each expert's rows are padded to one. */
@@ -53,9 +60,12 @@ int moek_hip_device_count(int *n);
 int moek_hip_device_name(int device, char *name, size_t len);
 
 /* A context on one device (made current on the calling thread) with its
- * scratch buffers, grown on demand. */
+ * scratch buffers, grown on demand. -ENODEV: no such device. */
 int moek_hip_create(int device, struct moek_hip_ctx **out);
 void moek_hip_destroy(struct moek_hip_ctx *ctx);
+/* Make ctx's device current on the calling thread (since ABI 2): the
+ * calls without a context that follow, on this thread, use that device. */
+int moek_hip_use(struct moek_hip_ctx *ctx);
 
 /* Force the row tile of the grouped GEMMs (MOEK_HIP_TILE_SMALL or
  * _LARGE); 0 (the default) picks it from the tokens per expert. */

@@ -86,6 +86,20 @@ static void hip_load(void)
 			 tried);
 		return;
 	}
+	/* the ABI first: a plugin of another one lacks or has other
+	 * functions, and that is what to say */
+	sym = dlsym(h, "moek_hip_abi");
+	if (sym) {
+		memcpy(&hip_api.abi, &sym, sizeof(sym));
+		abi = hip_api.abi();
+		if (abi != MOEK_HIP_ABI) {
+			snprintf(hip_why, sizeof(hip_why),
+				 "the GPU backend speaks ABI %d, this libmoex %d: install both from the same release",
+				 abi, MOEK_HIP_ABI);
+			dlclose(h);
+			return;
+		}
+	}
 #define MOEX_HIP_RESOLVE(name, member)					\
 	sym = dlsym(h, #name);						\
 	if (!sym) {							\
@@ -98,14 +112,6 @@ static void hip_load(void)
 	memcpy(&hip_api.member, &sym, sizeof(sym));
 	MOEX_HIP_SYMS(MOEX_HIP_RESOLVE)
 #undef MOEX_HIP_RESOLVE
-	abi = hip_api.abi();
-	if (abi != MOEK_HIP_ABI) {
-		snprintf(hip_why, sizeof(hip_why),
-			 "the GPU backend speaks ABI %d, this libmoex %d: install both from the same release",
-			 abi, MOEK_HIP_ABI);
-		dlclose(h);
-		return;
-	}
 	r = hip_api.device_count(&hip_devices);
 	if (r) {
 		snprintf(hip_why, sizeof(hip_why),

@@ -15,6 +15,7 @@
 	X(moek_hip_device_name, device_name)				\
 	X(moek_hip_create, create)					\
 	X(moek_hip_destroy, destroy)					\
+	X(moek_hip_use, use)						\
 	X(moek_hip_set_tile, set_tile)					\
 	X(moek_hip_set_gemv, set_gemv)					\
 	X(moek_hip_malloc, malloc)					\

@@ -17,12 +17,20 @@
  *
  * One GPU context, compute stream and copy stream per process serve every
  * layer (the kernels' scratch is sized by the biggest run, not per
- * layer); gpu_lock makes submissions take turns. A layer has at most one
- * run in flight: the next waits for it, because they share the layer's
- * staging buffers. Activations are host memory: x is copied in, y and
- * the counts copied out, once each.
+ * layer); gpu_lock makes submissions take turns. The GPU is the one
+ * $MOEX_GPU names (default 0). The current device is per thread in HIP
+ * and CUDA, and layers are made, run and destroyed from any thread, so
+ * every entry point makes that GPU current on its thread (gpu_here())
+ * before it calls the runtime: a thread that never chose a device uses
+ * device 0, and a stream of one device used there fails. The callbacks
+ * (layer_callback) do not call the runtime.
+ *
+ * A layer has at most one run in flight: the next waits for it, because
+ * they share the layer's staging buffers. Activations are host memory: x
+ * is copied in, y and the counts copied out, once each.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,11 +95,49 @@ struct moex_hip_layer {
 
 /* ---- the process's GPU ---- */
 
+/*
+ * The GPU $MOEX_GPU names: unset or empty, 0; else decimal digits only
+ * (-EINVAL otherwise: "abc", "-1", " 1", "1x" or past INT_MAX), checked
+ * against the GPUs there are by the plugin (-ENODEV). Says why on
+ * standard error.
+ */
+static int gpu_pick(const struct moex_hip_api *api, int *dev)
+{
+	const char *env = secure_getenv("MOEX_GPU");
+	int n = 0;
+
+	*dev = 0;
+	if (!env || !*env)
+		return 0;
+	for (const char *p = env; *p; p++) {
+		if (*p < '0' || *p > '9' || *dev > (INT_MAX - (*p - '0')) / 10) {
+			fprintf(stderr,
+				"libmoex: MOEX_GPU=%s is not a GPU number (0, 1, ...: the GPU the \"hip\" backend uses)\n",
+				env);
+			return -EINVAL;
+		}
+		*dev = *dev * 10 + (*p - '0');
+	}
+	if (api->device_count(&n) || *dev >= n) {
+		fprintf(stderr,
+			"libmoex: MOEX_GPU=%s: no such GPU (this host has %d, numbered from 0)\n",
+			env, n);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+/* Make the process's GPU current on the calling thread; under gpu_lock,
+ * with gpu.ctx made. */
+static int gpu_here(void)
+{
+	return gpu.api->use(gpu.ctx);
+}
+
 static int gpu_get(int *why_err)
 {
 	const struct moex_hip_api *api;
-	const char *env;
-	int dev = 0, r;
+	int dev, r;
 
 	api = moex__hip(why_err);
 	if (!api)
@@ -99,10 +145,14 @@ static int gpu_get(int *why_err)
 	pthread_mutex_lock(&gpu_lock);
 	r = 0;
 	if (!gpu.users) {
-		env = secure_getenv("MOEX_GPU");
-		if (env)
-			dev = atoi(env);
+		r = gpu_pick(api, &dev);
+		if (r) {
+			pthread_mutex_unlock(&gpu_lock);
+			*why_err = 0;
+			return r;
+		}
 		gpu.api = api;
+		/* makes dev current on this thread */
 		r = api->create(dev, &gpu.ctx);
 		if (!r)
 			r = api->stream_create(&gpu.stream);
@@ -126,6 +176,7 @@ static void gpu_put(void)
 {
 	pthread_mutex_lock(&gpu_lock);
 	if (!--gpu.users) {
+		gpu_here();
 		gpu.api->sync(gpu.stream);
 		gpu.api->sync(gpu.copy);
 		gpu.api->stream_destroy(gpu.copy);
@@ -538,7 +589,7 @@ int moex__hip_layer_create(const struct moek_shape *s,
 	const uint32_t ne = s->n_experts;
 	struct moex_hip_layer *l;
 	uint32_t n_slots;
-	int r, why;
+	int r, why, here;
 
 	*out = NULL;
 	if (gpu_experts > ne)
@@ -566,6 +617,9 @@ int moex__hip_layer_create(const struct moek_shape *s,
 		r = moex_xcache_init(&l->cache, ne, n_slots,
 				     ffn_bytes(s, s->inter));
 	pthread_mutex_lock(&gpu_lock);
+	here = gpu_here();
+	if (!r)
+		r = here;
 	if (!r)
 		r = l->api->event_create(&l->done_ev);
 	if (!r)
@@ -602,6 +656,7 @@ void moex__hip_layer_destroy(struct moex_hip_layer *l)
 	if (!l)
 		return;
 	pthread_mutex_lock(&gpu_lock);
+	gpu_here();
 	layer_free(l);
 	pthread_mutex_unlock(&gpu_lock);
 	gpu_put();
@@ -727,6 +782,9 @@ int moex__hip_layer_run(struct moex_hip_layer *l, const float *x, size_t ntok,
 	int r;
 
 	pthread_mutex_lock(&gpu_lock);
+	r = gpu_here();
+	if (r)
+		goto out;
 	if (l->busy) {
 		/* the last asynchronous run, its callback included */
 		r = l->busy_unmarked ? api->sync(gpu.stream) :

@@ -13,8 +13,10 @@
  * dtype's tolerance. Without a GPU every test says SKIP.
  * Built with -DSUITE='"gpu-backend"' by kernels/hip/rules.mk.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -298,6 +300,269 @@ TEST(queue_uring_completions_from_the_gpu)
 	moex_close(dev);
 }
 
+/*
+ * A layer made, run and destroyed by threads other than each other, on
+ * the GPU MOEX_GPU names (the last one): the current device is per
+ * thread, and a new thread's is 0, so every call of the backend must
+ * make its GPU current first. On CUDA a stream of one device used while
+ * another is current fails (invalid resource handle); hipemu, with
+ * HIPEMU_DEVICES=2 in hipemu-check, is as strict, and there device 0's
+ * memory must stay untouched too.
+ */
+struct moek_hip_ctx;
+
+struct xthread {
+	void (*fn)(struct xthread *);
+	struct hweights h;
+	struct moex_moe *m, *m2;	/* with an expert cache; resident */
+	struct moex_queue *q;
+	struct moex_device *dev;
+	int gpu;				/* MOEX_GPU */
+	int (*mem_info)(size_t *, size_t *);	/* hipemu: the plugin's */
+	size_t free0;				/* device 0's, at the start */
+	/* the plugin's, where MOEX_HIP_LIB names it */
+	int (*create)(int, struct moek_hip_ctx **);
+	void (*destroy)(struct moek_hip_ctx *);
+	int (*host_register)(void *, size_t, void **);
+	int (*host_unregister)(void *);
+};
+
+static void *xthread_main(void *arg)
+{
+	struct xthread *x = arg;
+
+	x->fn(x);
+	return NULL;
+}
+
+/* x->fn(x) on a new thread, whose current device is the runtime's 0. */
+static void on_new_thread(struct xthread *x, void (*fn)(struct xthread *))
+{
+	pthread_t t;
+
+	x->fn = fn;
+	CHECK_INT(pthread_create(&t, NULL, xthread_main, x), 0);
+	pthread_join(t, NULL);
+}
+
+/* hipemu: device 0's free memory, asked on a new thread (device 0
+ * current), before and after each step */
+static void x_free0(struct xthread *x)
+{
+	size_t total;
+
+	CHECK_INT(x->mem_info(&x->free0, &total), 0);
+}
+
+static void x_device0_untouched(struct xthread *x)
+{
+	size_t f, total;
+
+	CHECK_INT(x->mem_info(&f, &total), 0);
+	CHECK_MSG(f == x->free0, "device 0 holds %zd bytes more",
+		  (ssize_t)(x->free0 - f));
+}
+
+/* A step on a new thread; then device 0 must be as it was. */
+static void step(struct xthread *x, void (*fn)(struct xthread *))
+{
+	on_new_thread(x, fn);
+	if (x->mem_info && h_result != H_FAIL)
+		on_new_thread(x, x_device0_untouched);
+}
+
+static void x_create(struct xthread *x)
+{
+	struct moex_moe_opts o = { .size = sizeof(o), .backend = "hip",
+				   .gpu_experts = 4 };
+
+	CHECK_INT(moex_moe_create(&x->h.d, &x->h.w, &o, &x->m), 0);
+}
+
+/* the GPU made already: this thread's device stays 0 unless set */
+static void x_create2(struct xthread *x)
+{
+	struct moex_moe_opts o = { .size = sizeof(o), .backend = "hip" };
+
+	CHECK_INT(moex_moe_create(&x->h.d, &x->h.w, &o, &x->m2), 0);
+}
+
+static void x_runs(struct xthread *x)
+{
+	static float in[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
+	int bad;
+
+	for (int i = 0; i < 8; i++) {
+		struct moex_moe *m = i % 4 == 3 ? x->m2 : x->m;
+
+		for (size_t k = 0; k < NTOK * DIM; k++)
+			in[k] = frand();
+		CHECK_INT(moex_moe_run(m, in, NTOK, y, NULL), 0);
+		CHECK_INT(moex_moe_run_reference(m, in, NTOK, r, NULL), 0);
+		bad = bad_tokens(y, r, NTOK, tol_of(MOEX_DTYPE_BF16));
+		CHECK_MSG(bad <= 1, "run %d: %d of %d tokens differ", i, bad,
+			  NTOK);
+	}
+}
+
+static void x_queue(struct xthread *x)
+{
+	static float in[2][NTOK * DIM], y[2][NTOK * DIM], r[NTOK * DIM];
+	struct moex_cqe cqe[2];
+	int got = 0, n;
+
+	/* an io_uring ring belongs to the thread that made it */
+	if (uring_queue_on_null(32, true, &x->dev, &x->q)) {
+		x->dev = NULL;
+		CHECK_INT(moex_queue_create(NULL, NULL, &x->q), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		for (size_t k = 0; k < NTOK * DIM; k++)
+			in[i][k] = frand();
+		CHECK_INT(moex_queue_moe(x->q, x->m, in[i], NTOK, y[i], NULL,
+					 70 + i), 0);
+	}
+	CHECK_INT(moex_queue_submit(x->q), 2);
+	while (got < 2) {
+		n = moex_queue_wait(x->q, cqe, 2, 1, 20000);
+		CHECK_MSG(n > 0, "wait: %d", n);
+		for (int i = 0; i < n; i++)
+			CHECK_INT(cqe[i].res, 0);
+		got += n;
+	}
+	for (int i = 0; i < 2; i++) {
+		CHECK_INT(moex_moe_run_reference(x->m, in[i], NTOK, r, NULL), 0);
+		CHECK(bad_tokens(y[i], r, NTOK, tol_of(MOEX_DTYPE_BF16)) <= 1);
+	}
+	moex_queue_destroy(x->q);
+	if (x->dev)
+		moex_close(x->dev);
+}
+
+static void x_destroy(struct xthread *x)
+{
+	struct moex_moe_stats st = { .size = sizeof(st) };
+
+	CHECK_INT(moex_moe_stats(x->m, &st), 0);
+	CHECK_MSG(st.fills > 0 && st.gpu_hits > 0 && st.stream_bytes > 0,
+		  "fills %llu hits %llu streamed %llu",
+		  (unsigned long long)st.fills,
+		  (unsigned long long)st.gpu_hits,
+		  (unsigned long long)st.stream_bytes);
+	CHECK_INT(moex_moe_destroy(x->m), 0);
+	x->m = NULL;
+}
+
+/*
+ * After the layer with an expert cache: its registrations of the weights'
+ * pages are gone (undone on the GPU that made them: on another, CUDA
+ * says not registered, and they stay), so that GPU can register the
+ * whole buffer.
+ */
+static void x_unregistered(struct xthread *x)
+{
+	struct moek_hip_ctx *ctx;
+	void *alias;
+
+	CHECK_INT(x->create(x->gpu, &ctx), 0);
+	CHECK_MSG(x->host_register(x->h.mem, x->h.len, &alias) == 0,
+		  "the layer's registrations outlived it");
+	CHECK_INT(x->host_unregister(x->h.mem), 0);
+	x->destroy(ctx);
+}
+
+/* the last layer: the GPU goes with it */
+static void x_destroy2(struct xthread *x)
+{
+	CHECK_INT(moex_moe_destroy(x->m2), 0);
+	x->m2 = NULL;
+}
+
+TEST(threads_share_the_gpu_moex_gpu_names)
+{
+	static struct xthread x;
+	const char *lib = getenv("MOEX_HIP_LIB");
+	char gpu[16], name[64] = "";
+	void *plugin;
+	int (*dev_name)(int, char *, size_t) = NULL;
+
+	NEED_GPU();
+	if (g_gpus < 2)
+		SKIP("one GPU: nothing to tell MOEX_GPU=1 from 0 (hipemu: "
+		     "HIPEMU_DEVICES=2)");
+	memset(&x, 0, sizeof(x));
+	/* hipemu's device 0 memory, through the plugin libmoex loaded */
+	plugin = lib ? dlopen(lib, RTLD_NOW | RTLD_NOLOAD) : NULL;
+	if (plugin) {
+		*(void **)&dev_name = dlsym(plugin, "moek_hip_device_name");
+		if (dev_name && !dev_name(0, name, sizeof(name)) &&
+		    !strncmp(name, "hipemu", 6))
+			*(void **)&x.mem_info = dlsym(plugin,
+						      "moek_hip_mem_info");
+		*(void **)&x.create = dlsym(plugin, "moek_hip_create");
+		*(void **)&x.destroy = dlsym(plugin, "moek_hip_destroy");
+		*(void **)&x.host_register = dlsym(plugin,
+						   "moek_hip_host_register");
+		*(void **)&x.host_unregister =
+			dlsym(plugin, "moek_hip_host_unregister");
+		dlclose(plugin);	/* libmoex keeps it loaded */
+	}
+	if (x.mem_info)
+		on_new_thread(&x, x_free0);
+	x.gpu = g_gpus - 1;
+	snprintf(gpu, sizeof(gpu), "%d", x.gpu);
+	setenv("MOEX_GPU", gpu, 1);
+	CHECK_INT(hweights_make(&x.h, MOEX_DTYPE_BF16), 0);
+	for (int e = 0; e < NE; e++)
+		x.h.bias[e] = e >= NE - 8 ? 4.0f : 0.0f;
+	step(&x, x_create);
+	if (h_result != H_FAIL)
+		step(&x, x_create2);
+	if (h_result != H_FAIL)
+		step(&x, x_runs);
+	if (h_result != H_FAIL)
+		step(&x, x_queue);
+	if (x.m)
+		step(&x, x_destroy);
+	if (h_result != H_FAIL && x.create && x.destroy && x.host_register &&
+	    x.host_unregister)
+		step(&x, x_unregistered);
+	if (x.m2)
+		step(&x, x_destroy2);
+	moex_moe_destroy(x.m);
+	moex_moe_destroy(x.m2);
+	unsetenv("MOEX_GPU");
+	hweights_free(&x.h);
+}
+
+/* A MOEX_GPU that names no GPU fails the layer, and says so. */
+TEST(bad_moex_gpu_fails_the_layer)
+{
+	static const struct { const char *v; int want; } cases[] = {
+		{ "abc", -EINVAL }, { "-1", -EINVAL }, { "1x", -EINVAL },
+		{ " 0", -EINVAL }, { "99999999999", -EINVAL },
+		{ "4096", -ENODEV },
+	};
+	struct moex_moe_opts o = { .size = sizeof(o), .backend = "hip" };
+	struct hweights h;
+	struct moex_moe *m = NULL;
+
+	NEED_GPU();
+	CHECK_INT(hweights_make(&h, MOEX_DTYPE_BF16), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		setenv("MOEX_GPU", cases[i].v, 1);
+		CHECK_MSG(moex_moe_create(&h.d, &h.w, &o, &m) == cases[i].want &&
+			  !m, "MOEX_GPU=%s: not %d", cases[i].v, cases[i].want);
+	}
+	setenv("MOEX_GPU", "", 1);	/* empty: the default, 0 */
+	CHECK_INT(moex_moe_create(&h.d, &h.w, &o, &m), 0);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	unsetenv("MOEX_GPU");
+	hweights_free(&h);
+}
+
 RUN_TESTS(T(probe), T(resident_bf16), T(resident_fp8),
 	  T(cache_bf16_streams_and_fills), T(cache_fp8_streams_and_fills),
-	  T(queue_sync), T(queue_uring_completions_from_the_gpu))
+	  T(queue_sync), T(queue_uring_completions_from_the_gpu),
+	  T(threads_share_the_gpu_moex_gpu_names),
+	  T(bad_moex_gpu_fails_the_layer))

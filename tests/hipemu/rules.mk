@@ -12,7 +12,9 @@
 #                        libmoex's "hip" backend (tests/gpu/test_backend.c,
 #                        MOEX_HIP_LIB), after tools/check-plugin has
 #                        checked its exports; the backend runs twice,
-#                        the second time with slow host-device copies
+#                        first with two devices (HIPEMU_DEVICES=2: its
+#                        test of threads on MOEX_GPU=1), the second
+#                        time with slow host-device copies
 #
 # Outputs, per warp size W: $(BUILD)/hipemu/wW/{*.o,gpu-moe,gpu-backend,
 # libmoex-hip.so.0,test-hipemu}.
@@ -107,7 +109,7 @@ hipemu-check: $(HIPEMU_BINS)
 		$$d/gpu-moe || r=1; \
 		lib=$(abspath $(BUILD))/hipemu/w$$w/$(HIP_PLUGIN_SONAME); \
 		HIPEMU_JITTER_US=$(HIPEMU_JITTER_US) MOEX_HIP_LIB=$$lib \
-			$$d/gpu-backend || r=1; \
+		HIPEMU_DEVICES=2 $$d/gpu-backend || r=1; \
 		HIPEMU_JITTER_US=$(HIPEMU_JITTER_US) MOEX_HIP_LIB=$$lib \
 		HIPEMU_COPY_MBPS=$(HIPEMU_COPY_MBPS) \
 		MOEX_TEST_SUITE=hipemu-w$$w-backend-slowcopy \

@@ -471,6 +471,11 @@ EXPORT void moek_hip_destroy(struct moek_hip_ctx *ctx)
 	live(-1);
 }
 
+EXPORT int moek_hip_use(struct moek_hip_ctx *ctx)
+{
+	return ctx ? 0 : -EINVAL;
+}
+
 EXPORT int moek_hip_set_tile(struct moek_hip_ctx *ctx, uint32_t tile)
 {
 	if (!ctx)
