@@ -19,7 +19,15 @@
  * Device pointers are host pointers, so it cannot catch a host pointer
  * given where a device one is needed: tests/gpu does.
  *
- * Knobs: FAKEGPU_NODEV=1 (no device), FAKEGPU_ABI=N (claim another ABI).
+ *  - with FAKEGPU_DEVICES=N (default 1) there are N devices; the current
+ *    one is per thread (0 until moek_hip_create() or moek_hip_use() makes
+ *    another current), streams and events belong to the device current
+ *    when they were made, and queueing work on a stream, or recording an
+ *    event, of another device than the calling thread's fails with -EIO,
+ *    as CUDA's invalid resource handle does.
+ *
+ * Knobs: FAKEGPU_NODEV=1 (no device), FAKEGPU_ABI=N (claim another ABI),
+ * FAKEGPU_DEVICES=N.
  * fakegpu_outstanding() returns the allocations and registrations alive;
  * fakegpu_fail_records_after_host_fn(n) makes the next n event records
  * that come right after a host function's launch fail with -EIO.
@@ -74,7 +82,11 @@ EXPORT long fakegpu_outstanding(void)
 
 /* ---- events ---- */
 
+/* The calling thread's current device. */
+static __thread int fake_dev;
+
 struct fake_event {
+	int dev;		/* current at its creation */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	uint64_t target;	/* records queued */
@@ -113,6 +125,7 @@ struct fake_op {
 };
 
 struct fake_stream {
+	int dev;		/* current at its creation */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -122,6 +135,7 @@ struct fake_stream {
 };
 
 struct moek_hip_ctx {
+	int dev;
 	uint32_t *counts;	/* the last layer's */
 	uint32_t n;
 	uint32_t tile;
@@ -227,6 +241,8 @@ static int enqueue(void *stream, struct fake_op *tmpl)
 
 	if (!s)
 		return -ENOMEM;
+	if (stream && s->dev != fake_dev)
+		return -EIO;	/* another device's stream */
 	op = malloc(sizeof(*op));
 	if (!op)
 		return -ENOMEM;
@@ -265,6 +281,7 @@ EXPORT int moek_hip_stream_create(void **stream)
 	*stream = stream_new();
 	if (!*stream)
 		return -ENOMEM;
+	((struct fake_stream *)*stream)->dev = fake_dev;
 	live(1);
 	return 0;
 }
@@ -295,6 +312,7 @@ EXPORT int moek_hip_event_create(void **event)
 		return -ENOMEM;
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->cond, NULL);
+	ev->dev = fake_dev;
 	*event = ev;
 	live(1);
 	return 0;
@@ -340,6 +358,8 @@ EXPORT int moek_hip_event_record(void *event, void *stream)
 
 	if (!ev)
 		return -EINVAL;
+	if (ev->dev != fake_dev)
+		return -EIO;	/* another device's event */
 	if (fail_this_record())
 		return -EIO;
 	pthread_mutex_lock(&ev->lock);
@@ -429,10 +449,12 @@ EXPORT int moek_hip_abi(void)
 
 EXPORT int moek_hip_device_count(int *n)
 {
+	const char *env = getenv("FAKEGPU_DEVICES");
+
 	if (!n)
 		return -EINVAL;
-	*n = getenv("FAKEGPU_NODEV") ? 0 : 1;
-	return *n ? 0 : -ENODEV;
+	*n = getenv("FAKEGPU_NODEV") ? 0 : env ? atoi(env) : 1;
+	return *n > 0 ? 0 : -ENODEV;
 }
 
 EXPORT int moek_hip_device_name(int device, char *name, size_t len)
@@ -458,6 +480,8 @@ EXPORT int moek_hip_create(int device, struct moek_hip_ctx **out)
 	*out = calloc(1, sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
+	(*out)->dev = device;
+	fake_dev = device;
 	live(1);
 	return 0;
 }
@@ -473,7 +497,10 @@ EXPORT void moek_hip_destroy(struct moek_hip_ctx *ctx)
 
 EXPORT int moek_hip_use(struct moek_hip_ctx *ctx)
 {
-	return ctx ? 0 : -EINVAL;
+	if (!ctx)
+		return -EINVAL;
+	fake_dev = ctx->dev;
+	return 0;
 }
 
 EXPORT int moek_hip_set_tile(struct moek_hip_ctx *ctx, uint32_t tile)

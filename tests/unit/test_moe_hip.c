@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -553,6 +554,178 @@ TEST(moex_run_on_the_fake_gpu)
 	CHECK_HAS(out, "check: passed");
 }
 
+/* moex_moe_create() with standard error caught into err[len]. */
+static int create_caught(struct moex_moe **m, char *err, size_t len)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(0);
+	FILE *f = tmpfile();
+	int saved, r;
+	size_t n;
+
+	if (!f)
+		return -999;
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	dup2(fileno(f), STDERR_FILENO);
+	r = moex_moe_create(&d, &w, &o, m);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	n = fread(err, 1, len - 1, f);
+	err[n] = '\0';
+	fclose(f);
+	return r;
+}
+
+/* MOEX_GPU: a number, of a GPU there is; else the layer fails and says
+ * why. Unset or empty: GPU 0. */
+TEST(moex_gpu_must_name_a_gpu)
+{
+	static const struct {
+		const char *v;
+		int want;
+		const char *says;
+	} cases[] = {
+		{ "abc", -EINVAL, "MOEX_GPU=abc is not a GPU number" },
+		{ "-1", -EINVAL, "MOEX_GPU=-1 is not a GPU number" },
+		{ "0x1", -EINVAL, "is not a GPU number" },
+		{ "1 ", -EINVAL, "is not a GPU number" },
+		{ "2147483648", -EINVAL, "is not a GPU number" },
+		{ "1", -ENODEV, "MOEX_GPU=1: no such GPU (this host has 1," },
+		{ "2147483647", -ENODEV, "no such GPU" },
+		{ "", 0, "" },
+		{ "0", 0, "" },
+		{ "00", 0, "" },
+	};
+	char err[512];
+	struct moex_moe *m;
+
+	memset(bias, 0, sizeof(bias));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		m = NULL;
+		setenv("MOEX_GPU", cases[i].v, 1);
+		CHECK_MSG(create_caught(&m, err, sizeof(err)) == cases[i].want,
+			  "MOEX_GPU=\"%s\": not %d", cases[i].v, cases[i].want);
+		CHECK_MSG(strstr(err, cases[i].says) && (*cases[i].says || !*err),
+			  "MOEX_GPU=\"%s\" said \"%s\"", cases[i].v, err);
+		CHECK(!cases[i].want == !!m);
+		CHECK_INT(moex_moe_destroy(m), 0);
+	}
+	unsetenv("MOEX_GPU");
+	CHECK_INT(outstanding(), 0);
+}
+
+/*
+ * Two fake GPUs, MOEX_GPU=1: layers made, run, queued and destroyed on
+ * threads other than the one that made the GPU context, whose current
+ * device is 0. The fake refuses a stream or event of device 1 used where
+ * device 0 is current (as CUDA does), so every step must make GPU 1
+ * current on its thread.
+ */
+struct xthread {
+	void (*fn)(struct xthread *);
+	struct moex_moe *m, *m2;	/* with an expert cache; resident */
+};
+
+static void *xthread_main(void *arg)
+{
+	struct xthread *x = arg;
+
+	x->fn(x);
+	return NULL;
+}
+
+static void on_new_thread(struct xthread *x, void (*fn)(struct xthread *))
+{
+	pthread_t t;
+
+	x->fn = fn;
+	CHECK_INT(pthread_create(&t, NULL, xthread_main, x), 0);
+	pthread_join(t, NULL);
+}
+
+static void x_create(struct xthread *x)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(4);
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &x->m), 0);
+}
+
+static void x_create2(struct xthread *x)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(0);
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &x->m2), 0);
+}
+
+static void x_runs(struct xthread *x)
+{
+	run_matches(x->m, 4, "cache, another thread");
+	run_matches(x->m2, 1, "resident, another thread");
+}
+
+static void x_queue(struct xthread *x)
+{
+	struct moex_device *dev;
+	struct moex_queue *q;
+
+	/* a ring belongs to the thread that made it */
+	if (uring_queue_on_null(32, true, &dev, &q)) {
+		dev = NULL;
+		CHECK_INT(moex_queue_create(NULL, NULL, &q), 0);
+	}
+	queue_runs(q, x->m);
+	moex_queue_destroy(q);
+	if (dev)
+		moex_close(dev);
+}
+
+static void x_destroy(struct xthread *x)
+{
+	struct moex_moe_stats st = { .size = sizeof(st) };
+
+	CHECK_INT(moex_moe_stats(x->m, &st), 0);
+	CHECK(st.fills > 0 && st.gpu_hits > 0);
+	CHECK_INT(moex_moe_destroy(x->m), 0);
+	x->m = NULL;
+}
+
+static void x_destroy2(struct xthread *x)
+{
+	CHECK_INT(moex_moe_destroy(x->m2), 0);
+	x->m2 = NULL;
+}
+
+TEST(threads_use_the_gpu_moex_gpu_names)
+{
+	static void (*const steps[])(struct xthread *) = {
+		x_create, x_create2, x_runs, x_queue, x_destroy, x_destroy2,
+	};
+	struct xthread x = { 0 };
+
+	memset(bias, 0, sizeof(bias));
+	for (int e = 12; e < 16; e++)
+		bias[e] = 10.0f;
+	setenv("FAKEGPU_DEVICES", "2", 1);
+	setenv("MOEX_GPU", "1", 1);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) &&
+			   h_result != H_FAIL; i++)
+		on_new_thread(&x, steps[i]);
+	moex_moe_destroy(x.m);
+	moex_moe_destroy(x.m2);
+	unsetenv("MOEX_GPU");
+	unsetenv("FAKEGPU_DEVICES");
+	memset(bias, 0, sizeof(bias));
+	CHECK_INT(outstanding(), 0);
+}
+
 RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(plugin_of_another_abi_is_refused),
 	  T(plugin_without_a_gpu_is_enodev),
@@ -565,5 +738,7 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(runs_on_a_synchronous_queue),
 	  T(gpu_completions_arrive_in_the_queue_ring),
 	  T(callback_launched_completes_once_when_its_event_fails),
+	  T(moex_gpu_must_name_a_gpu),
+	  T(threads_use_the_gpu_moex_gpu_names),
 	  T(gpu_bench_runs_on_the_fake_gpu),
 	  T(moex_run_on_the_fake_gpu))
