@@ -409,8 +409,11 @@ struct moex_moe;
 
 /*
  * Bind a layer to a backend. The weights must stay valid and unchanged
- * until moex_moe_destroy(). -EINVAL: a bad shape or a missing weight;
- * -ENODEV: the backend is not built in or has no device; -ENOMEM.
+ * until moex_moe_destroy(). -EINVAL: a bad shape or a missing weight, or
+ * (the "hip" backend's first layer) a $MOEX_GPU that is not a number;
+ * -ENODEV: the backend is not built in or has no device (or none numbered
+ * $MOEX_GPU); -ENOMEM. The "hip" backend's layers may be created, run and
+ * destroyed from any thread: each call uses the GPU $MOEX_GPU named.
  */
 int moex_moe_create(const struct moex_moe_desc *desc,
 		    const struct moex_moe_weights *weights,
