@@ -91,11 +91,18 @@ hipError_t moek_launch_align(const int32_t *idx, uint32_t ntok, uint32_t topk,
 			     stream);
 	if (err != hipSuccess)
 		return err;
-	MOEK_LAUNCH(blocks, MOEK_ALIGN_THREADS, stream, moek_align_count)(
-		idx, npairs, n_experts, al->counts);
+	/* no pairs (zero tokens): no grid of zero blocks, which the
+	 * runtime refuses; the offsets and tiles are still made (all
+	 * experts empty) */
+	if (blocks)
+		MOEK_LAUNCH(blocks, MOEK_ALIGN_THREADS, stream,
+			    moek_align_count)(idx, npairs, n_experts,
+					      al->counts);
 	MOEK_LAUNCH(1, MOEK_ALIGN_THREADS, stream, moek_align_offsets)(
 		n_experts, fill, *al);
-	MOEK_LAUNCH(blocks, MOEK_ALIGN_THREADS, stream, moek_align_scatter)(
-		idx, npairs, topk, n_experts, fill, *al);
+	if (blocks)
+		MOEK_LAUNCH(blocks, MOEK_ALIGN_THREADS, stream,
+			    moek_align_scatter)(idx, npairs, topk, n_experts,
+						fill, *al);
 	return hipGetLastError();
 }

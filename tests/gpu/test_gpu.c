@@ -714,7 +714,7 @@ TEST(align)
 		size_t ntok;
 	} c[] = {
 		{ 8, 2, 1 }, { 16, 4, 33 }, { 64, 6, 500 }, { 256, 8, 1000 },
-		{ 1024, 8, 3 }, { 256, 8, 4096 },
+		{ 1024, 8, 3 }, { 256, 8, 4096 }, { 16, 4, 0 },
 	};
 	static const uint32_t tiles[] = { MOEK_HIP_TILE_SMALL,
 					  MOEK_HIP_TILE_LARGE };
