@@ -528,25 +528,35 @@ static bool file_has(const char *path, const char *needle)
 	return has;
 }
 
+/*
+ * 20 samples of moexctl stats --watch, 10 ms apart, the whole output into
+ * out (a sample of a 1024-layer file is longer than struct run keeps, and
+ * the first ones may all have found a shrinking file short): system(3)'s
+ * status.
+ */
+static int watch_into(const char *out)
+{
+	char cmd[3 * PATH_MAX + 200];
+
+	snprintf(cmd, sizeof(cmd),
+		 "exec '%s' --sysfs '%s' stats --watch --interval 0.01 --count 20 > '%s'",
+		 moexctl_bin(), root, out);
+	return system(cmd);
+}
+
 TEST(watch_survives_a_shrinking_load_file)
 {
-	char p[PATH_MAX + 64], out[PATH_MAX + 16], cmd[3 * PATH_MAX + 200];
+	char p[PATH_MAX + 64], out[PATH_MAX + 16];
 	pid_t child;
 	int st;
 
 	clear_loads();
 	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
-	/* the whole output to a file: a sample of the 1024-layer file is
-	 * longer than struct run keeps, and the first ones may all have
-	 * found the file short and skipped it */
 	snprintf(out, sizeof(out), "%s.out", models);
-	snprintf(cmd, sizeof(cmd),
-		 "exec '%s' --sysfs '%s' stats --watch --interval 0.01 --count 20 > '%s'",
-		 moexctl_bin(), root, out);
 	child = shrinking_load_file("", p, sizeof(p));
 	CHECK_MSG(child > 0, "the shrinking load file did not appear");
 	/* the child goes before any CHECK can return */
-	st = system(cmd);
+	st = watch_into(out);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	CHECK_MSG(st != -1 && WIFEXITED(st) && !WEXITSTATUS(st),
@@ -563,14 +573,12 @@ TEST(watch_survives_a_shrinking_load_file)
 /*
  * The line that says a load file shrank while it was read names the file:
  * its name is its owner's choice, like the model name, and must not reach
- * the terminal with its escapes (ESC [ 2 J clears the screen). moexctl's
- * whole output goes to a file (a sample of a 1024-layer file is longer
- * than struct run keeps); up to 5 runs, until one shows that line.
+ * the terminal with its escapes (ESC [ 2 J clears the screen). Up to 5
+ * runs, until one shows that line.
  */
 TEST(watch_shrunk_file_name_has_no_escapes)
 {
-	char p[PATH_MAX + 64], out[PATH_MAX + 16], cmd[3 * PATH_MAX + 200];
-	static char buf[1 << 20];
+	char p[PATH_MAX + 64], out[PATH_MAX + 16];
 	bool shrank = false, esc = false;
 	pid_t child;
 	int i;
@@ -578,27 +586,14 @@ TEST(watch_shrunk_file_name_has_no_escapes)
 	clear_loads();
 	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
 	snprintf(out, sizeof(out), "%s.out", models);
-	snprintf(cmd, sizeof(cmd),
-		 "'%s' --sysfs '%s' stats --watch --interval 0.01 --count 20 > '%s'",
-		 moexctl_bin(), root, out);
 	child = shrinking_load_file("\033[2J", p, sizeof(p));
 	CHECK_MSG(child > 0, "the shrinking load file did not appear");
 	for (i = 0; i < 5 && !shrank; i++) {
-		FILE *f;
-		size_t n;
-
-		if (system(cmd) == -1)
+		if (watch_into(out) == -1)
 			break;
-		f = fopen(out, "rb");
-		if (!f)
-			break;
+		shrank = file_has(out, "shrank while it was read");
 		/* the file name's own escape, not the line's */
-		while ((n = fread(buf, 1, sizeof(buf) - 1, f)) > 0) {
-			buf[n] = '\0';
-			shrank |= strstr(buf, "shrank while it was read") != NULL;
-			esc |= memchr(buf, '\033', n) != NULL;
-		}
-		fclose(f);
+		esc |= file_has(out, "\033");
 	}
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
@@ -620,12 +615,10 @@ TEST(watch_other_sigbus_still_kills)
 	const off_t size = MOEX_LOAD_HDR_SIZE +
 			   (off_t)layers * MOEX_LOAD_SLOT_WORDS(experts) * 8;
 	char p[PATH_MAX + 64], out[PATH_MAX + 16];
-	static char buf[1 << 20];
 	struct moex_load_header h;
 	int fd, status = 0;
-	bool shrank = false;
+	bool shrank;
 	size_t n;
-	FILE *f;
 	pid_t pid;
 
 	clear_loads();
@@ -667,13 +660,7 @@ TEST(watch_other_sigbus_still_kills)
 	}
 	kill(pid, SIGBUS);
 	waitpid(pid, &status, 0);
-	f = fopen(out, "rb");
-	while (f && (n = fread(buf, 1, sizeof(buf) - 1, f)) > 0) {
-		buf[n] = '\0';
-		shrank |= strstr(buf, "shrank while it was read") != NULL;
-	}
-	if (f)
-		fclose(f);
+	shrank = file_has(out, "shrank while it was read");
 	unlink(out);
 	CHECK_MSG(!shrank, "kill(2)'s SIGBUS taken for a shrunk file");
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
