@@ -105,14 +105,20 @@ static int moex_pool_get(unsigned int threads)
 	return ret;
 }
 
+/* The last user's pool is taken out of pool before it is destroyed: a
+ * child of fork(2) during the destroy finds none (and makes its own)
+ * instead of one half freed. */
 static void moex_pool_put(void)
 {
+	struct moek_cpu *old = NULL;
+
 	pthread_mutex_lock(&pool_lock);
 	if (!--pool_users) {
-		moek_cpu_destroy(pool);
+		old = pool;
 		pool = NULL;
 	}
 	pthread_mutex_unlock(&pool_lock);
+	moek_cpu_destroy(old);
 }
 
 static void moex_moe_shape(const struct moex_moe_desc *d, struct moek_shape *s)

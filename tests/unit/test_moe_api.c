@@ -430,6 +430,85 @@ TEST(fork_in_a_signal_handler_during_a_run)
 		  WEXITSTATUS(status));
 }
 
+/*
+ * free(3), forking after each call while fork_after_free is set: a
+ * child of fork(2) at every point of a destroy where memory was just
+ * freed (fork_during_the_last_destroy).
+ */
+static atomic_int fork_after_free;
+static int free_children, free_children_bad;
+
+#ifndef __SANITIZE_ADDRESS__	/* ASan has its own free() */
+extern void __libc_free(void *p);
+
+static void child_runs_a_layer(void)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
+	struct moex_moe *m = NULL;
+
+	alarm(30);	/* a hang fails the test */
+	fill_x(x, NTOK * DIM);
+	if (moex_moe_create(&d, &w, &o, &m) ||
+	    moex_moe_run(m, x, NTOK, y, NULL) ||
+	    moex_moe_run_reference(m, x, NTOK, r, NULL) ||
+	    !(rel_err(y, r, NTOK * DIM) < 2e-2) || moex_moe_destroy(m))
+		_exit(1);
+	_exit(0);
+}
+
+void free(void *p)
+{
+	int status;
+	pid_t pid;
+
+	__libc_free(p);
+	if (!p || !atomic_exchange(&fork_after_free, 0))
+		return;
+	pid = fork();
+	if (!pid)
+		child_runs_a_layer();
+	free_children++;
+	if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status))
+		free_children_bad++;
+	atomic_store(&fork_after_free, 1);
+}
+#endif
+
+/*
+ * fork(2) by another thread (here: free() itself) while the last CPU
+ * layer is destroyed: the child must not find the process's pool half
+ * freed (it took it for the pool to share and ran on freed memory, 6 of
+ * 8 children crashed or hung).
+ */
+TEST(fork_during_the_last_destroy)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+	static float x[NTOK * DIM], y[NTOK * DIM];
+	struct moex_moe *m = NULL;
+	int ret;
+
+#ifdef __SANITIZE_ADDRESS__
+	SKIP("needs its own free(), which ASan has");
+#endif
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_run(m, x, NTOK, y, NULL), 0);
+	fflush(NULL);
+	atomic_store(&fork_after_free, 1);
+	ret = moex_moe_destroy(m);
+	atomic_store(&fork_after_free, 0);
+	CHECK_INT(ret, 0);
+	CHECK(free_children > 0);
+	CHECK_MSG(!free_children_bad, "%d of %d children failed or hung",
+		  free_children_bad, free_children);
+}
+
 RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
@@ -437,4 +516,5 @@ RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(queue_full_is_ebusy),
 	  T(weights_lock_without_a_device),
 	  T(runs_in_a_child_of_fork),
-	  T(fork_in_a_signal_handler_during_a_run))
+	  T(fork_in_a_signal_handler_during_a_run),
+	  T(fork_during_the_last_destroy))
