@@ -139,6 +139,7 @@ static int reserve(struct moek_cpu *c)
 	struct carve cv = { 0 };
 	size_t need, qlen, per;
 	unsigned int i;
+	void *old;
 
 	carve_layer(c, &cv);
 	if (cv.overflow)
@@ -154,9 +155,13 @@ static int reserve(struct moek_cpu *c)
 		nb = NULL;
 		if (posix_memalign(&nb, 4096, need))
 			return -ENOMEM;
-		free(c->buf);
+		/* the new buffer in place before the old is freed: a child
+		 * of fork(2) (libmoex's runs go on in one) never finds a
+		 * freed one */
+		old = c->buf;
 		c->buf = nb;
 		c->buf_size = need;
+		free(old);
 	}
 	cv.base = c->buf;
 	cv.off = 0;
@@ -169,9 +174,10 @@ static int reserve(struct moek_cpu *c)
 
 		if (posix_memalign(&nb, 4096, per * c->nthreads))
 			return -ENOMEM;
-		free(c->tls_buf);
+		old = c->tls_buf;
 		c->tls_buf = nb;
 		c->tls_size = per * c->nthreads;
+		free(old);
 	}
 	for (i = 0; i < c->nthreads; i++) {
 		struct carve t = { (char *)c->tls_buf + i * per, 0, 0 };

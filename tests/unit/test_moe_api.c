@@ -509,6 +509,44 @@ TEST(fork_during_the_last_destroy)
 		  free_children_bad, free_children);
 }
 
+/*
+ * fork(2) by another thread (here: free() itself) while a run grows the
+ * pool's scratch: the child's runs must not use the scratch just freed
+ * (munmapped, being large: the child crashed).
+ */
+TEST(fork_while_a_run_grows_the_scratch)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+	const size_t big = 1024;
+	float *x, *y;
+	struct moex_moe *m = NULL;
+	int ret;
+
+#ifdef __SANITIZE_ADDRESS__
+	SKIP("needs its own free(), which ASan has");
+#endif
+	x = malloc(4 * big * DIM * sizeof(*x));
+	y = malloc(4 * big * DIM * sizeof(*y));
+	CHECK(x && y);
+	fill_x(x, 4 * big * DIM);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	/* scratch past the mmap threshold, then grown past it again */
+	CHECK_INT(moex_moe_run(m, x, big, y, NULL), 0);
+	free_children = free_children_bad = 0;
+	atomic_store(&fork_after_free, 1);
+	ret = moex_moe_run(m, x, 4 * big, y, NULL);
+	atomic_store(&fork_after_free, 0);
+	CHECK_INT(ret, 0);
+	CHECK(free_children > 0);
+	CHECK_MSG(!free_children_bad, "%d of %d children failed or hung",
+		  free_children_bad, free_children);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	free(x);
+	free(y);
+}
+
 RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
@@ -517,4 +555,5 @@ RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(weights_lock_without_a_device),
 	  T(runs_in_a_child_of_fork),
 	  T(fork_in_a_signal_handler_during_a_run),
-	  T(fork_during_the_last_destroy))
+	  T(fork_during_the_last_destroy),
+	  T(fork_while_a_run_grows_the_scratch))
