@@ -27,7 +27,8 @@
  *    as CUDA's invalid resource handle does.
  *
  * Knobs: FAKEGPU_NODEV=1 (no device), FAKEGPU_ABI=N (claim another ABI),
- * FAKEGPU_DEVICES=N.
+ * FAKEGPU_DEVICES=N. Built with -DFAKEGPU_ABI1, it is a plugin of ABI 1:
+ * no moek_hip_use().
  * fakegpu_outstanding() returns the allocations and registrations alive;
  * fakegpu_fail_records_after_host_fn(n) makes the next n event records
  * that come right after a host function's launch fail with -EIO.
@@ -444,7 +445,12 @@ EXPORT int moek_hip_abi(void)
 {
 	const char *env = getenv("FAKEGPU_ABI");
 
+#ifdef FAKEGPU_ABI1
+	(void)env;
+	return 1;	/* the plugin of ABI 1: no moek_hip_use() */
+#else
 	return env ? atoi(env) : MOEK_HIP_ABI;
+#endif
 }
 
 EXPORT int moek_hip_device_count(int *n)
@@ -495,6 +501,7 @@ EXPORT void moek_hip_destroy(struct moek_hip_ctx *ctx)
 	live(-1);
 }
 
+#ifndef FAKEGPU_ABI1
 EXPORT int moek_hip_use(struct moek_hip_ctx *ctx)
 {
 	if (!ctx)
@@ -502,6 +509,7 @@ EXPORT int moek_hip_use(struct moek_hip_ctx *ctx)
 	fake_dev = ctx->dev;
 	return 0;
 }
+#endif
 
 EXPORT int moek_hip_set_tile(struct moek_hip_ctx *ctx, uint32_t tile)
 {

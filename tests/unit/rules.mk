@@ -47,15 +47,27 @@ $(FAKEGPU_SAN): $(FAKEGPU_SRCS) kernels/hip/moek_hip.h kernels/include/moek.h
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) $(FAKEGPU_FLAGS) -o $@ $(FAKEGPU_SRCS) -lm
 
+# The same built as a plugin of ABI 1 (without moek_hip_use()), which
+# libmoex must refuse for its ABI.
+FAKEGPU_ABI1 := $(BUILD)/tests/unit/libmoex-hip-fake-abi1.so
+
+$(FAKEGPU_ABI1): $(FAKEGPU_SRCS) kernels/hip/moek_hip.h kernels/include/moek.h
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) $(FAKEGPU_FLAGS) -DFAKEGPU_ABI1 -o $@ \
+		$(FAKEGPU_SRCS) -lm
+
 # It also runs the plain `moex-bench moe --backend hip --quick` and
 # moex-run on the plain fake GPU (a sanitized plugin needs a sanitized
 # program).
 UNIT_HIP_FLAGS = -DFAKEGPU='"$(abspath $(1))"' \
 	-DFAKEGPU_PLAIN='"$(abspath $(FAKEGPU))"' \
+	-DFAKEGPU_ABI1='"$(abspath $(FAKEGPU_ABI1))"' \
 	-DMOEX_BENCH='"$(abspath $(MOEX_BENCH))"'
-$(BUILD)/tests/unit/unit-moe_hip: $(FAKEGPU) $(MOEX_BENCH) $(MKMODEL) $(MOEX_RUN)
+$(BUILD)/tests/unit/unit-moe_hip: $(FAKEGPU) $(FAKEGPU_ABI1) $(MOEX_BENCH) \
+	$(MKMODEL) $(MOEX_RUN)
 $(BUILD)/tests/unit/unit-moe_hip: UNIT_EXTRA = $(call UNIT_HIP_FLAGS,$(FAKEGPU))
-$(BUILD)/san/tests/unit/unit-moe_hip-san: $(FAKEGPU_SAN) $(FAKEGPU) $(MOEX_BENCH) \
+$(BUILD)/san/tests/unit/unit-moe_hip-san: $(FAKEGPU_SAN) $(FAKEGPU) \
+	$(FAKEGPU_ABI1) $(MOEX_BENCH) \
 	$(MKMODEL) $(MOEX_RUN)
 $(BUILD)/san/tests/unit/unit-moe_hip-san: UNIT_EXTRA = $(call UNIT_HIP_FLAGS,$(FAKEGPU_SAN))
 

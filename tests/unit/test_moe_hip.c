@@ -153,6 +153,14 @@ TEST(plugin_of_another_abi_is_refused)
 	unsetenv("MOEX_HIP_LIB");
 }
 
+/* A plugin of ABI 1 lacks moek_hip_use(): refused for its ABI, not for
+ * the function (it said "lacks moek_hip_use: rebuild it"). */
+TEST(plugin_of_abi_1_is_refused_for_its_abi)
+{
+	CHECK_INT(probe_in_child("MOEX_HIP_LIB", FAKEGPU_ABI1,
+				 "speaks ABI 1, this libmoex 2"), 0);
+}
+
 TEST(plugin_without_a_gpu_is_enodev)
 {
 	setenv("MOEX_HIP_LIB", FAKEGPU, 1);
@@ -728,6 +736,7 @@ TEST(threads_use_the_gpu_moex_gpu_names)
 
 RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(plugin_of_another_abi_is_refused),
+	  T(plugin_of_abi_1_is_refused_for_its_abi),
 	  T(plugin_without_a_gpu_is_enodev),
 	  T(probe_finds_the_fake_gpu),
 	  T(all_experts_on_the_gpu_match_the_reference),
