@@ -715,9 +715,11 @@ static void drain_streams(bool blocking_only)
 
 /*
  * Whether work may be queued on s from this thread: s belongs to the
- * calling thread's current device. CUDA refuses a launch, a copy, a
- * memset, an event record or wait, or a callback on a stream of another
- * device with cudaErrorInvalidResourceHandle (hipErrorInvalidHandle).
+ * calling thread's current device. CUDA refuses a launch on a stream of
+ * another device with cudaErrorInvalidResourceHandle (and an event record
+ * whose event and stream are two devices'); this also refuses a copy, a
+ * memset, a wait or a callback there (CUDA queues a copy or a wait at
+ * least): stricter.
  * The NULL stream is the current device's own.
  */
 static bool stream_here(hipStream_t s)

@@ -48,7 +48,9 @@
  *    memset, event record or wait, or callback on a stream (or an event
  *    record of an event) of another device than the calling thread's
  *    current one fails with hipErrorInvalidHandle (CUDA's
- *    cudaErrorInvalidResourceHandle); a copy or memset touching another
+ *    cudaErrorInvalidResourceHandle; CUDA refuses the launch and an event
+ *    record of two devices' event and stream, but queues a copy or a
+ *    wait there: stricter); a copy or memset touching another
  *    device's memory, and the device alias of host memory registered for
  *    another device, fail with hipErrorInvalidValue (CUDA would copy
  *    between peers; nothing here means to), and unregistering it with

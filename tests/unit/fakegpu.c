@@ -23,8 +23,10 @@
  *    one is per thread (0 until moek_hip_create() or moek_hip_use() makes
  *    another current), streams and events belong to the device current
  *    when they were made, and queueing work on a stream, or recording an
- *    event, of another device than the calling thread's fails with -EIO,
- *    as CUDA's invalid resource handle does.
+ *    event, of another device than the calling thread's fails with -EIO
+ *    (CUDA's invalid resource handle, which CUDA gives for a launch and
+ *    for an event record of two devices' event and stream, not for a
+ *    copy: stricter).
  *
  * Knobs: FAKEGPU_NODEV=1 (no device), FAKEGPU_ABI=N (claim another ABI),
  * FAKEGPU_DEVICES=N. Built with -DFAKEGPU_ABI1, it is a plugin of ABI 1:
