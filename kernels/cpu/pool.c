@@ -12,8 +12,9 @@
  * fork(2) copies the pool but none of its workers: the child's first run
  * (or destroy) sees that a fork happened since the workers started (a
  * child handler of pthread_atfork() counts forks: exact where a pid is
- * not, as pids are reused) and starts the pool afresh, new lock and
- * condition variable (a worker may have held the old lock when the parent
+ * not, as pids are reused; or another pid, for a child of _Fork() or of
+ * a raw clone(2), which run no handlers) and starts the pool afresh,
+ * new lock and condition variable (a worker may have held the old lock when the parent
  * forked) and new workers, instead of waiting forever for workers that
  * do not exist in it.
  */
@@ -23,6 +24,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "cpu.h"
 
@@ -33,6 +36,7 @@ struct moek_pool {
 	pthread_t *th;
 	unsigned int started;
 	unsigned int forks;		/* fork_count when the workers started */
+	pid_t pid;			/* and the process they started in */
 
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -128,6 +132,7 @@ static int pool_start(struct moek_pool *p)
 	unsigned int i;
 
 	p->forks = atomic_load(&fork_count);
+	p->pid = getpid();
 	for (i = 1; i < p->n; i++) {
 		struct worker_arg *wa = malloc(sizeof(*wa));
 
@@ -151,7 +156,7 @@ static int pool_start(struct moek_pool *p)
  */
 static bool pool_forked(struct moek_pool *p)
 {
-	if (p->forks == atomic_load(&fork_count))
+	if (p->forks == atomic_load(&fork_count) && p->pid == getpid())
 		return false;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);

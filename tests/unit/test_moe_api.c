@@ -547,6 +547,44 @@ TEST(fork_while_a_run_grows_the_scratch)
 	free(y);
 }
 
+/*
+ * A child of _Fork() (async-signal-safe, runs no pthread_atfork
+ * handlers) of a quiet process runs a CPU layer: the pool tells it by
+ * its pid (with the fork count alone, it waited forever for the
+ * parent's workers).
+ */
+TEST(runs_in_a_child_of__Fork)
+{
+#if !defined(__GLIBC__) || __GLIBC__ < 2 || \
+	(__GLIBC__ == 2 && __GLIBC_MINOR__ < 34)
+	SKIP("no _Fork() before glibc 2.34");
+#else
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 2 };
+	static float x[NTOK * DIM], y[NTOK * DIM];
+	struct moex_moe *m = NULL;
+	int status;
+	pid_t pid;
+
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_run(m, x, NTOK, y, NULL), 0);
+	fflush(NULL);
+	pid = _Fork();
+	if (!pid) {
+		alarm(30);	/* a hang fails the test */
+		_exit(moex_moe_run(m, x, NTOK, y, NULL) ? 1 : 0);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && !WEXITSTATUS(status), "%s %d",
+		  WIFSIGNALED(status) ? "hung, killed by signal" :
+		  "exit status", WIFSIGNALED(status) ? WTERMSIG(status) :
+		  WEXITSTATUS(status));
+	CHECK_INT(moex_moe_destroy(m), 0);
+#endif
+}
+
 RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
@@ -556,4 +594,5 @@ RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(runs_in_a_child_of_fork),
 	  T(fork_in_a_signal_handler_during_a_run),
 	  T(fork_during_the_last_destroy),
-	  T(fork_while_a_run_grows_the_scratch))
+	  T(fork_while_a_run_grows_the_scratch),
+	  T(runs_in_a_child_of__Fork))
