@@ -479,7 +479,7 @@ int bench_gpu_main(int argc, char **argv)
 	char name[96], why[256], dev[128] = "?";
 	bool quick = false;
 	const char *mma;
-	int nb = 5, o, err;
+	int nb = 5, o, err, gpu;
 	long v;
 
 	bench_suite = "moe";
@@ -535,7 +535,10 @@ int bench_gpu_main(int argc, char **argv)
 		return 0;
 	}
 	api = moex__hip(&err);
-	err = api->create(0, &ctx);
+	err = moex__hip_pick_gpu(api, &gpu);
+	if (err)
+		return 1;
+	err = api->create(gpu, &ctx);
 	if (!err)
 		err = api->stream_create(&stream);
 	if (!err)
@@ -547,7 +550,7 @@ int bench_gpu_main(int argc, char **argv)
 			moex_strerror(err));
 		return 1;
 	}
-	api->device_name(0, dev, sizeof(dev));
+	api->device_name(gpu, dev, sizeof(dev));
 	note("moe on the GPU: %s, %d runs per figure (median)\n", dev, reps);
 	mma = getenv("MOEK_MMA");
 	note("large-tile bf16/fp8 GEMMs: %s\n",

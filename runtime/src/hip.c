@@ -15,6 +15,8 @@
  * hip.h; tools/check-plugin checks that the plugin exports exactly those.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +145,39 @@ int moex_gpu_probe(char *why, size_t len)
 	if (why && len)
 		why[0] = '\0';
 	return hip_devices;
+}
+
+/*
+ * The GPU $MOEX_GPU names (the hip backend's, moex-bench's): unset or
+ * empty, 0; else decimal digits only
+ * (-EINVAL otherwise: "abc", "-1", " 1", "1x" or past INT_MAX), checked
+ * against the GPUs there are by the plugin (-ENODEV). Says why on
+ * standard error.
+ */
+int moex__hip_pick_gpu(const struct moex_hip_api *api, int *dev)
+{
+	const char *env = secure_getenv("MOEX_GPU");
+	int n = 0;
+
+	*dev = 0;
+	if (!env || !*env)
+		return 0;
+	for (const char *p = env; *p; p++) {
+		if (*p < '0' || *p > '9' || *dev > (INT_MAX - (*p - '0')) / 10) {
+			fprintf(stderr,
+				"libmoex: MOEX_GPU=%s is not a GPU number (0, 1, ...: the GPU the \"hip\" backend uses)\n",
+				env);
+			return -EINVAL;
+		}
+		*dev = *dev * 10 + (*p - '0');
+	}
+	if (api->device_count(&n) || *dev >= n) {
+		fprintf(stderr,
+			"libmoex: MOEX_GPU=%s: no such GPU (this host has %d, numbered from 0)\n",
+			env, n);
+		return -ENODEV;
+	}
+	return 0;
 }
 
 /* The reason moex__hip() failed, for messages. */

@@ -63,4 +63,8 @@ struct moex_hip_api {
 const struct moex_hip_api *moex__hip(int *err);
 const char *moex__hip_why(void);
 
+/* *dev: the GPU $MOEX_GPU names (0 where unset); -EINVAL (not a number)
+ * or -ENODEV (no such GPU), said on standard error. */
+int moex__hip_pick_gpu(const struct moex_hip_api *api, int *dev);
+
 #endif /* LIBMOEX_HIP_H */

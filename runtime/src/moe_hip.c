@@ -30,7 +30,6 @@
  * is copied in, y and the counts copied out, once each.
  */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,38 +94,6 @@ struct moex_hip_layer {
 
 /* ---- the process's GPU ---- */
 
-/*
- * The GPU $MOEX_GPU names: unset or empty, 0; else decimal digits only
- * (-EINVAL otherwise: "abc", "-1", " 1", "1x" or past INT_MAX), checked
- * against the GPUs there are by the plugin (-ENODEV). Says why on
- * standard error.
- */
-static int gpu_pick(const struct moex_hip_api *api, int *dev)
-{
-	const char *env = secure_getenv("MOEX_GPU");
-	int n = 0;
-
-	*dev = 0;
-	if (!env || !*env)
-		return 0;
-	for (const char *p = env; *p; p++) {
-		if (*p < '0' || *p > '9' || *dev > (INT_MAX - (*p - '0')) / 10) {
-			fprintf(stderr,
-				"libmoex: MOEX_GPU=%s is not a GPU number (0, 1, ...: the GPU the \"hip\" backend uses)\n",
-				env);
-			return -EINVAL;
-		}
-		*dev = *dev * 10 + (*p - '0');
-	}
-	if (api->device_count(&n) || *dev >= n) {
-		fprintf(stderr,
-			"libmoex: MOEX_GPU=%s: no such GPU (this host has %d, numbered from 0)\n",
-			env, n);
-		return -ENODEV;
-	}
-	return 0;
-}
-
 /* Make the process's GPU current on the calling thread; under gpu_lock,
  * with gpu.ctx made. */
 static int gpu_here(void)
@@ -145,7 +112,7 @@ static int gpu_get(int *why_err)
 	pthread_mutex_lock(&gpu_lock);
 	r = 0;
 	if (!gpu.users) {
-		r = gpu_pick(api, &dev);
+		r = moex__hip_pick_gpu(api, &dev);
 		if (r) {
 			pthread_mutex_unlock(&gpu_lock);
 			*why_err = 0;

@@ -537,6 +537,20 @@ TEST(gpu_bench_runs_on_the_fake_gpu)
 		v = strtod(p + strlen(key), NULL);
 		CHECK_MSG(v > 0, "%s = %g", names[i], v);
 	}
+	/* the GPU MOEX_GPU names, as the backend's: a second of two, and
+	 * none (it measured GPU 0 whatever MOEX_GPU said) */
+	snprintf(cmd, sizeof(cmd),
+		 "FAKEGPU_DEVICES=2 MOEX_GPU=1 MOEX_HIP_LIB=%s %s moe --backend hip --quick --json --reps 2 --torch none 2>&1",
+		 FAKEGPU_PLAIN, MOEX_BENCH);
+	st = run_capture(cmd, out, sizeof(out));
+	CHECK_MSG(st == 0, "MOEX_GPU=1 of 2: exit %d: %s", st, out);
+	snprintf(cmd, sizeof(cmd),
+		 "FAKEGPU_DEVICES=2 MOEX_GPU=2 MOEX_HIP_LIB=%s %s moe --backend hip --quick --json --reps 2 --torch none 2>&1",
+		 FAKEGPU_PLAIN, MOEX_BENCH);
+	st = run_capture(cmd, out, sizeof(out));
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 1 &&
+		  strstr(out, "MOEX_GPU=2: no such GPU"),
+		  "MOEX_GPU=2 of 2: status %#x: %s", st, out);
 }
 
 /*
