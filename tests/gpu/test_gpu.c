@@ -1041,7 +1041,10 @@ out:
 	free(cg);
 }
 
-#define LAYER_TEST_GEMV(name, shp, nsets, bias, ntok, nref, tile, gemv) \
+/* A layer_case() test, its expert weights off bytes into their
+ * allocations (g_w_offset). */
+#define LAYER_TEST_AT_GEMV(name, shp, nsets, bias, ntok, nref, tile, gemv, \
+			   off)						\
 	TEST(name)							\
 	{								\
 		struct moek_shape s = shp;				\
@@ -1050,10 +1053,14 @@ out:
 									\
 		NEED_GPU();						\
 		NEED_SMALL_ENOUGH(&s, ntok);				\
+		g_w_offset = off;					\
 		layer_case(&s, nsets, bias, ntok, nref, tile, gemv, why, \
 			   sizeof(why), &ok);				\
-		CHECK_MSG(ok, "%s", why);				\
+		g_w_offset = 0;						\
+		CHECK_MSG(ok, "weights at +%d: %s", off, why);		\
 	}
+#define LAYER_TEST_GEMV(name, shp, nsets, bias, ntok, nref, tile, gemv) \
+	LAYER_TEST_AT_GEMV(name, shp, nsets, bias, ntok, nref, tile, gemv, 0)
 #define LAYER_TEST(name, shp, nsets, bias, ntok, nref, tile)		\
 	LAYER_TEST_GEMV(name, shp, nsets, bias, ntok, nref, tile, 1)
 
@@ -1091,19 +1098,7 @@ LAYER_TEST_GEMV(layer_tiny_bf16_no_gemv, TINY(MOEK_BF16, MOEK_BF16), 16, 1,
  * load), decode (gemv.hip) and prefill (the large tile) alike.
  */
 #define LAYER_TEST_AT(name, shp, ntok, tile, off)			\
-	TEST(name)							\
-	{								\
-		struct moek_shape s = shp;				\
-		char why[300];						\
-		int ok;							\
-									\
-		NEED_GPU();						\
-		g_w_offset = off;					\
-		layer_case(&s, 16, 1, ntok, ntok, tile, 1, why,		\
-			   sizeof(why), &ok);				\
-		g_w_offset = 0;						\
-		CHECK_MSG(ok, "weights %d bytes in: %s", off, why);	\
-	}
+	LAYER_TEST_AT_GEMV(name, shp, 16, 1, ntok, ntok, tile, 1, off)
 
 LAYER_TEST_AT(layer_bf16_weights_at_8, TINY(MOEK_BF16, MOEK_BF16), 2, 0, 8)
 LAYER_TEST_AT(layer_bf16_weights_at_8_large_tile, TINY(MOEK_BF16, MOEK_F32),
