@@ -90,7 +90,7 @@ static int moex_pool_get(unsigned int threads)
 		if (len <= 4 && strspn(env, "0123456789") == len && *env != '0')
 			n = strtoul(env, NULL, 10);
 		if (!n || n > MOEK_CPU_MAX_THREADS) {
-			fprintf(stderr, "libmoex: MOEX_THREADS='%s': want 1 to %u threads\n",
+			fprintf(stderr, "libmoex: MOEX_THREADS='%s': want 1 to %d threads\n",
 				env, MOEK_CPU_MAX_THREADS);
 			return -EINVAL;
 		}
