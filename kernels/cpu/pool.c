@@ -13,10 +13,10 @@
  * (or destroy) sees that a fork happened since the workers started (a
  * child handler of pthread_atfork() counts forks: exact where a pid is
  * not, as pids are reused; or another pid, for a child of _Fork() or of
- * a raw clone(2), which run no handlers) and starts the pool afresh,
- * new lock and condition variable (a worker may have held the old lock when the parent
- * forked) and new workers, instead of waiting forever for workers that
- * do not exist in it.
+ * a raw clone(2), which run no handlers) and starts the pool afresh: new
+ * lock and condition variable (a worker may have held the old lock when
+ * the parent forked) and new workers, instead of waiting forever for
+ * workers that do not exist in it.
  */
 #include <errno.h>
 #include <pthread.h>
