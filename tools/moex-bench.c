@@ -709,8 +709,9 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = "/dev/moex0", *model = NULL;
+	const char *path = "/dev/moex0", *model = NULL, *suite;
 	uint64_t size = 1ull << 30;
+	bool size_given = false;
 	int c;
 
 	/* moe has options of its own (tools/bench-moe.c) */
@@ -732,6 +733,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "moex-bench: bad size '%s'\n", optarg);
 				return 2;
 			}
+			size_given = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -745,12 +747,24 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!strcmp(argv[optind], "queue"))
+	suite = argv[optind];
+	if (strcmp(suite, "queue") && strcmp(suite, "pin") &&
+	    strcmp(suite, "load")) {
+		usage(stderr);
+		return 2;
+	}
+	/* an option the suite does not use would be ignored: refused */
+	if ((size_given && strcmp(suite, "pin")) ||
+	    (model && strcmp(suite, "load"))) {
+		fprintf(stderr, "moex-bench: %s goes with %s only, not with %s\n",
+			model && strcmp(suite, "load") ? "--model" : "--size",
+			model && strcmp(suite, "load") ? "load" : "pin", suite);
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(suite, "queue"))
 		return bench_queue(path);
-	if (!strcmp(argv[optind], "pin"))
+	if (!strcmp(suite, "pin"))
 		return bench_pin(path, size);
-	if (!strcmp(argv[optind], "load"))
-		return bench_load(path, model);
-	usage(stderr);
-	return 2;
+	return bench_load(path, model);
 }

@@ -342,6 +342,46 @@ TEST(bench_moe_usage_errors)
 	CHECK_INT(r.status, 2);
 }
 
+/*
+ * moex-bench's suites and the options each takes: --model went with load
+ * and --size with pin, and another suite ignored them without a word
+ * (queue --model DIR measured the queue and said nothing of DIR).
+ */
+TEST(bench_suite_options)
+{
+	struct run r;
+
+	RUN_BIN(&r, MOEX_BENCH, NULL, "queue", "--model", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "moex-bench: --model goes with load only, not with queue\n");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "--model", dir, "pin");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--model goes with load only, not with pin\n");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "load", "--model", dir, "--size", "1G");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--size goes with pin only, not with load\n");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "queue", "--size", "4k");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--size goes with pin only, not with queue\n");
+	/* the values each suite takes */
+	RUN_BIN(&r, MOEX_BENCH, NULL, "pin", "--size", "0");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "moex-bench: bad size '0'\n");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "load");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "load needs --model DIR");
+	/* one suite, a known one */
+	RUN_BIN(&r, MOEX_BENCH, NULL, "queue", "pin");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "usage: moex-bench");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "frob");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "usage: moex-bench");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "--help");
+	CHECK_INT(r.status, 0);
+	CHECK_HAS(r.out, "usage: moex-bench");
+}
+
 TEST(usage_errors)
 {
 	struct run r;
@@ -391,6 +431,7 @@ int main(void)
 		T(loads_where_io_uring_is_refused),
 		T(bench_load_reads_every_shard),
 		T(bench_moe_usage_errors),
+		T(bench_suite_options),
 		T(usage_errors),
 	};
 	char cmd[96];
