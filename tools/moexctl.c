@@ -533,22 +533,64 @@ static void load_scan(struct watch *w)
 #define WATCH_TOP	4
 
 /*
+ * The length of the valid UTF-8 sequence at s, 1 to 4, or 0 where none
+ * starts: a continuation byte, a lead byte that no sequence has (C0, C1,
+ * F5 to FF), one cut short, an overlong form, a surrogate (U+D800 to
+ * U+DFFF) or a code point above U+10FFFF.
+ */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	uint32_t cp;
+	size_t n, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)	/* the NUL at the end too */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
  * A string of a load file's owner (its model name, the file's name), made
  * fit for a terminal: C0, DEL, and C1 (U+0080 to U+009F, UTF-8 C2 80 to
- * C2 9F: xterm takes U+009B for CSI) become '?'.
+ * C2 9F: xterm takes U+009B for CSI) become '?', a '?' per byte, and so
+ * does every byte that is not part of a valid UTF-8 sequence (a raw 0x9B
+ * is CSI to a terminal in an 8-bit mode). Valid UTF-8 is kept.
  */
 static void no_escapes(char *s)
 {
-	size_t k;
+	unsigned char *p = (unsigned char *)s;
+	size_t k = 0, n;
 
-	for (k = 0; s[k]; k++) {
-		unsigned char c = (unsigned char)s[k];
-
-		if (c < 0x20 || c == 0x7f)
-			s[k] = '?';
-		else if (c == 0xc2 && (unsigned char)s[k + 1] >= 0x80 &&
-			 (unsigned char)s[k + 1] <= 0x9f)
-			s[k] = s[k + 1] = '?';
+	while (p[k]) {
+		n = utf8_len(p + k);
+		if (!n) {
+			p[k++] = '?';
+			continue;
+		}
+		if (p[k] < 0x20 || p[k] == 0x7f ||
+		    (p[k] == 0xc2 && p[k + 1] <= 0x9f))
+			memset(p + k, '?', n);
+		k += n;
 	}
 }
 

@@ -403,6 +403,46 @@ TEST(watch_shows_published_expert_load)
 	clear_loads();
 }
 
+/*
+ * Bytes of a model name that are no valid UTF-8 become '?', one per byte,
+ * as the controls do: a raw 0x9B (CSI to a terminal in an 8-bit mode)
+ * reached the terminal. Overlong forms, surrogates, sequences cut short,
+ * lone continuation bytes and lead bytes no sequence has go too; valid
+ * two-, three- and four-byte sequences stay.
+ */
+TEST(watch_model_name_only_valid_utf8)
+{
+	static const uint64_t counts[4] = { 1, 2, 3, 4 };
+	static const uint64_t tokens[1] = { 10 };
+	static const char evil[] =
+		"/m/\x9b" "6n|\xc0\xaf|\xe0\x80\xaf|\xed\xa0\x80|\xe2\x82|"
+		"\xf8|\x80|\xf4\x90\x80\x80|\xc2\x9f|\xc2\xa0|"
+		"\xe2\x82\xac\xf0\x9f\x98\x80|\xc3";
+	char want[256], name[64], p[PATH_MAX + 64];
+	struct run r;
+	FILE *f;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	snprintf(name, sizeof(name), "moex-%ld-4.load", (long)getpid());
+	CHECK_INT(write_load(name, (uint32_t)getpid(), 0, 1, 4, counts,
+			     tokens), 0);
+	snprintf(p, sizeof(p), "%s/%s", loads, name);
+	f = fopen(p, "r+b");
+	CHECK(f);
+	CHECK(fseek(f, offsetof(struct moex_load_header, model), SEEK_SET) == 0);
+	CHECK(fwrite(evil, sizeof(evil), 1, f) == 1);
+	CHECK(fclose(f) == 0);
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "1");
+	clear_loads();
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	/* U+00A0, U+20AC and U+1F600 are kept; the C1 U+009F is not */
+	snprintf(want, sizeof(want),
+		 "expert load of pid %ld (/m/?6n|??|???|???|??|?|?|????|??|"
+		 "\xc2\xa0|\xe2\x82\xac\xf0\x9f\x98\x80|?)", (long)getpid());
+	CHECK_HAS(r.out, want);
+}
+
 /* run_bin_child_hook: the tool gets SIGALRM after 20 s (exec keeps it). */
 static void alarm_in_child(void)
 {
@@ -865,6 +905,7 @@ int main(void)
 	static const struct h_test tests[] = {
 		T(watch_rates_from_two_samples),
 		T(watch_shows_published_expert_load),
+		T(watch_model_name_only_valid_utf8),
 		T(watch_bad_load_files_are_skipped),
 		T(watch_survives_a_shrinking_load_file),
 		T(watch_shrunk_file_name_has_no_escapes),
