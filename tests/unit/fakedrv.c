@@ -20,6 +20,8 @@
  *   MOEX_FAKE_ENGINE=NAME   engine name in INFO (default "cpu")
  *   MOEX_FAKE_PIN_ERRNO=N   REGION_PIN fails with errno N
  *   MOEX_FAKE_CORRUPT=1     COPY flips the last byte it copies
+ *   MOEX_FAKE_MAX_PINNED=N  INFO's max_pinned_bytes (default 0: no cap);
+ *                           its pinned_bytes are the regions' bytes
  * At exit it prints "fakedrv: copies N bytes N max N" on stderr.
  */
 #include <errno.h>
@@ -73,11 +75,17 @@ static struct fake_region *fake_lookup(uint32_t handle)
 static int fake_info(struct moex_info *a)
 {
 	const char *engine = getenv("MOEX_FAKE_ENGINE");
+	const char *max = getenv("MOEX_FAKE_MAX_PINNED");
+	unsigned int i;
 
 	if (a->flags || !fake_zero(a->reserved, 2))
 		return -EINVAL;
 	memset(a, 0, sizeof(*a));
 	a->abi_version = MOEX_ABI_VERSION;
+	a->max_pinned_bytes = max ? strtoull(max, NULL, 10) : 0;
+	for (i = 0; i < FAKE_REGIONS; i++)
+		if (regions[i].used)
+			a->pinned_bytes += regions[i].len;
 	a->features = MOEX_FEAT_PIN | MOEX_FEAT_PIN_READONLY | MOEX_FEAT_COPY;
 	a->engine = MOEX_ENGINE_CPU;
 	snprintf((char *)a->engine_name, sizeof(a->engine_name), "%s",

@@ -425,6 +425,12 @@ TEST(help_and_usage_errors)
 	CHECK_HAS(r.err, "too large");
 	RUN(&r, "pin", "--size", "4k", "--hold", "soon");
 	CHECK_INT(r.status, 2);
+	/* at most 1e7 seconds (moexctl(1)) */
+	RUN(&r, "pin", "--size", "4k", "--hold", "10000001");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--hold: bad time '10000001'");
+	RUN(&r, "pin", "--size", "4k", "--hold", "-1");
+	CHECK_INT(r.status, 2);
 	/* decimal or 0x hex only: strtoull took "-1" and octal "010" */
 	RUN(&r, "selftest", "--seed", "-1");
 	CHECK_INT(r.status, 2);
@@ -510,7 +516,9 @@ TEST(selftest_fake_catches_bad_copies)
 	CHECK_HAS(r.out, "wrong byte");
 	CHECK_HAS(r.out, "selftest: null queue FAIL: sync, ");
 	CHECK_HAS(r.out, "COPY round trip left wrong bytes");
-	CHECK_HAS(r.out, "selftest: FAILED: ");
+	/* copy, readonly and queue of the 7 checks */
+	CHECK_HAS(r.out, "selftest: null readonly FAIL: from read-only: ");
+	CHECK_HAS(r.out, "selftest: FAILED: 3 of 7 checks\n");
 }
 
 TEST(selftest_fake_pin_failure_names_fix)
@@ -532,10 +540,34 @@ TEST(pin_fake_shows_region)
 	FAKE(&r, NULL, "--device", "/dev/null", "pin", "--size", "1M",
 	     "--hugepages", "--hold", "0.05");
 	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
-	CHECK_HAS(r.out, "pinned: handle 1, 1048576 bytes");
+	CHECK_HAS(r.out, "pinned: handle 1, 1048576 bytes (1.0 MiB, huge pages)");
 	CHECK_HAS(r.out, "256 pages, 1 sg segments");
 	CHECK_HAS(r.out, "holding for 0.05 s");
 	CHECK_HAS(r.out, "unpinned: handle 1");
+	/* rounded up to whole pages, on small pages */
+	FAKE(&r, NULL, "--device", "/dev/null", "pin", "--size", "5000");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, "pinned: handle 1, 8192 bytes (0.0 MiB, small pages), 2 pages");
+	CHECK(!strstr(r.out, "holding"));
+}
+
+/* info: each field under its name, from the device's INFO */
+TEST(info_fake_shows_fields)
+{
+	struct run r;
+
+	FAKE(&r, "MOEX_FAKE_MAX_PINNED=3221225472", "--device", "/dev/null",
+	     "info");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, "device:           /dev/null\n");
+	CHECK_HAS(r.out, "features:         0xb (pin pin_readonly copy)\n");
+	CHECK_HAS(r.out, "engine:           cpu (id 1)\n");
+	CHECK_HAS(r.out, "max_pinned_bytes: 3221225472 (3072 MiB)\n");
+	CHECK_HAS(r.out, "pinned_bytes:     0\n");
+	FAKE(&r, "MOEX_FAKE_ENGINE=edu", "--device", "/dev/null", "info");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, "engine:           edu (id 1)\n");
+	CHECK_HAS(r.out, "max_pinned_bytes: 0 (no module-wide cap)\n");
 }
 
 TEST(pin_fake_enomem_one_line_with_fix)
@@ -571,6 +603,7 @@ int main(void)
 		T(selftest_fake_catches_bad_copies),
 		T(selftest_fake_pin_failure_names_fix),
 		T(pin_fake_shows_region),
+		T(info_fake_shows_fields),
 		T(pin_fake_enomem_one_line_with_fix),
 	};
 	return FS_RUN_WITH_FAKE_SYSFS(root, vals0, tests);
