@@ -368,6 +368,8 @@ TEST(watch_shows_published_expert_load)
 		 (long)getpid());
 	CHECK_HAS(r.out, want);
 	CHECK_HAS(r.out, " 5=700 (57.6%) 2=300 (24.7%) 7=200 (16.5%) 0=10 (0.8%)\n");
+	/* max/mean: 700 over 1215 / 8 */
+	CHECK_HAS(r.out, "      4.61  5=700");
 	snprintf(want, sizeof(want), "\n%-6u %12u ", 3, 151);
 	CHECK_HAS(r.out, want);
 	CHECK_HAS(r.out, "(no tokens yet)");
@@ -441,6 +443,67 @@ TEST(watch_model_name_only_valid_utf8)
 		 "expert load of pid %ld (/m/?6n|??|???|???|??|?|?|????|??|"
 		 "\xc2\xa0|\xe2\x82\xac\xf0\x9f\x98\x80|?)", (long)getpid());
 	CHECK_HAS(r.out, want);
+}
+
+/*
+ * A layer's line over two samples: its tokens per second are the tokens
+ * it ran between them over the time between them, max/mean is the
+ * busiest expert's tokens over the mean, and experts of equal load are
+ * listed by id.
+ */
+TEST(watch_expert_load_rates)
+{
+	static const char *const args[] = {
+		"--sysfs", root, "stats", "--watch", "--count", "2",
+		"--interval", "2", NULL,
+	};
+	static const uint64_t counts[4] = { 50, 20, 50, 80 };
+	static const uint64_t tokens[1] = { 100 };
+	const uint64_t more = 160;
+	char name[64], p[PATH_MAX + 64], imb[16];
+	const char *frame2, *line;
+	unsigned int layer;
+	uint64_t tok;
+	double dt = 0, rate;
+	bool found, set = false;
+	struct bg b;
+	int st, fd;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	snprintf(name, sizeof(name), "moex-%ld-5.load", (long)getpid());
+	CHECK_INT(write_load(name, (uint32_t)getpid(), 0, 1, 4, counts,
+			     tokens), 0);
+	snprintf(p, sizeof(p), "%s/%s", loads, name);
+	CHECK_INT(bg_start(&b, args), 0);
+	found = bg_wait_for(&b, "top experts", 1);
+	fd = open(p, O_WRONLY);
+	if (fd >= 0) {
+		set = pwrite(fd, &more, 8, MOEX_LOAD_HDR_SIZE +
+			     MOEX_LOAD_TOKENS * 8) == 8;
+		close(fd);
+	}
+	st = bg_finish(&b);
+	clear_loads();
+	CHECK_MSG(found, "no first frame: %s", b.out);
+	CHECK(set);
+	CHECK_MSG(st == 0, "exit %d: %s", st, b.out);
+	/* sample 1: no rate yet */
+	line = strstr(b.out, "\n0      ");
+	CHECK_MSG(line, "no line of layer 0: %s", b.out);
+	CHECK_HAS(line, "\n0               100            -      1.60 "
+		  " 3=80 (40.0%) 0=50 (25.0%) 2=50 (25.0%) 1=20 (10.0%)\n");
+	frame2 = strstr(b.out, "sample 2 of 2");
+	CHECK_MSG(frame2, "no second frame: %s", b.out);
+	CHECK(sscanf(strstr(frame2, "every 2 s, ") + 11, "%lf s since", &dt) == 1);
+	line = strstr(frame2, "\n0      ");
+	CHECK_MSG(line, "no line of layer 0: %s", frame2);
+	CHECK(sscanf(line, " %u %" SCNu64 " %lf %15s", &layer, &tok, &rate,
+		     imb) == 4);
+	CHECK_U64(tok, 160);
+	CHECK_STR(imb, "1.60");
+	CHECK_MSG(fabs(rate * dt - 60) < 1, "%.1f tokens/s over %.2f s", rate,
+		  dt);
 }
 
 /* run_bin_child_hook: the tool gets SIGALRM after 20 s (exec keeps it). */
@@ -880,6 +943,19 @@ TEST(watch_usage_errors)
 	RUN(&r, "stats", "--watch", "--interval", "soon");
 	CHECK_INT(r.status, 2);
 	CHECK_HAS(r.err, "soon");
+	/* 0.01 to 86400 seconds, both ends taken */
+	RUN(&r, "stats", "--watch", "--interval", "0.009");
+	CHECK_INT(r.status, 2);
+	RUN(&r, "stats", "--watch", "--interval", "86401");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--interval: bad time '86401' (0.01 to 86400 seconds)");
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--interval", "0.01",
+	    "--count", "1");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--interval", "86400",
+	    "--count", "1");
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, "every 86400 s");
 	RUN(&r, "info", "--watch");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--sysfs", "", "stats");
@@ -906,6 +982,7 @@ int main(void)
 		T(watch_rates_from_two_samples),
 		T(watch_shows_published_expert_load),
 		T(watch_model_name_only_valid_utf8),
+		T(watch_expert_load_rates),
 		T(watch_bad_load_files_are_skipped),
 		T(watch_survives_a_shrinking_load_file),
 		T(watch_shrunk_file_name_has_no_escapes),
