@@ -10,6 +10,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,6 +74,18 @@ static float *read_f32(const char *p, size_t *n)
 	return v;
 }
 
+/* Whether files a and b hold the same bytes. */
+static bool same_bytes(const char *a, const char *b)
+{
+	size_t na = 0, nb = 0;
+	float *x = read_f32(a, &na), *y = read_f32(b, &nb);
+	bool same = x && y && na == nb && !memcmp(x, y, na * sizeof(*x));
+
+	free(x);
+	free(y);
+	return same;
+}
+
 /* How many times s holds what. */
 static int count_of(const char *s, const char *what)
 {
@@ -123,7 +136,8 @@ TEST(layer_range_and_expert_load)
 {
 	struct run r;
 	const char *p;
-	unsigned int n = 0, v, sum = 0;
+	unsigned int n = 0, v, sum = 0, max = 0;
+	double imb = 0;
 	int used;
 
 	MODEL(&r, "layers", "--preset", "tiny", "--layers", "4");
@@ -136,16 +150,23 @@ TEST(layer_range_and_expert_load)
 	/* layer 2's expert load: 16 counts summing to tokens x top-k */
 	p = strstr(r.out, "layer 2 expert load");
 	CHECK(p);
+	CHECK(sscanf(p, "layer 2 expert load (tokens per expert; max/mean %lf)",
+		     &imb) == 1);
 	p = strchr(p, ':');
 	CHECK(p);
 	p++;
 	while (n < 16 && sscanf(p, "%u%n", &v, &used) == 1) {
 		sum += v;
+		if (v > max)
+			max = v;
 		p += used;
 		n++;
 	}
 	CHECK_INT(n, 16);
 	CHECK_INT(sum, 10 * 4);
+	/* the busiest expert's tokens over the mean, as printed (%.2f) */
+	CHECK_MSG(fabs(imb - max * 16.0 / sum) < 0.006, "max/mean %.2f, max %u",
+		  imb, max);
 	RUN(&r, "--model", path("layers"), "--no-device", "--layers", "0");
 	CHECK_INT(r.status, 1);
 	CHECK_HAS(r.err, "MoE layers are 1-3");
@@ -156,6 +177,7 @@ TEST(input_and_output_files)
 	const size_t dim = 256, ntok = 9;
 	size_t n1 = 0, n2 = 0, i;
 	float *x, *y1 = NULL, *y2 = NULL;
+	const float zero = 0;
 	struct run r;
 	FILE *f;
 	double num = 0, den = 0;
@@ -193,7 +215,28 @@ TEST(input_and_output_files)
 	CHECK(den > 0);
 	CHECK_MSG(sqrt(num / den) < 1e-5, "batch 1 vs 64: %g", sqrt(num / den));
 
-	/* a file that is not whole tokens */
+	/* --output is the first selected layer's: layers 1 and 2 give
+	 * layer 1's output, as layer 1 alone does, and not layer 2's */
+	RUN(&r, "--model", path("io"), "--no-device", "--input",
+	    path("x.f32"), "--output", path("y3.f32"), "--layers", "1");
+	CHECK_INT(r.status, 0);
+	RUN(&r, "--model", path("io"), "--no-device", "--input",
+	    path("x.f32"), "--output", path("y4.f32"), "--layers", "2");
+	CHECK_INT(r.status, 0);
+	CHECK_MSG(same_bytes(path("y2.f32"), path("y3.f32")),
+		  "layers 1-2 did not write layer 1's output");
+	CHECK(!same_bytes(path("y2.f32"), path("y4.f32")));
+
+	/* files that are not whole tokens: 3 bytes, and half a token */
+	f = fopen(path("half.f32"), "wb");
+	CHECK(f);
+	for (i = 0; i < dim / 2; i++)
+		CHECK_INT(fwrite(&zero, sizeof(zero), 1, f), 1);
+	fclose(f);
+	RUN(&r, "--model", path("io"), "--no-device", "--input",
+	    path("half.f32"));
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "512 bytes is not a whole number of tokens of 256 f32");
 	f = fopen(path("bad.f32"), "wb");
 	CHECK(f);
 	fputs("abc", f);
@@ -242,6 +285,53 @@ TEST(damaged_models_are_named)
 	RUN(&r, "--model", path("nowhere"), "--no-device");
 	CHECK_INT(r.status, 1);
 	CHECK_HAS(r.err, "nowhere");
+}
+
+/*
+ * A --device that cannot be opened fails the run, naming it: only the
+ * default device may be missing (then weights are mlock()ed).
+ */
+TEST(named_device_must_open)
+{
+	struct run r;
+
+	MODEL(&r, "dev", "--preset", "tiny");
+	CHECK_INT(r.status, 0);
+	RUN(&r, "--model", path("dev"), "--device", "/nonexistent/moex9");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "moex-run: /nonexistent/moex9: No such file or directory");
+	CHECK_STR(r.out, "");
+}
+
+/*
+ * The run line's figures over the same time: at batch 1 every layer run
+ * reads the gate, the bias, the shared expert and top-k routed experts,
+ * so GB/s over tokens/s per layer is that byte count (tiny: 991296 bytes
+ * of bf16); tokens/s counts every layer's tokens (4 MoE layers here).
+ */
+TEST(run_line_rates_agree)
+{
+	const double active = 16 * 256 * 2 + 16 * 4 + (1 + 4) * 3 * 128 * 256 * 2;
+	double tps = 0, gbs = 0;
+	unsigned int n = 0, layers = 0;
+	const char *p;
+	struct run r;
+
+	MODEL(&r, "rates", "--preset", "tiny", "--layers", "5");
+	CHECK_INT(r.status, 0);
+	RUN(&r, "--model", path("rates"), "--no-device", "--tokens", "256",
+	    "--batch", "1", "--quiet");
+	CHECK_MSG(r.status == 0, "status %d: %s", r.status, r.err);
+	p = strstr(r.out, "\nran ");
+	CHECK_MSG(p && sscanf(p, "\nran %u tokens through %u layers on %*s in batches of 1: %lf tokens/s per layer, %lf GB/s",
+			      &n, &layers, &tps, &gbs) == 4, "%s", r.out);
+	CHECK_INT(n, 256);
+	CHECK_INT(layers, 4);
+	if (gbs < 0.1)
+		SKIP("%.2f GB/s: too few digits to compare", gbs);
+	CHECK_MSG(fabs(gbs * 1e9 / tps / active - 1) < 0.25,
+		  "%.2f GB/s over %.1f tokens/s is %.0f bytes a layer run, not %.0f",
+		  gbs, tps, gbs * 1e9 / tps, active);
 }
 
 /*
@@ -382,6 +472,118 @@ TEST(bench_suite_options)
 	CHECK_HAS(r.out, "usage: moex-bench");
 }
 
+/* The figures of moex-bench --json output: name, value and unit. */
+struct figure {
+	char name[96], unit[16];
+	double value;
+};
+
+static int figures(const char *out, struct figure *f, int max)
+{
+	const char *p = out;
+	int n = 0;
+
+	while (n < max && (p = strstr(p, "{\"suite\": "))) {
+		if (sscanf(p, "{\"suite\": \"%*[^\"]\", \"name\": \"%95[^\"]\", \"value\": %lf, \"unit\": \"%15[^\"]\"",
+			   f[n].name, &f[n].value, f[n].unit) == 3)
+			n++;
+		p++;
+	}
+	return n;
+}
+
+/* The value of the figure name with unit, or -1. */
+static double figure(const struct figure *f, int n, const char *name,
+		     const char *unit)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(f[i].name, name))
+			return strcmp(f[i].unit, unit) ? -1 : f[i].value;
+	return -1;
+}
+
+/*
+ * moex-bench moe --quick --json: every figure, and each ratio the named
+ * measurement over its anchor as printed in the same run (the layer's
+ * batch-1 GB/s over the better of the two triads). At batch 1 a layer
+ * reads its gate, bias, shared experts and top-k experts: GB/s over
+ * tokens/s is that byte count (bf16, --quick's shapes: V3 896 x 256, 32
+ * experts, top-8, 1 shared; V2-Lite 512 x 352, 16 experts, top-6, 2
+ * shared); at batch 16 the tokens share experts, so it is no more.
+ */
+TEST(bench_moe_figures_agree)
+{
+	static const char *const shapes[] = { "v2_lite", "v3" };
+	static const char *const types[] = { "bf16", "fp8" };
+	const double b1_bytes[] = {
+		16 * 512 * 2 + 16 * 4 + (2 + 6) * 3 * 352 * 512 * 2,
+		32 * 896 * 2 + 32 * 4 + (1 + 8) * 3 * 256 * 896 * 2,
+	};
+	struct figure f[64];
+	double tri, tri_end, anchor;
+	char name[96];
+	struct run r;
+	int n, si, ti;
+
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--quick", "--json", "--reps", "1",
+		"--threads", "1", "--mem-gb", "0.05");
+	CHECK_MSG(r.status == 0, "status %d: %s", r.status, r.err);
+	n = figures(r.out, f, 64);
+	CHECK_INT(n, 25);
+	CHECK(figure(f, n, "threads", "threads") == 1);
+	tri = figure(f, n, "triad_bw", "GB/s");
+	tri_end = figure(f, n, "triad_bw_end", "GB/s");
+	CHECK(tri > 0 && tri_end > 0);
+	anchor = tri > tri_end ? tri : tri_end;
+	for (si = 0; si < 2; si++) {
+		for (ti = 0; ti < 2; ti++) {
+			double tok1, bw1, tok16, bw16, ratio, want;
+
+			snprintf(name, sizeof(name), "%s_%s_b1_tokens",
+				 shapes[si], types[ti]);
+			tok1 = figure(f, n, name, "tokens/s");
+			snprintf(name, sizeof(name), "%s_%s_b1_eff_bw",
+				 shapes[si], types[ti]);
+			bw1 = figure(f, n, name, "GB/s");
+			snprintf(name, sizeof(name), "%s_%s_b16_tokens",
+				 shapes[si], types[ti]);
+			tok16 = figure(f, n, name, "tokens/s");
+			snprintf(name, sizeof(name), "%s_%s_b16_eff_bw",
+				 shapes[si], types[ti]);
+			bw16 = figure(f, n, name, "GB/s");
+			CHECK_MSG(tok1 > 0 && bw1 > 0 && tok16 > 0 && bw16 > 0,
+				  "%s %s: a figure is missing: %s", shapes[si],
+				  types[ti], r.out);
+			if (ti == 0)
+				CHECK_MSG(fabs(bw1 * 1e9 / tok1 / b1_bytes[si] - 1) < 1e-4,
+					  "%s bf16 b1: %g GB/s over %g tokens/s is %g bytes, not %g",
+					  shapes[si], bw1, tok1, bw1 * 1e9 / tok1,
+					  b1_bytes[si]);
+			CHECK_MSG(bw16 * 1e9 / tok16 <= bw1 * 1e9 / tok1 * 1.0001,
+				  "%s %s b16: %g bytes a token, b1 %g",
+				  shapes[si], types[ti], bw16 * 1e9 / tok16,
+				  bw1 * 1e9 / tok1);
+			if (si)
+				snprintf(name, sizeof(name),
+					 "decode_b1_bw_ratio_%s_quick", types[ti]);
+			else
+				snprintf(name, sizeof(name),
+					 "decode_b1_bw_ratio_%s_v2_lite_quick",
+					 types[ti]);
+			ratio = figure(f, n, name, "ratio");
+			want = bw1 / anchor;
+			CHECK_MSG(fabs(ratio - want) <= 1e-4 + 1e-3 * want,
+				  "%s = %g, want %g / %g = %g", name, ratio, bw1,
+				  anchor, want);
+		}
+		snprintf(name, sizeof(name), "%s_fp8_b1_prefetch_gain",
+			 shapes[si]);
+		CHECK_MSG(figure(f, n, name, "x") > 0, "no %s", name);
+	}
+}
+
 TEST(usage_errors)
 {
 	struct run r;
@@ -415,6 +617,13 @@ TEST(usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--model", "x", "--device", "/dev/moex0", "--no-device");
 	CHECK_INT(r.status, 2);
+	/* moex-run(1)'s limits: --batch 1 to 65536, --tokens to 2^24 */
+	RUN(&r, "--model", "x", "--batch", "65537");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "bad value '65537' for --batch");
+	RUN(&r, "--model", "x", "--tokens", "16777217");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "bad value '16777217' for --tokens");
 	RUN(&r, "--help");
 	CHECK_INT(r.status, 0);
 	CHECK_HAS(r.out, "--model DIR");
@@ -429,9 +638,12 @@ int main(void)
 		T(input_and_output_files),
 		T(damaged_models_are_named),
 		T(loads_where_io_uring_is_refused),
+		T(named_device_must_open),
+		T(run_line_rates_agree),
 		T(bench_load_reads_every_shard),
 		T(bench_moe_usage_errors),
 		T(bench_suite_options),
+		T(bench_moe_figures_agree),
 		T(usage_errors),
 	};
 	char cmd[96];
