@@ -560,6 +560,8 @@ TEST(tiny_layout)
 
 	RUN_OK(&r, "--preset", "tiny", dir);
 	CHECK_HAS(r.out, "wrote");
+	/* the plan, each number under its name */
+	CHECK_HAS(r.out, ": tiny bf16, 3 layers (1 dense), hidden 256, 16 experts x 128 (top-4, 1 shared, groups 2/4): ");
 	CHECK(exists(dir, "config.json"));
 	CHECK(exists(dir, "model.safetensors.index.json"));
 	CHECK(!exists(dir, "model.safetensors"));
@@ -715,6 +717,17 @@ TEST(same_seed_same_bytes)
 	RUN_OK(&r, "--quiet", "--seed", "7", "--threads", "1", a);
 	RUN_OK(&r, "--quiet", "--seed", "7", "--threads", "3", b);
 	RUN_OK(&r, "--quiet", "--seed", "8", c);
+	/* no --seed is seed 1 (mkmodel(1)) */
+	{
+		SCRATCH(d, "seed-default");
+		SCRATCH(e, "seed-1");
+
+		RUN_OK(&r, "--quiet", d);
+		RUN_OK(&r, "--quiet", "--seed", "1", e);
+		snprintf(pa, sizeof(pa), "%s/%s", d, files[3]);
+		snprintf(pb, sizeof(pb), "%s/%s", e, files[3]);
+		CHECK_MSG(same_file(pa, pb), "no --seed is not --seed 1");
+	}
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(pa, sizeof(pa), "%s/%s", a, files[i]);
 		snprintf(pb, sizeof(pb), "%s/%s", b, files[i]);
@@ -935,6 +948,29 @@ TEST(usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--align", "100", dir);
 	CHECK_INT(r.status, 2);
+	/* a power of two, but below 8 */
+	RUN(&r, "--align", "4", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--align 4 is not 0 or a power of two >= 8");
+	/* each rule of the routing shape, with its message */
+	RUN(&r, "--experts", "4", "--groups", "4", "--topk", "2",
+	    "--topk-groups", "2", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--groups 4: a group needs at least 2 experts");
+	RUN(&r, "--topk-groups", "5", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--topk-groups 5 is above --groups 4");
+	RUN(&r, "--topk", "9", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--topk 9 is above the experts of 2 groups");
+	RUN(&r, "--route-scale", "0", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--route-scale: \"0\" is not a number in [1e-6, 1e6]");
+	RUN(&r, "--max-gb", "-1", dir);
+	CHECK_INT(r.status, 2);
+	RUN(&r, "");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "OUTDIR is empty");
 	RUN(&r, "--shards", "1000", dir);
 	CHECK_INT(r.status, 2);
 	RUN(&r, dir, "extra");
@@ -1027,9 +1063,29 @@ TEST(size_limits_and_dry_run)
 	RUN(&r, "--max-gb", "0.001", dir);
 	CHECK_INT(r.status, 1);
 	CHECK(!exists(dir, "."));
+	/* every layer dense: --first-dense may be --layers */
+	RUN_OK(&r, "--first-dense", "3", "--dry-run", dir);
+	CHECK_HAS(r.out, "3 layers (3 dense)");
+	/* experts that the preset's 4 groups do not divide: one group */
+	RUN_OK(&r, "--experts", "10", "--dry-run", dir);
+	CHECK_HAS(r.out, "10 experts x 128 (top-4, 1 shared, groups 1/1)");
+}
+
+/* "out/" is the directory out, not a file in it */
+TEST(outdir_with_a_slash)
+{
+	char slash[300];
+	struct run r;
+	SCRATCH(dir, "slash");
+
+	snprintf(slash, sizeof(slash), "%s//", dir);
+	RUN_OK(&r, "--quiet", slash);
+	CHECK(exists(dir, "config.json"));
+	CHECK(exists(dir, "model-00002-of-00002.safetensors"));
 }
 
 RUN_TESTS(T(tiny_layout), T(index_maps_every_tensor), T(same_seed_same_bytes),
 	  T(bf16_values), T(fp8_scales), T(v2_style_softmax_one_file),
 	  T(align_4096), T(usage_errors), T(unwritable_outdir),
-	  T(existing_outdir), T(size_limits_and_dry_run))
+	  T(existing_outdir), T(size_limits_and_dry_run),
+	  T(outdir_with_a_slash))
