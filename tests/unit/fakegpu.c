@@ -29,8 +29,10 @@
  *    copy: stricter).
  *
  * Knobs: FAKEGPU_NODEV=1 (no device), FAKEGPU_ABI=N (claim another ABI),
- * FAKEGPU_DEVICES=N. Built with -DFAKEGPU_ABI1, it is a plugin of ABI 1:
- * no moek_hip_use().
+ * FAKEGPU_DEVICES=N, FAKEGPU_WRONG=y (every layer's outputs 0.5% too
+ * large) or =counts (one token too many on expert 0 in the counts of
+ * every layer run), for the callers' checks. Built with -DFAKEGPU_ABI1,
+ * it is a plugin of ABI 1: no moek_hip_use().
  * fakegpu_outstanding() returns the allocations and registrations alive;
  * fakegpu_fail_records_after_host_fn(n) makes the next n event records
  * that come right after a host function's launch fail with -EIO.
@@ -144,6 +146,20 @@ struct moek_hip_ctx {
 	uint32_t tile;
 };
 
+/* FAKEGPU_WRONG: a layer's outputs or counts made wrong, as asked. */
+static void fake_wrong(const struct moek_shape *s, size_t ntok, float *y,
+		       uint32_t *counts)
+{
+	const char *w = getenv("FAKEGPU_WRONG");
+	size_t i;
+
+	if (w && !strcmp(w, "y"))
+		for (i = 0; i < ntok * s->dim; i++)
+			y[i] *= 1.005f;
+	else if (w && !strcmp(w, "counts"))
+		counts[0]++;
+}
+
 static void op_run(struct fake_stream *s, struct fake_op *op)
 {
 	int r;
@@ -158,6 +174,9 @@ static void op_run(struct fake_stream *s, struct fake_op *op)
 				   op->dst, op->ctx->counts);
 		if (r && !s->err)
 			s->err = -EIO;
+		if (!r)
+			fake_wrong(&op->shape, op->ntok, op->dst,
+				   op->ctx->counts);
 		free(op->experts);
 		break;
 	case OP_COUNTS:

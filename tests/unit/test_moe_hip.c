@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <dlfcn.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -504,6 +505,21 @@ static int run_capture(const char *cmd, char *out, size_t len)
 	return pclose(f);
 }
 
+/* The value of moex-bench --json's figure name in unit, or -1. */
+static double bench_value(const char *out, const char *name, const char *unit)
+{
+	char key[160], u[16];
+	const char *p;
+	double v;
+
+	snprintf(key, sizeof(key), "\"name\": \"%s\", \"value\": ", name);
+	p = strstr(out, key);
+	if (!p || sscanf(p + strlen(key), "%lf, \"unit\": \"%15[^\"]\"", &v,
+			 u) != 2 || strcmp(u, unit))
+		return -1;
+	return v;
+}
+
 /*
  * moex-bench moe --backend hip --quick on the fake GPU: every figure and
  * ratio it promises appears, with a positive value (what they measure
@@ -536,6 +552,40 @@ TEST(gpu_bench_runs_on_the_fake_gpu)
 		CHECK_MSG(p, "%s missing: %s", names[i], out);
 		v = strtod(p + strlen(key), NULL);
 		CHECK_MSG(v > 0, "%s = %g", names[i], v);
+	}
+	/* each ratio: the named figure over its anchor, both as printed in
+	 * this run (copy_bw: the better of its two runs) */
+	{
+		double cbw = bench_value(out, "copy_bw", "GB/s");
+		double cbw_end = bench_value(out, "copy_bw_end", "GB/s");
+		double anchor = cbw > cbw_end ? cbw : cbw_end;
+		static const struct {
+			const char *ratio, *figure, *anchor;
+		} r[] = {
+			{ "gpu_decode_b1_bw_ratio_quick", "gpu_v3_fp8_b1_eff_bw", NULL },
+			{ "gpu_decode_b1_bw_ratio_bf16_quick", "gpu_v3_bf16_b1_eff_bw", NULL },
+			{ "gpu_decode_b16_bw_ratio_quick", "gpu_v3_fp8_b16_eff_bw", NULL },
+			{ "stream_vs_memcpy_quick", "stream_bw", "memcpy_h2d_bw" },
+		};
+
+		for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+			double v = bench_value(out, r[i].ratio, "ratio");
+			double num = bench_value(out, r[i].figure, "GB/s");
+			double den = r[i].anchor ?
+				     bench_value(out, r[i].anchor, "GB/s") : anchor;
+
+			CHECK_MSG(v >= 0 && num > 0 && den > 0, "%s: %s",
+				  r[i].ratio, out);
+			CHECK_MSG(fabs(v - num / den) <= 1e-4 + 1e-3 * num / den,
+				  "%s = %g, not %s over %s: %g / %g", r[i].ratio,
+				  v, r[i].figure, r[i].anchor ? r[i].anchor :
+				  "copy_bw", num, den);
+		}
+		/* batch 1 of --quick's V3 in bf16 reads the gate, the bias,
+		 * the shared expert and 8 routed ones: 12443776 bytes */
+		CHECK_MSG(fabs(bench_value(out, "gpu_v3_bf16_b1_eff_bw", "GB/s") * 1e9 /
+			       bench_value(out, "gpu_v3_bf16_b1_tokens", "tokens/s") /
+			       12443776 - 1) < 1e-4, "V3 bf16 b1 bytes: %s", out);
 	}
 	/* the GPU MOEX_GPU names, as the backend's: a second of two, and
 	 * none (it measured GPU 0 whatever MOEX_GPU said) */
@@ -574,6 +624,41 @@ TEST(moex_run_on_the_fake_gpu)
 	CHECK_HAS(out, "on hip:4/16 in batches of 16");
 	CHECK_HAS(out, "check layer 4: relative error 0 ");
 	CHECK_HAS(out, "check: passed");
+}
+
+/*
+ * moex-run --check fails, exit status 1, when a layer's outputs are out
+ * of its dtype's tolerance (0.5% off: beyond fp8's 2e-3 and bf16's 1e-4)
+ * or when its routing differs from the reference's, its outputs right
+ * (FAKEGPU_WRONG).
+ */
+TEST(moex_run_check_fails_on_a_wrong_gpu)
+{
+	static const struct {
+		const char *wrong, *dtype, *says;
+	} cases[] = {
+		{ "y", "bf16", "relative error 0.005 (tolerance 1e-04), routing identical: FAILED" },
+		{ "y", "fp8", "relative error 0.005 (tolerance 2e-03), routing identical: FAILED" },
+		{ "counts", "bf16", "relative error 0 (tolerance 1e-04), routing DIFFERS: FAILED" },
+	};
+	char dir[] = "/tmp/moex-hip-wrong.XXXXXX", cmd[2048], out[16384];
+	int st = 0;
+	size_t i;
+
+	CHECK(mkdtemp(dir));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]) && !st; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "%s --layers 3 --dtype %s --force %s/m >/dev/null 2>&1 && FAKEGPU_WRONG=%s MOEX_HIP_LIB=%s %s --model %s/m --backend hip --check --tokens 16 --no-device --quiet 2>&1",
+			 MKMODEL, cases[i].dtype, dir, cases[i].wrong,
+			 FAKEGPU_PLAIN, MOEX_RUN, dir);
+		st = run_capture(cmd, out, sizeof(out));
+		st = !(WIFEXITED(st) && WEXITSTATUS(st) == 1 &&
+		       strstr(out, cases[i].says) && strstr(out, "check: FAILED\n"));
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_INT(system(cmd), 0);
+	CHECK_MSG(!st, "FAKEGPU_WRONG=%s, %s: %s", cases[i - 1].wrong,
+		  cases[i - 1].dtype, out);
 }
 
 /* moex_moe_create() with standard error caught into err[len]. */
@@ -764,4 +849,5 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(moex_gpu_must_name_a_gpu),
 	  T(threads_use_the_gpu_moex_gpu_names),
 	  T(gpu_bench_runs_on_the_fake_gpu),
-	  T(moex_run_on_the_fake_gpu))
+	  T(moex_run_on_the_fake_gpu),
+	  T(moex_run_check_fails_on_a_wrong_gpu))
