@@ -434,6 +434,13 @@ TEST(bench_moe_usage_errors)
 	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--mem-gb",
 		"-1");
 	CHECK_INT(r.status, 2);
+	/* at most 64 runs a figure: the GPU suite keeps 64 times */
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--reps",
+		"65");
+	CHECK_INT(r.status, 2);
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--reps",
+		"0");
+	CHECK_INT(r.status, 2);
 }
 
 /*
