@@ -370,6 +370,38 @@ TEST(loads_where_io_uring_is_refused)
 	CHECK_HAS(r.out, "check: passed");
 }
 
+/* The figures of moex-bench --json output: name, value and unit. */
+struct figure {
+	char name[96], unit[16];
+	double value;
+};
+
+static int figures(const char *out, struct figure *f, int max)
+{
+	const char *p = out;
+	int n = 0;
+
+	while (n < max && (p = strstr(p, "{\"suite\": "))) {
+		if (sscanf(p, "{\"suite\": \"%*[^\"]\", \"name\": \"%95[^\"]\", \"value\": %lf, \"unit\": \"%15[^\"]\"",
+			   f[n].name, &f[n].value, f[n].unit) == 3)
+			n++;
+		p++;
+	}
+	return n;
+}
+
+/* The value of the figure name with unit, or -1. */
+static double figure(const struct figure *f, int n, const char *name,
+		     const char *unit)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(f[i].name, name))
+			return strcmp(f[i].unit, unit) ? -1 : f[i].value;
+	return -1;
+}
+
 /*
  * moex-bench load's anchor reads every shard, however many: 120 here (V3
  * has 163), whose names are more than fio takes in one --filename value
@@ -378,7 +410,10 @@ TEST(loads_where_io_uring_is_refused)
 TEST(bench_load_reads_every_shard)
 {
 	char shard[192];
+	struct figure f[8];
+	double ld, dd, ratio;
 	struct run r;
+	int n;
 	void *buf;
 	int fd;
 
@@ -399,6 +434,17 @@ TEST(bench_load_reads_every_shard)
 		path("many"));
 	CHECK_INT(r.status, 0);
 	CHECK_HAS(r.out, "\"load_vs_direct_read\"");
+	/* the ratio: the loader's GB/s over the anchor's, as printed */
+	n = figures(r.out, f, 8);
+	CHECK_INT(n, 3);
+	ld = figure(f, n, "model_load", "GB/s");
+	dd = figure(f, n, strstr(r.out, "fio_direct_read") ? "fio_direct_read" :
+		    "dd_direct_read", "GB/s");
+	ratio = figure(f, n, "load_vs_direct_read", "ratio");
+	CHECK_MSG(ld > 0 && dd > 0 && ratio > 0, "%s", r.out);
+	CHECK_MSG(fabs(ratio - ld / dd) <= 1e-4 + 1e-3 * ld / dd,
+		  "load_vs_direct_read %g, model_load %g over direct_read %g",
+		  ratio, ld, dd);
 }
 
 /*
@@ -481,38 +527,6 @@ TEST(bench_suite_options)
 	RUN_BIN(&r, MOEX_BENCH, NULL, "--help");
 	CHECK_INT(r.status, 0);
 	CHECK_HAS(r.out, "usage: moex-bench");
-}
-
-/* The figures of moex-bench --json output: name, value and unit. */
-struct figure {
-	char name[96], unit[16];
-	double value;
-};
-
-static int figures(const char *out, struct figure *f, int max)
-{
-	const char *p = out;
-	int n = 0;
-
-	while (n < max && (p = strstr(p, "{\"suite\": "))) {
-		if (sscanf(p, "{\"suite\": \"%*[^\"]\", \"name\": \"%95[^\"]\", \"value\": %lf, \"unit\": \"%15[^\"]\"",
-			   f[n].name, &f[n].value, f[n].unit) == 3)
-			n++;
-		p++;
-	}
-	return n;
-}
-
-/* The value of the figure name with unit, or -1. */
-static double figure(const struct figure *f, int n, const char *name,
-		     const char *unit)
-{
-	int i;
-
-	for (i = 0; i < n; i++)
-		if (!strcmp(f[i].name, name))
-			return strcmp(f[i].unit, unit) ? -1 : f[i].value;
-	return -1;
 }
 
 /*
