@@ -337,12 +337,21 @@ static int bench_queue(const char *path)
 		double cv[RUNS];
 		size_t k;
 
+		snprintf(name, sizeof(name), "copy_%zuk", len >> 10);
 		for (r = 0; r < RUNS; r++) {
 			double t0 = now();
 
-			for (k = 0; k < reps; k++)
-				if (moex_copy(dev, hd, 0, hs, 0, len))
-					break;
+			for (k = 0; k < reps && !ret; k++)
+				ret = moex_copy(dev, hd, 0, hs, 0, len);
+			if (ret) {
+				/* a rate of copies that did not run is none */
+				fprintf(stderr, "moex-bench: %s: %s; %s\n", name,
+					moex_strerror(ret), moex_error_hint(ret));
+				moex_unpin(dev, hs);
+				moex_unpin(dev, hd);
+				moex_close(dev);
+				return 1;
+			}
 			v[r] = (double)len * reps / (now() - t0) / (1 << 30);
 			t0 = now();
 			for (k = 0; k < reps; k++) {
@@ -351,7 +360,6 @@ static int bench_queue(const char *path)
 			}
 			cv[r] = (double)len * reps / (now() - t0) / (1 << 30);
 		}
-		snprintf(name, sizeof(name), "copy_%zuk", len >> 10);
 		report(name, median(v, RUNS), "GiB/s");
 		snprintf(name, sizeof(name), "memcpy_%zuk", len >> 10);
 		report(name, median(cv, RUNS), "GiB/s");

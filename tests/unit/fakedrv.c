@@ -20,6 +20,7 @@
  *   MOEX_FAKE_ENGINE=NAME   engine name in INFO (default "cpu")
  *   MOEX_FAKE_PIN_ERRNO=N   REGION_PIN fails with errno N
  *   MOEX_FAKE_CORRUPT=1     COPY flips the last byte it copies
+ *   MOEX_FAKE_COPY_ERRNO=N  COPY fails with errno N
  *   MOEX_FAKE_MAX_PINNED=N  INFO's max_pinned_bytes (default 0: no cap);
  *                           its pinned_bytes are the regions' bytes
  * At exit it prints "fakedrv: copies N bytes N max N" on stderr.
@@ -151,10 +152,13 @@ static int fake_copy(const struct moex_copy *a)
 {
 	struct fake_region *src = fake_lookup(a->src_handle);
 	struct fake_region *dst = fake_lookup(a->dst_handle);
+	const char *fail = getenv("MOEX_FAKE_COPY_ERRNO");
 	unsigned char *d;
 
 	if (a->flags || a->pad || !fake_zero(a->reserved, 2) || !a->length)
 		return -EINVAL;
+	if (fail)
+		return -atoi(fail);
 	if (!src || !dst)
 		return -ENOENT;
 	if (a->src_offset > src->len || a->length > src->len - a->src_offset ||

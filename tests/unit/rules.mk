@@ -9,7 +9,8 @@
 # unit-watch does the same for `moexctl stats --watch`.
 #
 # `selftest` and `pin` run on moexctl-fake: moexctl linked with
-# tests/unit/fakedrv.c, a user-space fake of the driver (plain and san).
+# tests/unit/fakedrv.c, a user-space fake of the driver (plain and san);
+# unit-run runs `moex-bench queue` on moex-bench-fake (plain).
 #
 # `make unit-check` runs every binary in UNIT_TESTS; each prints one line per
 # test and "<suite>: N passed, N failed, N skipped"; it fails if any did.
@@ -20,6 +21,7 @@ UNIT_SAN := $(UNIT_SUITES:%=$(BUILD)/san/tests/unit/unit-%-san)
 MOEXCTL_SAN := $(BUILD)/san/moexctl
 MOEXCTL_FAKE := $(BUILD)/tests/unit/moexctl-fake
 MOEXCTL_FAKE_SAN := $(BUILD)/san/tests/unit/moexctl-fake
+MOEX_BENCH_FAKE := $(BUILD)/tests/unit/moex-bench-fake
 
 UNIT_TESTS += $(UNIT_PLAIN) $(UNIT_SAN)
 
@@ -85,10 +87,12 @@ $(BUILD)/san/tests/unit/unit-%-san: tests/unit/test_%.c $(LIBMOEX_SAN_A)
 $(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san \
 $(BUILD)/tests/unit/unit-mkmodel $(BUILD)/san/tests/unit/unit-mkmodel-san: \
 	$(MKMODEL) $(MOEX_RUN)
-# unit-run also runs moex-bench load.
-$(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san: $(MOEX_BENCH)
+# unit-run also runs moex-bench load, and queue on the fake driver.
 $(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san: \
-	UNIT_EXTRA = -DMOEX_BENCH='"$(abspath $(MOEX_BENCH))"'
+	$(MOEX_BENCH) $(MOEX_BENCH_FAKE)
+$(BUILD)/tests/unit/unit-run $(BUILD)/san/tests/unit/unit-run-san: \
+	UNIT_EXTRA = -DMOEX_BENCH='"$(abspath $(MOEX_BENCH))"' \
+		-DMOEX_BENCH_FAKE='"$(abspath $(MOEX_BENCH_FAKE))"'
 $(BUILD)/tests/unit/unit-moexctl: $(MOEXCTL) $(MOEXCTL_FAKE)
 $(BUILD)/san/tests/unit/unit-moexctl-san: $(MOEXCTL_SAN) $(MOEXCTL_FAKE_SAN)
 # unit-model_load loads mkmodel's models (with model.c built in).
@@ -109,6 +113,16 @@ $(MOEXCTL_FAKE): tools/moexctl.c tests/unit/fakedrv.c $(LIBMOEX_A) $(UNIT_HDRS)
 $(MOEXCTL_FAKE_SAN): tools/moexctl.c tests/unit/fakedrv.c $(LIBMOEX_SAN_A) $(UNIT_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(MOEX_CFLAGS) $(SAN_CFLAGS) -o $@ $(filter %.c,$^) $(LIBMOEX_SAN_A) $(LIBMOEX_LIBS)
+
+# unit-run runs `moex-bench queue` on the fake driver too: moex-bench's
+# objects linked with fakedrv.c (plain only: both builds of the suite run
+# the plain tools).
+$(MOEX_BENCH_FAKE): $(BUILD)/obj/tools/moex-bench.o \
+		$(BUILD)/obj/tools/bench-moe.o $(BUILD)/obj/tools/bench-gpu.o \
+		tests/unit/fakedrv.c $(LIBMOEX_A) $(UNIT_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(MOEX_CFLAGS) $(CFLAGS) -o $@ $(filter %.o %.c,$^) $(LIBMOEX_A) \
+		$(LIBMOEX_LIBS)
 
 .PHONY: unit-check
 unit-check: $(UNIT_TESTS)

@@ -24,8 +24,9 @@
 #include "harness.h"
 #include "runbin.h"
 
-#if !defined(MKMODEL) || !defined(MOEX_RUN) || !defined(MOEX_BENCH)
-#error "build with -DMKMODEL='\"/path/to/mkmodel\"' -DMOEX_RUN=... -DMOEX_BENCH=..."
+#if !defined(MKMODEL) || !defined(MOEX_RUN) || !defined(MOEX_BENCH) || \
+	!defined(MOEX_BENCH_FAKE)
+#error "build with -DMKMODEL='\"/path/to/mkmodel\"' -DMOEX_RUN=... -DMOEX_BENCH=... -DMOEX_BENCH_FAKE=..."
 #endif
 
 static char dir[64];
@@ -530,6 +531,51 @@ TEST(bench_suite_options)
 }
 
 /*
+ * moex-bench queue on the fake driver (moex-bench-fake; it has no
+ * io_uring, so the ring figures fail and the exit status is 1): the NOP
+ * ioctl, COPY and memcpy at each size, and cpu_copy_vs_memcpy_1m the
+ * 1 MiB COPY over the 1 MiB memcpy as printed. A COPY that fails ends
+ * the suite saying so: its rate was printed as if the copies had run.
+ */
+TEST(bench_queue_on_the_fake_driver)
+{
+	static const char *const sizes[] = { "4", "64", "1024", "16384" };
+	struct figure f[32];
+	char name[32];
+	double ratio, copy, mem;
+	struct run r;
+	size_t i;
+	int n;
+
+	RUN_BIN(&r, MOEX_BENCH_FAKE, NULL, "queue", "--json", "--device",
+		"/dev/null");
+	CHECK_MSG(r.status == 1, "status %d: %s", r.status, r.err);
+	CHECK_HAS(r.err, "moex-bench: uring_cmd_nop_b32: Function not implemented");
+	n = figures(r.out, f, 32);
+	CHECK_INT(n, 10);
+	CHECK(figure(f, n, "ioctl_nop", "ops/s") > 0);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(name, sizeof(name), "copy_%sk", sizes[i]);
+		CHECK_MSG(figure(f, n, name, "GiB/s") > 0, "%s: %s", name, r.out);
+		snprintf(name, sizeof(name), "memcpy_%sk", sizes[i]);
+		CHECK_MSG(figure(f, n, name, "GiB/s") > 0, "%s: %s", name, r.out);
+	}
+	copy = figure(f, n, "copy_1024k", "GiB/s");
+	mem = figure(f, n, "memcpy_1024k", "GiB/s");
+	ratio = figure(f, n, "cpu_copy_vs_memcpy_1m", "ratio");
+	CHECK_MSG(fabs(ratio - copy / mem) <= 1e-4 + 1e-3 * copy / mem,
+		  "cpu_copy_vs_memcpy_1m %g, copy_1024k %g over memcpy_1024k %g",
+		  ratio, copy, mem);
+
+	RUN_BIN(&r, MOEX_BENCH_FAKE, "MOEX_FAKE_COPY_ERRNO=5", "queue",
+		"--json", "--device", "/dev/null");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "moex-bench: copy_4k: Input/output error");
+	CHECK_MSG(!strstr(r.out, "\"copy_") && !strstr(r.out, "cpu_copy_vs"),
+		  "figures of copies that failed: %s", r.out);
+}
+
+/*
  * moex-bench moe --quick --json: every figure, and each ratio the named
  * measurement over its anchor as printed in the same run (the layer's
  * batch-1 GB/s over the better of the two triads). At batch 1 a layer
@@ -669,6 +715,7 @@ int main(void)
 		T(bench_moe_usage_errors),
 		T(bench_suite_options),
 		T(bench_moe_figures_agree),
+		T(bench_queue_on_the_fake_driver),
 		T(usage_errors),
 	};
 	char cmd[96];
