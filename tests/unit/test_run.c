@@ -171,6 +171,12 @@ TEST(layer_range_and_expert_load)
 	RUN(&r, "--model", path("layers"), "--no-device", "--layers", "0");
 	CHECK_INT(r.status, 1);
 	CHECK_HAS(r.err, "MoE layers are 1-3");
+	/* the largest values moex-run(1) gives are taken */
+	RUN(&r, "--model", path("layers"), "--no-device", "--layers", "3",
+	    "--tokens", "8", "--batch", "65536", "--seed", "4294967295");
+	CHECK_MSG(r.status == 0, "status %d: %s", r.status, r.err);
+	CHECK_HAS(r.out, "ran 8 tokens through 1 layers on cpu");
+	CHECK_HAS(r.out, "in batches of 65536:");
 }
 
 TEST(input_and_output_files)
