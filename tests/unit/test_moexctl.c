@@ -438,6 +438,13 @@ TEST(help_and_usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "selftest", "--seed", " 7");
 	CHECK_INT(r.status, 2);
+	/* a number and then more: all of it is the value */
+	RUN(&r, "selftest", "--seed", "12x");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--seed: bad number '12x'");
+	RUN(&r, "pin", "--size", "4k", "--hold", "1x");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--hold: bad time '1x'");
 	RUN(&r, "stats", "--bogus");
 	CHECK_INT(r.status, 2);
 	RUN(&r, "stats", "extra");

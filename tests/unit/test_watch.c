@@ -943,6 +943,13 @@ TEST(watch_usage_errors)
 	RUN(&r, "stats", "--watch", "--interval", "soon");
 	CHECK_INT(r.status, 2);
 	CHECK_HAS(r.err, "soon");
+	/* a number and then more: all of it is the value */
+	RUN(&r, "stats", "--watch", "--interval", "1x");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--interval: bad time '1x'");
+	RUN(&r, "stats", "--watch", "--count", "2x");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--count: bad number '2x'");
 	/* 0.01 to 86400 seconds, both ends taken */
 	RUN(&r, "stats", "--watch", "--interval", "0.009");
 	CHECK_INT(r.status, 2);
