@@ -234,6 +234,25 @@ TEST(input_and_output_files)
 		  "layers 1-2 did not write layer 1's output");
 	CHECK(!same_bytes(path("y2.f32"), path("y4.f32")));
 
+	/* --seed picks the random hidden states: the same seed the same
+	 * outputs, another seed others (1 is the default) */
+	RUN(&r, "--model", path("io"), "--no-device", "--tokens", "9",
+	    "--seed", "2", "--output", path("s2a.f32"));
+	CHECK_INT(r.status, 0);
+	RUN(&r, "--model", path("io"), "--no-device", "--tokens", "9",
+	    "--seed", "2", "--output", path("s2b.f32"));
+	CHECK_INT(r.status, 0);
+	RUN(&r, "--model", path("io"), "--no-device", "--tokens", "9",
+	    "--output", path("s1a.f32"));
+	CHECK_INT(r.status, 0);
+	RUN(&r, "--model", path("io"), "--no-device", "--tokens", "9",
+	    "--seed", "1", "--output", path("s1b.f32"));
+	CHECK_INT(r.status, 0);
+	CHECK(same_bytes(path("s2a.f32"), path("s2b.f32")));
+	CHECK(same_bytes(path("s1a.f32"), path("s1b.f32")));
+	CHECK_MSG(!same_bytes(path("s2a.f32"), path("s1a.f32")),
+		  "--seed 2 gave --seed 1's hidden states");
+
 	/* files that are not whole tokens: 3 bytes, and half a token */
 	f = fopen(path("half.f32"), "wb");
 	CHECK(f);
