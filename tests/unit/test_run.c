@@ -483,6 +483,7 @@ TEST(bench_moe_usage_errors)
 	static const char *const bad[][2] = {
 		{ "--threads", "abc" }, { "--threads", "2000" },
 		{ "--threads", "0" }, { "--threads", " 4" },
+		{ "--threads", "1025" }, { "--isa", "sse2" },
 		{ "--reps", "5x" }, { "--reps", "65" }, { "--reps", "0" },
 		{ "--mem-gb", "1x" }, { "--mem-gb", "0" },
 		{ "--mem-gb", "nan" },
@@ -505,6 +506,9 @@ TEST(bench_moe_usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--mem-gb",
 		"-1");
+	CHECK_INT(r.status, 2);
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--backend",
+		"tpu");
 	CHECK_INT(r.status, 2);
 	/* at most 64 runs a figure: the GPU suite keeps 64 times */
 	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--reps",
