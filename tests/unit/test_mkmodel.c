@@ -944,6 +944,7 @@ TEST(usage_errors)
 	CHECK_HAS(r.err, "--groups");
 	RUN(&r, "--topk", "17", dir);
 	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--topk 17 is above --experts 16");
 	RUN(&r, "--first-dense", "4", dir);
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--align", "100", dir);
