@@ -14,7 +14,9 @@
  * io_uring cannot reach a user-space fake, so it also defines
  * io_uring_queue_init_params():
  * every ring setup fails with -ENOSYS, as on a kernel without io_uring,
- * and libmoex queues run synchronously through the ioctl() below.
+ * and libmoex queues run synchronously through the ioctl() below
+ * (unless MOEX_FAKE_URING is set: then rings are liburing's own, for a
+ * program that registers buffers on one and sends the driver nothing).
  *
  * Environment:
  *   MOEX_FAKE_ENGINE=NAME   engine name in INFO (default "cpu")
@@ -25,6 +27,7 @@
  *                           its pinned_bytes are the regions' bytes
  * At exit it prints "fakedrv: copies N bytes N max N" on stderr.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -188,10 +191,12 @@ static int fake_nop(const struct moex_nop *a)
 int io_uring_queue_init_params(unsigned int entries, struct io_uring *ring,
 			       struct io_uring_params *p)
 {
-	(void)entries;
-	(void)ring;
-	(void)p;
-	return -ENOSYS;
+	int (*real)(unsigned int, struct io_uring *, struct io_uring_params *);
+
+	if (!getenv("MOEX_FAKE_URING"))
+		return -ENOSYS;
+	*(void **)&real = dlsym(RTLD_NEXT, "io_uring_queue_init_params");
+	return real ? real(entries, ring, p) : -ENOSYS;
 }
 
 int ioctl(int fd, unsigned long cmd, ...)

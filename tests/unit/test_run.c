@@ -605,6 +605,61 @@ TEST(bench_queue_on_the_fake_driver)
 }
 
 /*
+ * moex-bench pin on the fake driver, with liburing's own rings for the
+ * anchor (MOEX_FAKE_URING): for 4 KiB pages and THP, REGION_PIN, unpin
+ * and io_uring_register_buffers, and pin_vs_ioring_register_* the pin
+ * figure over the register one as printed, with its target. A pin that
+ * fails ends the suite with the fix.
+ */
+TEST(bench_pin_on_the_fake_driver)
+{
+	static const char *const kinds[] = { "4k", "thp" };
+	struct figure f[16];
+	char name[48], want[160];
+	double pin, reg, ratio;
+	struct run r;
+	size_t i;
+	int n;
+
+	RUN_BIN(&r, MOEX_BENCH_FAKE, "MOEX_FAKE_URING=1", "pin", "--json",
+		"--device", "/dev/null", "--size", "2M");
+	if (r.status == 1 && (strstr(r.err, "no memory or ring") ||
+			      strstr(r.err, "moex-bench: register: ")))
+		SKIP("no io_uring, or no RLIMIT_MEMLOCK for 2 MiB here");
+	CHECK_MSG(r.status == 0, "status %d: %s", r.status, r.err);
+	n = figures(r.out, f, 16);
+	CHECK_INT(n, 8);
+	for (i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "unpin_%s", kinds[i]);
+		CHECK_MSG(figure(f, n, name, "GiB/s") > 0, "%s: %s", name, r.out);
+		snprintf(name, sizeof(name), "pin_%s", kinds[i]);
+		pin = figure(f, n, name, "GiB/s");
+		snprintf(name, sizeof(name), "ioring_register_%s", kinds[i]);
+		reg = figure(f, n, name, "GiB/s");
+		snprintf(name, sizeof(name), "pin_vs_ioring_register_%s",
+			 kinds[i]);
+		ratio = figure(f, n, name, "ratio");
+		CHECK_MSG(pin > 0 && reg > 0, "%s", r.out);
+		CHECK_MSG(fabs(ratio - pin / reg) <= 1e-4 + 1e-3 * pin / reg,
+			  "%s %g, pin %g over register %g", name, ratio, pin,
+			  reg);
+		snprintf(want, sizeof(want),
+			 "\"name\": \"%s\", \"value\": %.4f, \"unit\": \"ratio\", \"target\": %s}",
+			 name, ratio, i ? "2.00" : "1.00");
+		CHECK_HAS(r.out, want);
+	}
+
+	setenv("MOEX_FAKE_URING", "1", 1);
+	RUN_BIN(&r, MOEX_BENCH_FAKE, "MOEX_FAKE_PIN_ERRNO=12", "pin", "--json",
+		"--device", "/dev/null", "--size", "2M");
+	unsetenv("MOEX_FAKE_URING");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "moex-bench: pin: Cannot allocate memory; ");
+	CHECK_HAS(r.err, "ulimit -l");
+	CHECK_STR(r.out, "");
+}
+
+/*
  * moex-bench moe --quick --json: every figure, and each ratio the named
  * measurement over its anchor as printed in the same run (the layer's
  * batch-1 GB/s over the better of the two triads). At batch 1 a layer
@@ -745,6 +800,7 @@ int main(void)
 		T(bench_suite_options),
 		T(bench_moe_figures_agree),
 		T(bench_queue_on_the_fake_driver),
+		T(bench_pin_on_the_fake_driver),
 		T(usage_errors),
 	};
 	char cmd[96];
