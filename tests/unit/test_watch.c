@@ -374,7 +374,7 @@ TEST(watch_shows_published_expert_load)
 	CHECK_HAS(r.out, want);
 	CHECK_HAS(r.out, "(no tokens yet)");
 	/* the GPU cache line, for layer 3 only */
-	CHECK_HAS(r.out, "       gpu cache: 87.5% hits (70 of 80), ");
+	CHECK_HAS(r.out, "       gpu cache: 87.5% hits (70 of 80), 419.6 MiB streamed from host memory, 83.9 MiB copied in\n");
 	CHECK_INT(strstr(strstr(r.out, "gpu cache:") + 1, "gpu cache:") ? 1 : 0, 0);
 	snprintf(want, sizeof(want), "pid %ld ", (long)dead);
 	CHECK_MSG(!strstr(r.out, want), "dead pid shown: %s", r.out);
