@@ -978,6 +978,9 @@ TEST(usage_errors)
 	CHECK_INT(r.status, 2);
 	RUN(&r, "--seed");
 	CHECK_INT(r.status, 2);
+	RUN(&r, "--threads", "17", dir);
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "--threads: \"17\" is not an integer in [1, 16]");
 	CHECK(!exists(dir, "."));
 	RUN(&r, "--help");
 	CHECK_INT(r.status, 0);
