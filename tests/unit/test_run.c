@@ -547,6 +547,15 @@ TEST(bench_suite_options)
 	RUN_BIN(&r, MOEX_BENCH, NULL, "load");
 	CHECK_INT(r.status, 2);
 	CHECK_HAS(r.err, "load needs --model DIR");
+	/* a --model that is no model: exit 1, saying why */
+	RUN_BIN(&r, MOEX_BENCH, NULL, "load", "--model", path("nowhere"));
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "nowhere: No such file or directory\n");
+	CHECK(mkdir(path("empty"), 0755) == 0 || errno == EEXIST);
+	RUN_BIN(&r, MOEX_BENCH, NULL, "load", "--model", path("empty"));
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "empty: no .safetensors files\n");
+	CHECK_STR(r.out, "");
 	/* one suite, a known one */
 	RUN_BIN(&r, MOEX_BENCH, NULL, "queue", "pin");
 	CHECK_INT(r.status, 2);
