@@ -506,6 +506,42 @@ TEST(watch_expert_load_rates)
 		  dt);
 }
 
+/*
+ * Several models of one process: their sections come in the order of
+ * their files' names, whatever order the directory lists them in (files
+ * made 3, 1, 0, 2; file k holds layer 10 k).
+ */
+TEST(watch_sections_in_name_order)
+{
+	static const uint64_t counts[4] = { 1, 2, 3, 4 };
+	static const uint64_t tokens[1] = { 10 };
+	static const int order[4] = { 3, 1, 0, 2 };
+	const char *at[4];
+	char name[64], want[32];
+	struct run r;
+	int i;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "moex-%ld-%d.load", (long)getpid(),
+			 order[i]);
+		CHECK_INT(write_load(name, (uint32_t)getpid(),
+				     (uint32_t)order[i] * 10, 1, 4, counts,
+				     tokens), 0);
+	}
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "1");
+	clear_loads();
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	for (i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "layers %d-%d,", i * 10, i * 10);
+		at[i] = strstr(r.out, want);
+		CHECK_MSG(at[i], "no %s: %s", want, r.out);
+		CHECK_MSG(!i || at[i] > at[i - 1], "%s before the file before: %s",
+			  want, r.out);
+	}
+}
+
 /* run_bin_child_hook: the tool gets SIGALRM after 20 s (exec keeps it). */
 static void alarm_in_child(void)
 {
@@ -990,6 +1026,7 @@ int main(void)
 		T(watch_shows_published_expert_load),
 		T(watch_model_name_only_valid_utf8),
 		T(watch_expert_load_rates),
+		T(watch_sections_in_name_order),
 		T(watch_bad_load_files_are_skipped),
 		T(watch_survives_a_shrinking_load_file),
 		T(watch_shrunk_file_name_has_no_escapes),
