@@ -748,6 +748,58 @@ TEST(bench_moe_figures_agree)
 	}
 }
 
+/*
+ * --no-shared and --f32: every figure gets _no_shared, f32 comes after
+ * bf16 and fp8, and a batch-1 layer reads its gate, bias and top-k
+ * routed experts only (f32: 4 bytes a weight), no shared expert.
+ */
+TEST(bench_moe_no_shared_f32)
+{
+	static const char *const shapes[] = { "v2_lite", "v3" };
+	static const char *const types[] = { "bf16", "fp8", "f32" };
+	const double b1_bytes[2][3] = {
+		{ 16 * 512 * 2 + 16 * 4 + 6 * 3 * 352 * 512 * 2, 0,
+		  16 * 512 * 2 + 16 * 4 + 6 * 3 * 352 * 512 * 4 },
+		{ 32 * 896 * 2 + 32 * 4 + 8 * 3 * 256 * 896 * 2, 0,
+		  32 * 896 * 2 + 32 * 4 + 8 * 3 * 256 * 896 * 4 },
+	};
+	struct figure f[64];
+	char name[96];
+	struct run r;
+	int n, si, ti;
+
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--quick", "--json", "--reps", "1",
+		"--threads", "1", "--mem-gb", "0.05", "--no-shared", "--f32");
+	CHECK_MSG(r.status == 0, "status %d: %s", r.status, r.err);
+	n = figures(r.out, f, 64);
+	CHECK_INT(n, 33);
+	for (si = 0; si < 2; si++) {
+		for (ti = 0; ti < 3; ti++) {
+			double tok, bw;
+
+			snprintf(name, sizeof(name), "%s_no_shared_%s_b1_tokens",
+				 shapes[si], types[ti]);
+			tok = figure(f, n, name, "tokens/s");
+			snprintf(name, sizeof(name), "%s_no_shared_%s_b16_eff_bw",
+				 shapes[si], types[ti]);
+			CHECK_MSG(figure(f, n, name, "GB/s") > 0, "no %s: %s",
+				  name, r.out);
+			snprintf(name, sizeof(name), "%s_no_shared_%s_b1_eff_bw",
+				 shapes[si], types[ti]);
+			bw = figure(f, n, name, "GB/s");
+			CHECK_MSG(tok > 0 && bw > 0, "no %s: %s", name, r.out);
+			if (b1_bytes[si][ti] > 0)
+				CHECK_MSG(fabs(bw * 1e9 / tok / b1_bytes[si][ti] - 1) < 1e-4,
+					  "%s: %g bytes a token, not %g", name,
+					  bw * 1e9 / tok, b1_bytes[si][ti]);
+		}
+	}
+	CHECK(figure(f, n, "v3_no_shared_fp8_b1_prefetch_gain", "x") > 0);
+	CHECK(figure(f, n, "decode_b1_bw_ratio_fp8_no_shared_quick", "ratio") >= 0);
+	CHECK(figure(f, n, "decode_b1_bw_ratio_bf16_v2_lite_no_shared_quick",
+		     "ratio") >= 0);
+}
+
 TEST(usage_errors)
 {
 	struct run r;
@@ -808,6 +860,7 @@ int main(void)
 		T(bench_moe_usage_errors),
 		T(bench_suite_options),
 		T(bench_moe_figures_agree),
+		T(bench_moe_no_shared_f32),
 		T(bench_queue_on_the_fake_driver),
 		T(bench_pin_on_the_fake_driver),
 		T(usage_errors),
