@@ -649,6 +649,137 @@ TEST(routing_v3_many_tokens)
 	free_layer(&l);
 }
 
+/*
+ * Route 3 tokens of a dim-1 layer with x = 1, so that expert e's logit is
+ * exactly lg[e], on every level the host has (2 threads), and check the
+ * experts against want (every token, both the CPU path's and the
+ * reference's), the weights against the reference's, and that y is
+ * finite. Returns a message, or NULL.
+ */
+static const char *route_fixed(const struct moek_shape *base,
+			       const float *lg, const float *bias,
+			       const int32_t *want)
+{
+	static char msg[200];
+	struct moek_shape s = with_type(base, MOEK_F32);
+	const size_t ntok = 3;
+	const char *ret = NULL;
+	int32_t idx[3 * MOEK_MAX_TOPK];
+	float w[3 * MOEK_MAX_TOPK], x[3] = { 1.0f, 1.0f, 1.0f }, y[3];
+	enum moek_isa lvl;
+	struct layer l;
+	size_t i;
+
+	s.dim = 1;
+	gen_layer(&l, &s, 0, 0);
+	memcpy(l.gate, lg, s.n_experts * sizeof(float));
+	if (bias) {
+		l.bias = malloc(s.n_experts * sizeof(float));
+		if (!l.bias)
+			abort();
+		memcpy(l.bias, bias, s.n_experts * sizeof(float));
+		l.wt.bias = l.bias;
+	}
+	if (moek_ref_route(&s, &l.wt, x, ntok, idx, w))
+		abort();
+	for (i = 0; i < ntok * s.topk && !ret; i++) {
+		if (idx[i] != want[i % s.topk]) {
+			snprintf(msg, sizeof(msg), "ref: route %zu: expert %d, want %d",
+				 i, idx[i], want[i % s.topk]);
+			ret = msg;
+		}
+	}
+	for (lvl = MOEK_ISA_SCALAR; lvl <= MOEK_ISA_AVX512 && !ret; lvl++) {
+		struct moek_cpu *c;
+		char why[128];
+
+		if (!host_has(lvl, why, sizeof(why)))
+			continue;
+		if (moek_cpu_create(2, lvl, &c))
+			abort();
+		if (moek_cpu_layer(c, &s, &l.wt, x, ntok, y, NULL)) {
+			snprintf(msg, sizeof(msg), "%s: moek_cpu_layer failed",
+				 moek_isa_name(lvl));
+			ret = msg;
+		}
+		for (i = 0; i < ntok * s.topk && !ret; i++) {
+			if (c->idx[i] != want[i % s.topk] ||
+			    fabsf(c->rw[i] - w[i]) > 1e-6f * fabsf(w[i])) {
+				snprintf(msg, sizeof(msg),
+					 "%s: route %zu: expert %d weight %g, want %d weight %g",
+					 moek_isa_name(lvl), i, c->idx[i],
+					 c->rw[i], want[i % s.topk], w[i]);
+				ret = msg;
+			}
+		}
+		for (i = 0; i < ntok && !ret; i++) {
+			if (!isfinite(y[i])) {
+				snprintf(msg, sizeof(msg), "%s: y[%zu] = %g",
+					 moek_isa_name(lvl), i, y[i]);
+				ret = msg;
+			}
+		}
+		moek_cpu_destroy(c);
+	}
+	free_layer(&l);
+	return ret;
+}
+
+/*
+ * The routing rules random data never reaches, on the CPU path: masked
+ * groups are -inf, not 0 (a negative bias must still win); ties go to
+ * the lower index, of experts and of groups; a NaN score never beats a
+ * number.
+ */
+TEST(routing_edge_cases)
+{
+	struct moek_shape s = {
+		.dim = 1, .inter = 4, .n_experts = 8, .topk = 2,
+		.n_groups = 4, .topk_groups = 1, .score = MOEK_SCORE_SIGMOID,
+		.route_scale = 1.0f,
+	};
+
+	/* Only group 3 (experts 6, 7) is kept; every biased score is in
+	 * (-2, -1), so groups masked to 0 would win. */
+	{
+		const float lg[8] = { -1, -1, 0, 0.5f, -3, 1, 2, 3 };
+		const float b[8] = { -2, -2, -2, -2, -2, -2, -2, -2 };
+		const int32_t want[2] = { 7, 6 };
+
+		CHECK_OK(route_fixed(&s, lg, b, want));
+	}
+	/* Ties between experts: 1, 2, 4 and 6 are equal, the lower first. */
+	{
+		const float lg[8] = { 1, 2, 2, 1, 2, 0, 2, 0 };
+		const int32_t want[4] = { 1, 2, 4, 6 };
+
+		s.n_groups = 0;
+		s.topk = 4;
+		CHECK_OK(route_fixed(&s, lg, NULL, want));
+	}
+	/* Ties between groups (all scores equal): groups 0 and 1 kept. */
+	{
+		const float lg[8] = { 0 };
+		const float zero[8] = { 0 };
+		const int32_t want[4] = { 0, 1, 2, 3 };
+
+		s.n_groups = 4;
+		s.topk_groups = 2;
+		s.topk = 4;
+		CHECK_OK(route_fixed(&s, lg, zero, want));
+	}
+	/* A NaN score (expert 0's gate row) is never chosen over numbers. */
+	{
+		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
+		const int32_t want[2] = { 2, 1 };
+
+		s.n_groups = 0;
+		s.topk = 2;
+		s.norm_topk = 1;
+		CHECK_OK(route_fixed(&s, lg, NULL, want));
+	}
+}
+
 /* 1 thread and N threads give the same bits. */
 TEST(threads_same_result)
 {
@@ -1036,7 +1167,8 @@ RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
 	  T(v2_lite_scalar), T(v2_lite_avx2), T(v2_lite_avx512),
 	  T(v3_scalar), T(v3_avx2), T(v3_avx512), T(fp8_avx512_f16_path),
 	  T(big_free), T(act_quant_exact),
-	  T(routing_v3_many_tokens), T(threads_same_result),
+	  T(routing_v3_many_tokens), T(routing_edge_cases),
+	  T(threads_same_result),
 	  T(prefetch_same_result), T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
 	  T(fork_child_runs), T(einval))
