@@ -487,6 +487,16 @@ TEST(threads_default_follows_affinity)
 	moek_cpu_destroy(c);
 }
 
+/* Does the CPU have AVX512_BF16 (the FP8 kernels' vdpbf16ps)? */
+static bool host_bf16(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_cpu_supports("avx512bf16");
+#else
+	return false;
+#endif
+}
+
 TEST(isa_levels)
 {
 	enum moek_isa lvl, got, best;
@@ -501,6 +511,12 @@ TEST(isa_levels)
 		got = moek_cpu_isa(c);
 		CHECK_INT(got, lvl < best ? lvl : best);
 		CHECK_INT(moek_cpu_threads(c), 3);
+		/* the cap holds for every kernel: below AVX-512 no
+		 * AVX-512 code runs, the BF16 one included */
+		CHECK(c->k == (got == MOEK_ISA_SCALAR ? &moek_kern_scalar :
+			       got == MOEK_ISA_AVX2 ? &moek_kern_avx2 :
+			       host_bf16() ? &moek_kern_avx512_bf16 :
+			       &moek_kern_avx512));
 		moek_cpu_destroy(c);
 	}
 	CHECK_STR(moek_isa_name(MOEK_ISA_SCALAR), "scalar");
