@@ -796,6 +796,41 @@ TEST(routing_edge_cases)
 	}
 }
 
+/*
+ * FP8 with dim far wider than every FFN: each thread act-quantises whole
+ * x rows (dim bytes) into its own scratch, which must be sized for dim,
+ * not only for the FFN widths (the last thread's row ran past the end of
+ * the per-thread buffer; AddressSanitizer tells in the -san build).
+ */
+TEST(fp8_dim_wider_than_ffn)
+{
+	static const struct moek_shape narrow = {
+		.dim = 1000, .inter = 16, .n_experts = 4, .topk = 2,
+		.score = MOEK_SCORE_SOFTMAX, .route_scale = 1.0f,
+	};
+	struct moek_shape s = with_type(&narrow, MOEK_FP8_E4M3);
+	enum moek_isa lvl;
+	uint32_t counts[4];
+	struct layer l;
+	float *x, *ref;
+	size_t ntok = 4;
+
+	gen_layer(&l, &s, 0, 0);
+	x = gen_x(ntok, s.dim);
+	ref = ref_layer(&l, x, ntok, counts);
+	for (lvl = MOEK_ISA_SCALAR; lvl <= MOEK_ISA_AVX512; lvl++) {
+		char why[128];
+
+		if (!host_has(lvl, why, sizeof(why)))
+			continue;
+		CHECK_OK(check_layer(&l, lvl, 2, x, ntok, ref, counts));
+		CHECK_OK(check_layer(&l, lvl, 3, x, ntok, ref, counts));
+	}
+	free(x);
+	free(ref);
+	free_layer(&l);
+}
+
 /* 1 thread and N threads give the same bits. */
 TEST(threads_same_result)
 {
@@ -1184,6 +1219,7 @@ RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
 	  T(v3_scalar), T(v3_avx2), T(v3_avx512), T(fp8_avx512_f16_path),
 	  T(big_free), T(act_quant_exact),
 	  T(routing_v3_many_tokens), T(routing_edge_cases),
+	  T(fp8_dim_wider_than_ffn),
 	  T(threads_same_result),
 	  T(prefetch_same_result), T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
