@@ -559,6 +559,137 @@ ROUTE_TEST(route_max_experts,
 	   shape(64, 1, MOEK_MAX_EXPERTS, MOEK_MAX_TOPK, 16, 8, 0,
 		 MOEK_SCORE_SIGMOID, 1, 1.0f, MOEK_F32, MOEK_F32), 1, 20)
 
+/*
+ * Route 3 tokens of a dim-1 gate with x = 1 (expert e's logit is lg[e])
+ * and check the experts of each against want, on the GPU and in the
+ * reference, and the GPU's weights against the reference's. *why says
+ * what differed ("" when nothing did).
+ */
+static void route_fixed(struct moek_shape s, const float *lg,
+			const float *bias, const int32_t *want, char *why,
+			size_t wl)
+{
+	const size_t ntok = 3, n = ntok * s.topk;
+	const float x[3] = { 1.0f, 1.0f, 1.0f };
+	int32_t *gi = xmalloc(n * 4), *ri = xmalloc(n * 4);
+	float *gw = xmalloc(n * 4), *rw = xmalloc(n * 4);
+	int32_t *di = dev_alloc(n * 4);
+	float *dw = dev_alloc(n * 4), *dx = dev_copy(x, sizeof(x));
+	struct layer l;
+	int r;
+
+	s.dim = 1;
+	s.inter = 1;
+	s.n_shared = 0;
+	s.wtype = MOEK_F32;
+	s.gtype = MOEK_F32;
+	layer_make(&l, &s, 1, bias != NULL);
+	memcpy(l.gate_h, lg, s.n_experts * sizeof(float));
+	r = moek_hip_upload(l.gate_d, lg, s.n_experts * sizeof(float));
+	if (!r && bias) {
+		memcpy(l.bias_h, bias, s.n_experts * sizeof(float));
+		r = moek_hip_upload(l.bias_d, bias,
+				    s.n_experts * sizeof(float));
+	}
+	if (!r)
+		r = moek_hip_route(g_ctx, &l.s, &l.wd, dx, ntok, di, dw, NULL);
+	if (!r)
+		r = moek_hip_sync(NULL);
+	if (!r)
+		r = moek_hip_download(gi, di, n * 4);
+	if (!r)
+		r = moek_hip_download(gw, dw, n * 4);
+	if (!r)
+		r = moek_ref_route(&l.s, &l.wh, x, ntok, ri, rw);
+	*why = '\0';
+	if (r)
+		snprintf(why, wl, "ret %d", r);
+	for (size_t i = 0; !r && !*why && i < n; i++) {
+		if (ri[i] != want[i % s.topk])
+			snprintf(why, wl, "reference: route %zu: expert %d, "
+				 "want %d", i, ri[i], want[i % s.topk]);
+		else if (gi[i] != want[i % s.topk] ||
+			 (isnan(rw[i]) ? !isnan(gw[i]) :
+			  !(fabs(gw[i] - rw[i]) <= 1e-5 * fabs(rw[i]))))
+			snprintf(why, wl, "route %zu: expert %d weight %g, "
+				 "want %d weight %g", i, gi[i], gw[i],
+				 want[i % s.topk], rw[i]);
+	}
+	layer_free(&l);
+	moek_hip_free(di);
+	moek_hip_free(dw);
+	moek_hip_free(dx);
+	free(gi);
+	free(ri);
+	free(gw);
+	free(rw);
+}
+
+/*
+ * The routing rules random data never reaches: masked groups are -inf,
+ * not 0 (a negative bias must still win); ties go to the lower index, of
+ * experts and of groups; a NaN score never beats a number.
+ */
+TEST(route_edge_cases)
+{
+	struct moek_shape s = shape(1, 1, 8, 2, 4, 1, 0, MOEK_SCORE_SIGMOID,
+				    0, 1.0f, MOEK_F32, MOEK_F32);
+	char why[200];
+
+	NEED_GPU();
+	/* only group 3 (experts 6, 7) kept; every biased score in (-2, -1) */
+	{
+		const float lg[8] = { -1, -1, 0, 0.5f, -3, 1, 2, 3 };
+		const float b[8] = { -2, -2, -2, -2, -2, -2, -2, -2 };
+		const int32_t want[2] = { 7, 6 };
+
+		route_fixed(s, lg, b, want, why, sizeof(why));
+		CHECK_MSG(!*why, "negative bias: %s", why);
+	}
+	/* ties between experts: 1, 2, 4 and 6 are equal */
+	{
+		const float lg[8] = { 1, 2, 2, 1, 2, 0, 2, 0 };
+		const int32_t want[4] = { 1, 2, 4, 6 };
+
+		s.n_groups = 0;
+		s.topk = 4;
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "expert ties: %s", why);
+	}
+	/* ties between groups: all equal, groups 0 and 1 kept */
+	{
+		const float lg[8] = { 0 };
+		const float zero[8] = { 0 };
+		const int32_t want[4] = { 0, 1, 2, 3 };
+
+		s.n_groups = 4;
+		s.topk_groups = 2;
+		route_fixed(s, lg, zero, want, why, sizeof(why));
+		CHECK_MSG(!*why, "group ties: %s", why);
+	}
+	/* a NaN score (expert 0's gate row) never chosen over numbers */
+	{
+		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
+		const int32_t want[2] = { 2, 1 };
+
+		s.n_groups = 0;
+		s.topk = 2;
+		s.norm_topk = 1;
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "NaN: %s", why);
+	}
+	/* every expert taken: the NaN one comes last, its weight NaN */
+	{
+		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
+		const int32_t want[8] = { 2, 1, 7, 5, 3, 4, 6, 0 };
+
+		s.topk = 8;
+		s.norm_topk = 0;
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "NaN, top 8 of 8: %s", why);
+	}
+}
+
 /* ---- align ---- */
 
 /* The host's view of the worst case, as layer.hip computes it. */
@@ -1220,7 +1351,7 @@ static const struct h_test gpu_tests[] = {
 	T(device), T(act_quant),
 	T(route_sigmoid_groups_bias), T(route_sigmoid_groups_nobias),
 	T(route_softmax), T(route_topk_all_kept_groups), T(route_v2lite),
-	T(route_v3), T(route_max_experts),
+	T(route_v3), T(route_max_experts), T(route_edge_cases),
 	T(align),
 	T(ffn_f32), T(ffn_bf16), T(ffn_fp8), T(ffn_inf_activation),
 	T(ffn_max_activation),
