@@ -794,6 +794,17 @@ TEST(routing_edge_cases)
 		s.norm_topk = 1;
 		CHECK_OK(route_fixed(&s, lg, NULL, want));
 	}
+	/* nor in a group's score: groups 1 (best 1) and 0 (0.5, not NaN)
+	 * kept, then 2, 0 and 3 */
+	{
+		const float lg[8] = { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f };
+		const int32_t want[3] = { 2, 0, 3 };
+
+		s.n_groups = 4;
+		s.topk_groups = 2;
+		s.topk = 3;
+		CHECK_OK(route_fixed(&s, lg, NULL, want));
+	}
 }
 
 /*

@@ -1152,6 +1152,50 @@ TEST(route_negative_bias_beats_mask)
 	}
 }
 
+/*
+ * A NaN score (a NaN in expert 0's gate row) never beats a number, in a
+ * group's score or in the top-k; with every expert taken it comes last.
+ */
+TEST(route_nan_never_wins)
+{
+	struct moek_shape s = small_shape();
+	const float lg[8] = { NAN, 0.5f, 1.0f, -1.0f, -2.0f, 0.0f, -3.0f,
+			      0.25f };
+	const float lg2[8] = { 0.5f, NAN, 1.0f, -1.0f, -2.0f, 0.0f, -3.0f,
+			       0.25f };
+	const int32_t all[8] = { 2, 1, 7, 5, 3, 4, 6, 0 };
+	int32_t idx[8];
+	float w[8];
+	int k;
+
+	s.n_groups = 0;
+	s.norm_topk = 0;
+	CHECK_INT(route_logits(s, lg, NULL, idx, w), 0);
+	CHECK_INT(idx[0], 2);
+	CHECK_INT(idx[1], 1);
+	CHECK(w[0] == (float)sigm(1.0));
+	/* groups {0,1} {2,3} {4,5} {6,7}, max rule: 0.5 (not NaN), 1,
+	 * 0, 0.25: groups 1 and 0 kept; the same with the NaN second in
+	 * its group */
+	s.n_groups = 4;
+	s.topk_groups = 2;
+	s.topk = 3;
+	CHECK_INT(route_logits(s, lg, NULL, idx, w), 0);
+	CHECK_INT(idx[0], 2);
+	CHECK_INT(idx[1], 1);
+	CHECK_INT(idx[2], 3);
+	CHECK_INT(route_logits(s, lg2, NULL, idx, w), 0);
+	CHECK_INT(idx[0], 2);
+	CHECK_INT(idx[1], 0);
+	CHECK_INT(idx[2], 3);
+	s.n_groups = 0;
+	s.topk = 8;
+	CHECK_INT(route_logits(s, lg, NULL, idx, w), 0);
+	for (k = 0; k < 8; k++)
+		CHECK_INT(idx[k], all[k]);
+	CHECK(isnan(w[7]));
+}
+
 TEST(route_zero_and_one_token)
 {
 	struct moek_shape s = small_shape();
@@ -1893,7 +1937,8 @@ RUN_TESTS(T(fp8_decode_known), T(fp8_decode_exhaustive),
 	  T(route_order_and_weights), T(route_softmax_vs_sigmoid),
 	  T(route_ties_lower_index), T(route_topk_all),
 	  T(route_bias_selects_only), T(route_group_limiting),
-	  T(route_negative_bias_beats_mask), T(route_zero_and_one_token),
+	  T(route_negative_bias_beats_mask), T(route_nan_never_wins),
+	  T(route_zero_and_one_token),
 	  T(route_bf16_gate), T(route_v2_lite_shape), T(route_v3_shape),
 	  T(route_einval), T(ffn_hand), T(ffn_hand_wider), T(ffn_fp8),
 	  T(ffn_bf16_vs_f32), T(ffn_einval), T(layer_sum_of_ffns),
