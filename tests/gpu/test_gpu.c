@@ -678,6 +678,18 @@ TEST(route_edge_cases)
 		route_fixed(s, lg, NULL, want, why, sizeof(why));
 		CHECK_MSG(!*why, "NaN: %s", why);
 	}
+	/* nor in a group's score: groups 1 and 0 (0.5, not NaN) kept */
+	{
+		const float lg[8] = { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f };
+		const int32_t want[3] = { 2, 0, 3 };
+
+		s.n_groups = 4;
+		s.topk_groups = 2;
+		s.topk = 3;
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "NaN in a group: %s", why);
+		s.n_groups = 0;
+	}
 	/* every expert taken: the NaN one comes last, its weight NaN */
 	{
 		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
