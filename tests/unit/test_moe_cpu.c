@@ -26,6 +26,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -438,6 +439,25 @@ int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set)
 		real = (int (*)(pid_t, size_t, cpu_set_t *))
 			dlsym(RTLD_NEXT, "sched_getaffinity");
 	return real(pid, size, set);
+}
+
+/* With fake_no_threads set, no thread can be created (EAGAIN: a
+ * process at its RLIMIT_NPROC or pids cgroup limit). */
+static bool fake_no_threads;
+
+int pthread_create(pthread_t *th, const pthread_attr_t *attr,
+		   void *(*fn)(void *), void *arg)
+{
+	static int (*real)(pthread_t *, const pthread_attr_t *,
+			   void *(*)(void *), void *);
+
+	if (fake_no_threads)
+		return EAGAIN;
+	if (!real)
+		real = (int (*)(pthread_t *, const pthread_attr_t *,
+				void *(*)(void *), void *))
+			dlsym(RTLD_NEXT, "pthread_create");
+	return real(th, attr, fn, arg);
 }
 
 /* A host with more CPUs than a pool may have threads gets the most a pool
@@ -1112,6 +1132,53 @@ TEST(fork_child_runs)
 	free_layer(&l);
 }
 
+/*
+ * A child of fork(2) that cannot start a single worker (it is at its
+ * process limit) runs its layers on the calling thread alone, with the
+ * parent's bits, and does not wait for workers that are not there.
+ */
+TEST(fork_child_without_threads_runs)
+{
+	struct moek_shape s = with_type(&tiny_grouped, MOEK_BF16);
+	size_t ntok = 11, n;
+	struct moek_cpu *c;
+	struct layer l;
+	float *x, *y, *yc;
+	int status;
+	pid_t pid;
+
+	gen_layer(&l, &s, 0, 1);
+	x = gen_x(ntok, s.dim);
+	n = ntok * s.dim;
+	y = malloc(n * sizeof(float));
+	yc = malloc(n * sizeof(float));
+	CHECK_INT(moek_cpu_create(3, MOEK_ISA_AVX512, &c), 0);
+	CHECK_INT(moek_cpu_layer(c, &s, &l.wt, x, ntok, y, NULL), 0);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		alarm(10);	/* a hang fails the test, not the suite */
+		fake_no_threads = true;
+		memset(yc, 0, n * sizeof(float));
+		if (moek_cpu_layer(c, &s, &l.wt, x, ntok, yc, NULL) ||
+		    memcmp(y, yc, n * sizeof(float)))
+			_exit(1);
+		moek_cpu_destroy(c);
+		_exit(0);
+	}
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && !WEXITSTATUS(status),
+		  "child: %s %d", WIFSIGNALED(status) ? "signal" : "exit",
+		  WIFSIGNALED(status) ? WTERMSIG(status) :
+					WEXITSTATUS(status));
+	moek_cpu_destroy(c);
+	free(x);
+	free(y);
+	free(yc);
+	free_layer(&l);
+}
+
 /* moek_cpu_act_quant_row() is moek_act_quant_row() bit for bit. */
 TEST(act_quant_exact)
 {
@@ -1234,4 +1301,4 @@ RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
 	  T(threads_same_result),
 	  T(prefetch_same_result), T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
-	  T(fork_child_runs), T(einval))
+	  T(fork_child_runs), T(fork_child_without_threads_runs), T(einval))
