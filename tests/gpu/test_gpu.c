@@ -1009,6 +1009,9 @@ static void ffn_case(uint32_t wtype, uint32_t dim, uint32_t width,
 			{ 384, 256, 130, MOEK_HIP_TILE_LARGE },		\
 			{ 33, 300, 1, MOEK_HIP_TILE_LARGE },		\
 			{ 1024, 1408, 17, 0 },				\
+			/* gemv.hip, n not a multiple of its warps */	\
+			{ 384, 100, 3, MOEK_HIP_TILE_SMALL },		\
+			{ 100, 256, 3, MOEK_HIP_TILE_SMALL },		\
 		};							\
 		double err;						\
 		int r, bad;						\
