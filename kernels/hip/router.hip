@@ -14,7 +14,7 @@
  *           taken; a tie goes to the lower index, so idx comes out sorted
  *           by descending sel, lower index first, as moek_ref_route
  *   weights the unbiased scores of the chosen experts, divided by their
- *           sum when norm_topk, times route_scale
+ *           sum when norm_topk and the sum is > 0, times route_scale
  *
  * Everything per token lives in shared memory (n_experts <= 1024).
  */
@@ -159,7 +159,10 @@ moek_router(const struct moek_route_args a)
 		for (uint32_t k = 0; k < a.topk; k++) {
 			float w = score[chosen[k]];
 
-			if (a.norm_topk)
+			/* as the reference: no sum (every chosen sigmoid
+			 * 0, logits below about -88 in f32) divides
+			 * nothing, rather than making the weights NaN */
+			if (a.norm_topk && sum > 0.0f)
 				w /= sum;
 			a.idx[t * a.topk + k] = chosen[k];
 			a.w[t * a.topk + k] = w * a.route_scale;

@@ -690,6 +690,18 @@ TEST(route_edge_cases)
 		CHECK_MSG(!*why, "NaN in a group: %s", why);
 		s.n_groups = 0;
 	}
+	/* every score 0 (sigmoid of -1000): normalising divides by no
+	 * sum, the weights stay 0 (not 0 / 0), ties to the lower index */
+	{
+		const float lg[8] = { -1000, -1000, -1000, -1000, -1000,
+				      -1000, -1000, -1000 };
+		const int32_t want[2] = { 0, 1 };
+
+		s.topk = 2;
+		s.norm_topk = 1;
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "all scores 0: %s", why);
+	}
 	/* every expert taken: the NaN one comes last, its weight NaN */
 	{
 		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
