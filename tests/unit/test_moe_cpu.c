@@ -740,7 +740,7 @@ static const char *route_fixed(const struct moek_shape *base,
 		}
 		for (i = 0; i < ntok * s.topk && !ret; i++) {
 			if (c->idx[i] != want[i % s.topk] ||
-			    fabsf(c->rw[i] - w[i]) > 1e-6f * fabsf(w[i])) {
+			    !(fabsf(c->rw[i] - w[i]) <= 1e-6f * fabsf(w[i]))) {
 				snprintf(msg, sizeof(msg),
 					 "%s: route %zu: expert %d weight %g, want %d weight %g",
 					 moek_isa_name(lvl), i, c->idx[i],
@@ -812,6 +812,14 @@ TEST(routing_edge_cases)
 		s.n_groups = 0;
 		s.topk = 2;
 		s.norm_topk = 1;
+		CHECK_OK(route_fixed(&s, lg, NULL, want));
+	}
+	/* Every score 0 (sigmoid of -1000): the weights stay 0, not 0 / 0. */
+	{
+		const float lg[8] = { -1000, -1000, -1000, -1000, -1000,
+				      -1000, -1000, -1000 };
+		const int32_t want[2] = { 0, 1 };
+
 		CHECK_OK(route_fixed(&s, lg, NULL, want));
 	}
 	/* nor in a group's score: groups 1 (best 1) and 0 (0.5, not NaN)

@@ -1196,6 +1196,24 @@ TEST(route_nan_never_wins)
 	CHECK(isnan(w[7]));
 }
 
+/*
+ * Sigmoid scores of logits of -1000 are 0 in double: with norm_topk the
+ * sum of the chosen is 0, and the weights stay 0 rather than 0 / 0.
+ */
+TEST(route_all_scores_zero)
+{
+	struct moek_shape s = small_shape();
+	const float lg[8] = { -1000, -1000, -1000, -1000, -1000, -1000,
+			      -1000, -1000 };
+	int32_t idx[2];
+	float w[2];
+
+	CHECK_INT(route_logits(s, lg, NULL, idx, w), 0);
+	CHECK_INT(idx[0], 0);
+	CHECK_INT(idx[1], 1);
+	CHECK(w[0] == 0.0f && w[1] == 0.0f);
+}
+
 TEST(route_zero_and_one_token)
 {
 	struct moek_shape s = small_shape();
@@ -1938,6 +1956,7 @@ RUN_TESTS(T(fp8_decode_known), T(fp8_decode_exhaustive),
 	  T(route_ties_lower_index), T(route_topk_all),
 	  T(route_bias_selects_only), T(route_group_limiting),
 	  T(route_negative_bias_beats_mask), T(route_nan_never_wins),
+	  T(route_all_scores_zero),
 	  T(route_zero_and_one_token),
 	  T(route_bf16_gate), T(route_v2_lite_shape), T(route_v3_shape),
 	  T(route_einval), T(ffn_hand), T(ffn_hand_wider), T(ffn_fp8),
