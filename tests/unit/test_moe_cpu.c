@@ -822,6 +822,15 @@ TEST(routing_edge_cases)
 
 		CHECK_OK(route_fixed(&s, lg, NULL, want));
 	}
+	/* Softmax of logits whose exp overflows: the max is subtracted. */
+	{
+		const float lg[8] = { 1000, 999, -1000, 0, 998, 0, 0, 0 };
+		const int32_t want[2] = { 0, 1 };
+
+		s.score = MOEK_SCORE_SOFTMAX;
+		CHECK_OK(route_fixed(&s, lg, NULL, want));
+		s.score = MOEK_SCORE_SIGMOID;
+	}
 	/* nor in a group's score: groups 1 (best 1) and 0 (0.5, not NaN)
 	 * kept, then 2, 0 and 3 */
 	{
