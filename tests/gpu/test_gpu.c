@@ -702,6 +702,16 @@ TEST(route_edge_cases)
 		route_fixed(s, lg, NULL, want, why, sizeof(why));
 		CHECK_MSG(!*why, "all scores 0: %s", why);
 	}
+	/* softmax of logits whose exp overflows: the max is subtracted */
+	{
+		const float lg[8] = { 1000, 999, -1000, 0, 998, 0, 0, 0 };
+		const int32_t want[2] = { 0, 1 };
+
+		s.score = MOEK_SCORE_SOFTMAX;
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "softmax, large logits: %s", why);
+		s.score = MOEK_SCORE_SIGMOID;
+	}
 	/* every expert taken: the NaN one comes last, its weight NaN */
 	{
 		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
