@@ -825,6 +825,11 @@ TEST(matrix_sizes)
 	CHECK_U64(moek_matrix_bytes(MOEK_FP8_E4M3, 3, 5), 15);
 	CHECK_U64(moek_matrix_bytes(7, 3, 5), 0);
 	CHECK_U64(moek_matrix_bytes(MOEK_F32, SIZE_MAX / 2, 3), 0);
+	/* rows * cols wraps to a small number: (2^32 + 1) * 2^32 = 2^32 */
+	if (SIZE_MAX / UINT32_MAX > UINT32_MAX)
+		CHECK_U64(moek_matrix_bytes(MOEK_FP8_E4M3,
+					    (size_t)UINT32_MAX + 2,
+					    (size_t)UINT32_MAX + 1), 0);
 	CHECK_U64(moek_scale_count(1, 1), 1);
 	CHECK_U64(moek_scale_count(128, 128), 1);
 	CHECK_U64(moek_scale_count(129, 128), 2);
