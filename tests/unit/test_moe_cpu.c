@@ -531,6 +531,7 @@ TEST(isa_levels)
 		got = moek_cpu_isa(c);
 		CHECK_INT(got, lvl < best ? lvl : best);
 		CHECK_INT(moek_cpu_threads(c), 3);
+		CHECK_INT(c->prefetch, 1);	/* on by default */
 		/* the cap holds for every kernel: below AVX-512 no
 		 * AVX-512 code runs, the BF16 one included */
 		CHECK(c->k == (got == MOEK_ISA_SCALAR ? &moek_kern_scalar :
