@@ -1097,6 +1097,50 @@ TEST(scratch_grows)
 }
 
 /*
+ * The per-thread scratch grows with the shape for every thread: an FP8
+ * layer with a narrow dim, then one with a dim 50 times wider, on one
+ * context of 3 threads: each thread act-quantises its tokens' rows into
+ * its own slot, and every slot must fit in the grown buffer.
+ */
+TEST(scratch_grows_per_thread)
+{
+	static const struct moek_shape narrow = {
+		.dim = 60, .inter = 16, .n_experts = 4, .topk = 2,
+		.score = MOEK_SCORE_SOFTMAX, .route_scale = 1.0f,
+	};
+	struct moek_shape s[2];
+	struct moek_cpu *c;
+	size_t ntok = 6, i;
+
+	s[0] = with_type(&narrow, MOEK_FP8_E4M3);
+	s[1] = s[0];
+	s[1].dim = 3000;
+	CHECK_INT(moek_cpu_create(3, MOEK_ISA_AVX512, &c), 0);
+	for (i = 0; i < 2; i++) {
+		struct layer l;
+		float *x, *ref, *y;
+		struct err e;
+		int r;
+
+		gen_layer(&l, &s[i], 0, 0);
+		x = gen_x(ntok, s[i].dim);
+		ref = ref_layer(&l, x, ntok, NULL);
+		y = malloc(ntok * s[i].dim * sizeof(float));
+		r = moek_cpu_layer(c, &s[i], &l.wt, x, ntok, y, NULL);
+		e = compare(y, ref, ntok * s[i].dim);
+		free(x);
+		free(ref);
+		free(y);
+		free_layer(&l);
+		CHECK_INT(r, 0);
+		CHECK_MSG(e.rel <= tol_rel(MOEK_FP8_E4M3) &&
+			  e.max <= tol_max(MOEK_FP8_E4M3),
+			  "dim %u: rel %g max %g", s[i].dim, e.rel, e.max);
+	}
+	moek_cpu_destroy(c);
+}
+
+/*
  * fork(2) copies a context but not its pool's workers: a child's layer
  * must still run (it waited forever for them) and give the parent's bits,
  * and a child's destroy must not join the parent's threads.
@@ -1319,4 +1363,5 @@ RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
 	  T(threads_same_result),
 	  T(prefetch_same_result), T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
+	  T(scratch_grows_per_thread),
 	  T(fork_child_runs), T(fork_child_without_threads_runs), T(einval))
