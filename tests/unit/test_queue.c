@@ -149,6 +149,8 @@ TEST(create_rejects_bad_options)
 	o.size = sizeof(o);
 	o.entries = 1u << 20;
 	CHECK_INT(moex_queue_create(dev, &o, &q), -EINVAL);
+	o.entries = 32769;	/* one past the most moex.h allows */
+	CHECK_INT(moex_queue_create(dev, &o, &q), -EINVAL);
 	o.entries = 0;
 	o.flags = 0x80;
 	CHECK_INT(moex_queue_create(dev, &o, &q), -EINVAL);
@@ -517,6 +519,11 @@ TEST(uring_mode_completes_each_command_once)
 		CHECK_INT(moex_queue_nop(q, i), 0);
 	CHECK_INT(moex_queue_nop(q, 64), -EBUSY);
 	CHECK_INT(moex_queue_submit(q), 64);
+	/* in flight, not reaped: still no room (the SQ itself has room) */
+	CHECK_INT(moex_queue_nop(q, 64), -EBUSY);
+	CHECK_INT(moex_queue_wait(q, c, 1, 1, 5000), 1);
+	CHECK_INT(moex_queue_nop(q, 64), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
 	CHECK_INT(moex_queue_destroy(q), 0);	/* waits for all 64 */
 	moex_close(dev);
 }
@@ -572,6 +579,112 @@ TEST(sync_queue_is_bounded_by_entries)
 	CHECK_INT(moex_queue_nop(q, 9), 0);
 	moex_queue_destroy(q);
 	moex_close(dev);
+}
+
+/* The most entries moex.h allows (32768) is a queue that works. */
+TEST(queue_of_the_most_entries)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_cqe c;
+	struct moex_queue *q;
+
+	CHECK(dev);
+	q = sync_queue(dev, 32768);
+	CHECK(q);
+	CHECK_INT(moex_queue_nop(q, 1), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK_INT(moex_queue_wait(q, &c, 1, 1, 0), 1);
+	CHECK_U64(c.user_data, 1);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+/*
+ * The completions of a synchronous queue are a ring of entries: rounds of
+ * 3 on a queue of 4 go round it several times, each completion coming
+ * back once and in order.
+ */
+TEST(sync_completions_wrap_around_the_ring)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_cqe c[4];
+	struct moex_queue *q;
+	unsigned int round, i;
+
+	CHECK(dev);
+	q = sync_queue(dev, 4);
+	CHECK(q);
+	for (round = 0; round < 5; round++) {
+		for (i = 0; i < 3; i++)
+			CHECK_INT(moex_queue_nop(q, round * 10 + i), 0);
+		CHECK_INT(moex_queue_submit(q), 3);
+		CHECK_INT(moex_queue_peek(q, c, 2), 2);
+		CHECK_U64(c[0].user_data, round * 10);
+		CHECK_U64(c[1].user_data, round * 10 + 1);
+		CHECK_INT(moex_queue_wait(q, c, 4, 1, 0), 1);
+		CHECK_U64(c[0].user_data, round * 10 + 2);
+		CHECK_INT(c[0].res, 0);
+	}
+	CHECK_INT(drv.nops, 15);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
+/*
+ * Fixed buffers on a real io_uring queue (/dev/null): registering again
+ * replaces them, 0 buffers unregisters, and that can be done twice; a
+ * fixed COPY takes buf_index up to UINT16_MAX (the SQE's field) and one
+ * direction flag. Only the queueing is tested: /dev/null copies nothing.
+ */
+TEST(uring_fixed_buffers_and_copy_fixed_arguments)
+{
+	static unsigned char buf[2][4096];
+	struct iovec iov[2] = {
+		{ .iov_base = buf[0], .iov_len = sizeof(buf[0]) },
+		{ .iov_base = buf[1], .iov_len = sizeof(buf[1]) },
+	};
+	struct moex_device *dev;
+	struct moex_queue *q;
+	int ret;
+
+	ret = uring_queue_on_null(8, false, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue on /dev/null here (%s)",
+		     moex_strerror(ret));
+	ret = moex_queue_register_buffers(q, iov, 2);
+	if (ret == -ENOMEM || ret == -EPERM) {
+		moex_queue_destroy(q);
+		moex_close(dev);
+		SKIP("cannot register buffers here (%s)", moex_strerror(ret));
+	}
+	CHECK_INT(ret, 0);
+	CHECK_INT(moex_queue_register_buffers(q, iov, 1), 0);
+	CHECK_INT(moex_queue_register_buffers(q, NULL, 0), 0);
+	CHECK_INT(moex_queue_register_buffers(q, NULL, 0), 0);
+	CHECK_INT(moex_queue_register_buffers(q, iov, 2), 0);
+	CHECK_INT(moex_queue_register_buffers(q, NULL, 1), -EINVAL);
+
+	CHECK_INT(moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED, 1, 0, 65535,
+					buf[0], 8, 1), 0);
+	CHECK_INT(moex_queue_copy_fixed(q, MOEX_COPY_DST_FIXED, 1, 0, 0,
+					buf[0], 8, 2), 0);
+	CHECK_INT(moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED, 1, 0, 65536,
+					buf[0], 8, 3), -EINVAL);
+	CHECK_INT(moex_queue_copy_fixed(q, 0, 1, 0, 0, buf[0], 8, 4), -EINVAL);
+	CHECK_INT(moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED |
+					MOEX_COPY_DST_FIXED, 1, 0, 0, buf[0],
+					8, 5), -EINVAL);
+	CHECK_INT(moex_queue_copy_fixed(NULL, MOEX_COPY_SRC_FIXED, 1, 0, 0,
+					buf[0], 8, 6), -EINVAL);
+	CHECK_INT(moex_queue_destroy(q), 0);	/* runs and reaps the two */
+	moex_close(dev);
+
+	/* a synchronous queue has no fixed buffers */
+	CHECK_INT(moex_queue_create(NULL, NULL, &q), 0);
+	CHECK_INT(moex_queue_register_buffers(q, iov, 1), -EOPNOTSUPP);
+	CHECK_INT(moex_queue_copy_fixed(q, MOEX_COPY_SRC_FIXED, 1, 0, 0,
+					buf[0], 8, 7), -EOPNOTSUPP);
+	moex_queue_destroy(q);
 }
 
 TEST(sync_wait_never_blocks_on_nothing)
@@ -642,6 +755,9 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(destroy_right_after_a_posted_completion),
 	  T(sync_submit_runs_in_order_and_keeps_results),
 	  T(sync_queue_is_bounded_by_entries),
+	  T(queue_of_the_most_entries),
+	  T(sync_completions_wrap_around_the_ring),
+	  T(uring_fixed_buffers_and_copy_fixed_arguments),
 	  T(sync_wait_never_blocks_on_nothing),
 	  T(queue_calls_keep_errno),
 	  T(null_queue_is_einval))
