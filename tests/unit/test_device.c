@@ -523,6 +523,79 @@ TEST(copy_passes_arguments_in_order)
 	moex_close(dev);
 }
 
+/* The fake region: 4 MiB at 0x7f0000200000 (fake_reset()). */
+TEST(region_addr_checks_the_range)
+{
+	struct moex_device *dev = fake_open();
+	const uint64_t len = 4 << 20;
+	char *base = (char *)(uintptr_t)0x7f0000200000ull;
+	void *p = (void *)1;
+
+	CHECK(dev != NULL);
+	CHECK_INT(moex_region_addr(dev, 9, 0, len, &p), 0);
+	CHECK(p == base);
+	CHECK_INT(fake.in.rinfo.handle, 9);
+	CHECK_INT(moex_region_addr(dev, 9, 4096, 100, &p), 0);
+	CHECK(p == base + 4096);
+	/* the empty range at the end is in the region */
+	CHECK_INT(moex_region_addr(dev, 9, len, 0, &p), 0);
+	CHECK(p == base + len);
+	CHECK_INT(moex_region_addr(dev, 9, len - 10, 11, &p), -ERANGE);
+	CHECK(p == NULL);
+	CHECK_INT(moex_region_addr(dev, 9, len + 1, 0, &p), -ERANGE);
+	/* off + len wraps past 2^64 to a small number */
+	CHECK_INT(moex_region_addr(dev, 9, UINT64_MAX - 5, 10, &p), -ERANGE);
+	CHECK_INT(moex_region_addr(dev, 9, 10, UINT64_MAX - 5, &p), -ERANGE);
+	fake.fail_errno = ENOENT;
+	fake.fail_count = 1;
+	p = (void *)1;
+	CHECK_INT(moex_region_addr(dev, 8, 0, 1, &p), -ENOENT);
+	CHECK(p == NULL);
+	CHECK_INT(moex_region_addr(dev, 9, 0, 1, NULL), -EINVAL);
+	moex_close(dev);
+}
+
+/* A descriptor number no int holds is the driver's error, not an fd. */
+TEST(export_fd_past_int_is_eproto)
+{
+	struct moex_device *dev = fake_open();
+	int fd = -1, ret;
+
+	CHECK(dev != NULL);
+	fake.export_fd = -1;	/* 0xffffffff in the u32 */
+	ret = moex_export(dev, 6, &fd);
+	moex_close(dev);
+	CHECK_INT(ret, -EPROTO);
+	CHECK_INT(fd, -1);
+}
+
+/* Weights on a device are pinned read-only, and unlocked by their handle. */
+TEST(lock_weights_pins_read_only)
+{
+	struct moex_device *dev = fake_open();
+	static char mem[8192] __attribute__((aligned(4096)));
+	uint32_t h = 0;
+
+	CHECK(dev != NULL);
+	CHECK_INT(moex_lock_weights(dev, mem, sizeof(mem), &h), 0);
+	CHECK_U64(fake.last_cmd, MOEX_IOCTL_REGION_PIN);
+	CHECK_INT(fake.in.pin.flags, MOEX_PIN_READONLY);
+	CHECK_U64(fake.in.pin.addr, (uintptr_t)mem);
+	CHECK_U64(fake.in.pin.length, sizeof(mem));
+	CHECK_INT(h, 5);
+	fake.calls = 0;
+	CHECK_INT(moex_unlock_weights(dev, mem, sizeof(mem), h), 0);
+	CHECK_INT(fake.calls, 1);
+	CHECK_U64(fake.last_cmd, MOEX_IOCTL_REGION_UNPIN);
+	CHECK_INT(fake.in.unpin.handle, 5);
+	fake.fail_errno = EPERM;
+	fake.fail_count = 1;
+	h = 7;
+	CHECK_INT(moex_lock_weights(dev, mem, sizeof(mem), &h), -EPERM);
+	CHECK_INT(h, 0);
+	moex_close(dev);
+}
+
 RUN_TESTS(
 	T(open_missing_path_is_enoent),
 	T(open_default_path),
@@ -544,4 +617,7 @@ RUN_TESTS(
 	T(region_query_fills_and_respects_size),
 	T(export_returns_fd),
 	T(copy_passes_arguments_in_order),
+	T(region_addr_checks_the_range),
+	T(export_fd_past_int_is_eproto),
+	T(lock_weights_pins_read_only),
 )
