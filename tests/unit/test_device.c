@@ -132,6 +132,16 @@ static bool reserved_zero(const __u64 *r, size_t n)
 
 /* ---- open and close ------------------------------------------------------- */
 
+/* The lowest free descriptor: the one the next open() gets. */
+static int next_fd(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
+
 TEST(open_missing_path_is_enoent)
 {
 	static char not_null;
@@ -160,23 +170,27 @@ TEST(open_default_path)
 TEST(open_not_a_moex_device_is_enotty)
 {
 	struct moex_device *dev = NULL;
+	int fd = next_fd();
 
 	fake.on = false;
 	errno = ERRNO_SENTINEL;
 	CHECK_INT(moex_open(FAKE_DEV, &dev), -ENOTTY);
 	CHECK_INT(errno, ERRNO_SENTINEL);
 	CHECK(dev == NULL);
+	CHECK_INT(next_fd(), fd);
 }
 
 TEST(open_abi_mismatch_is_eproto)
 {
 	struct moex_device *dev = NULL;
+	int fd = next_fd();
 
 	fake_reset();
 	fake.info.abi_version = MOEX_ABI_VERSION + 1;
 	CHECK_INT(moex_open(FAKE_DEV, &dev), -EPROTO);
 	CHECK(dev == NULL);
 	CHECK_U64(fake.last_cmd, MOEX_IOCTL_INFO);
+	CHECK_INT(next_fd(), fd);	/* the device's was closed */
 }
 
 TEST(open_query_close)
@@ -337,16 +351,20 @@ TEST(query_larger_size_keeps_unknown_tail)
 
 TEST(query_terminates_engine_name)
 {
-	struct moex_device_info info = { .size = sizeof(info) };
+	struct moex_device_info info;
 	struct moex_device *dev = fake_open();
 	int ret;
 
 	CHECK(dev != NULL);
 	memset(fake.info.engine_name, 'x', sizeof(fake.info.engine_name));
+	memset(&info, 'y', sizeof(info));	/* no NUL of the caller's */
+	info.size = sizeof(info);
 	ret = moex_query(dev, &info);
 	moex_close(dev);
 	CHECK_INT(ret, 0);
+	CHECK(memchr(info.engine_name, '\0', sizeof(info.engine_name)));
 	CHECK_INT(strlen(info.engine_name), MOEX_ENGINE_NAME_LEN - 1);
+	CHECK_INT(info.engine_name[0], 'x');
 }
 
 /* ---- regions ------------------------------------------------------------ */

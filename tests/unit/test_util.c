@@ -3,9 +3,14 @@
  * unit-util: moex_parse_size() and the pinnable-memory allocator.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "moex.h"
@@ -129,6 +134,103 @@ TEST(alloc_pinnable_hugepages)
 	}
 }
 
+/* VmSize of this process in kB, read without malloc(); -1 on error. */
+static long vm_size_kb(void)
+{
+	static char buf[8192];
+	ssize_t n;
+	char *p;
+	int fd;
+
+	fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "\nVmSize:");
+	return p ? strtol(p + 8, NULL, 10) : -1;
+}
+
+/*
+ * The allocator maps one alignment unit more and cuts both ends: what
+ * stays mapped is exactly the rounded length, and the page after it is
+ * not mapped.
+ */
+TEST(alloc_pinnable_maps_only_what_it_returns)
+{
+	size_t len = 3 * 4096 + 1;
+	unsigned char vec;
+	long before, during, after;
+	void *mem = NULL;
+
+	before = vm_size_kb();
+	if (before < 0)
+		SKIP("no VmSize in /proc/self/status");
+	CHECK_INT(moex_alloc_pinnable(len, false, &mem), 0);
+	during = vm_size_kb();
+	CHECK(mincore((char *)mem + MOEX_PINNABLE_ALIGN, 4096, &vec) < 0 &&
+	      errno == ENOMEM);
+	CHECK_INT(moex_free_pinnable(mem, len), 0);
+	after = vm_size_kb();
+	CHECK_INT(during - before, (long)(MOEX_PINNABLE_ALIGN >> 10));
+	CHECK_INT(after, before);
+}
+
+/*
+ * The VmFlags of the mapping holding addr in /proc/self/smaps have "hg"
+ * (MADV_HUGEPAGE): 1, 0, or -1 when the mapping is not found.
+ */
+static int has_hugepage_advice(const void *addr)
+{
+	char line[512];
+	bool in = false;
+	int ret = -1;
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t start, end;
+
+		/* a mapping's first line; its fields are "Name: ..." */
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &start,
+			   &end) == 2) {
+			in = start <= (uintptr_t)addr && (uintptr_t)addr < end;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			ret = strstr(line, " hg") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* hugepages asks for transparent huge pages (madvise), and only then. */
+TEST(alloc_pinnable_hugepages_advice)
+{
+	struct stat st;
+	void *mem = NULL;
+	size_t len = MOEX_PINNABLE_ALIGN;
+	int hg;
+
+	if (stat("/sys/kernel/mm/transparent_hugepage", &st))
+		SKIP("no transparent huge pages in this kernel");
+	CHECK_INT(moex_alloc_pinnable(len, true, &mem), 0);
+	hg = has_hugepage_advice(mem);
+	CHECK_INT(moex_free_pinnable(mem, len), 0);
+	CHECK_INT(hg, 1);
+	CHECK_INT(moex_alloc_pinnable(len, false, &mem), 0);
+	hg = has_hugepage_advice(mem);
+	CHECK_INT(moex_free_pinnable(mem, len), 0);
+	CHECK_INT(hg, 0);
+}
+
 TEST(alloc_pinnable_bad_args)
 {
 	void *mem = (void *)1;
@@ -153,5 +255,7 @@ RUN_TESTS(
 	T(parse_size_null),
 	T(alloc_pinnable_aligned_and_usable),
 	T(alloc_pinnable_hugepages),
+	T(alloc_pinnable_maps_only_what_it_returns),
+	T(alloc_pinnable_hugepages_advice),
 	T(alloc_pinnable_bad_args),
 )
