@@ -632,6 +632,69 @@ TEST(st_short_read_and_cap)
 				       sizeof(errbuf)), -EINVAL);
 }
 
+/* One header (and data bytes of zeros) read from a memfd: its return. */
+static int st_one(const char *json, size_t data, uint64_t size_delta,
+		  struct moex_st_tensor **t, uint32_t *n)
+{
+	static unsigned char buf[1024];
+	size_t len = le64_hdr(buf, json);
+	int fd, ret;
+
+	memset(buf + len, 0, data);
+	fd = memfd_with(buf, len + data);
+	if (fd < 0)
+		return -EBADF;
+	ret = moex__st_read_header(fd, len + data + size_delta, "edge", 3, t,
+				   n, errbuf, sizeof(errbuf));
+	close(fd);
+	return ret;
+}
+
+TEST(st_edges)
+{
+	struct moex_st_tensor *t = NULL;
+	unsigned char buf[64];
+	uint32_t n = 0;
+	int fd;
+
+	/* A header length one byte past the file's end is the length's
+	 * error, not a short read of the header. */
+	le64_hdr(buf, "{}");
+	buf[0] = 3;	/* 3 bytes of header in a file of 8 + 2 */
+	fd = memfd_with(buf, 10);
+	CHECK(fd >= 0);
+	CHECK_INT(moex__st_read_header(fd, 10, "m", 0, &t, &n, errbuf,
+				       sizeof(errbuf)), -EINVAL);
+	close(fd);
+	CHECK_HAS(errbuf, "header length 3 beyond the file (10 bytes)");
+
+	/* An empty tensor inside another's bytes shares none of them. */
+	CHECK_MSG(st_one("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+			 "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+			 8, 0, &t, &n) == 0, "%s", errbuf);
+	CHECK_INT(n, 2);
+	CHECK_U64(t[1].nbytes, 0);
+	free_tensors(t, n);
+	t = NULL;
+	n = 0;
+
+	/* 2^62 F32 elements are 2^64 bytes: 0 in 64 bits, not [0, 0]. */
+	CHECK_INT(st_one("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}",
+			 0, 0, &t, &n), -EINVAL);
+	CHECK_HAS(errbuf, "edge: tensor a: byte size overflows 64 bits");
+	CHECK_INT(n, 0);
+
+	/* The count of tensors is a uint32_t: appending past it fails
+	 * before anything is allocated. */
+	n = UINT32_MAX - 1;
+	CHECK_INT(st_one("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+			 "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+			 2, 0, &t, &n), -EINVAL);
+	CHECK_HAS(errbuf, "edge: too many tensors");
+	CHECK_INT(n, UINT32_MAX - 1);
+	CHECK(!t);
+}
+
 /* ---- a tiny writer and whole models -------------------------------------------------- */
 
 struct wt {
@@ -1232,7 +1295,7 @@ TEST(model_read_errors)
 RUN_TESTS(T(corpus), T(corpus_complete), T(json_values), T(json_strings),
 	  T(json_embedded_nul), T(json_numbers), T(json_nesting),
 	  T(json_structure), T(json_many_keys), T(st_offsets_absolute),
-	  T(st_append_and_unwind), T(st_short_read_and_cap),
+	  T(st_append_and_unwind), T(st_short_read_and_cap), T(st_edges),
 	  T(model_bf16_sharded), T(model_bf16_single_f32_gate),
 	  T(model_fp8_v3_sharded), T(layer_errors_name_the_tensor),
 	  T(model_read_errors))
