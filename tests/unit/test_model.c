@@ -310,6 +310,7 @@ TEST(json_strings)
 
 	JSON_BAD("\"\\ud800\"", "lone high surrogate");
 	JSON_BAD("\"\\ud800\\u0041\"", "not followed by a low");
+	JSON_BAD("\"\\ud800\\ue000\"", "not followed by a low");
 	JSON_BAD("\"\\udc00\"", "lone low surrogate");
 	JSON_BAD("\"\\u12\"", "truncated \\u escape");
 	JSON_BAD("\"\\u12x4\"", "invalid hex digit");
@@ -319,6 +320,7 @@ TEST(json_strings)
 	JSON_BAD("\"abc", "unterminated string");
 	JSON_BAD("\"abc\\\"", "unterminated string");
 	JSON_BAD("\"a\tb\"", "control character 0x09");
+	JSON_BAD("\"a\x1f" "b\"", "control character 0x1f");
 	JSON_BAD("\"\xc0\x80\"", "invalid UTF-8");	/* overlong NUL */
 	JSON_BAD("\"\xe0\x9f\xbf\"", "invalid UTF-8");	/* overlong */
 	JSON_BAD("\"\xf0\x8f\xbf\xbf\"", "invalid UTF-8");	/* overlong */
@@ -343,6 +345,14 @@ TEST(json_embedded_nul)
 	CHECK_INT(moex__json_parse("[1]]]]", 3, &j, errbuf, sizeof(errbuf)), 0);
 	CHECK_INT(j.len, 1);
 	moex__json_free(&j);
+	/* a literal cut by len, its rest in the bytes after */
+	CHECK_INT(moex__json_parse("true", 3, &j, errbuf, sizeof(errbuf)),
+		  -EINVAL);
+	CHECK_HAS(errbuf, "invalid literal");
+	CHECK_INT(moex__json_parse("[null]", 4, &j, errbuf, sizeof(errbuf)),
+		  -EINVAL);
+	CHECK_INT(moex__json_parse("false", 4, &j, errbuf, sizeof(errbuf)),
+		  -EINVAL);
 	CHECK_INT(moex__json_parse("", 0, &j, errbuf, sizeof(errbuf)), -EINVAL);
 	CHECK_HAS(errbuf, "end of input");
 	CHECK_INT(moex__json_parse(NULL, 0, &j, NULL, 0), -EINVAL);
