@@ -1243,6 +1243,186 @@ TEST(layer_errors_name_the_tensor)
 		     "missing tensor model.layers.1.mlp.experts.2.gate_proj.weight");
 }
 
+/* A safetensors file NAME in dir holding the header json and no data. */
+static int write_shard(const char *dir, const char *name, const char *json)
+{
+	unsigned char buf[512];
+	char path[PATH_MAX];
+	size_t len = le64_hdr(buf, json);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	if (fwrite(buf, 1, len, f) != len) {
+		fclose(f);
+		return -1;
+	}
+	return fclose(f) ? -1 : 0;
+}
+
+#define CFG_BASE "{\"hidden_size\": 8, \"moe_intermediate_size\": 8, " \
+		 "\"n_routed_experts\": 4, \"num_experts_per_tok\": 2, " \
+		 "\"num_hidden_layers\": 2"
+
+/*
+ * dir/config.json is CFG_BASE with extra keys; moex__model_read() of dir
+ * must return want, with msg in the error when it fails. On 0, the model
+ * read (its config to look at), else NULL.
+ */
+static struct moex_model_files *cfg_case(const char *dir, const char *extra,
+					 int want, const char *msg)
+{
+	struct moex_model_files *m = NULL;
+	char text[1024];
+	int ret;
+
+	snprintf(text, sizeof(text), "%s%s}", CFG_BASE, extra);
+	if (write_text(dir, "config.json", text)) {
+		h_fail(__FILE__, __LINE__, "writing config.json");
+		return NULL;
+	}
+	errbuf[0] = '\0';
+	ret = moex__model_read(dir, &m, errbuf, sizeof(errbuf));
+	if (ret != want) {
+		h_fail(__FILE__, __LINE__, "config {%s}: %d, want %d (%s)",
+		       extra, ret, want, errbuf);
+	} else if (ret && !strstr(errbuf, msg)) {
+		h_fail(__FILE__, __LINE__, "config {%s}: \"%s\" lacks \"%s\"",
+		       extra, errbuf, msg);
+	}
+	if (ret || h_result == H_FAIL) {
+		moex__model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+#define CFG_BAD(extra, msg)						\
+	do {								\
+		cfg_case(dir, extra, -EINVAL, msg);			\
+		if (h_result == H_FAIL)					\
+			goto out;					\
+	} while (0)
+
+/*
+ * config.json's defaults and limits (Documentation/model-format.rst),
+ * on a model.safetensors without tensors.
+ */
+TEST(config_defaults_and_limits)
+{
+	char dir[] = "/tmp/moex-model-XXXXXX";
+	struct moex_model_files *m;
+
+	CHECK(mkdtemp(dir));
+	CHECK_INT(write_shard(dir, "model.safetensors", "{}"), 0);
+
+	m = cfg_case(dir, "", 0, NULL);
+	if (!m)
+		goto out;
+	CHECK_MSG(m->cfg.routed_scaling_factor == 1.0f, "scale %g",
+		  (double)m->cfg.routed_scaling_factor);
+	CHECK_INT(m->cfg.n_group, 1);
+	CHECK_INT(m->cfg.topk_group, 1);
+	CHECK_INT(m->cfg.scoring, MOEX_SCORING_SOFTMAX);
+	CHECK_INT(m->cfg.noaux_tc + m->cfg.norm_topk_prob + m->cfg.fp8, 0);
+	CHECK_INT(m->cfg.n_shared_experts + m->cfg.first_k_dense_replace, 0);
+	moex__model_free(m);
+
+	/* topk_group defaults to n_group; null is absent */
+	m = cfg_case(dir, ", \"n_group\": 2, \"topk_group\": null, "
+		     "\"routed_scaling_factor\": 1e6", 0, NULL);
+	if (!m)
+		goto out;
+	CHECK_INT(m->cfg.n_group, 2);
+	CHECK_INT(m->cfg.topk_group, 2);
+	CHECK_MSG(m->cfg.routed_scaling_factor == 1e6f, "scale %g",
+		  (double)m->cfg.routed_scaling_factor);
+	moex__model_free(m);
+
+	/* the largest 32-bit value is one; every layer may be dense */
+	CHECK_INT(write_text(dir, "config.json",
+			     "{\"hidden_size\": 4294967295, \"moe_intermediate_size\": 1, "
+			     "\"n_routed_experts\": 4, \"num_experts_per_tok\": 2, "
+			     "\"n_shared_experts\": 4294967295, "
+			     "\"num_hidden_layers\": 2, \"first_k_dense_replace\": 2}"),
+		  0);
+	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), 0);
+	CHECK_U64(m->cfg.hidden_size, UINT32_MAX);
+	CHECK_INT(m->cfg.first_k_dense_replace, 2);
+	moex__model_free(m);
+	/* and the next is not */
+	CHECK_INT(write_text(dir, "config.json",
+			     "{\"hidden_size\": 4294967296, \"moe_intermediate_size\": 8, "
+			     "\"n_routed_experts\": 4, \"num_experts_per_tok\": 2, "
+			     "\"num_hidden_layers\": 2}"), 0);
+	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
+	CHECK_HAS(errbuf, "\"hidden_size\" is 4294967296, expected an integer in [0, 2^32)");
+
+	CFG_BAD(", \"first_k_dense_replace\": 3", "\"first_k_dense_replace\" 3 is above");
+	CFG_BAD(", \"routed_scaling_factor\": 0", "\"routed_scaling_factor\" is a number 0");
+	CFG_BAD(", \"routed_scaling_factor\": -1", "\"routed_scaling_factor\"");
+	CFG_BAD(", \"routed_scaling_factor\": 1000001", "\"routed_scaling_factor\"");
+	CFG_BAD(", \"n_group\": 3", "\"n_group\" 3 does not divide n_routed_experts 4");
+	CFG_BAD(", \"n_shared_experts\": 536870912", "overflows 32 bits");
+	CFG_BAD(", \"moe_layer_freq\": 2", "\"moe_layer_freq\" is 2");
+	CFG_BAD(", \"topk_method\": \"random\"", "\"topk_method\" is \"random\"");
+	CFG_BAD(", \"quantization_config\": {\"quant_method\": \"fp8\", "
+		"\"weight_block_size\": [128, 64]}", "[128, 64]: moex needs [128, 128]");
+	CFG_BAD(", \"quantization_config\": {\"quant_method\": \"int4\", "
+		"\"weight_block_size\": [128, 128]}", "moex reads \"fp8\" only");
+	CFG_BAD(", \"quantization_config\": {\"quant_method\": \"fp8\", \"fmt\": \"e5m2\", "
+		"\"weight_block_size\": [128, 128]}", "moex reads \"e4m3\" only");
+	CFG_BAD(", \"quantization_config\": {\"quant_method\": \"fp8\", "
+		"\"activation_scheme\": \"static\", \"weight_block_size\": [128, 128]}",
+		"dynamically only");
+	CFG_BAD(", \"quantization_config\": {\"quant_method\": \"fp8\"}",
+		"missing key \"quantization_config.weight_block_size\"");
+out:
+	rm_rf(dir);
+}
+
+/*
+ * The index's shard names are plain file names ("..", a name longer than
+ * NAME_MAX are not), and a tensor in two shards is an error wherever it
+ * sorts (here first).
+ */
+TEST(index_names_and_duplicates)
+{
+	char dir[] = "/tmp/moex-model-XXXXXX";
+	struct moex_model_files *m = NULL;
+	char text[600], longname[300];
+
+	CHECK(mkdtemp(dir));
+	CHECK_INT(write_text(dir, "config.json", CFG_BASE "}"), 0);
+	CHECK_INT(write_text(dir, "model.safetensors.index.json",
+			     "{\"weight_map\": {\"a\": \"..\"}}"), 0);
+	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
+	CHECK_HAS(errbuf, "\"..\" is not a file name in the model directory");
+	memset(longname, 'x', NAME_MAX + 1);
+	longname[NAME_MAX + 1] = '\0';
+	snprintf(text, sizeof(text), "{\"weight_map\": {\"a\": \"%s\"}}",
+		 longname);
+	CHECK_INT(write_text(dir, "model.safetensors.index.json", text), 0);
+	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
+	CHECK_HAS(errbuf, "is not a file name in the model directory");
+
+	CHECK_INT(write_shard(dir, "s1",
+			      "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]},"
+			      "\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}"),
+		  0);
+	CHECK_INT(write_shard(dir, "s2",
+			      "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}"),
+		  0);
+	CHECK_INT(write_text(dir, "model.safetensors.index.json",
+			     "{\"weight_map\": {\"a\": \"s1\", \"z\": \"s2\"}}"), 0);
+	CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)), -EINVAL);
+	CHECK_HAS(errbuf, "duplicate tensor a in");
+	CHECK(!m);
+	rm_rf(dir);
+}
+
 TEST(model_read_errors)
 {
 	struct moex_model_files *m = (void *)1;
@@ -1308,4 +1488,5 @@ RUN_TESTS(T(corpus), T(corpus_complete), T(json_values), T(json_strings),
 	  T(st_append_and_unwind), T(st_short_read_and_cap), T(st_edges),
 	  T(model_bf16_sharded), T(model_bf16_single_f32_gate),
 	  T(model_fp8_v3_sharded), T(layer_errors_name_the_tensor),
-	  T(model_read_errors))
+	  T(model_read_errors), T(config_defaults_and_limits),
+	  T(index_names_and_duplicates))
