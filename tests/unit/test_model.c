@@ -1130,6 +1130,16 @@ TEST(model_fp8_v3_sharded)
 	model_round_trip(&c);
 }
 
+/* 256 and 128: whole blocks of 128, the scales [2, 1] and [1, 2]. */
+TEST(model_fp8_whole_blocks)
+{
+	struct mcfg c = { .dim = 256, .inter = 128, .experts = 4, .topk = 2,
+			  .shared = 1, .layers = 2, .dense = 1, .fp8 = 1,
+			  .v3 = 1, .nshards = 1 };
+
+	model_round_trip(&c);
+}
+
 /* A model whose one tensor is changed: the error names it. */
 static void model_broken(int (*edit)(struct wmodel *w), int want_ret,
 			 const char *want_msg)
@@ -1379,6 +1389,16 @@ TEST(config_defaults_and_limits)
 		"dynamically only");
 	CFG_BAD(", \"quantization_config\": {\"quant_method\": \"fp8\"}",
 		"missing key \"quantization_config.weight_block_size\"");
+	/* a config.json of 100 MiB + 1 (sparse) is refused unread */
+	{
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/config.json", dir);
+		CHECK(truncate(p, (100 << 20) + 1) == 0);
+		CHECK_INT(moex__model_read(dir, &m, errbuf, sizeof(errbuf)),
+			  -EINVAL);
+		CHECK_HAS(errbuf, "config.json: 104857601 bytes, above the limit of 104857600");
+	}
 out:
 	rm_rf(dir);
 }
@@ -1487,6 +1507,6 @@ RUN_TESTS(T(corpus), T(corpus_complete), T(json_values), T(json_strings),
 	  T(json_structure), T(json_many_keys), T(st_offsets_absolute),
 	  T(st_append_and_unwind), T(st_short_read_and_cap), T(st_edges),
 	  T(model_bf16_sharded), T(model_bf16_single_f32_gate),
-	  T(model_fp8_v3_sharded), T(layer_errors_name_the_tensor),
+	  T(model_fp8_v3_sharded), T(model_fp8_whole_blocks), T(layer_errors_name_the_tensor),
 	  T(model_read_errors), T(config_defaults_and_limits),
 	  T(index_names_and_duplicates))
