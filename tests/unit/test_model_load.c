@@ -29,9 +29,12 @@
 #include <unistd.h>
 
 struct moex_read;
-static int fault(const struct moex_read *s, int res);
+struct moex_reader;
+static int fault(const struct moex_reader *rd, const struct moex_read *s,
+		 int res);
 static int ring_init(unsigned int qd, struct io_uring *ring);
-#define MOEX_READ_RESULT(s, res) fault((s), (res))
+/* rd: the reader, in scope where model.c takes a result */
+#define MOEX_READ_RESULT(s, res) fault(rd, (s), (res))
 #define MOEX_READ_RING_INIT(qd, ring) ring_init((qd), (ring))
 #include "../../runtime/src/model.c"
 
@@ -44,11 +47,12 @@ static int ring_init(unsigned int qd, struct io_uring *ring);
 
 /* ---- what the reader sees ---- */
 
-static enum { F_NONE, F_EIO_NTH, F_EINVAL_DIRECT } fault_mode;
+static enum { F_NONE, F_EIO_NTH, F_EINVAL_DIRECT, F_SHORT } fault_mode;
 static int fault_nth, fault_seen, fault_einvals;
 static bool refuse_ring;
 
-static int fault(const struct moex_read *s, int res)
+static int fault(const struct moex_reader *rd, const struct moex_read *s,
+		 int res)
 {
 	fault_seen++;
 	if (fault_mode == F_EIO_NTH && fault_seen == fault_nth)
@@ -56,6 +60,14 @@ static int fault(const struct moex_read *s, int res)
 	if (fault_mode == F_EINVAL_DIRECT && s->direct) {
 		fault_einvals++;
 		return -EINVAL;
+	}
+	/* a short read: the bytes past it are not the file's */
+	if (fault_mode == F_SHORT && res > 8192) {
+		int n = (res / 2) & ~4095;
+
+		memset((char *)moex_read_dest(rd, s) + n, 0xa5,
+		       (size_t)(res - n));
+		return n;
 	}
 	return res;
 }
@@ -429,6 +441,151 @@ TEST(kernel_refused_shape_fails_before_reading)
 	rm_dir(dir);
 }
 
+/* Short reads (half of a piece, block-aligned) go on where they stopped. */
+TEST(short_reads_continue)
+{
+	const char *base = scratch(true);
+	char dir[128], msg[512];
+	int got, uring = -1, direct = -1;
+
+	CHECK(base && make_model(base, "short", dir, sizeof(dir)) == 0);
+	faults(F_SHORT, 0, false);
+	got = load_in_child(dir, 4, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 0, "load: %d (%s)", got, msg);
+	CHECK_INT(uring, 1);
+	faults(F_SHORT, 0, true);
+	got = load_in_child(dir, 4, &uring, &direct, msg, sizeof(msg));
+	CHECK_MSG(got == 0, "pread: %d (%s)", got, msg);
+	CHECK_INT(uring, 0);
+	rm_dir(dir);
+}
+
+static uint64_t last_done, last_total;
+
+static void progress_last(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)ctx;
+	if (done < last_done)
+		last_total = UINT64_MAX;	/* went back: wrong */
+	else if (last_total != UINT64_MAX)
+		last_total = total;
+	last_done = done;
+}
+
+/* Tensor t's bytes where the load put it are the file's. */
+static bool tensor_in_place(const struct moex_model *m,
+			    const struct moex_st_tensor *t)
+{
+	char *buf;
+	bool ok;
+	int fd;
+
+	if (!t)
+		return true;
+	buf = malloc(t->nbytes ? t->nbytes : 1);
+	fd = open(m->files->paths[t->file], O_RDONLY | O_CLOEXEC);
+	ok = buf && fd >= 0 &&
+	     pread(fd, buf, t->nbytes, (off_t)t->offset) == (ssize_t)t->nbytes &&
+	     !memcmp(buf, moex_tensor_addr(m, t), t->nbytes);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return ok;
+}
+
+/*
+ * The plan and what the load of dir says of itself: every tensor of every
+ * layer where its bytes are (each run's first one too), the runs
+ * block-aligned and back to back in memory, no two runs of a file closer
+ * than the gap read through, read_bytes the runs' bytes within their
+ * files and the progress ending there, O_DIRECT kept where the
+ * filesystem takes it.
+ */
+static void check_load(const char *dir)
+{
+	struct moex_model_opts o = { .size = sizeof(o) };
+	struct moex_model_info info = { .size = sizeof(info) };
+	struct moex_layer_tensors lt;
+	struct moex_model *m = NULL;
+	uint64_t mem = 0, bytes = 0;
+	char err[512] = "";
+	uint32_t i, l, e, k, files = 0;
+	int ret;
+
+	faults(F_NONE, 0, false);
+	o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
+	o.progress = progress_last;
+	o.errbuf = err;
+	o.errlen = sizeof(err);
+	last_done = last_total = 0;
+	ret = moex_model_open(dir, &o, &m);
+	CHECK_MSG(ret == 0, "%s: open: %d (%s)", dir, ret, err);
+	CHECK_INT(moex_model_info(m, &info), 0);
+	CHECK(m->nruns >= 1);
+	for (i = 0; i < m->nruns; i++) {
+		const struct moex_run *r = &m->runs[i];
+		uint64_t fsize = m->files->sizes[r->file];
+
+		CHECK_MSG(r->start % MOEX_BLOCK == 0 && r->end % MOEX_BLOCK == 0,
+			  "%s: run %u [%llu, %llu)", dir, i,
+			  (unsigned long long)r->start,
+			  (unsigned long long)r->end);
+		CHECK_U64(r->mem, mem);
+		mem += r->end - r->start;
+		bytes += (r->end < fsize ? r->end : fsize) - r->start;
+		files += !i || r->file != m->runs[i - 1].file;
+		if (i && r->file == m->runs[i - 1].file)
+			CHECK_MSG(r->start > m->runs[i - 1].end + MOEX_RUN_GAP -
+				  2 * MOEX_BLOCK, "runs %u and %u: a gap of %llu",
+				  i - 1, i, (unsigned long long)(r->start -
+				  m->runs[i - 1].end));
+	}
+	CHECK_U64(m->mem_len, mem);
+	CHECK_U64(info.read_bytes, bytes);
+	CHECK_U64(last_done, bytes);
+	CHECK_U64(last_total, bytes);
+	CHECK_INT(info.files, files);
+	if (odirect_ok(dir))
+		CHECK_INT(info.direct, files);
+	for (l = 0; l < m->count; l++) {
+		ret = moex__model_layer(m->files, m->first + l, &lt, err,
+					sizeof(err));
+		CHECK_MSG(ret == 0, "layer %u: %s", m->first + l, err);
+		ret = tensor_in_place(m, lt.gate) && tensor_in_place(m, lt.bias);
+		for (e = 0; ret && e < lt.desc.n_experts; e++)
+			for (k = 0; k < 6; k++)
+				ret = ret && tensor_in_place(m, lt.experts[e][k]);
+		for (k = 0; k < 6; k++)
+			ret = ret && tensor_in_place(m, lt.shared[k]);
+		free(lt.experts);
+		CHECK_MSG(ret, "%s: layer %u: a tensor is not where its bytes are",
+			  dir, m->first + l);
+	}
+	moex_model_close(m);
+}
+
+/* Tensors aligned to 4 KiB in their files, and packed at odd sizes. */
+TEST(load_places_every_tensor)
+{
+	const char *base = scratch(false);
+	char dir[128];
+	struct run r;
+	const char *args[] = { "--quiet", "--force", "--preset", "tiny",
+		"--layers", "3", "--first-dense", "1", "--hidden", "200",
+		"--inter", "72", "--experts", "8", "--shards", "2",
+		"--align", "0", dir, NULL };
+
+	CHECK(base && make_model(base, "place", dir, sizeof(dir)) == 0);
+	check_load(dir);
+	rm_dir(dir);
+	if (h_result == H_FAIL)
+		return;
+	snprintf(dir, sizeof(dir), "%s/packed", base);
+	CHECK(run_bin(&r, MKMODEL, NULL, args) == 0 && !r.status);
+	check_load(dir);
+	rm_dir(dir);
+}
+
 static void rm_scratch(void)
 {
 	char cmd[160];
@@ -452,6 +609,8 @@ int main(int argc, char **argv)
 		T(pread_odirect_refused_at_read_time),
 		T(misaligned_tensor_fails_before_reading),
 		T(kernel_refused_shape_fails_before_reading),
+		T(short_reads_continue),
+		T(load_places_every_tensor),
 	};
 	int r = h_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 
