@@ -768,11 +768,14 @@ fail:
 
 int moex_model_info(const struct moex_model *m, struct moex_model_info *info)
 {
+	size_t n;
+
 	if (!m || !info || !moex__size_ok(info->size))
 		return -EINVAL;
-	memcpy(info, &m->info,
-	       info->size < sizeof(m->info) ? info->size : sizeof(m->info));
-	info->size = info->size < sizeof(m->info) ? info->size : sizeof(m->info);
+	/* before the copy: it overwrites size with the library's */
+	n = info->size < sizeof(m->info) ? info->size : sizeof(m->info);
+	memcpy(info, &m->info, n);
+	info->size = n;
 	return 0;
 }
 
