@@ -19,12 +19,15 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +43,45 @@ static int ring_init(unsigned int qd, struct io_uring *ring);
 
 #include "harness.h"
 #include "runbin.h"
+
+/*
+ * A moex device on /dev/null for the loads that pin: INFO, REGION_PIN
+ * (handle 7) and REGION_UNPIN answered here, in place of libc's ioctl().
+ */
+static struct {
+	bool on;
+	unsigned int pins, unpins;
+	uint32_t unpinned;
+} pin_drv;
+
+int ioctl(int fd, unsigned long cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (!pin_drv.on || _IOC_TYPE(cmd) != MOEX_IOC_MAGIC)
+		return (int)syscall(SYS_ioctl, fd, cmd, arg);
+	switch (cmd) {
+	case MOEX_IOCTL_INFO:
+		memset(arg, 0, sizeof(struct moex_info));
+		((struct moex_info *)arg)->abi_version = MOEX_ABI_VERSION;
+		return 0;
+	case MOEX_IOCTL_REGION_PIN:
+		pin_drv.pins++;
+		((struct moex_region_pin *)arg)->handle = 7;
+		return 0;
+	case MOEX_IOCTL_REGION_UNPIN:
+		pin_drv.unpins++;
+		pin_drv.unpinned = ((struct moex_region_unpin *)arg)->handle;
+		return 0;
+	default:
+		errno = ENOTTY;
+		return -1;
+	}
+}
 
 #if !defined(MKMODEL)
 #error "build with -DMKMODEL='\"/path/to/mkmodel\"'"
@@ -586,6 +628,122 @@ TEST(load_places_every_tensor)
 	rm_dir(dir);
 }
 
+/*
+ * VmLck of this process in kB (what mlock(2) holds), or -1; -1 under
+ * ASan, whose mlock() does nothing.
+ */
+static long vm_locked_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = NULL;
+
+#ifndef __SANITIZE_ADDRESS__
+	f = fopen("/proc/self/status", "re");
+#endif
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmLck:", 6))
+			kb = strtol(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static char open_err[512];
+
+static int open_layers(const char *dir, uint32_t first, uint32_t last,
+		       unsigned int qd, struct moex_model **m)
+{
+	struct moex_model_opts o = { .size = sizeof(o) };
+
+	o.errbuf = open_err;
+	o.errlen = sizeof(open_err);
+	o.first_layer = first;
+	o.last_layer = last;
+	o.queue_depth = qd;
+	*m = NULL;
+	return moex_model_open(dir, &o, m);
+}
+
+/*
+ * The model API around a load of layers 0-3 (all MoE): the layer range
+ * asked for and the layers it gives, the queue depth's limit, the info
+ * cut to an older caller's size, the CPU backend's threads passed on, the
+ * mlock(2) held while the model is open (close's munmap would drop it
+ * even without the munlock), and the pin of a device undone at close.
+ */
+TEST(model_api)
+{
+	struct moex_model_opts o = { .size = sizeof(o) };
+	struct moex_model_info info;
+	const char *base = scratch(true);
+	struct moex_device *dev = NULL;
+	struct moex_model *m = NULL;
+	char dir[128], err[512];
+	long locked;
+
+	CHECK(base && make_model(base, "api", dir, sizeof(dir)) == 0);
+	faults(F_NONE, 0, false);
+	CHECK_INT(open_layers(dir, 2, 1, 0, &m), -EINVAL);
+	CHECK(!m);
+	CHECK_INT(open_layers(dir, 0, 4, 0, &m), -EINVAL);
+	CHECK_HAS(open_err, "layers 0-4: the model's MoE layers are 0-3");
+	CHECK_INT(open_layers(dir, 1, 3, 4097, &m), -EINVAL);
+
+	locked = vm_locked_kb();
+	CHECK_INT(open_layers(dir, 1, 3, 4096, &m), 0);
+	CHECK(!moex_model_layer(m, 0));
+	CHECK(moex_model_layer(m, 1) && moex_model_layer(m, 3));
+	CHECK(!moex_model_layer(m, 4));
+	memset(&info, 0x5a, sizeof(info));
+	info.size = offsetof(struct moex_model_info, files);
+	CHECK_INT(moex_model_info(m, &info), 0);
+	CHECK_U64(info.size, offsetof(struct moex_model_info, files));
+	CHECK_INT(info.first_layer, 1);
+	CHECK_INT(info.layers, 3);
+	CHECK_INT(info.n_layers, 4);
+	CHECK_INT(info.files, 0x5a5a5a5a);	/* past the caller's size */
+	info.size = sizeof(info) + 8;	/* a newer caller's: cut to ours */
+	CHECK_INT(moex_model_info(m, &info), 0);
+	CHECK_U64(info.size, sizeof(info));
+	CHECK_INT(info.pinned, 0);
+	if (locked >= 0)
+		CHECK_MSG(vm_locked_kb() > locked, "VmLck %ld kB, was %ld",
+			  vm_locked_kb(), locked);
+	moex_model_close(m);
+	if (locked >= 0)
+		CHECK_MSG(vm_locked_kb() == locked,
+			  "VmLck %ld kB after close, was %ld", vm_locked_kb(),
+			  locked);
+
+	/* the CPU backend's limit of threads: the layers' error */
+	o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
+	o.threads = 1025;
+	o.errbuf = err;
+	o.errlen = sizeof(err);
+	CHECK_INT(moex_model_open(dir, &o, &m), -EINVAL);
+	CHECK_HAS(err, "layer:");
+
+	/* pinned on a device, unpinned at close */
+	memset(&pin_drv, 0, sizeof(pin_drv));
+	pin_drv.on = true;
+	CHECK_INT(moex_open("/dev/null", &dev), 0);
+	o.threads = 0;
+	o.dev = dev;
+	CHECK_INT(moex_model_open(dir, &o, &m), 0);
+	info.size = sizeof(info);
+	CHECK_INT(moex_model_info(m, &info), 0);
+	CHECK_INT(info.pinned, 1);
+	CHECK_INT(pin_drv.pins, 1);
+	CHECK_INT(pin_drv.unpins, 0);
+	moex_model_close(m);
+	CHECK_INT(pin_drv.unpins, 1);
+	CHECK_INT(pin_drv.unpinned, 7);
+	moex_close(dev);
+	pin_drv.on = false;
+	rm_dir(dir);
+}
+
 static void rm_scratch(void)
 {
 	char cmd[160];
@@ -611,6 +769,7 @@ int main(int argc, char **argv)
 		T(kernel_refused_shape_fails_before_reading),
 		T(short_reads_continue),
 		T(load_places_every_tensor),
+		T(model_api),
 	};
 	int r = h_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 
