@@ -137,6 +137,19 @@ TEST(create_checks_everything)
 	w = weights();
 	w.gate = NULL;
 	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	/* scales for BF16 weights are a mistake, not ignored */
+	w = weights();
+	w.shared.s2 = bias;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	memcpy(bad, experts, sizeof(bad));
+	bad[0].s1 = bias;
+	w = weights();
+	w.experts = bad;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
+	/* shared experts, and weights too old to hold them */
+	w = weights();
+	w.size = offsetof(struct moex_moe_weights, shared);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
 	w = weights();
 	o.backend = "tpu";
 	CHECK_INT(moex_moe_create(&d, &w, &o, &m), -EINVAL);
@@ -172,6 +185,14 @@ TEST(moex_threads_is_checked)
 	CHECK_INT(moex_moe_destroy(m), 0);
 	setenv("MOEX_THREADS", "3", 1);
 	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	/* the most is taken (the pool m made stays: no 1024 threads) */
+	{
+		struct moex_moe *m2 = NULL;
+
+		setenv("MOEX_THREADS", "1024", 1);
+		CHECK_INT(moex_moe_create(&d, &w, NULL, &m2), 0);
+		CHECK_INT(moex_moe_destroy(m2), 0);
+	}
 	CHECK_INT(moex_moe_destroy(m), 0);
 	setenv("MOEX_THREADS", "", 1);
 	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
@@ -222,6 +243,111 @@ TEST(active_bytes_count_what_a_run_reads)
 	CHECK_U64(all - none, NE * expert);
 	CHECK(none >= 2 * expert);	/* the shared experts are always read */
 	moex_moe_destroy(m);
+}
+
+/* This process's threads (the CPU pool's workers among them), or -1. */
+static int thread_count(void)
+{
+	char line[256];
+	int n = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Threads:", 8))
+			n = atoi(line + 8);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * The layers share one CPU pool; the last destroy ends it (its workers
+ * are gone), not an earlier one. The stats count runs and tokens, not
+ * failed runs.
+ */
+TEST(cpu_pool_lives_with_its_layers_and_stats_count)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = { .size = sizeof(o), .threads = 3 };
+	struct moex_moe_stats st;
+	static float x[NTOK * DIM], y[NTOK * DIM];
+	struct moex_moe *a = NULL, *b = NULL;
+	int before = thread_count(), during;
+
+	CHECK(before > 0);
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &a), 0);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &b), 0);
+	CHECK_INT(moex_moe_run(a, x, NTOK, y, NULL), 0);
+	CHECK_INT(moex_moe_run(b, x, 2, y, NULL), 0);
+	CHECK_INT(moex_moe_run(a, x, 1, y, NULL), 0);
+	CHECK_INT(moex_moe_run(a, NULL, 1, y, NULL), -EINVAL);
+	during = thread_count();
+	CHECK_MSG(during > before, "%d threads with a pool, %d before",
+		  during, before);
+	memset(&st, 0xff, sizeof(st));
+	st.size = sizeof(st);
+	CHECK_INT(moex_moe_stats(a, &st), 0);
+	CHECK_U64(st.runs, 2);
+	CHECK_U64(st.tokens, NTOK + 1);
+	CHECK_U64(st.gpu_hits, 0);	/* zeroed on the CPU */
+	CHECK_INT(moex_moe_destroy(a), 0);
+	/* b still runs on the pool */
+	CHECK_INT(thread_count(), during);
+	CHECK_INT(moex_moe_run(b, x, NTOK, y, NULL), 0);
+	CHECK_INT(moex_moe_stats(b, &st), 0);
+	CHECK_U64(st.runs, 2);
+	CHECK_U64(st.tokens, NTOK + 2);
+	CHECK_INT(moex_moe_destroy(b), 0);
+	CHECK_INT(thread_count(), before);
+}
+
+/*
+ * A desc of an older caller, ending before route_scale, takes the
+ * defaults of what it lacks: route_scale 1, F32 weights and gate.
+ */
+TEST(older_desc_takes_the_defaults)
+{
+	static float f1[NE][INTER * DIM], f2[NE][DIM * INTER], f3[NE][INTER * DIM];
+	static float s1[2 * INTER * DIM], s2[2 * DIM * INTER], s3[2 * INTER * DIM];
+	static float x[NTOK * DIM], ya[NTOK * DIM], yb[NTOK * DIM];
+	static struct moex_ffn_weights fe[NE];
+	struct moex_moe_desc full = desc(), old = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe *a = NULL, *b = NULL;
+	size_t e, i;
+
+	for (e = 0; e < NE; e++) {
+		for (i = 0; i < INTER * DIM; i++) {
+			f1[e][i] = frand() * 0.3f;
+			f2[e][i] = frand() * 0.3f;
+			f3[e][i] = frand() * 0.3f;
+		}
+		fe[e] = (struct moex_ffn_weights){ f1[e], f2[e], f3[e],
+						   NULL, NULL, NULL };
+	}
+	for (i = 0; i < 2 * INTER * DIM; i++) {
+		s1[i] = frand() * 0.3f;
+		s2[i] = frand() * 0.3f;
+		s3[i] = frand() * 0.3f;
+	}
+	w.experts = fe;
+	w.shared = (struct moex_ffn_weights){ s1, s2, s3, NULL, NULL, NULL };
+	full.route_scale = 1.0f;
+	full.weight_dtype = MOEX_DTYPE_F32;
+	full.gate_dtype = MOEX_DTYPE_F32;
+	old.size = offsetof(struct moex_moe_desc, route_scale);
+	old.route_scale = 2.5f;			/* past its size: unread */
+	old.weight_dtype = MOEX_DTYPE_BF16;
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_create(&full, &w, NULL, &a), 0);
+	CHECK_INT(moex_moe_create(&old, &w, NULL, &b), 0);
+	CHECK_INT(moex_moe_run_reference(a, x, NTOK, ya, NULL), 0);
+	CHECK_INT(moex_moe_run_reference(b, x, NTOK, yb, NULL), 0);
+	CHECK(!memcmp(ya, yb, sizeof(ya)));
+	moex_moe_destroy(a);
+	moex_moe_destroy(b);
 }
 
 TEST(runs_complete_on_a_queue)
@@ -588,6 +714,8 @@ TEST(runs_in_a_child_of__Fork)
 RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(cpu_backend_matches_the_reference),
 	  T(active_bytes_count_what_a_run_reads),
+	  T(cpu_pool_lives_with_its_layers_and_stats_count),
+	  T(older_desc_takes_the_defaults),
 	  T(runs_complete_on_a_queue),
 	  T(queue_full_is_ebusy),
 	  T(weights_lock_without_a_device),
