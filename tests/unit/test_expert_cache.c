@@ -128,6 +128,13 @@ TEST(heat_decays)
 			break;
 	}
 	CHECK_MSG(runs < 20, "expert 5 never got the slot");
+	/*
+	 * After r runs 0 has 10 * 0.9^r, 5 has 30 * (1 - 0.9^r): 5 is
+	 * above 1.25 times 0 from r = 4 (without the decay, from r = 5).
+	 */
+	CHECK_INT(runs, 4);
+	CHECK_MSG(c.heat[0] > 6.560 && c.heat[0] < 6.562, "heat %g",
+		  c.heat[0]);
 	CHECK_INT(sw[0].in, 5);
 	CHECK_INT(sw[0].out, 0);
 	moex_xcache_fini(&c);
