@@ -10,6 +10,7 @@
 #include "moex.h"
 #include "harness.h"
 #include "fakesys.h"
+#include "../../runtime/src/internal.h"
 
 #define ERRNO_SENTINEL 4242
 
@@ -117,6 +118,8 @@ TEST(malformed_counter_is_eio)
 		"", "\n", "12abc\n", "-5\n", " 5\n", "5 \n", "0x10\n",
 		"1\n2\n", "99999999999999999999\n", "18446744073709551616",
 		"123456789012345678901234567890123456789\n",
+		/* 32 digits of 1 and a newline: longer than any counter */
+		"00000000000000000000000000000001\n",
 	};
 	struct moex_stats s;
 	size_t i;
@@ -164,6 +167,13 @@ TEST(smaller_size_fills_only_its_part)
 	CHECK_U64(s.pin_calls, 0xababababababababull);
 	CHECK_U64(s.open_files, 0xababababababababull);
 	CHECK_U64(moex_stats_get(&s, MOEX_STAT_PINNED_REGIONS), 2);
+	CHECK_U64(moex_stats_get(&s, MOEX_STAT_PIN_CALLS), MOEX_STAT_INVALID);
+	/* a size that cuts pin_calls in two leaves all of it alone */
+	memset(&s, 0xab, sizeof(s));
+	s.size = offsetof(struct moex_stats, pin_calls) + 4;
+	CHECK_INT(moex_stats_read("moex0", &s), 0);
+	CHECK_U64(s.pinned_regions, 2);
+	CHECK_U64(s.pin_calls, 0xababababababababull);
 	CHECK_U64(moex_stats_get(&s, MOEX_STAT_PIN_CALLS), MOEX_STAT_INVALID);
 }
 
@@ -213,6 +223,11 @@ TEST(sysfs_root_from_environment)
 	CHECK_U64(s.pinned_bytes, 7);
 	CHECK_INT(moex_stats_read("moex0", &s), 0);
 	CHECK_U64(s.pinned_bytes, 268435456);
+	/* set but empty: the default */
+	setenv("MOEX_SYSFS_ROOT", "", 1);
+	CHECK_STR(moex__sysfs_root(), "/sys");
+	setenv("MOEX_SYSFS_ROOT", root, 1);
+	CHECK_STR(moex__sysfs_root(), root);
 }
 
 TEST(default_root_is_sys)
