@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "fakesys.h"
 #include "runbin.h"
+#include "../../runtime/src/internal.h"
 #include "../../runtime/src/publish.h"
 
 #if !defined(MOEXCTL) || !defined(MKMODEL)
@@ -903,6 +904,47 @@ TEST(publisher_of_an_open_model)
 	CHECK_INT(count_loads(NULL, 0), 0);
 }
 
+/*
+ * The publisher itself: the file is 0644 whatever the umask (an operator
+ * watches another user's service), has a slot for each layer and none
+ * past them, and up to MOEX_LOAD_MAX_LAYERS layers are published.
+ */
+TEST(publisher_file_and_slots)
+{
+	char file[PATH_MAX + 300];
+	struct moex_pub *p = NULL;
+	struct stat st;
+	uint64_t *s0, *s1;
+	mode_t old;
+
+	clear_loads();
+	old = umask(077);
+	moex__pub_open("m", 5, 2, 8, &p);
+	umask(old);
+	CHECK(p);
+	CHECK_INT(count_loads(file, sizeof(file)), 1);
+	CHECK(stat(file, &st) == 0);
+	CHECK_INT(st.st_mode & 0777, 0644);
+	s0 = moex__pub_slot(p, 0);
+	s1 = moex__pub_slot(p, 1);
+	CHECK(s0 && s1);
+	CHECK_INT(s1 - s0, MOEX_LOAD_SLOT_WORDS(8));
+	CHECK(!moex__pub_slot(p, 2));
+	CHECK(!moex__pub_slot(NULL, 0));
+	moex__pub_close(p);
+	CHECK_INT(count_loads(NULL, 0), 0);
+
+	moex__pub_open("m", 0, MOEX_LOAD_MAX_LAYERS, 8, &p);
+	CHECK(p);
+	CHECK(moex__pub_slot(p, MOEX_LOAD_MAX_LAYERS - 1));
+	moex__pub_close(p);
+	moex__pub_open("m", 0, MOEX_LOAD_MAX_LAYERS + 1, 8, &p);
+	CHECK(!p);
+	moex__pub_open("m", 0, 1, MOEX_LOAD_MAX_EXPERTS + 1, &p);
+	CHECK(!p);
+	CHECK_INT(count_loads(NULL, 0), 0);
+}
+
 TEST(publisher_off_with_empty_dir)
 {
 	struct moex_model_opts mo = {
@@ -1041,6 +1083,7 @@ int main(void)
 		T(watch_shrunk_file_name_has_no_escapes),
 		T(watch_other_sigbus_still_kills),
 		T(publisher_of_an_open_model),
+		T(publisher_file_and_slots),
 		T(publisher_off_with_empty_dir),
 		T(stats_without_watch_unchanged),
 		T(watch_missing_device_fails),
