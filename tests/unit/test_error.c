@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "moex.h"
@@ -62,6 +63,32 @@ TEST(strerror_unknown_never_null)
 		CHECK(*s != '\0');
 	}
 	CHECK_STR(moex_strerror(INT_MIN), "Unknown error");
+}
+
+/*
+ * Every errno up to 200 (past the ends of libmoex's tables): glibc's text
+ * where glibc has one, and a hint only for the errnos that have one.
+ */
+TEST(every_errno_past_the_tables)
+{
+	static const int hinted[] = { EPERM, ENOENT, ENXIO, ENOMEM, EACCES,
+				      ENODEV, ENOTTY, EPROTO, EOPNOTSUPP };
+	int e;
+
+	for (e = 1; e <= 200; e++) {
+		const char *h = moex_error_hint(-e);
+		bool want_hint = false;
+		size_t i;
+
+		for (i = 0; i < sizeof(hinted) / sizeof(hinted[0]); i++)
+			want_hint |= hinted[i] == e;
+		CHECK_MSG(want_hint == (*h != '\0'), "errno %d: hint \"%s\"",
+			  e, h);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+		if (strerrordesc_np(e))
+			CHECK_STR(moex_strerror(-e), strerrordesc_np(e));
+#endif
+	}
 }
 
 TEST(hint_not_loaded)
@@ -138,4 +165,5 @@ RUN_TESTS(
 	T(hint_abi_and_not_moex),
 	T(hint_none),
 	T(error_texts_keep_errno),
+	T(every_errno_past_the_tables),
 )
