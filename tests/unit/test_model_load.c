@@ -689,6 +689,9 @@ TEST(model_api)
 	CHECK_INT(open_layers(dir, 0, 4, 0, &m), -EINVAL);
 	CHECK_HAS(open_err, "layers 0-4: the model's MoE layers are 0-3");
 	CHECK_INT(open_layers(dir, 1, 3, 4097, &m), -EINVAL);
+	o.size = 1;
+	CHECK_INT(moex_model_open(dir, &o, &m), -EINVAL);
+	o.size = sizeof(o);
 
 	locked = vm_locked_kb();
 	CHECK_INT(open_layers(dir, 1, 3, 4096, &m), 0);

@@ -349,6 +349,14 @@ TEST(later_work_completes_into_the_ring_from_another_thread)
 	}
 	/* nothing more in flight, nothing more to come */
 	CHECK_INT(moex_queue_wait(q, c, 8, 1, 0), -ETIME);
+	/* a timeout under a second is its milliseconds (999: 20 ms is in) */
+	l[0].delay_us = 20000;
+	CHECK_INT(moex__queue_host(q, later_start, &l[0], l[0].user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	n = moex_queue_wait(q, c, 8, 1, 999);
+	pthread_join(l[0].thread, NULL);
+	CHECK_MSG(n == 1, "wait of 999 ms: %d (%s)", n, moex_strerror(n));
+	CHECK_U64(c[0].user_data, 101);
 	moex_queue_destroy(q);
 	moex_close(dev);
 
@@ -581,6 +589,23 @@ TEST(sync_queue_is_bounded_by_entries)
 	moex_close(dev);
 }
 
+/* entries 0 in the options is the default, 256. */
+TEST(zero_entries_is_the_default)
+{
+	struct moex_device *dev = fake_device();
+	struct moex_queue *q;
+	unsigned int i;
+
+	CHECK(dev);
+	q = sync_queue(dev, 0);
+	CHECK(q);
+	for (i = 0; i < 256; i++)
+		CHECK_INT(moex_queue_nop(q, i), 0);
+	CHECK_INT(moex_queue_nop(q, 256), -EBUSY);
+	moex_queue_destroy(q);
+	moex_close(dev);
+}
+
 /* The most entries moex.h allows (32768) is a queue that works. */
 TEST(queue_of_the_most_entries)
 {
@@ -755,6 +780,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(destroy_right_after_a_posted_completion),
 	  T(sync_submit_runs_in_order_and_keeps_results),
 	  T(sync_queue_is_bounded_by_entries),
+	  T(zero_entries_is_the_default),
 	  T(queue_of_the_most_entries),
 	  T(sync_completions_wrap_around_the_ring),
 	  T(uring_fixed_buffers_and_copy_fixed_arguments),
