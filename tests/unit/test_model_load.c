@@ -39,7 +39,11 @@ static int ring_init(unsigned int qd, struct io_uring *ring);
 /* rd: the reader, in scope where model.c takes a result */
 #define MOEX_READ_RESULT(s, res) fault(rd, (s), (res))
 #define MOEX_READ_RING_INIT(qd, ring) ring_init((qd), (ring))
+/* model.c's opens, to play a filesystem that refuses O_DIRECT at open */
+static int test_open(const char *path, int flags);
+#define open(path, flags) test_open((path), (flags))
 #include "../../runtime/src/model.c"
+#undef open
 
 #include "harness.h"
 #include "runbin.h"
@@ -112,6 +116,17 @@ static int fault(const struct moex_reader *rd, const struct moex_read *s,
 		return n;
 	}
 	return res;
+}
+
+static bool refuse_odirect_open;
+
+static int test_open(const char *path, int flags)
+{
+	if (refuse_odirect_open && (flags & O_DIRECT)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return open(path, flags);
 }
 
 static int ring_init(unsigned int qd, struct io_uring *ring)
@@ -628,6 +643,59 @@ TEST(load_places_every_tensor)
 	rm_dir(dir);
 }
 
+/* The lowest free descriptor: the one the next open() gets. */
+static int next_fd(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
+
+/*
+ * O_DIRECT refused, at open (tmpfs before Linux 6.6 and others) or at
+ * read time for every read in flight: the load reads the same bytes
+ * buffered and leaves no descriptor open behind it.
+ */
+TEST(odirect_refused_in_process)
+{
+	struct moex_model_opts o = { .size = sizeof(o) };
+	struct moex_model_info info = { .size = sizeof(info) };
+	const char *base = scratch(false);
+	struct moex_model *m = NULL;
+	char dir[128], err[512] = "";
+	int fd, ret, round;
+
+	CHECK(base && make_model(base, "direct", dir, sizeof(dir)) == 0);
+	o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
+	o.queue_depth = 8;
+	o.errbuf = err;
+	o.errlen = sizeof(err);
+	for (round = 0; round < 2; round++) {
+		if (round == 0) {
+			faults(F_NONE, 0, false);
+			refuse_odirect_open = true;
+		} else {
+			if (!odirect_ok(dir))
+				break;
+			faults(F_EINVAL_DIRECT, 0, false);
+		}
+		fd = next_fd();
+		ret = moex_model_open(dir, &o, &m);
+		refuse_odirect_open = false;
+		CHECK_MSG(ret == 0, "round %d: %d (%s)", round, ret, err);
+		CHECK_INT(moex_model_info(m, &info), 0);
+		CHECK_INT(info.direct, 0);
+		CHECK(same_bytes(m));
+		moex_model_close(m);
+		CHECK_MSG(next_fd() == fd, "round %d: descriptor %d left open",
+			  round, fd);
+	}
+	faults(F_NONE, 0, false);
+	rm_dir(dir);
+}
+
 /*
  * VmLck of this process in kB (what mlock(2) holds), or -1; -1 under
  * ASan, whose mlock() does nothing.
@@ -773,6 +841,7 @@ int main(int argc, char **argv)
 		T(short_reads_continue),
 		T(load_places_every_tensor),
 		T(model_api),
+		T(odirect_refused_in_process),
 	};
 	int r = h_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 
