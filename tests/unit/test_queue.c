@@ -305,6 +305,32 @@ TEST(destroy_right_after_a_posted_completion)
 	}
 }
 
+/*
+ * Destroy with later work still to come waits for its completion: the
+ * poster posts into the queue's ring after the destroy began (freeing
+ * the queue at once: the poster used freed memory, or posted to a closed
+ * ring).
+ */
+TEST(destroy_waits_for_later_work)
+{
+	struct later l = { .user_data = 5, .res = 0, .delay_us = 20000 };
+	struct moex_device *dev;
+	struct moex_queue *q;
+	int ret;
+
+	ret = uring_queue_on_null(8, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	l.q = q;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK_INT(moex_queue_destroy(q), 0);
+	moex_close(dev);
+	pthread_join(l.thread, NULL);
+	CHECK_INT(l.post_ret, 0);
+}
+
 TEST(later_work_completes_into_the_ring_from_another_thread)
 {
 	struct later l[3] = {
@@ -776,6 +802,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(startup_probe_refuses_a_file_that_is_not_moex),
 	  T(uring_mode_completes_each_command_once),
 	  T(later_work_completes_into_the_ring_from_another_thread),
+	  T(destroy_waits_for_later_work),
 	  T(calls_from_another_thread_change_nothing),
 	  T(destroy_right_after_a_posted_completion),
 	  T(sync_submit_runs_in_order_and_keeps_results),
