@@ -1228,6 +1228,16 @@ static int edit_bias_shape(struct wmodel *w)
 	return 0;
 }
 
+/* The bias as [4, 1]: its bytes and first dimension right, not its rank. */
+static int edit_bias_rank(struct wmodel *w)
+{
+	struct wt *t = wfind(w, "model.layers.1.mlp.gate.e_score_correction_bias");
+
+	t->ndim = 2;
+	t->shape[1] = 1;
+	return 0;
+}
+
 static int edit_rename(struct wmodel *w)
 {
 	struct wt *t = wfind(w, "model.layers.1.mlp.experts.2.gate_proj.weight");
@@ -1249,6 +1259,8 @@ TEST(layer_errors_name_the_tensor)
 		     "model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv: dtype BF16, expected F32");
 	model_broken(edit_bias_shape, -EINVAL,
 		     "model.layers.1.mlp.gate.e_score_correction_bias: shape [5], config says [4]");
+	model_broken(edit_bias_rank, -EINVAL,
+		     "model.layers.1.mlp.gate.e_score_correction_bias: shape [4, 1], config says [4]");
 	model_broken(edit_rename, -ENOENT,
 		     "missing tensor model.layers.1.mlp.experts.2.gate_proj.weight");
 }
