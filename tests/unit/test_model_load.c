@@ -564,7 +564,7 @@ static void check_load(const char *dir)
 	struct moex_model_info info = { .size = sizeof(info) };
 	struct moex_layer_tensors lt;
 	struct moex_model *m = NULL;
-	uint64_t mem = 0, bytes = 0;
+	uint64_t mem = 0, bytes = 0, used = 0;
 	char err[512] = "";
 	uint32_t i, l, e, k, files = 0;
 	int ret;
@@ -609,15 +609,22 @@ static void check_load(const char *dir)
 					sizeof(err));
 		CHECK_MSG(ret == 0, "layer %u: %s", m->first + l, err);
 		ret = tensor_in_place(m, lt.gate) && tensor_in_place(m, lt.bias);
+		used += lt.gate->nbytes + (lt.bias ? lt.bias->nbytes : 0);
 		for (e = 0; ret && e < lt.desc.n_experts; e++)
-			for (k = 0; k < 6; k++)
+			for (k = 0; k < 6; k++) {
 				ret = ret && tensor_in_place(m, lt.experts[e][k]);
-		for (k = 0; k < 6; k++)
+				used += lt.experts[e][k] ?
+					lt.experts[e][k]->nbytes : 0;
+			}
+		for (k = 0; k < 6; k++) {
 			ret = ret && tensor_in_place(m, lt.shared[k]);
+			used += lt.shared[k] ? lt.shared[k]->nbytes : 0;
+		}
 		free(lt.experts);
 		CHECK_MSG(ret, "%s: layer %u: a tensor is not where its bytes are",
 			  dir, m->first + l);
 	}
+	CHECK_U64(info.bytes, used);	/* the layers' tensors, no gaps */
 	moex_model_close(m);
 }
 
