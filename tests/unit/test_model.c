@@ -304,6 +304,11 @@ TEST(json_strings)
 	CHECK_INT(parse("\"\\uDBFF\\uDFFF\"", &j), 0);	/* U+10FFFF */
 	CHECK_STR(j.str, "\xf4\x8f\xbf\xbf");
 	moex__json_free(&j);
+	/* \u escapes at the edges of 1, 2, 3 and 4 bytes of UTF-8 */
+	CHECK_INT(parse("\"\\u007f\\u0080\\u07ff\\u0800\\uffff\\ud800\\udc00\"", &j), 0);
+	CHECK_STR(j.str, "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80");
+	CHECK_INT(j.len, 15);
+	moex__json_free(&j);
 	/* Raw UTF-8 at the edges of the valid ranges. */
 	CHECK_INT(parse("\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"", &j), 0);
 	moex__json_free(&j);
