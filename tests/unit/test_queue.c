@@ -331,6 +331,39 @@ TEST(destroy_waits_for_later_work)
 	CHECK_INT(l.post_ret, 0);
 }
 
+/*
+ * With DEFER_TASKRUN, a completion posted from another thread waits in
+ * the kernel until the ring's thread asks for it: peek alone must get it
+ * (it never came without io_uring_get_events()).
+ */
+TEST(peek_gets_a_posted_completion)
+{
+	struct later l = { .user_data = 8, .res = 4 };
+	struct moex_device *dev;
+	struct moex_queue *q;
+	struct moex_cqe c[2];
+	unsigned int flags = 0;
+	int ret, n = 0, i;
+
+	ret = uring_queue_on_null(8, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	moex_queue_mode(q, &flags, NULL);
+	l.q = q;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	pthread_join(l.thread, NULL);	/* posted */
+	CHECK_INT(l.post_ret, 0);
+	for (i = 0; i < 1000 && !n; i++)
+		n = moex_queue_peek(q, c, 2);
+	CHECK_MSG(n == 1, "peek: %d after %d tries (flags 0x%x)", n, i, flags);
+	CHECK_U64(c[0].user_data, 8);
+	CHECK_INT(c[0].res, 4);
+	CHECK_INT(moex_queue_destroy(q), 0);
+	moex_close(dev);
+}
+
 TEST(later_work_completes_into_the_ring_from_another_thread)
 {
 	struct later l[3] = {
@@ -803,6 +836,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(uring_mode_completes_each_command_once),
 	  T(later_work_completes_into_the_ring_from_another_thread),
 	  T(destroy_waits_for_later_work),
+	  T(peek_gets_a_posted_completion),
 	  T(calls_from_another_thread_change_nothing),
 	  T(destroy_right_after_a_posted_completion),
 	  T(sync_submit_runs_in_order_and_keeps_results),
