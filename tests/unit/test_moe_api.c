@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "testdata.h"
 #include "moex.h"
+#include "moek.h"
 
 /* A small V3-style layer: 16 experts in 4 groups, 2 kept, top-4, bf16. */
 #define DIM	48
@@ -348,6 +349,42 @@ TEST(older_desc_takes_the_defaults)
 	CHECK(!memcmp(ya, yb, sizeof(ya)));
 	moex_moe_destroy(a);
 	moex_moe_destroy(b);
+}
+
+/*
+ * Every field of the desc reaches the kernels: the layer's reference run
+ * is the reference kernel's on the shape written out here (the runs
+ * compared above take their shape from the same desc, so a field lost on
+ * the way, the scoring say, went unseen).
+ */
+TEST(desc_reaches_the_kernels)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	const struct moek_shape s = {
+		.dim = DIM, .inter = INTER, .n_experts = NE, .topk = 4,
+		.n_groups = 4, .topk_groups = 2, .n_shared = 2,
+		.score = MOEK_SCORE_SIGMOID, .norm_topk = 1,
+		.route_scale = 2.5f, .wtype = MOEK_BF16, .gtype = MOEK_F32,
+	};
+	static struct moek_ffn kx[NE];
+	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
+	struct moek_weights kw;
+	uint32_t counts[NE], rcounts[NE];
+	struct moex_moe *m = NULL;
+	size_t e;
+
+	for (e = 0; e < NE; e++)
+		kx[e] = (struct moek_ffn){ w1[e], w2[e], w3[e], NULL, NULL, NULL };
+	kw = (struct moek_weights){ gate, bias, kx,
+				    { sw1, sw2, sw3, NULL, NULL, NULL } };
+	fill_x(x, NTOK * DIM);
+	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	CHECK_INT(moex_moe_run_reference(m, x, NTOK, y, counts), 0);
+	moex_moe_destroy(m);
+	CHECK_INT(moek_ref_layer(&s, &kw, x, NTOK, r, rcounts), 0);
+	CHECK(!memcmp(y, r, sizeof(y)));
+	CHECK(!memcmp(counts, rcounts, sizeof(counts)));
 }
 
 TEST(runs_complete_on_a_queue)
@@ -716,6 +753,7 @@ RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(active_bytes_count_what_a_run_reads),
 	  T(cpu_pool_lives_with_its_layers_and_stats_count),
 	  T(older_desc_takes_the_defaults),
+	  T(desc_reaches_the_kernels),
 	  T(runs_complete_on_a_queue),
 	  T(queue_full_is_ebusy),
 	  T(weights_lock_without_a_device),
