@@ -46,6 +46,7 @@ static int test_open(const char *path, int flags);
 #undef open
 
 #include "harness.h"
+#include "moek.h"
 #include "runbin.h"
 
 /*
@@ -703,6 +704,113 @@ TEST(odirect_refused_in_process)
 	rm_dir(dir);
 }
 
+/* model.h's roles: gate_proj is w1, down_proj w2, up_proj w3. */
+static struct moek_ffn ffn_of(const struct moex_model *m,
+			      const struct moex_st_tensor *const t[6])
+{
+	const void *p[6] = { NULL };
+	int k;
+
+	for (k = 0; k < 6; k++)
+		p[k] = t[k] ? moex_tensor_addr(m, t[k]) : NULL;
+	return (struct moek_ffn){ p[0], p[1], p[2], p[3], p[4], p[5] };
+}
+
+/*
+ * Each layer runs on the model's tensors in their roles: its reference
+ * run is moek_ref_layer() on weights the test takes from the files'
+ * tensors itself (moex-run --check compares two runs of the same bound
+ * layer, so swapped or dropped weights went unseen).
+ */
+TEST(layers_bind_the_model_tensors)
+{
+	struct moex_model_opts o = { .size = sizeof(o) };
+	const char *base = scratch(true);
+	struct moex_layer_tensors lt;
+	struct moex_model *m = NULL;
+	struct moek_ffn *kx = NULL;
+	float *x = NULL, *y = NULL, *r = NULL;
+	uint32_t *counts = NULL, *rcounts = NULL;
+	char dir[128], err[512] = "";
+	size_t ntok = 5, i;
+	uint32_t l, e;
+	int ret;
+
+	CHECK(base && make_model(base, "bind", dir, sizeof(dir)) == 0);
+	faults(F_NONE, 0, false);
+	o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
+	o.errbuf = err;
+	o.errlen = sizeof(err);
+	ret = moex_model_open(dir, &o, &m);
+	CHECK_MSG(ret == 0, "open: %d (%s)", ret, err);
+	for (l = m->first; l < m->first + m->count; l++) {
+		struct moek_shape s;
+		struct moek_weights kw;
+
+		ret = moex__model_layer(m->files, l, &lt, err, sizeof(err));
+		if (ret)
+			break;
+		s = (struct moek_shape){
+			.dim = lt.desc.dim, .inter = lt.desc.inter,
+			.n_experts = lt.desc.n_experts, .topk = lt.desc.topk,
+			.n_groups = lt.desc.n_groups,
+			.topk_groups = lt.desc.topk_groups,
+			.n_shared = lt.desc.n_shared, .score = lt.desc.scoring,
+			.norm_topk = lt.desc.norm_topk,
+			.route_scale = lt.desc.route_scale,
+			.wtype = lt.desc.weight_dtype,
+			.gtype = lt.desc.gate_dtype,
+		};
+		free(kx);
+		free(x);
+		free(y);
+		free(r);
+		free(counts);
+		free(rcounts);
+		kx = calloc(s.n_experts, sizeof(*kx));
+		x = calloc(ntok * s.dim, sizeof(*x));
+		y = calloc(ntok * s.dim, sizeof(*y));
+		r = calloc(ntok * s.dim, sizeof(*r));
+		counts = calloc(s.n_experts, sizeof(*counts));
+		rcounts = calloc(s.n_experts, sizeof(*rcounts));
+		if (!kx || !x || !y || !r || !counts || !rcounts) {
+			free(lt.experts);
+			ret = -ENOMEM;
+			break;
+		}
+		for (e = 0; e < s.n_experts; e++)
+			kx[e] = ffn_of(m, lt.experts[e]);
+		kw = (struct moek_weights){
+			moex_tensor_addr(m, lt.gate),
+			lt.bias ? moex_tensor_addr(m, lt.bias) : NULL,
+			kx, ffn_of(m, lt.shared),
+		};
+		free(lt.experts);
+		for (i = 0; i < ntok * s.dim; i++)
+			x[i] = (float)((i * 7919) % 201) / 100.0f - 1.0f;
+		ret = moex_moe_run_reference(moex_model_layer(m, l), x, ntok,
+					     y, counts);
+		if (!ret)
+			ret = moek_ref_layer(&s, &kw, x, ntok, r, rcounts);
+		if (!ret && (memcmp(y, r, ntok * s.dim * sizeof(*y)) ||
+			     memcmp(counts, rcounts,
+				    s.n_experts * sizeof(*counts))))
+			ret = 1;
+		if (ret)
+			break;
+	}
+	moex_model_close(m);
+	free(kx);
+	free(x);
+	free(y);
+	free(r);
+	free(counts);
+	free(rcounts);
+	rm_dir(dir);
+	CHECK_MSG(ret == 0, "layer %u: %d (%s)", l, ret,
+		  ret == 1 ? "not the model's tensors in their roles" : err);
+}
+
 /*
  * VmLck of this process in kB (what mlock(2) holds), or -1; -1 under
  * ASan, whose mlock() does nothing.
@@ -849,6 +957,7 @@ int main(int argc, char **argv)
 		T(load_places_every_tensor),
 		T(model_api),
 		T(odirect_refused_in_process),
+		T(layers_bind_the_model_tensors),
 	};
 	int r = h_run(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 
