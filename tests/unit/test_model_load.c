@@ -722,21 +722,19 @@ static struct moek_ffn ffn_of(const struct moex_model *m,
  * tensors itself (moex-run --check compares two runs of the same bound
  * layer, so swapped or dropped weights went unseen).
  */
-TEST(layers_bind_the_model_tensors)
+static void check_bind(const char *dir)
 {
 	struct moex_model_opts o = { .size = sizeof(o) };
-	const char *base = scratch(true);
 	struct moex_layer_tensors lt;
 	struct moex_model *m = NULL;
 	struct moek_ffn *kx = NULL;
 	float *x = NULL, *y = NULL, *r = NULL;
 	uint32_t *counts = NULL, *rcounts = NULL;
-	char dir[128], err[512] = "";
+	char err[512] = "";
 	size_t ntok = 5, i;
 	uint32_t l, e;
 	int ret;
 
-	CHECK(base && make_model(base, "bind", dir, sizeof(dir)) == 0);
 	faults(F_NONE, 0, false);
 	o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
 	o.errbuf = err;
@@ -806,9 +804,29 @@ TEST(layers_bind_the_model_tensors)
 	free(r);
 	free(counts);
 	free(rcounts);
-	rm_dir(dir);
-	CHECK_MSG(ret == 0, "layer %u: %d (%s)", l, ret,
+	CHECK_MSG(ret == 0, "%s: layer %u: %d (%s)", dir, l, ret,
 		  ret == 1 ? "not the model's tensors in their roles" : err);
+}
+
+/* A BF16 model and an FP8 one (with its scales). */
+TEST(layers_bind_the_model_tensors)
+{
+	const char *base = scratch(true);
+	char dir[128];
+	struct run r;
+	const char *args[] = { "--quiet", "--force", "--preset", "tiny",
+		"--dtype", "fp8", "--layers", "2", "--hidden", "200",
+		"--inter", "136", "--experts", "8", "--shards", "1", dir, NULL };
+
+	CHECK(base && make_model(base, "bind", dir, sizeof(dir)) == 0);
+	check_bind(dir);
+	rm_dir(dir);
+	if (h_result == H_FAIL)
+		return;
+	snprintf(dir, sizeof(dir), "%s/bind-fp8", base);
+	CHECK(run_bin(&r, MKMODEL, NULL, args) == 0 && !r.status);
+	check_bind(dir);
+	rm_dir(dir);
 }
 
 /*
