@@ -94,7 +94,8 @@ int ioctl(int fd, unsigned long cmd, ...)
 
 /* ---- what the reader sees ---- */
 
-static enum { F_NONE, F_EIO_NTH, F_EINVAL_DIRECT, F_SHORT } fault_mode;
+static enum { F_NONE, F_EIO_NTH, F_EINVAL_DIRECT, F_SHORT, F_EOF_NTH }
+	fault_mode;
 static int fault_nth, fault_seen, fault_einvals;
 static bool refuse_ring;
 
@@ -104,6 +105,8 @@ static int fault(const struct moex_reader *rd, const struct moex_read *s,
 	fault_seen++;
 	if (fault_mode == F_EIO_NTH && fault_seen == fault_nth)
 		return -EIO;
+	if (fault_mode == F_EOF_NTH && fault_seen == fault_nth)
+		return 0;	/* the file ended before the piece */
 	if (fault_mode == F_EINVAL_DIRECT && s->direct) {
 		fault_einvals++;
 		return -EINVAL;
@@ -515,6 +518,33 @@ TEST(short_reads_continue)
 	got = load_in_child(dir, 4, &uring, &direct, msg, sizeof(msg));
 	CHECK_MSG(got == 0, "pread: %d (%s)", got, msg);
 	CHECK_INT(uring, 0);
+	rm_dir(dir);
+}
+
+/* A file that ends before its tensors do (read 0 bytes early): -EIO. */
+TEST(file_ending_early_fails_the_load)
+{
+	struct moex_model_opts o = { .size = sizeof(o) };
+	const char *base = scratch(true);
+	struct moex_model *m = NULL;
+	char dir[128], err[512] = "";
+
+	CHECK(base && make_model(base, "eof", dir, sizeof(dir)) == 0);
+	o.first_layer = o.last_layer = MOEX_MODEL_ALL_LAYERS;
+	o.errbuf = err;
+	o.errlen = sizeof(err);
+	for (int no_ring = 0; no_ring < 2; no_ring++) {
+		int ret;
+
+		faults(F_EOF_NTH, 3 - no_ring, no_ring);
+		ret = moex_model_open(dir, &o, &m);
+		faults(F_NONE, 0, false);
+		if (!ret)
+			moex_model_close(m);	/* the next tests' pool */
+		CHECK_MSG(ret == -EIO, "%s: %d (%s)",
+			  no_ring ? "pread" : "io_uring", ret, err);
+		CHECK_HAS(err, "ends early at");
+	}
 	rm_dir(dir);
 }
 
@@ -972,6 +1002,7 @@ int main(int argc, char **argv)
 		T(misaligned_tensor_fails_before_reading),
 		T(kernel_refused_shape_fails_before_reading),
 		T(short_reads_continue),
+		T(file_ending_early_fails_the_load),
 		T(load_places_every_tensor),
 		T(model_api),
 		T(odirect_refused_in_process),
