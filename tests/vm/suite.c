@@ -373,6 +373,86 @@ int vmpin_expect_at(const char *file, int line, long long want,
 	return T_PASS;
 }
 
+/* The pagemap entries of @n pages from @p; 0 or -1 with errno. */
+static int pagemap_read(const void *p, size_t n, uint64_t *pm)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	off_t off = (off_t)((uintptr_t)p / g_page * sizeof(*pm));
+	ssize_t got;
+
+	if (fd < 0)
+		return -1;
+	got = pread(fd, pm, n * sizeof(*pm), off);
+	close(fd);
+	if (got != (ssize_t)(n * sizeof(*pm))) {
+		errno = got < 0 ? errno : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+#define PM_PRESENT	(1ULL << 63)
+#define PM_PFN		((1ULL << 55) - 1)
+
+long pinned_pages(const void *p, size_t len)
+{
+	size_t n = len / g_page, i;
+	uint64_t *pm;
+	long pinned = 0, present = 0, with_pfn = 0;
+	pid_t pid;
+	int status;
+
+	/* the parent's entries, then the child's, in a shared mapping */
+	pm = mmap(NULL, 2 * n * sizeof(*pm), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (pm == MAP_FAILED)
+		return -1;
+	if (pagemap_read(p, n, pm))
+		goto err;
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		goto err;
+	if (!pid)
+		_exit(pagemap_read(p, n, pm + n) ? 1 : 0);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status)) {
+		errno = ECHILD;
+		goto err;
+	}
+	for (i = 0; i < n; i++) {
+		if (!(pm[i] & PM_PRESENT))
+			continue;
+		present++;
+		with_pfn += (pm[i] & PM_PFN) != 0;
+		if ((pm[n + i] & (PM_PRESENT | PM_PFN)) !=
+		    (pm[i] & (PM_PRESENT | PM_PFN)))
+			pinned++;
+	}
+	munmap(pm, 2 * n * sizeof(*pm));
+	if (with_pfn != present) {
+		errno = EPERM;	/* PFNs hidden: not root */
+		return -1;
+	}
+	return pinned;
+err:
+	munmap(pm, 2 * n * sizeof(*pm));
+	return -1;
+}
+
+int pinned_expect_at(const char *file, int line, const void *p, size_t len,
+		     long want, const char *when)
+{
+	long n = pinned_pages(p, len);
+
+	if (n < 0)
+		return fail_at(file, line, "pinned_pages: %s", strerror(errno));
+	if (n != want)
+		return fail_at(file, line, "%ld of %zu pages pinned%s, expected %ld",
+			       n, len / g_page, when, want);
+	return T_PASS;
+}
+
 char proc_state(pid_t pid)
 {
 	char path[64], buf[512], *s;

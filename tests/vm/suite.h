@@ -158,6 +158,19 @@ int vmpin_expect_at(const char *file, int line, long long want,
 		    const char *when);
 #define EXPECT_VMPIN(want, when)					\
 	TRY(vmpin_expect_at(__FILE__, __LINE__, want, when))
+/*
+ * How many pages of the anonymous private range [@p, @p + @len) are pinned
+ * (FOLL_PIN) now, by anyone: told by fork(2), which gives a child a copy of
+ * a page that may be pinned for DMA at once instead of sharing it (the
+ * child's PFN in /proc/self/pagemap differs; root only). Pages not present
+ * do not count. -1 with errno on error.
+ */
+long pinned_pages(const void *p, size_t len);
+/* pinned_pages() of the range is @want; @when (" after unpin") for the message. */
+int pinned_expect_at(const char *file, int line, const void *p, size_t len,
+		     long want, const char *when);
+#define EXPECT_PINNED(p, len, want, when)				\
+	TRY(pinned_expect_at(__FILE__, __LINE__, p, len, want, when))
 char proc_state(pid_t pid);		/* the state letter of /proc/pid/stat */
 /* Flush stdout and fork; when fork fails, close both of @fds (errno kept). */
 pid_t fork_closing(const int fds[2]);

@@ -180,6 +180,12 @@ static int t_bad(const struct test *t)
 	      row->vmpin_kb);
 	CHECK(fd0 == fd1, "a file descriptor appeared (lowest free fd %d, was %d)",
 	      fd1, fd0);
+	/* a pin that failed, or was taken back, leaves no page pinned */
+	if (row->req == MOEX_IOCTL_REGION_PIN) {
+		EXPECT_PINNED(fx.spare, RLEN, 0, " of the spare buffer");
+		EXPECT_PINNED(fx.half, RLEN, 0, " of the half-mapped buffer");
+		EXPECT_PINNED(fx.rdonly, RLEN, 0, " of the read-only buffer");
+	}
 	return T_PASS;
 }
 

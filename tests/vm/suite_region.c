@@ -90,6 +90,7 @@ static int t_pin_basic(const struct test *t)
 				     [ST_PINNED_REGIONS] = 1,
 				     [ST_PIN_CALLS] = 1, [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0 + 1024, " after pinning 1 MiB");
+	EXPECT_PINNED(p, len, (long)(len / g_page), " after pinning 1 MiB");
 	EXPECT_INFO_PINNED(md, s0.v[ST_PINNED_BYTES] + (long long)len, "");
 	TRY(check_rinfo(dev, md, h, p, len, 0, &ri));
 	note("moex%d: 1 MiB of base pages: %u sg segments, %u dma segments",
@@ -98,6 +99,7 @@ static int t_pin_basic(const struct test *t)
 	EXPECT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
 				     [ST_OPEN_FILES] = 1));
 	EXPECT_VMPIN(vm0, " after unpin");
+	EXPECT_PINNED(p, len, 0, " after unpin");
 	CHECK_ERRNO(do_rinfo(md, h, &ri), ENOENT);
 	CHECK_ERRNO(do_unpin(md, h), ENOENT);
 	mdev_close(md);
