@@ -98,6 +98,11 @@ static int copy_roundtrip(int dev, struct copy_pair *cp, uint64_t *bytes,
 			cnt = lens[i] ? lens[i] : rnd_range(1500, 3000);
 			so = rnd_range(0, len - cnt);
 			dof = i == 1 ? g_page - 350 : rnd_range(0, len - cnt);
+			if (i == 3) {
+				/* both ranges end at their region's last byte */
+				so = len - cnt;
+				dof = len - cnt;
+			}
 		} else {
 			switch (i % 5) {
 			case 0:		/* tiny */
@@ -118,6 +123,16 @@ static int copy_roundtrip(int dev, struct copy_pair *cp, uint64_t *bytes,
 			}
 			so = rnd_range(0, len - cnt);
 			dof = rnd_range(0, len - cnt);
+			if (i == 4) {
+				/* the whole region */
+				cnt = len;
+				so = 0;
+				dof = 0;
+			} else if (i == 5) {
+				/* both ranges end at their region's last byte */
+				so = len - cnt;
+				dof = len - cnt;
+			}
 			if (i % 5 == 2) {
 				/* straddle the first 2 MiB boundary */
 				so = HPAGE - rnd_range(1, cnt - 1);
