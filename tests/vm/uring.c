@@ -1271,11 +1271,19 @@ static void test_bad_input(void)
 	CASE("nop-pad", MOEX_IOCTL_NOP, -EINVAL)->p.nop.pad = 1;
 	CASE("nop-reserved", MOEX_IOCTL_NOP, -EINVAL)->p.nop.reserved[0] = 1;
 	CASE("nop-trailing-byte", MOEX_IOCTL_NOP, -EINVAL)->p.raw[8] = 1;
+	/* the first word after the 24-byte struct */
+	CASE("nop-first-trailing-word", MOEX_IOCTL_NOP, -EINVAL)->p.raw[3] = 1;
 	CASE("nop-out-addr", MOEX_IOCTL_NOP, -EINVAL)->out_addr =
 		(uintptr_t)fbuf;
 	CASE("nop-fixed", MOEX_IOCTL_NOP, -EINVAL)->fixed = true;
-	CASE("pin-trailing-byte", MOEX_IOCTL_REGION_PIN, -EINVAL)->p.raw[5] =
-		1ULL << 56;
+	/* out_addr is tried before the command's checks (length 0) */
+	CASE("pin-out-fault-first", MOEX_IOCTL_REGION_PIN, -EFAULT)->out_addr =
+		8;
+	/* a valid pin but for the word after its 40-byte struct */
+	CASE("pin-trailing-byte", MOEX_IOCTL_REGION_PIN, -EINVAL);
+	c->p.pin.addr = (uintptr_t)a;
+	c->p.pin.length = PAGE;
+	c->p.raw[5] = 1ULL << 56;
 #undef COPYC
 #undef CASE
 
