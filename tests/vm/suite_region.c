@@ -339,6 +339,35 @@ static int t_pin_twice(const struct test *t)
 	return T_PASS;
 }
 
+/*
+ * The counters are 64-bit: 65 pins of one 64 MiB range are 4160 MiB, past
+ * 4 GiB, in stats/ and INFO (root: RLIMIT_MEMLOCK does not apply).
+ */
+static int t_pinned_past_4g(const struct test *t)
+{
+	const uint64_t len = 64 * MIB;
+	const long long all = 65 * (long long)len;
+	uint32_t h[65];
+	struct stats s0;
+	void *p;
+	struct moex_device *md;
+	int i, n = (int)(sizeof(h) / sizeof(h[0]));
+
+	(void)t;
+	OPEN_DEV(0, &md);
+	MAP(p, buf_thp(len));
+	STATS(0, &s0);
+	for (i = 0; i < n; i++)
+		CHECK_OK(do_pin(md, p, len, 0, &h[i]));
+	EXPECT_STATS(0, &s0, DELTA([ST_PINNED_BYTES] = all,
+				   [ST_PINNED_REGIONS] = n, [ST_PIN_CALLS] = n));
+	EXPECT_INFO_PINNED(md, s0.v[ST_PINNED_BYTES] + all, "");
+	for (i = 0; i < n; i++)
+		CHECK_OK(do_unpin(md, h[i]));
+	EXPECT_STATS(0, &s0, DELTA([ST_PIN_CALLS] = n, [ST_UNPIN_CALLS] = n));
+	return T_PASS;
+}
+
 /* A second UNPIN of the same handle: ENOENT, counted once. */
 static int t_unpin_twice(const struct test *t)
 {
@@ -861,6 +890,7 @@ const struct test suite_region_tests[] = {
 	{ "region_info_4k_edu", t_region_4k, DEV_EDU, TF_MODULE },
 	{ "pin_large_64m", t_pin_large, NULL, TF_MODULE },
 	{ "pin_same_range_twice", t_pin_twice, NULL, TF_MODULE },
+	{ "pinned_bytes_past_4g", t_pinned_past_4g, NULL, TF_MODULE },
 	{ "unpin_twice", t_unpin_twice, NULL, TF_MODULE },
 	{ "close_releases_regions_cpu", t_close_releases, DEV_CPU, TF_MODULE },
 	{ "close_releases_regions_edu", t_close_releases, DEV_EDU, TF_MODULE },
