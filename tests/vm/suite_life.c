@@ -614,6 +614,8 @@ static int t_edu_hot_unplug(const struct test *t)
 	CHECK_OK(do_export(md, ha, &dfd));
 	m = xmap(64 * KIB, PROT_READ, MAP_SHARED, dfd, 0);
 	CHECK(m, "mmap of the dma-buf: %s", strerror(errno));
+	CHECK_OK(do_rinfo(md, ha, &ri));
+	CHECK(ri.dma_segments > 0, "REGION_INFO dma_segments 0 on the edu engine");
 
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", bdf);
 	err = write_file(path, "1");
@@ -634,6 +636,10 @@ static int t_edu_hot_unplug(const struct test *t)
 	CHECK_OK(do_rinfo(md, ha, &ri));
 	CHECK(ri.length == 64 * KIB, "REGION_INFO length %llu",
 	      (unsigned long long)ri.length);
+	/* the DMA mappings went with the device, the pages stay */
+	CHECK(ri.dma_segments == 0,
+	      "REGION_INFO dma_segments %u after the device went, expected 0",
+	      ri.dma_segments);
 	CHECK_BYTES("dma-buf mapping after the device went", m, a, 64 * KIB);
 	CHECK_OK(do_unpin(md, hb));
 	CHECK_OK(do_unpin(md, ha));
