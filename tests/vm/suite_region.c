@@ -785,6 +785,7 @@ static int t_edu_pin_beyond_dma(const struct test *t)
 	note("edu: pinning 320 MiB: %s", errname(err));
 	EXPECT_STATS(g_edu, &s0, DELTA([ST_PIN_FAILURES] = 1));
 	EXPECT_VMPIN(vm0, " after the failed pin");
+	EXPECT_PINNED(p, len, 0, " after the failed pin");
 	CHECK_OK(do_pin(md, p, 64 * MIB, 0, &h));
 	CHECK_OK(do_unpin(md, h));
 	return T_PASS;
