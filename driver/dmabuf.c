@@ -26,8 +26,8 @@ static bool moex_region_ro(struct moex_region *r)
 	return test_bit(MOEX_REGION_B_READONLY, &r->flags);
 }
 
-static int moex_dmabuf_attach(struct dma_buf *dmabuf,
-			      struct dma_buf_attachment *attach)
+MOEX_STATIC_UNLESS_KUNIT int
+moex_dmabuf_attach(struct dma_buf *dmabuf, struct dma_buf_attachment *attach)
 {
 	struct moex_region *r = dmabuf->priv;
 	struct sg_table *sgt;
@@ -48,8 +48,8 @@ static int moex_dmabuf_attach(struct dma_buf *dmabuf,
 	return 0;
 }
 
-static void moex_dmabuf_detach(struct dma_buf *dmabuf,
-			       struct dma_buf_attachment *attach)
+MOEX_STATIC_UNLESS_KUNIT void
+moex_dmabuf_detach(struct dma_buf *dmabuf, struct dma_buf_attachment *attach)
 {
 	struct sg_table *sgt = attach->priv;
 

@@ -287,6 +287,12 @@ int moex_copy_check_regions(const struct moex_copy *arg,
 			    struct moex_region *src, struct moex_region *dst);
 int moex_uring_decode(const u64 *sqe_words, unsigned int nr, bool sqe128,
 		      union moex_uring_area *a);
+struct dma_buf;
+struct dma_buf_attachment;
+int moex_dmabuf_attach(struct dma_buf *dmabuf,
+		       struct dma_buf_attachment *attach);
+void moex_dmabuf_detach(struct dma_buf *dmabuf,
+			struct dma_buf_attachment *attach);
 #else
 #define MOEX_STATIC_UNLESS_KUNIT static
 #endif

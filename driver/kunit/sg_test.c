@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit: the scatter list of a region (moex_region_build_sgt()): runs of
+ * KUnit: the scatter list of a region (moex_region_build_sgt()), and of a
+ * dma-buf attachment (moex_dmabuf_attach()): runs of
  * physically contiguous pages coalesce into one segment, at most
  * max_segment bytes long, in the order of the region's pages.
  *
@@ -9,6 +10,7 @@
  * orders.
  */
 #include <kunit/test.h>
+#include <linux/dma-buf.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/scatterlist.h>
@@ -166,6 +168,48 @@ static void sg_max_segment_value(struct kunit *test)
 	KUNIT_EXPECT_GT(test, (u64)MOEX_MAX_SEGMENT + PAGE_SIZE, (u64)UINT_MAX);
 }
 
+/*
+ * A dma-buf importer's table (moex_dmabuf_attach()) has every page of the
+ * region, in order, and its length: vgem never reads the pages, so the VM
+ * suites cannot tell.
+ */
+static void sg_dmabuf_attach_covers_region(struct kunit *test)
+{
+	static const int idx[] = { 0, 1, 2, 5, 4, 6, 7 };
+	struct moex_region *r = region_of(test, idx, ARRAY_SIZE(idx));
+	struct dma_buf_attachment *at;
+	struct sg_page_iter it;
+	struct dma_buf *buf;
+	struct sg_table *sgt;
+	struct scatterlist *sg;
+	unsigned int n = 0;
+	u64 total = 0;
+	int i;
+
+	buf = kunit_kzalloc(test, sizeof(*buf), GFP_KERNEL);
+	at = kunit_kzalloc(test, sizeof(*at), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, buf);
+	KUNIT_ASSERT_NOT_NULL(test, at);
+	/* a device without dma_parms: 64 KiB segments */
+	at->dev = kunit_kzalloc(test, sizeof(*at->dev), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, at->dev);
+	buf->priv = r;
+	at->dmabuf = buf;
+	KUNIT_ASSERT_EQ(test, moex_dmabuf_attach(buf, at), 0);
+	sgt = at->priv;
+	for_each_sgtable_page(sgt, &it, 0) {
+		if (n < r->npages)
+			KUNIT_EXPECT_PTR_EQ_MSG(test, sg_page_iter_page(&it),
+						r->pages[n], "page %u", n);
+		n++;
+	}
+	KUNIT_EXPECT_EQ(test, n, (unsigned int)r->npages);
+	for_each_sgtable_sg(sgt, sg, i)
+		total += sg->length;
+	KUNIT_EXPECT_EQ(test, total, r->length);
+	moex_dmabuf_detach(buf, at);
+}
+
 static struct kunit_case moex_sg_cases[] = {
 	KUNIT_CASE(sg_contiguous_one_segment),
 	KUNIT_CASE(sg_single_page),
@@ -174,6 +218,7 @@ static struct kunit_case moex_sg_cases[] = {
 	KUNIT_CASE(sg_same_page_twice),
 	KUNIT_CASE(sg_max_segment_splits),
 	KUNIT_CASE(sg_max_segment_value),
+	KUNIT_CASE(sg_dmabuf_attach_covers_region),
 	{}
 };
 
