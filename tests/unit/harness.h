@@ -16,11 +16,13 @@
 #ifndef MOEX_TEST_HARNESS_H
 #define MOEX_TEST_HARNESS_H
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef SUITE
 #error "build with -DSUITE='\"unit-name\"'"
@@ -182,5 +184,15 @@ static int h_run(const struct h_test *tests, size_t n, int argc, char **argv)
 		return h_run(h_tests, sizeof(h_tests) / sizeof(h_tests[0]), \
 			     argc, argv);				\
 	}
+
+/* The lowest free descriptor: the one the next open() gets, or -1. */
+static inline int next_fd(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
 
 #endif /* MOEX_TEST_HARNESS_H */

@@ -132,16 +132,6 @@ static bool reserved_zero(const __u64 *r, size_t n)
 
 /* ---- open and close ------------------------------------------------------- */
 
-/* The lowest free descriptor: the one the next open() gets. */
-static int next_fd(void)
-{
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-	if (fd >= 0)
-		close(fd);
-	return fd;
-}
-
 TEST(open_missing_path_is_enoent)
 {
 	static char not_null;

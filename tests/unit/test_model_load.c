@@ -681,16 +681,6 @@ TEST(load_places_every_tensor)
 	rm_dir(dir);
 }
 
-/* The lowest free descriptor: the one the next open() gets. */
-static int next_fd(void)
-{
-	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-	if (fd >= 0)
-		close(fd);
-	return fd;
-}
-
 /*
  * O_DIRECT refused, at open (tmpfs before Linux 6.6 and others) or at
  * read time for every read in flight: the load reads the same bytes
