@@ -509,8 +509,9 @@ int moex_region_addr(struct moex_device *dev, uint32_t handle, uint64_t off,
  * Keep [addr, addr + len) resident for weights: pinned by moex when dev is
  * open (*handle: the region; addr page-aligned, len a page multiple), else
  * (dev NULL) locked with mlock(2) and *handle = 0, and libmoex says once on
- * stderr that the weights are not pinned by moex. moex_unlock_weights()
- * undoes either.
+ * stderr that the weights are not pinned by moex. -ENOMEM when the memlock
+ * limit is reached either way (also a limit of 0, where mlock(2) says
+ * EPERM). moex_unlock_weights() undoes either.
  */
 int moex_lock_weights(struct moex_device *dev, void *addr, size_t len,
 		      uint32_t *handle);

@@ -149,8 +149,11 @@ int moex_lock_weights(struct moex_device *dev, void *addr, size_t len,
 	*handle = 0;
 	if (dev)
 		return moex_pin(dev, addr, len, MOEX_PIN_READONLY, handle);
+	/* RLIMIT_MEMLOCK 0 without CAP_IPC_LOCK is EPERM to mlock(2), any
+	 * other limit ENOMEM: -ENOMEM for both, as moex_pin() says (and its
+	 * hint names the limit; EPERM's is about io_uring) */
 	if (mlock(addr, len) < 0)
-		return moex__neg_errno();
+		return errno == EPERM ? -ENOMEM : moex__neg_errno();
 	if (!atomic_flag_test_and_set(&moex_mlock_said))
 		fprintf(stderr,
 			"libmoex: no moex device: weights are locked with mlock(2), not pinned by moex (load moex.ko for pinned, accounted, DMA-mapped weights)\n");

@@ -11,7 +11,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -466,6 +469,51 @@ TEST(weights_lock_without_a_device)
 	munmap(p, len);
 }
 
+/*
+ * A memlock limit of 0 without CAP_IPC_LOCK: mlock(2) says EPERM there
+ * (ENOMEM for any other limit), which libmoex's hints read as io_uring
+ * being disabled; moex_lock_weights() says -ENOMEM, as moex_pin() does for
+ * the same limit. In a child, which drops CAP_IPC_LOCK and the limit.
+ */
+TEST(weights_lock_limit_zero_is_enomem)
+{
+	size_t len = (size_t)sysconf(_SC_PAGESIZE);
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		struct __user_cap_header_struct hdr = {
+			.version = _LINUX_CAPABILITY_VERSION_3,
+		};
+		struct __user_cap_data_struct cap[2];
+		struct rlimit rl = { 0, 0 };
+		uint32_t h = 99;
+		void *p;
+		int ret;
+
+		if (syscall(SYS_capget, &hdr, cap))
+			_exit(10);
+		cap[0].effective &= ~(1u << CAP_IPC_LOCK);
+		if (syscall(SYS_capset, &hdr, cap) || setrlimit(RLIMIT_MEMLOCK, &rl))
+			_exit(10);
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(10);
+		ret = moex_lock_weights(NULL, p, len, &h);
+		_exit(ret == -ENOMEM ? 0 : !ret ? 11 : ret == -EPERM ? 12 : 13);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	if (WEXITSTATUS(status) == 10)
+		SKIP("cannot drop CAP_IPC_LOCK and RLIMIT_MEMLOCK here");
+	if (WEXITSTATUS(status) == 11)
+		SKIP("mlock(2) locked a page with RLIMIT_MEMLOCK 0 (ASan's does nothing)");
+	CHECK_MSG(WEXITSTATUS(status) == 0, "moex_lock_weights() gave %s",
+		  WEXITSTATUS(status) == 12 ? "-EPERM" : "another error");
+}
+
 /* A thread that runs the layer until told to stop. */
 struct busy {
 	struct moex_moe *m;
@@ -757,6 +805,7 @@ RUN_TESTS(T(create_checks_everything), T(moex_threads_is_checked),
 	  T(runs_complete_on_a_queue),
 	  T(queue_full_is_ebusy),
 	  T(weights_lock_without_a_device),
+	  T(weights_lock_limit_zero_is_enomem),
 	  T(runs_in_a_child_of_fork),
 	  T(fork_in_a_signal_handler_during_a_run),
 	  T(fork_during_the_last_destroy),
