@@ -296,7 +296,7 @@ static int read_config(const char *dir, struct moex_model_config *c,
 		if (v->type != MOEX_JSON_NUMBER || moex__json_double(v, &d) ||
 		    !(d > 0) || d > 1e6) {
 			ret = moex__errf(err, errlen, -EINVAL,
-				   "%s: \"routed_scaling_factor\" is %s%s%.40s, expected a positive number",
+				   "%s: \"routed_scaling_factor\" is %s%s%.40s, expected a number above 0, at most 1e6",
 				   path, json_type_name(v),
 				   v->type == MOEX_JSON_NUMBER ? " " : "",
 				   v->type == MOEX_JSON_NUMBER ? v->str : "");

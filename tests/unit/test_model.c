@@ -1390,7 +1390,8 @@ TEST(config_defaults_and_limits)
 	CFG_BAD(", \"first_k_dense_replace\": 3", "\"first_k_dense_replace\" 3 is above");
 	CFG_BAD(", \"routed_scaling_factor\": 0", "\"routed_scaling_factor\" is a number 0");
 	CFG_BAD(", \"routed_scaling_factor\": -1", "\"routed_scaling_factor\"");
-	CFG_BAD(", \"routed_scaling_factor\": 1000001", "\"routed_scaling_factor\"");
+	CFG_BAD(", \"routed_scaling_factor\": 1000001",
+		"\"routed_scaling_factor\" is a number 1000001, expected a number above 0, at most 1e6");
 	CFG_BAD(", \"n_group\": 3", "\"n_group\" 3 does not divide n_routed_experts 4");
 	CFG_BAD(", \"n_shared_experts\": 536870912", "overflows 32 bits");
 	CFG_BAD(", \"moe_layer_freq\": 2", "\"moe_layer_freq\" is 2");
