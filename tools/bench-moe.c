@@ -468,9 +468,9 @@ static double run_layer(struct moek_cpu *c, const struct shape_def *d,
 
 static void usage(FILE *f)
 {
-	fputs("usage: moex-bench moe [--json] [--threads N] [--isa scalar|avx2|avx512]\n"
-	      "                      [--reps N] [--mem-gb G] [--quick] [--no-shared]\n"
-	      "                      [--f32]\n"
+	fputs("usage: moex-bench moe [--backend cpu] [--json] [--threads N]\n"
+	      "                      [--isa scalar|avx2|avx512] [--reps N] [--mem-gb G]\n"
+	      "                      [--quick] [--no-shared] [--f32]\n"
 	      "       moex-bench moe --backend hip [--help for its options]\n", f);
 }
 
@@ -485,6 +485,7 @@ int bench_moe_main(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "no-shared", no_argument, NULL, 'n' },
 		{ "f32", no_argument, NULL, 'f' },
+		{ "backend", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -559,6 +560,15 @@ int bench_moe_main(int argc, char **argv)
 			break;
 		case 'f':
 			ntypes = 3;
+			break;
+		case 'b':
+			/* hip went to bench_gpu_main() above */
+			if (strcmp(optarg, "cpu")) {
+				fprintf(stderr, "moex-bench moe: bad value '%s' for --backend (cpu or hip)\n",
+					optarg);
+				usage(stderr);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);

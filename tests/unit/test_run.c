@@ -500,6 +500,15 @@ TEST(bench_moe_usage_errors)
 			  bad[i][1], r.status);
 		CHECK_HAS(r.err, "usage: moex-bench moe");
 	}
+	/* --backend cpu is the CPU suite, as moex-run takes it; another
+	 * value is a bad value, not an unknown option */
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "cpu", "--help");
+	CHECK_MSG(r.status == 0, "--backend cpu: status %d: %s", r.status,
+		  r.err);
+	CHECK_HAS(r.out, "usage: moex-bench moe");
+	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "tpu");
+	CHECK_INT(r.status, 2);
+	CHECK_HAS(r.err, "moex-bench moe: bad value 'tpu' for --backend (cpu or hip)");
 	/* the GPU suite's own parser: a usage error before any GPU work */
 	RUN_BIN(&r, MOEX_BENCH, NULL, "moe", "--backend", "hip", "--reps",
 		"3x");
