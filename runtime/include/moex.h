@@ -15,8 +15,9 @@
  *    function changes errno, whatever happens inside it.
  *  - A NULL pointer where an object or an out parameter is required gives
  *    -EINVAL. -EFAULT only ever comes from the kernel, for a bad address
- *    inside a region. moex_close(NULL) and moex_free_pinnable(NULL, n) are
- *    no-ops that return 0, like free(NULL).
+ *    inside a region, or from the GPU runtime, for host memory the GPU
+ *    cannot reach (moex_moe_create() on "hip"). moex_close(NULL) and
+ *    moex_free_pinnable(NULL, n) are no-ops that return 0, like free(NULL).
  *  - Structs that the library fills carry their own size in their first
  *    field (SPDK style): set .size = sizeof(struct ...) before the call.
  *    The library fills only the fields that lie wholly inside .size, so an
