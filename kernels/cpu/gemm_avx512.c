@@ -210,50 +210,40 @@ INLINE __m512i w_bf16(const uint8_t *p, __mmask32 mk, const int full)
 	return _mm512_and_si512(v, _mm512_set1_epi16((short)0x87f0));
 }
 
-/* accb[i][j] += pairwise W . x over 32 columns from k (block-local kb). */
-#define STEP_BH(FULL)							\
-	do {								\
-		__m512i wv[4];						\
-		UNROLL							\
-		for (i = 0; i < MR; i++)				\
-			wv[i] = w_bf16(w + (size_t)(r + i) * n + k, mk,	\
-				       FULL);				\
-		UNROLL							\
-		for (j = 0; j < NT; j++) {				\
-			const uint16_t *xp = (const uint16_t *)		\
-				(const void *)(x[j] +			\
-				(size_t)b * MOEK_FP8_BLOCK) + (k - kb);	\
-			__m512i xv = FULL ?				\
-				_mm512_loadu_si512(xp) :		\
-				_mm512_maskz_loadu_epi16(mk, xp);	\
-			UNROLL						\
-			for (i = 0; i < MR; i++)			\
-				accb[i][j] = _mm512_dpbf16_ps(accb[i][j], \
-					(__m512bh)wv[i], (__m512bh)xv);	\
-		}							\
-	} while (0)
-
 /*
- * An FP8 tile of up to 4 rows x 2 tokens. x holds MOEK_ACT_BF16 rows:
- * bf16(q * 2^100), so each product is w * q * 2^-20, exact in f32; a
- * block's sum is scaled by ws * xs * 2^20 into the row's total.
+ * One row group of an FP8 GEMM on vdpbf16ps: rows r .. r + MR - 1 (MR up
+ * to 4) against nt tokens (up to MOEK_CPU_TB). x holds MOEK_ACT_BF16
+ * rows: bf16(q * 2^100), so each product is w * q * 2^-20, exact in f32.
+ *
+ * The rows are walked one 128-column scale block at a time. A full block
+ * is widened once into 16 registers (4 rows x 4 steps of 32 columns) and
+ * serves every token in turn: at batch 16 a weight byte is widened once,
+ * not once per token pair as a 4 x 2 tile would (the widening took more
+ * instructions than the products it fed). Per (row, token) the block's
+ * products are summed over its steps in order, then the sum is scaled by
+ * ws * xs * 2^20 into the token's total (tot, in memory: 4 x 16 vectors
+ * do not fit the register file); the totals are reduced at the end. A
+ * last block shorter than 128 columns (odd shapes) reloads its masked
+ * weights per token; it sums in the same order.
  */
-INLINE void tile_bh(const int MR, const int NT, const struct moek_mat *m,
-		    uint32_t r, const float *const *x, const float *const *xs,
-		    float *out, size_t ldo)
+INLINE void rows_bh(const int MR, const struct moek_mat *m, uint32_t r,
+		    const float *const *x, const float *const *xs,
+		    uint32_t nt, float *out, size_t ldo)
 {
 	const uint32_t n = m->cols;
 	const uint8_t *w = m->w;
-	__m512 acc[4][2], accb[4][2];
-	__mmask32 mk = 0xffffffffu;
-	uint32_t k, kb, kend, b, nbc = (n + MOEK_FP8_BLOCK - 1) / MOEK_FP8_BLOCK;
-	int i, j;
+	const uint32_t nbc = (n + MOEK_FP8_BLOCK - 1) / MOEK_FP8_BLOCK;
+	__m512 tot[MOEK_CPU_TB][4], accb[4];
+	__m512i wv[4][4];
+	float ws[4];
+	uint32_t b, t, k, kb, kend;
+	__mmask32 mk;
+	int i, s;
 
-	UNROLL
-	for (i = 0; i < MR; i++) {
+	for (t = 0; t < nt; t++) {
 		UNROLL
-		for (j = 0; j < NT; j++)
-			acc[i][j] = _mm512_setzero_ps();
+		for (i = 0; i < MR; i++)
+			tot[t][i] = _mm512_setzero_ps();
 	}
 	for (b = 0; b < nbc; b++) {
 		kb = b * MOEK_FP8_BLOCK;
@@ -262,58 +252,90 @@ INLINE void tile_bh(const int MR, const int NT, const struct moek_mat *m,
 			kend = n;
 		moek_cpu_prefetch_next(m, r, MR, kb, kend);
 		UNROLL
-		for (i = 0; i < MR; i++) {
+		for (i = 0; i < MR; i++)
+			ws[i] = m->s[(size_t)((r + i) / MOEK_FP8_BLOCK) * nbc +
+				     b] * 0x1p20f;
+		if (kend - kb == MOEK_FP8_BLOCK) {
 			UNROLL
-			for (j = 0; j < NT; j++)
-				accb[i][j] = _mm512_setzero_ps();
+			for (i = 0; i < MR; i++) {
+				UNROLL
+				for (s = 0; s < 4; s++)
+					wv[i][s] = w_bf16(w + (size_t)(r + i) *
+							  n + kb + 32 * s,
+							  0, 1);
+			}
 		}
-		for (k = kb; k + 32 <= kend; k += 32)
-			STEP_BH(1);
-		if (k < kend) {
-			mk = (__mmask32)((1u << (kend - k)) - 1);
-			STEP_BH(0);
-		}
-		UNROLL
-		for (i = 0; i < MR; i++) {
-			float ws = m->s[(size_t)((r + i) / MOEK_FP8_BLOCK) * nbc +
-					b] * 0x1p20f;
+		for (t = 0; t < nt; t++) {
+			/* block b of token t: bf16 at its slots' start */
+			const uint16_t *xp = (const uint16_t *)
+				(const void *)(x[t] + kb);
 
 			UNROLL
-			for (j = 0; j < NT; j++)
-				acc[i][j] = _mm512_fmadd_ps(accb[i][j],
-					_mm512_set1_ps(ws * xs[j][b]),
-					acc[i][j]);
+			for (i = 0; i < MR; i++)
+				accb[i] = _mm512_setzero_ps();
+			if (kend - kb == MOEK_FP8_BLOCK) {
+				UNROLL
+				for (s = 0; s < 4; s++) {
+					__m512i xv = _mm512_loadu_si512(xp +
+									32 * s);
+
+					UNROLL
+					for (i = 0; i < MR; i++)
+						accb[i] = _mm512_dpbf16_ps(
+							accb[i],
+							(__m512bh)wv[i][s],
+							(__m512bh)xv);
+				}
+			} else {
+				for (k = kb; k < kend; k += 32) {
+					__m512i xv;
+
+					mk = kend - k >= 32 ? 0xffffffffu :
+					     (__mmask32)((1u << (kend - k)) - 1);
+					xv = _mm512_maskz_loadu_epi16(mk,
+								      xp + (k - kb));
+					UNROLL
+					for (i = 0; i < MR; i++)
+						accb[i] = _mm512_dpbf16_ps(
+							accb[i],
+							(__m512bh)w_bf16(w +
+							(size_t)(r + i) * n +
+							k, mk, 0),
+							(__m512bh)xv);
+				}
+			}
+			UNROLL
+			for (i = 0; i < MR; i++)
+				tot[t][i] = _mm512_fmadd_ps(accb[i],
+					_mm512_set1_ps(ws[i] * xs[t][b]),
+					tot[t][i]);
 		}
 	}
-	UNROLL
-	for (i = 0; i < MR; i++) {
+	for (t = 0; t < nt; t++) {
 		UNROLL
-		for (j = 0; j < NT; j++)
-			out[(size_t)j * ldo + i] =
-				_mm512_reduce_add_ps(acc[i][j]);
+		for (i = 0; i < MR; i++)
+			out[(size_t)t * ldo + i] =
+				_mm512_reduce_add_ps(tot[t][i]);
 	}
 }
 
-typedef void (*tile_bh_fn)(const struct moek_mat *m, uint32_t r,
+typedef void (*rows_bh_fn)(const struct moek_mat *m, uint32_t r,
 			   const float *const *x, const float *const *xs,
-			   float *out, size_t ldo);
+			   uint32_t nt, float *out, size_t ldo);
 
-#define DEF_BH(MR, NT)							\
-	static void tile_bh_##MR##_##NT(const struct moek_mat *m,	\
-					uint32_t r,			\
-					const float *const *x,		\
-					const float *const *xs,		\
-					float *out, size_t ldo)		\
+#define DEF_BH(MR)							\
+	static void rows_bh_##MR(const struct moek_mat *m, uint32_t r,	\
+				 const float *const *x,			\
+				 const float *const *xs, uint32_t nt,	\
+				 float *out, size_t ldo)		\
 	{								\
-		tile_bh(MR, NT, m, r, x, xs, out, ldo);			\
+		rows_bh(MR, m, r, x, xs, nt, out, ldo);			\
 	}
 
-DEF_BH(1, 1) DEF_BH(1, 2) DEF_BH(2, 1) DEF_BH(2, 2)
-DEF_BH(3, 1) DEF_BH(3, 2) DEF_BH(4, 1) DEF_BH(4, 2)
+DEF_BH(1) DEF_BH(2) DEF_BH(3) DEF_BH(4)
 
-static const tile_bh_fn tiles_bh[4][2] = {
-	{ tile_bh_1_1, tile_bh_1_2 }, { tile_bh_2_1, tile_bh_2_2 },
-	{ tile_bh_3_1, tile_bh_3_2 }, { tile_bh_4_1, tile_bh_4_2 },
+static const rows_bh_fn rows_bh_mr[4] = {
+	rows_bh_1, rows_bh_2, rows_bh_3, rows_bh_4,
 };
 
 static void gemm_avx512_bf16(const struct moek_mat *m, uint32_t r0,
@@ -331,12 +353,10 @@ static void gemm_avx512_bf16(const struct moek_mat *m, uint32_t r0,
 	later.prefetch = 0;
 	for (r = r0; r < r1; r += 4) {
 		mr = r1 - r < 4 ? r1 - r : 4;
-		for (t = 0; t < nt; t += 2) {
-			tt = nt - t < 2 ? nt - t : 2;
-			/* cppcheck-suppress negativeIndex ; tt >= 1: t < nt */
-			tiles_bh[mr - 1][tt - 1](t ? &later : m, r, x + t,
-						 xs + t,
-						 out + t * ldo + (r - r0), ldo);
+		for (t = 0; t < nt; t += MOEK_CPU_TB) {
+			tt = nt - t < MOEK_CPU_TB ? nt - t : MOEK_CPU_TB;
+			rows_bh_mr[mr - 1](t ? &later : m, r, x + t, xs + t, tt,
+					   out + t * ldo + (r - r0), ldo);
 		}
 	}
 }
