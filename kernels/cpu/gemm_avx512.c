@@ -355,6 +355,7 @@ static void gemm_avx512_bf16(const struct moek_mat *m, uint32_t r0,
 		mr = r1 - r < 4 ? r1 - r : 4;
 		for (t = 0; t < nt; t += MOEK_CPU_TB) {
 			tt = nt - t < MOEK_CPU_TB ? nt - t : MOEK_CPU_TB;
+			/* cppcheck-suppress negativeIndex ; r < r1 */
 			rows_bh_mr[mr - 1](t ? &later : m, r, x + t, xs + t, tt,
 					   out + t * ldo + (r - r0), ldo);
 		}
