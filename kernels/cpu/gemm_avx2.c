@@ -6,7 +6,9 @@
  * The same scheme as gemm_avx512.c with 8 lanes: tiles of up to 4 rows x
  * 2 tokens (16 ymm registers), weights widened in registers (bf16 by a
  * shift, e4m3 through the f16 bit pattern and vcvtph2ps, the 2^8 folded
- * into the block scale, the next row group's block prefetched). AVX2 has
+ * into the block scale, the next row group's block prefetched). FP8 at
+ * 3 tokens a call or more first widens a segment of the rows into a
+ * buffer that every token's tiles then read (gemm_fp8_seg()). AVX2 has
  * no byte/word masked loads: a partial last vector is copied into a
  * zero-padded buffer first.
  *
@@ -178,6 +180,147 @@ DEF_TYPE(2)
 /* [type][rows - 1][tokens - 1] */
 static const tile_fn tiles[3][4][2] = { TYPE(0), TYPE(1), TYPE(2) };
 
+/*
+ * FP8 at batch: for each row group, FP8_SEG columns of its (up to) 4 rows
+ * at a time are widened and scaled once into wb (16 KB, in L1), then
+ * 4 x 2 tiles run over it for every token of the call, their
+ * accumulators waiting in tot between segments. tile() widens the
+ * weights again for every 2 tokens, 6 instructions a vector for 2 FMAs,
+ * which bounds it from 3 tokens on (with 1 or 2 the buffer's stores and
+ * loads cost more than they save: tile() stays; bf16, 3 instructions a
+ * vector, got slower through a buffer and keeps tile() too). Each (row,
+ * token) accumulator sees the same FMAs in the same order as in tile():
+ * 8 columns a step, a block's last step zero-padded (wb holds zeros past
+ * the row's end, as the padded copies gave).
+ */
+#define FP8_SEG 1024	/* a multiple of MOEK_FP8_BLOCK */
+
+INLINE void seg_tile(const int MR, const int NT, const float *wb,
+		     uint32_t kn, const float *const *x, uint32_t k0,
+		     __m256 (*tot)[4])
+{
+	__m256 acc[4][2];
+	uint32_t k;
+	int i, j;
+
+	UNROLL
+	for (j = 0; j < NT; j++) {
+		UNROLL
+		for (i = 0; i < MR; i++)
+			acc[i][j] = tot[j][i];
+	}
+	for (k = 0; k < kn; k += 8) {
+		__m256 wv[4];
+
+		UNROLL
+		for (i = 0; i < MR; i++)
+			wv[i] = _mm256_load_ps(wb + (size_t)i * FP8_SEG + k);
+		UNROLL
+		for (j = 0; j < NT; j++) {
+			__m256 xv = load_x(x[j] + k0 + k, kn - k, kn - k >= 8);
+
+			UNROLL
+			for (i = 0; i < MR; i++)
+				acc[i][j] = _mm256_fmadd_ps(wv[i], xv,
+							    acc[i][j]);
+		}
+	}
+	UNROLL
+	for (j = 0; j < NT; j++) {
+		UNROLL
+		for (i = 0; i < MR; i++)
+			tot[j][i] = acc[i][j];
+	}
+}
+
+typedef void (*seg_fn)(const float *wb, uint32_t kn, const float *const *x,
+		       uint32_t k0, __m256 (*tot)[4]);
+
+#define DEF_SEG(MR, NT)							\
+	static void seg_##MR##_##NT(const float *wb, uint32_t kn,	\
+				    const float *const *x, uint32_t k0,	\
+				    __m256 (*tot)[4])			\
+	{								\
+		seg_tile(MR, NT, wb, kn, x, k0, tot);			\
+	}
+#define DEF_SEG_ROW(MR) DEF_SEG(MR, 1) DEF_SEG(MR, 2)
+
+DEF_SEG_ROW(1) DEF_SEG_ROW(2) DEF_SEG_ROW(3) DEF_SEG_ROW(4)
+
+/* [rows - 1][tokens - 1] */
+static const seg_fn segs[4][2] = {
+	{ seg_1_1, seg_1_2 }, { seg_2_1, seg_2_2 },
+	{ seg_3_1, seg_3_2 }, { seg_4_1, seg_4_2 },
+};
+
+/* Columns [k0, k0 + kn) of rows r .. r + mr - 1, widened and scaled. */
+static void widen_fp8(const struct moek_mat *m, uint32_t r, uint32_t mr,
+		      uint32_t k0, uint32_t kn, float *wb)
+{
+	const uint32_t n = m->cols;
+	const uint32_t nbc = (n + MOEK_FP8_BLOCK - 1) / MOEK_FP8_BLOCK;
+	uint32_t i, k, kb, kend;
+
+	for (kb = 0; kb < kn; kb += MOEK_FP8_BLOCK) {
+		kend = kb + MOEK_FP8_BLOCK < kn ? kb + MOEK_FP8_BLOCK : kn;
+		moek_cpu_prefetch_next(m, r, (int)mr, k0 + kb, k0 + kend);
+		for (i = 0; i < mr; i++) {
+			const __m256 sc = _mm256_set1_ps(256.0f *
+				m->s[(size_t)((r + i) / MOEK_FP8_BLOCK) * nbc +
+				     (k0 + kb) / MOEK_FP8_BLOCK]);
+			float *o = wb + (size_t)i * FP8_SEG;
+			size_t row = (size_t)(r + i) * n + k0;
+
+			for (k = kb; k + 8 <= kend; k += 8)
+				_mm256_store_ps(o + k, load_w(MOEK_FP8_E4M3,
+					m->w, row + k, 8, 1, sc));
+			if (k < kend)
+				_mm256_store_ps(o + k, load_w(MOEK_FP8_E4M3,
+					m->w, row + k, kend - k, 0, sc));
+		}
+	}
+}
+
+/* Tokens per call from which gemm_fp8_seg() is the faster. */
+#define FP8_SEG_MIN_NT 3
+
+static void gemm_fp8_seg(const struct moek_mat *m, uint32_t r0, uint32_t r1,
+			 const float *const *x, uint32_t nt, float *out,
+			 size_t ldo)
+{
+	float wb[4 * FP8_SEG] __attribute__((aligned(32)));
+	__m256 tot[MOEK_CPU_TB][4];
+	struct moek_mat later = *m;	/* later token groups: no prefetch */
+	uint32_t r, t, mr, tt, j, nj, k0, kn, i;
+
+	later.prefetch = 0;
+	for (r = r0; r < r1; r += 4) {
+		mr = r1 - r < 4 ? r1 - r : 4;
+		for (j = 0; j < nt; j += MOEK_CPU_TB) {
+			nj = nt - j < MOEK_CPU_TB ? nt - j : MOEK_CPU_TB;
+			for (t = 0; t < nj; t++)
+				for (i = 0; i < 4; i++)
+					tot[t][i] = _mm256_setzero_ps();
+			for (k0 = 0; k0 < m->cols; k0 += FP8_SEG) {
+				kn = m->cols - k0 < FP8_SEG ? m->cols - k0 :
+							      FP8_SEG;
+				widen_fp8(j ? &later : m, r, mr, k0, kn, wb);
+				for (t = 0; t < nj; t += 2) {
+					tt = nj - t < 2 ? nj - t : 2;
+					/* cppcheck-suppress negativeIndex ; t < nj */
+					segs[mr - 1][tt - 1](wb, kn,
+							     x + j + t, k0,
+							     tot + t);
+				}
+			}
+			for (t = 0; t < nj; t++)
+				for (i = 0; i < mr; i++)
+					out[(size_t)(j + t) * ldo + (r - r0) +
+					    i] = hsum(tot[t][i]);
+		}
+	}
+}
+
 static void gemm_avx2(const struct moek_mat *m, uint32_t r0, uint32_t r1,
 			const float *const *x, const float *const *xs,
 			uint32_t nt, float *out, size_t ldo)
@@ -186,6 +329,10 @@ static void gemm_avx2(const struct moek_mat *m, uint32_t r0, uint32_t r1,
 	uint32_t r, t, mr, tt;
 
 	(void)xs;
+	if (m->type == MOEK_FP8_E4M3 && nt >= FP8_SEG_MIN_NT) {
+		gemm_fp8_seg(m, r0, r1, x, nt, out, ldo);
+		return;
+	}
 	later.prefetch = 0;
 	for (r = r0; r < r1; r += 4) {
 		mr = r1 - r < 4 ? r1 - r : 4;
