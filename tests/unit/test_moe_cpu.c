@@ -975,6 +975,223 @@ TEST(prefetch_same_result)
 		SKIP("%s", why);
 }
 
+/*
+ * The FP8 GEMM of each kernel table the host can run, called directly
+ * (white box) on shapes the layers above never give it: groups of 1, 2
+ * and 3 rows at the end of a call (a 4-row multiple elsewhere), more
+ * tokens than MOEK_CPU_TB in a call, columns fewer than 8 or 32, a short
+ * last 128-column block, and AVX2's 1024-column segments with a partial
+ * last one (1031: 7 columns; 2100: 52). Each (row, token) is checked
+ * against a sum in double, and must come out with the same bits however
+ * the call is split: rows [r0, r0 + 1..3) and 1 to 3 tokens a call
+ * (AVX2 takes its widened-segment path from 3 tokens, its tiles below;
+ * the contract is one result whatever the tiling). x rows are allocated
+ * to their exact length; the f32 slots of a MOEK_ACT_BF16 row that hold
+ * no value are NaN, so a kernel that reads one gets a NaN.
+ */
+#define GT_NT 17
+#define GT_ROWS 135	/* the most rows of a case */
+
+struct gemm_data {
+	uint32_t rows, cols, nbc;
+	uint8_t *w;
+	float *ws;
+	float *xf[GT_NT], *xb[GT_NT], *xs[GT_NT];
+	double ref[GT_NT][GT_ROWS], mag[GT_NT][GT_ROWS];
+};
+
+static void gemm_data_make(struct gemm_data *d, uint32_t rows, uint32_t cols)
+{
+	uint32_t nbr = (rows + MOEK_FP8_BLOCK - 1) / MOEK_FP8_BLOCK, t, r, i;
+	size_t n = (size_t)rows * cols;
+
+	if (rows > GT_ROWS)
+		abort();
+	d->rows = rows;
+	d->cols = cols;
+	d->nbc = (cols + MOEK_FP8_BLOCK - 1) / MOEK_FP8_BLOCK;
+	d->w = malloc(n);
+	d->ws = malloc((size_t)nbr * d->nbc * sizeof(float));
+	if (!d->w || !d->ws)
+		abort();
+	/* normal e4m3 only: vdpbf16ps reads the subnormals as zero */
+	for (i = 0; i < n; i++) {
+		uint8_t b;
+
+		do
+			b = (uint8_t)rng();
+		while (!(b & 0x78) || (b & 0x7f) == 0x7f);
+		d->w[i] = b;
+	}
+	for (i = 0; i < nbr * d->nbc; i++)
+		d->ws[i] = 1e-3f * (1.5f + 0.5f * frand());
+	for (t = 0; t < GT_NT; t++) {
+		uint8_t *q = malloc(cols + 1);
+
+		d->xf[t] = malloc(cols * sizeof(float));
+		d->xb[t] = malloc(cols * sizeof(float));
+		d->xs[t] = malloc(d->nbc * sizeof(float));
+		if (!q || !d->xf[t] || !d->xb[t] || !d->xs[t])
+			abort();
+		memset(d->xb[t], 0xff, cols * sizeof(float));
+		for (i = 0; i < d->nbc; i++)
+			d->xs[t][i] = 0.01f * (1.5f + 0.5f * frand());
+		for (i = 0; i < cols; i++) {
+			float v;
+
+			do
+				q[i] = (uint8_t)rng();
+			while ((q[i] & 0x7f) == 0x7f);
+			v = moek_fp8_to_f32(q[i]);
+			d->xf[t][i] = v * d->xs[t][i / MOEK_FP8_BLOCK];
+			((uint16_t *)(void *)d->xb[t])[i / MOEK_FP8_BLOCK * 256 +
+						       i % MOEK_FP8_BLOCK] =
+				moek_f32_to_bf16(v * 0x1p100f);
+		}
+		for (r = 0; r < rows; r++) {
+			double sum = 0, mag = 0;
+
+			for (i = 0; i < cols; i++) {
+				double p = (double)moek_fp8_to_f32(
+						   d->w[(size_t)r * cols + i]) *
+					   moek_fp8_to_f32(q[i]) *
+					   d->ws[r / MOEK_FP8_BLOCK * d->nbc +
+						 i / MOEK_FP8_BLOCK] *
+					   d->xs[t][i / MOEK_FP8_BLOCK];
+
+				sum += p;
+				mag += fabs(p);
+			}
+			d->ref[t][r] = sum;
+			d->mag[t][r] = mag;
+		}
+		free(q);
+	}
+}
+
+static void gemm_data_free(struct gemm_data *d)
+{
+	uint32_t t;
+
+	for (t = 0; t < GT_NT; t++) {
+		free(d->xf[t]);
+		free(d->xb[t]);
+		free(d->xs[t]);
+	}
+	free(d->w);
+	free(d->ws);
+}
+
+static const char *gemm_check(const struct gemm_data *d,
+			      const struct moek_kern *k, const char *kname)
+{
+	static char msg[256];
+	const float *const *x = (const float *const *)(k->act == MOEK_ACT_BF16 ?
+						       d->xb : d->xf);
+	const float *const *xs = (const float *const *)d->xs;
+	struct moek_mat m = { d->w, d->ws, MOEK_FP8_E4M3, d->rows, d->cols,
+			      1 };
+	size_t ldo = d->rows + 3, n = (GT_NT - 1) * ldo + d->rows, i;
+	float *y = malloc(n * sizeof(float)), *o = malloc(3 * 3 * sizeof(float));
+	const char *ret = NULL;
+	uint32_t t, r, r0, r1, nt, t0;
+
+	if (!y || !o)
+		abort();
+	for (i = 0; i < n; i++)
+		y[i] = -1234.5f;
+	k->gemm(&m, 0, d->rows, x, xs, GT_NT, y, ldo);
+	for (t = 0; t < GT_NT && !ret; t++) {
+		for (r = d->rows; r < ldo && t < GT_NT - 1; r++)
+			if (y[t * ldo + r] != -1234.5f) {
+				ret = msg;
+				snprintf(msg, sizeof(msg),
+					 "%s %ux%u: wrote past row %u of token %u",
+					 kname, d->rows, d->cols, d->rows, t);
+				break;
+			}
+		for (r = 0; r < d->rows && !ret; r++) {
+			double e = fabs(y[t * ldo + r] - d->ref[t][r]);
+
+			if (!(e <= 1e-4 * d->mag[t][r] + 1e-30)) {
+				ret = msg;
+				snprintf(msg, sizeof(msg),
+					 "%s %ux%u: row %u token %u: %.9g, ref %.9g",
+					 kname, d->rows, d->cols, r, t,
+					 y[t * ldo + r], d->ref[t][r]);
+			}
+		}
+	}
+	/* the same bits from smaller calls (no prefetch: it is a hint) */
+	m.prefetch = 0;
+	for (r0 = 0; r0 < d->rows && !ret; r0 += 4) {
+		for (r1 = r0 + 1; r1 <= r0 + 3 && r1 <= d->rows && !ret; r1++) {
+			for (nt = 1; nt <= 3 && !ret; nt++) {
+				t0 = (r0 / 4 + r1 + nt) % (GT_NT - nt + 1);
+				k->gemm(&m, r0, r1, x + t0, xs + t0, nt, o,
+					r1 - r0);
+				for (i = 0; i < (size_t)nt * (r1 - r0); i++) {
+					t = t0 + (uint32_t)(i / (r1 - r0));
+					r = r0 + (uint32_t)(i % (r1 - r0));
+					if (memcmp(&o[i], &y[t * ldo + r],
+						   sizeof(float))) {
+						ret = msg;
+						snprintf(msg, sizeof(msg),
+							 "%s %ux%u: rows [%u, %u) x %u tokens: row %u token %u: %.9g, in one call %.9g",
+							 kname, d->rows, d->cols,
+							 r0, r1, nt, r, t, o[i],
+							 y[t * ldo + r]);
+						break;
+					}
+				}
+			}
+		}
+	}
+	free(y);
+	free(o);
+	return ret;
+}
+
+TEST(fp8_gemm_direct)
+{
+	static const uint32_t shape[][2] = {
+		{ 135, 5 }, { 135, 20 }, { 135, 200 }, { 135, 1031 },
+		{ 39, 2100 },
+	};
+	const struct {
+		const struct moek_kern *k;
+		const char *name;
+		bool ok;
+	} kt[] = {
+		{ &moek_kern_scalar, "scalar", true },
+		{ &moek_kern_avx2, "avx2", host_has(MOEK_ISA_AVX2, NULL, 0) },
+		{ &moek_kern_avx512, "avx512",
+		  host_has(MOEK_ISA_AVX512, NULL, 0) },
+		{ &moek_kern_avx512_bf16, "avx512_bf16",
+		  host_has(MOEK_ISA_AVX512, NULL, 0) && host_bf16() },
+	};
+	struct gemm_data *d = malloc(sizeof(*d));
+	size_t s, j;
+
+	if (!d)
+		abort();
+	moek_cpu_init_tables();
+	for (s = 0; s < sizeof(shape) / sizeof(shape[0]); s++) {
+		const char *msg = NULL;
+
+		gemm_data_make(d, shape[s][0], shape[s][1]);
+		for (j = 0; j < sizeof(kt) / sizeof(kt[0]) && !msg; j++)
+			if (kt[j].ok)
+				msg = gemm_check(d, kt[j].k, kt[j].name);
+		gemm_data_free(d);
+		if (msg) {
+			free(d);
+			CHECK_MSG(0, "%s", msg);
+		}
+	}
+	free(d);
+}
+
 TEST(zero_tokens)
 {
 	struct moek_shape s = with_type(&tiny_grouped, MOEK_BF16);
@@ -1370,7 +1587,8 @@ RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
 	  T(routing_v3_many_tokens), T(routing_edge_cases),
 	  T(fp8_dim_wider_than_ffn),
 	  T(threads_same_result),
-	  T(prefetch_same_result), T(zero_tokens),
+	  T(prefetch_same_result), T(fp8_gemm_direct),
+	  T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
 	  T(scratch_grows_per_thread),
 	  T(fork_child_runs), T(fork_child_without_threads_runs), T(einval))
