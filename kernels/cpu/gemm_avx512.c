@@ -224,10 +224,12 @@ INLINE __m512i w_bf16(const uint8_t *p, __mmask32 mk, const int full)
  * ws * xs * 2^20 into the token's total (tot, in memory: 4 x 16 vectors
  * do not fit the register file); the totals are reduced at the end. A
  * last block shorter than 128 columns (odd shapes) reloads its masked
- * weights per token; it sums in the same order.
+ * weights per token; it sums in the same order. ONE: a copy for calls of
+ * one token (decode), where the compiler keeps tot in registers (in
+ * memory it cost batch 1 about a tenth in cache).
  */
-INLINE void rows_bh(const int MR, const struct moek_mat *m, uint32_t r,
-		    const float *const *x, const float *const *xs,
+INLINE void rows_bh(const int MR, const int ONE, const struct moek_mat *m,
+		    uint32_t r, const float *const *x, const float *const *xs,
 		    uint32_t nt, float *out, size_t ldo)
 {
 	const uint32_t n = m->cols;
@@ -240,6 +242,8 @@ INLINE void rows_bh(const int MR, const struct moek_mat *m, uint32_t r,
 	__mmask32 mk;
 	int i, s;
 
+	if (ONE)
+		nt = 1;	/* decode: a constant, tot stays in registers */
 	for (t = 0; t < nt; t++) {
 		UNROLL
 		for (i = 0; i < MR; i++)
@@ -323,19 +327,24 @@ typedef void (*rows_bh_fn)(const struct moek_mat *m, uint32_t r,
 			   const float *const *x, const float *const *xs,
 			   uint32_t nt, float *out, size_t ldo);
 
-#define DEF_BH(MR)							\
-	static void rows_bh_##MR(const struct moek_mat *m, uint32_t r,	\
-				 const float *const *x,			\
-				 const float *const *xs, uint32_t nt,	\
-				 float *out, size_t ldo)		\
+#define DEF_BH(MR, ONE)							\
+	static void rows_bh_##MR##_##ONE(const struct moek_mat *m,	\
+					 uint32_t r,			\
+					 const float *const *x,		\
+					 const float *const *xs,	\
+					 uint32_t nt, float *out,	\
+					 size_t ldo)			\
 	{								\
-		rows_bh(MR, m, r, x, xs, nt, out, ldo);			\
+		rows_bh(MR, ONE, m, r, x, xs, nt, out, ldo);		\
 	}
 
-DEF_BH(1) DEF_BH(2) DEF_BH(3) DEF_BH(4)
+DEF_BH(1, 0) DEF_BH(2, 0) DEF_BH(3, 0) DEF_BH(4, 0)
+DEF_BH(1, 1) DEF_BH(2, 1) DEF_BH(3, 1) DEF_BH(4, 1)
 
-static const rows_bh_fn rows_bh_mr[4] = {
-	rows_bh_1, rows_bh_2, rows_bh_3, rows_bh_4,
+/* [one token][rows - 1] */
+static const rows_bh_fn rows_bh_mr[2][4] = {
+	{ rows_bh_1_0, rows_bh_2_0, rows_bh_3_0, rows_bh_4_0 },
+	{ rows_bh_1_1, rows_bh_2_1, rows_bh_3_1, rows_bh_4_1 },
 };
 
 static void gemm_avx512_bf16(const struct moek_mat *m, uint32_t r0,
@@ -356,8 +365,10 @@ static void gemm_avx512_bf16(const struct moek_mat *m, uint32_t r0,
 		for (t = 0; t < nt; t += MOEK_CPU_TB) {
 			tt = nt - t < MOEK_CPU_TB ? nt - t : MOEK_CPU_TB;
 			/* cppcheck-suppress negativeIndex ; r < r1 */
-			rows_bh_mr[mr - 1](t ? &later : m, r, x + t, xs + t, tt,
-					   out + t * ldo + (r - r0), ldo);
+			rows_bh_mr[tt == 1][mr - 1](t ? &later : m, r, x + t,
+						    xs + t, tt,
+						    out + t * ldo + (r - r0),
+						    ldo);
 		}
 	}
 }
