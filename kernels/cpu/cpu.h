@@ -76,10 +76,13 @@ typedef void (*moek_gemm_fn)(const struct moek_mat *m, uint32_t r0,
  * MOEK_ACT_BF16: block b's values as bf16(fp8(q[i]) * 2^100) (exact),
  *                packed at the start of the block's 128 f32 slots; the
  *                scales go to a separate array
+ * MOEK_ACT_Q32:  x[i] = fp8(q[i]) * 2^100 in f32 (exact); the scales go
+ *                to a separate array
  */
 enum moek_act {
 	MOEK_ACT_F32 = 0,
 	MOEK_ACT_BF16 = 1,
+	MOEK_ACT_Q32 = 2,
 };
 
 /* out[e - e0] = sum_i gate[e][i] * x[i] in double, e in [e0, e1). */

@@ -266,6 +266,11 @@ static void act_prep(const struct moek_cpu *c, float *x, size_t n,
 			x[i] = moek_cpu_fp8_lut[q[i]] * sc[i / MOEK_FP8_BLOCK];
 		return;
 	}
+	if (c->k->act == MOEK_ACT_Q32) {
+		for (i = 0; i < n; i++)
+			x[i] = moek_cpu_fp8_lut[q[i]] * 0x1p100f;
+		return;
+	}
 	for (b = 0; b * MOEK_FP8_BLOCK < n; b++) {
 		len = n - b * MOEK_FP8_BLOCK;
 		if (len > MOEK_FP8_BLOCK)

@@ -984,10 +984,12 @@ TEST(prefetch_same_result)
  * last one (1031: 7 columns; 2100: 52). Each (row, token) is checked
  * against a sum in double, and must come out with the same bits however
  * the call is split: rows [r0, r0 + 1..3) and 1 to 3 tokens a call
- * (AVX2 takes its widened-segment path from 3 tokens, its tiles below;
+ * (AVX2 takes its widened-segment path from 10 tokens, its tiles below;
  * the contract is one result whatever the tiling). x rows are allocated
  * to their exact length; the f32 slots of a MOEK_ACT_BF16 row that hold
- * no value are NaN, so a kernel that reads one gets a NaN.
+ * no value are NaN, so a kernel that reads one gets a NaN. Every kernel
+ * but the BF16 one, which reads them as zero, is checked again with a
+ * fifth of the weights subnormal.
  */
 #define GT_NT 17
 #define GT_ROWS 135	/* the most rows of a case */
@@ -996,11 +998,12 @@ struct gemm_data {
 	uint32_t rows, cols, nbc;
 	uint8_t *w;
 	float *ws;
-	float *xf[GT_NT], *xb[GT_NT], *xs[GT_NT];
+	float *xf[GT_NT], *xb[GT_NT], *xq[GT_NT], *xs[GT_NT];
 	double ref[GT_NT][GT_ROWS], mag[GT_NT][GT_ROWS];
 };
 
-static void gemm_data_make(struct gemm_data *d, uint32_t rows, uint32_t cols)
+static void gemm_data_make(struct gemm_data *d, uint32_t rows, uint32_t cols,
+			   bool subnormal)
 {
 	uint32_t nbr = (rows + MOEK_FP8_BLOCK - 1) / MOEK_FP8_BLOCK, t, r, i;
 	size_t n = (size_t)rows * cols;
@@ -1014,13 +1017,18 @@ static void gemm_data_make(struct gemm_data *d, uint32_t rows, uint32_t cols)
 	d->ws = malloc((size_t)nbr * d->nbc * sizeof(float));
 	if (!d->w || !d->ws)
 		abort();
-	/* normal e4m3 only: vdpbf16ps reads the subnormals as zero */
+	/*
+	 * normal e4m3, or with every 5th weight subnormal (vdpbf16ps reads
+	 * the subnormals as zero: the BF16 kernel gets the normal data only)
+	 */
 	for (i = 0; i < n; i++) {
 		uint8_t b;
 
 		do
 			b = (uint8_t)rng();
 		while (!(b & 0x78) || (b & 0x7f) == 0x7f);
+		if (subnormal && i % 5 == 0)
+			b = (uint8_t)((b & 0x80) | (1 + rng() % 7));
 		d->w[i] = b;
 	}
 	for (i = 0; i < nbr * d->nbc; i++)
@@ -1030,8 +1038,9 @@ static void gemm_data_make(struct gemm_data *d, uint32_t rows, uint32_t cols)
 
 		d->xf[t] = malloc(cols * sizeof(float));
 		d->xb[t] = malloc(cols * sizeof(float));
+		d->xq[t] = malloc(cols * sizeof(float));
 		d->xs[t] = malloc(d->nbc * sizeof(float));
-		if (!q || !d->xf[t] || !d->xb[t] || !d->xs[t])
+		if (!q || !d->xf[t] || !d->xb[t] || !d->xq[t] || !d->xs[t])
 			abort();
 		memset(d->xb[t], 0xff, cols * sizeof(float));
 		for (i = 0; i < d->nbc; i++)
@@ -1044,6 +1053,7 @@ static void gemm_data_make(struct gemm_data *d, uint32_t rows, uint32_t cols)
 			while ((q[i] & 0x7f) == 0x7f);
 			v = moek_fp8_to_f32(q[i]);
 			d->xf[t][i] = v * d->xs[t][i / MOEK_FP8_BLOCK];
+			d->xq[t][i] = v * 0x1p100f;
 			((uint16_t *)(void *)d->xb[t])[i / MOEK_FP8_BLOCK * 256 +
 						       i % MOEK_FP8_BLOCK] =
 				moek_f32_to_bf16(v * 0x1p100f);
@@ -1076,6 +1086,7 @@ static void gemm_data_free(struct gemm_data *d)
 	for (t = 0; t < GT_NT; t++) {
 		free(d->xf[t]);
 		free(d->xb[t]);
+		free(d->xq[t]);
 		free(d->xs[t]);
 	}
 	free(d->w);
@@ -1086,8 +1097,9 @@ static const char *gemm_check(const struct gemm_data *d,
 			      const struct moek_kern *k, const char *kname)
 {
 	static char msg[256];
-	const float *const *x = (const float *const *)(k->act == MOEK_ACT_BF16 ?
-						       d->xb : d->xf);
+	const float *const *x = (const float *const *)(
+		k->act == MOEK_ACT_BF16 ? d->xb :
+		k->act == MOEK_ACT_Q32 ? d->xq : d->xf);
 	const float *const *xs = (const float *const *)d->xs;
 	struct moek_mat m = { d->w, d->ws, MOEK_FP8_E4M3, d->rows, d->cols,
 			      1 };
@@ -1162,31 +1174,38 @@ TEST(fp8_gemm_direct)
 		const struct moek_kern *k;
 		const char *name;
 		bool ok;
+		bool subnormal;	/* reads subnormal weights exactly */
 	} kt[] = {
-		{ &moek_kern_scalar, "scalar", true },
-		{ &moek_kern_avx2, "avx2", host_has(MOEK_ISA_AVX2, NULL, 0) },
+		{ &moek_kern_scalar, "scalar", true, true },
+		{ &moek_kern_avx2, "avx2", host_has(MOEK_ISA_AVX2, NULL, 0),
+		  true },
 		{ &moek_kern_avx512, "avx512",
-		  host_has(MOEK_ISA_AVX512, NULL, 0) },
+		  host_has(MOEK_ISA_AVX512, NULL, 0), true },
 		{ &moek_kern_avx512_bf16, "avx512_bf16",
-		  host_has(MOEK_ISA_AVX512, NULL, 0) && host_bf16() },
+		  host_has(MOEK_ISA_AVX512, NULL, 0) && host_bf16(), false },
 	};
+	int sub;
 	struct gemm_data *d = malloc(sizeof(*d));
 	size_t s, j;
 
 	if (!d)
 		abort();
 	moek_cpu_init_tables();
-	for (s = 0; s < sizeof(shape) / sizeof(shape[0]); s++) {
-		const char *msg = NULL;
+	for (sub = 0; sub <= 1; sub++) {
+		for (s = 0; s < sizeof(shape) / sizeof(shape[0]); s++) {
+			const char *msg = NULL;
 
-		gemm_data_make(d, shape[s][0], shape[s][1]);
-		for (j = 0; j < sizeof(kt) / sizeof(kt[0]) && !msg; j++)
-			if (kt[j].ok)
-				msg = gemm_check(d, kt[j].k, kt[j].name);
-		gemm_data_free(d);
-		if (msg) {
-			free(d);
-			CHECK_MSG(0, "%s", msg);
+			gemm_data_make(d, shape[s][0], shape[s][1], sub);
+			for (j = 0; j < sizeof(kt) / sizeof(kt[0]) && !msg; j++)
+				if (kt[j].ok && (!sub || kt[j].subnormal))
+					msg = gemm_check(d, kt[j].k,
+							 kt[j].name);
+			gemm_data_free(d);
+			if (msg) {
+				free(d);
+				CHECK_MSG(0, "%s%s", sub ? "subnormal weights: " :
+					  "", msg);
+			}
 		}
 	}
 	free(d);
