@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR LGPL-2.1-or-later
 /*
- * libmoex error texts: moex_strerror() and moex_error_hint().
+ * libmoex error texts: moex_strerror() and moex_error_hint() (and
+ * moex__lock_hint(), its variant for mlock()ed weights).
  *
  * The descriptions of the errors libmoex and moex.ko return are kept here
  * (glibc's wording) so they are static, thread-safe and the same with any
@@ -45,12 +46,15 @@ static const char *const moex_errtext[] = {
 #define MOEX_NOT_LOADED \
 	"the moex module is not loaded or the device is gone: run `modprobe moex` (as root) and check `ls /dev/moex*` and dmesg"
 
+#define MOEX_MEMLOCK_FIX \
+	"raise the memlock limit (`ulimit -l`, RLIMIT_MEMLOCK in /etc/security/limits.conf or LimitMEMLOCK= in systemd)"
+
 static const char *const moex_errhint[] = {
 	[ENOENT] = MOEX_NOT_LOADED,
 	[ENODEV] = MOEX_NOT_LOADED,
 	[ENXIO] = MOEX_NOT_LOADED,
 	[EACCES] = "no permission on /dev/moex*: add the user to group moex (`usermod -aG moex USER`, then log in again) or fix the udev rule that sets the device's group and mode",
-	[ENOMEM] = "pinned-memory limit reached: raise the memlock limit (`ulimit -l`, RLIMIT_MEMLOCK in /etc/security/limits.conf or LimitMEMLOCK= in systemd), run with CAP_IPC_LOCK, or raise /sys/module/moex/parameters/max_pinned_mb",
+	[ENOMEM] = "pinned-memory limit reached: " MOEX_MEMLOCK_FIX ", run with CAP_IPC_LOCK, or raise /sys/module/moex/parameters/max_pinned_mb",
 	[EPERM] = "io_uring is disabled for this process: set sysctl kernel.io_uring_disabled=0 (or 1 and add the user to the io_uring group) and allow io_uring_setup/io_uring_enter in the seccomp profile (containers block them by default)",
 	[ENOTTY] = "not a moex device: pass a /dev/moexN path, or the driver is too old for this command",
 	[EPROTO] = "libmoex and moex.ko speak different ABI versions: install both from the same release",
@@ -93,4 +97,12 @@ const char *moex_error_hint(int err)
 	    moex_errhint[e])
 		return moex_errhint[e];
 	return "";
+}
+
+const char *moex__lock_hint(int err)
+{
+	if (moex_errabs(err) == ENOMEM)
+		return "memlock limit reached: " MOEX_MEMLOCK_FIX
+		       " or run with CAP_IPC_LOCK";
+	return moex_error_hint(err);
 }

@@ -68,6 +68,13 @@ int moex__ioctl(int fd, unsigned long cmd, void *arg);
 int moex__errf(char *err, size_t errlen, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/*
+ * moex_error_hint() for a failed moex_lock_weights() without a device:
+ * its -ENOMEM is the memlock limit alone (moex.ko's max_pinned_mb, which
+ * the general hint also names, does not apply to mlock()).
+ */
+const char *moex__lock_hint(int err);
+
 /* The sysfs root: $MOEX_SYSFS_ROOT (not in setuid programs) or /sys. */
 const char *moex__sysfs_root(void);
 

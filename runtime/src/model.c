@@ -720,7 +720,8 @@ int moex_model_open(const char *dir, const struct moex_model_opts *opts,
 	if (ret) {
 		moex__errf(err, errlen, 0, "%s %zu bytes: %s; %s",
 			 m->dev ? "pinning" : "locking", m->mem_len,
-			 moex_strerror(ret), moex_error_hint(ret));
+			 moex_strerror(ret), m->dev ? moex_error_hint(ret) :
+			 moex__lock_hint(ret));
 		goto fail;
 	}
 	m->locked = true;

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -394,6 +396,46 @@ TEST(loads_where_io_uring_is_refused)
 	CHECK_MSG(r.status == 0, "status %d: %s%s", r.status, r.out, r.err);
 	CHECK_HAS(r.out, "pread(2): io_uring refused by this host");
 	CHECK_HAS(r.out, "check: passed");
+}
+
+/*
+ * run_bin_child_hook: no memory may be locked (RLIMIT_MEMLOCK 0, and
+ * CAP_IPC_LOCK dropped from the bounding set, so that root does not get
+ * it back at exec). Exit 126 when the hook cannot, so the test skips.
+ */
+static void no_memlock(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	if ((prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) && geteuid() == 0) ||
+	    setrlimit(RLIMIT_MEMLOCK, &rl))
+		_exit(126);
+}
+
+/*
+ * Without a device the weights are mlock()ed: over the memlock limit,
+ * moex-run says so with the fix for mlock(), not moex.ko's max_pinned_mb
+ * (which binds only pins by the module).
+ */
+TEST(lock_over_the_memlock_limit_names_its_fix)
+{
+	struct run r;
+
+	MODEL(&r, "nolock", "--preset", "tiny");
+	CHECK_INT(r.status, 0);
+	run_bin_child_hook = no_memlock;
+	RUN(&r, "--model", path("nolock"), "--no-device", "--tokens", "1");
+	run_bin_child_hook = NULL;
+	if (r.status == 126)
+		SKIP("cannot drop CAP_IPC_LOCK and RLIMIT_MEMLOCK here");
+	if (r.status == 0)
+		SKIP("mlock(2) locked the weights with RLIMIT_MEMLOCK 0 (ASan's does nothing)");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "locking ");
+	CHECK_HAS(r.err, "Cannot allocate memory; memlock limit reached: ");
+	CHECK_HAS(r.err, "ulimit -l");
+	CHECK_HAS(r.err, "CAP_IPC_LOCK");
+	CHECK_MSG(!strstr(r.err, "max_pinned_mb"), "%s", r.err);
 }
 
 /* The figures of moex-bench --json output: name, value and unit. */
@@ -863,6 +905,7 @@ int main(void)
 		T(input_and_output_files),
 		T(damaged_models_are_named),
 		T(loads_where_io_uring_is_refused),
+		T(lock_over_the_memlock_limit_names_its_fix),
 		T(named_device_must_open),
 		T(run_line_rates_agree),
 		T(bench_load_reads_every_shard),
