@@ -183,6 +183,11 @@ INLINE __m256 fp8_x8(const uint8_t *p, uint32_t len, const int full)
 			_mm256_set1_epi32((int)0x87f00000u)));
 }
 
+/* Columns a row of the segment path widens at a time (gemm_fp8_seg()). */
+#define FP8_SEG 1024	/* a multiple of MOEK_FP8_BLOCK */
+#define FP8_SEG_BLOCKS (FP8_SEG / MOEK_FP8_BLOCK)
+_Static_assert(FP8_SEG_BLOCKS == 8, "seg_scales() fills 8 blocks a vector");
+
 /* The scale of block b of row row, times 2^20. */
 INLINE float fp8_wscale(const struct moek_mat *m, uint32_t row, uint32_t b)
 {
@@ -191,22 +196,53 @@ INLINE float fp8_wscale(const struct moek_mat *m, uint32_t row, uint32_t b)
 	return m->s[(size_t)(row / MOEK_FP8_BLOCK) * nbc + b] * 0x1p20f;
 }
 
-/* acc[i][j] += W[r + i][k .. k + 7] * x[j][k .. k + 7] */
+/* acc[i][j] += W[i][k .. k + 7] * x[j][xo + k .. xo + k + 7] */
 #define FP8_STEP(LEN, FULL)						\
 	do {								\
 		__m256 xv[2];						\
 		UNROLL							\
 		for (j = 0; j < NT; j++)				\
-			xv[j] = load_x(x[j] + k, LEN, FULL);		\
+			xv[j] = load_x(x[j] + xo + k, LEN, FULL);	\
 		UNROLL							\
 		for (i = 0; i < MR; i++) {				\
-			__m256 wv = fp8_x8(wr[i] + k, LEN, FULL);	\
+			__m256 wv = SEG ? _mm256_load_ps(wb + (size_t)i * \
+							 FP8_SEG + k) :	\
+					  fp8_x8(wr[i] + k, LEN, FULL);	\
 			UNROLL						\
 			for (j = 0; j < NT; j++)			\
 				acc[i][j] = _mm256_fmadd_ps(wv, xv[j],	\
 							    acc[i][j]);	\
 		}							\
 	} while (0)
+
+/*
+ * acc[i][j] = the sum of the products of columns [kb, kend) of row i and
+ * token j, one 128-column block (or its short last part): 8 columns a
+ * step in column order, the last step zero-padded. The one sum of both
+ * FP8 paths, which therefore give the same bits: fp8_tile() widens the
+ * weights from the rows wr as it goes (SEG 0); the segment path reads
+ * them from wb, where widen_fp8() put them (SEG 1, k counted from the
+ * segment's start, token j's columns from x[j] + xo).
+ */
+INLINE void fp8_block(const int MR, const int NT, const int SEG,
+		      const uint8_t *const *wr, const float *wb,
+		      const float *const *x, uint32_t xo, uint32_t kb,
+		      uint32_t kend, __m256 (*acc)[2])
+{
+	uint32_t k;
+	int i, j;
+
+	UNROLL
+	for (i = 0; i < MR; i++) {
+		UNROLL
+		for (j = 0; j < NT; j++)
+			acc[i][j] = _mm256_setzero_ps();
+	}
+	for (k = kb; k + 8 <= kend; k += 8)
+		FP8_STEP(8, 1);
+	if (k < kend)
+		FP8_STEP(kend - k, 0);
+}
 
 /*
  * Rows r .. r + MR - 1 against NT tokens (1 or 2); a call of fewer than
@@ -222,7 +258,7 @@ INLINE void fp8_tile(const int MR, const int NT, const struct moek_mat *m,
 	const uint32_t n = m->cols;
 	const uint8_t *wr[4];
 	__m256 tot[4][2], acc[4][2];
-	uint32_t b, k, kb, kend;
+	uint32_t b, kb, kend;
 	int i, j;
 
 	UNROLL
@@ -235,16 +271,7 @@ INLINE void fp8_tile(const int MR, const int NT, const struct moek_mat *m,
 	for (b = 0, kb = 0; kb < n; b++, kb += MOEK_FP8_BLOCK) {
 		kend = n - kb < MOEK_FP8_BLOCK ? n : kb + MOEK_FP8_BLOCK;
 		moek_cpu_prefetch_next(m, r, MR, kb, kend);
-		UNROLL
-		for (i = 0; i < MR; i++) {
-			UNROLL
-			for (j = 0; j < NT; j++)
-				acc[i][j] = _mm256_setzero_ps();
-		}
-		for (k = kb; k + 8 <= kend; k += 8)
-			FP8_STEP(8, 1);
-		if (k < kend)
-			FP8_STEP(kend - k, 0);
+		fp8_block(MR, NT, 0, wr, NULL, x, 0, kb, kend, acc);
 		UNROLL
 		for (i = 0; i < MR; i++) {
 			const float ws = fp8_wscale(m, r + i, b);
@@ -295,53 +322,21 @@ static const fp8_tile_fn fp8_tiles[4][2] = {
  * segments. fp8_tile() widens the weights again for every 2 tokens,
  * which bounds it from about 10 tokens on; below, the buffer's stores
  * and loads cost more than they save (bf16 got slower through a buffer
- * at any batch and keeps tile()). Each (row, token) sees the same FMAs
- * in the same order as in fp8_tile(), so the same bits: 8 columns a
- * step, a block's last step zero-padded (wb holds zeros past the row's
- * end, as the padded copies gave), each block's sum times the same
- * scale into the total.
+ * at any batch and keeps tile()). Both sum each block through
+ * fp8_block() (wb holds zeros past the row's end, as the padded copies
+ * give) and add it times the same scale into the total: the same bits.
  */
-#define FP8_SEG 1024	/* a multiple of MOEK_FP8_BLOCK */
-#define FP8_SEG_BLOCKS (FP8_SEG / MOEK_FP8_BLOCK)
-_Static_assert(FP8_SEG_BLOCKS == 8, "seg_scales() fills 8 blocks a vector");
-
-/* acc[i][j] += wb[i][k .. k + 7] * x[j][k0 + k .. k0 + k + 7] */
-#define SEG_STEP(LEN, FULL)						\
-	do {								\
-		__m256 wv[4];						\
-		UNROLL							\
-		for (i = 0; i < MR; i++)				\
-			wv[i] = _mm256_load_ps(wb + (size_t)i * FP8_SEG + k); \
-		UNROLL							\
-		for (j = 0; j < NT; j++) {				\
-			__m256 xv = load_x(x[j] + k0 + k, LEN, FULL);	\
-			UNROLL						\
-			for (i = 0; i < MR; i++)			\
-				acc[i][j] = _mm256_fmadd_ps(wv[i], xv,	\
-							    acc[i][j]);	\
-		}							\
-	} while (0)
-
 INLINE void seg_tile(const int MR, const int NT, const float *wb,
 		     const float (*sc)[4][FP8_SEG_BLOCKS], uint32_t kn,
 		     const float *const *x, uint32_t k0, __m256 (*tot)[4])
 {
 	__m256 acc[4][2];
-	uint32_t k, kb, kend;
+	uint32_t kb, kend;
 	int i, j;
 
 	for (kb = 0; kb < kn; kb += MOEK_FP8_BLOCK) {
 		kend = kn - kb < MOEK_FP8_BLOCK ? kn : kb + MOEK_FP8_BLOCK;
-		UNROLL
-		for (i = 0; i < MR; i++) {
-			UNROLL
-			for (j = 0; j < NT; j++)
-				acc[i][j] = _mm256_setzero_ps();
-		}
-		for (k = kb; k + 8 <= kend; k += 8)
-			SEG_STEP(8, 1);
-		if (k < kend)
-			SEG_STEP(kend - k, 0);
+		fp8_block(MR, NT, 1, NULL, wb, x, k0, kb, kend, acc);
 		UNROLL
 		for (j = 0; j < NT; j++) {
 			UNROLL
