@@ -14,11 +14,50 @@
  *           taken; a tie goes to the lower index, so idx comes out sorted
  *           by descending sel, lower index first, as moek_ref_route
  *   weights the unbiased scores of the chosen experts, divided by their
- *           sum when norm_topk and the sum is > 0, times route_scale
+ *           sum when norm_topk and the sum is > 0, times route_scale;
+ *           sigmoid scores that f32 cannot hold (every chosen logit below
+ *           about -87) are normalised from the logits (norm_from_logits())
  *
  * Everything per token lives in shared memory (n_experts <= 1024).
  */
+#include <float.h>
+
 #include "moek_hip_impl.h"
+
+/*
+ * The reference computes sigmoid in double, 1 / (1 + exp(-l)): 0 only
+ * where exp(-l) overflows, for l below this.
+ */
+#define MOEK_REF_SIGMOID_ZERO (-709.78271f)
+
+/*
+ * The chosen experts' weights when norm_topk and every chosen sigmoid
+ * score is below FLT_MIN, so that their f32 sum says nothing (0, or a
+ * subnormal with a few bits). There sigmoid(l) is exp(l) to f32
+ * precision (1 + exp(l) rounds to 1), so the normalised scores are a
+ * softmax over the chosen logits; a logit where the reference's sigmoid
+ * is 0 gets 0, and with no logit above that every weight stays 0, as in
+ * the reference (and NaN logits leave the weights to the caller: the
+ * sum was NaN, not small). Three passes over the chosen logits and no
+ * array of its own: w is shared memory.
+ */
+static __device__ void norm_from_logits(const float *logit, const int *chosen,
+					uint32_t topk, float *w)
+{
+	float m = -INFINITY, sum = 0.0f;
+
+	for (uint32_t k = 0; k < topk; k++)
+		if (logit[chosen[k]] > MOEK_REF_SIGMOID_ZERO)
+			m = fmaxf(m, logit[chosen[k]]);
+	for (uint32_t k = 0; k < topk; k++) {
+		float l = logit[chosen[k]];
+
+		w[k] = l > MOEK_REF_SIGMOID_ZERO ? expf(l - m) : 0.0f;
+		sum += w[k];
+	}
+	for (uint32_t k = 0; k < topk; k++)
+		w[k] = sum > 0.0f ? w[k] / sum : 0.0f;
+}
 
 static __device__ __forceinline__ float gate_elem(const void *gate,
 						  uint32_t gtype, size_t i)
@@ -32,11 +71,13 @@ __global__ void __launch_bounds__(MOEK_ROUTER_THREADS)
 moek_router(const struct moek_route_args a)
 {
 	__shared__ float score[MOEK_MAX_EXPERTS];
+	__shared__ float logit[MOEK_MAX_EXPERTS];
 	__shared__ float sel[MOEK_MAX_EXPERTS];
 	__shared__ float gscore[MOEK_MAX_EXPERTS];
 	__shared__ unsigned char keep[MOEK_MAX_EXPERTS];	/* per group */
 	__shared__ unsigned char taken[MOEK_MAX_EXPERTS];
 	__shared__ int chosen[MOEK_MAX_TOPK];
+	__shared__ float wlog[MOEK_MAX_TOPK];	/* norm_from_logits() */
 	__shared__ float redv[MOEK_MAX_WARPS];
 	__shared__ int redi[MOEK_MAX_WARPS];
 	const uint32_t tid = threadIdx.x;
@@ -55,8 +96,10 @@ moek_router(const struct moek_route_args a)
 		for (uint32_t c = lane; c < a.dim; c += MOEK_WARP)
 			acc += x[c] * gate_elem(a.gate, a.gtype, row + c);
 		acc = moek_warp_sum(acc);
-		if (lane == 0)
+		if (lane == 0) {
 			score[e] = acc;
+			logit[e] = acc;
+		}
 	}
 	__syncthreads();
 
@@ -153,16 +196,23 @@ moek_router(const struct moek_route_args a)
 
 	if (tid == 0) {
 		float sum = 0.0f;
+		bool from_logits;
 
 		for (uint32_t k = 0; k < a.topk; k++)
 			sum += score[chosen[k]];
+		from_logits = a.norm_topk && a.score == MOEK_SCORE_SIGMOID &&
+			      sum < FLT_MIN;
+		if (from_logits)
+			norm_from_logits(logit, chosen, a.topk, wlog);
 		for (uint32_t k = 0; k < a.topk; k++) {
 			float w = score[chosen[k]];
 
 			/* as the reference: no sum (every chosen sigmoid
-			 * 0, logits below about -88 in f32) divides
-			 * nothing, rather than making the weights NaN */
-			if (a.norm_topk && sum > 0.0f)
+			 * 0) divides nothing, rather than making the
+			 * weights NaN */
+			if (from_logits)
+				w = wlog[k];
+			else if (a.norm_topk && sum > 0.0f)
 				w /= sum;
 			a.idx[t * a.topk + k] = chosen[k];
 			a.w[t * a.topk + k] = w * a.route_scale;

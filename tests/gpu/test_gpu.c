@@ -702,6 +702,28 @@ TEST(route_edge_cases)
 		route_fixed(s, lg, NULL, want, why, sizeof(why));
 		CHECK_MSG(!*why, "all scores 0: %s", why);
 	}
+	/* sigmoid scores below f32's range (logits -100 and -101): the
+	 * reference's are not 0 (double), so normalised they are e / (1 +
+	 * e) and 1 / (1 + e), from the logits; the selection among such
+	 * scores is all ties in f32, hence the logits in index order */
+	{
+		const float lg[8] = { -100, -101, -120, -300, -1000, -1000,
+				      -1000, -1000 };
+		const int32_t want[2] = { 0, 1 };
+
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "sigmoid scores below FLT_MIN: %s", why);
+	}
+	/* and one where even the reference's sigmoid is 0 (below -709.78,
+	 * its exp(-l) overflows): weights 1 and 0 */
+	{
+		const float lg[8] = { -700, -720, -1000, -1000, -1000, -1000,
+				      -1000, -1000 };
+		const int32_t want[2] = { 0, 1 };
+
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "a sigmoid 0 in double too: %s", why);
+	}
 	/* softmax of logits whose exp overflows: the max is subtracted */
 	{
 		const float lg[8] = { 1000, 999, -1000, 0, 998, 0, 0, 0 };
