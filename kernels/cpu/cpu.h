@@ -60,7 +60,8 @@ struct moek_mat {
  * t < nt. For FP8, W[r][i] is fp8(w) * scale and x holds the act-quantised
  * activations in the kernel table's act format (below), with their block
  * scales in xs[t] (ignored for MOEK_ACT_F32). Rows are tiled from r0 in
- * fours, so r0 % 4 == 0 keeps every tile inside one 128-row scale block.
+ * fours for FP8, so r0 % 4 == 0 keeps every tile inside one 128-row scale
+ * block (f32 and bf16 tiles may take other row counts).
  * Each (row, token) result is computed the same way whatever the tiling:
  * the output does not depend on how work is split across threads.
  */

@@ -1093,10 +1093,55 @@ static void gemm_data_free(struct gemm_data *d)
 	free(d->ws);
 }
 
+/*
+ * The same bits as y (one call of every row and GT_NT tokens, ldo apart)
+ * from k's calls of rows [r0, r1), r0 in steps of rstep and up to rmax
+ * rows, and of 1 to ntmax tokens: NULL, or what differs (what names the
+ * case).
+ */
+static const char *gemm_split_check(const struct moek_kern *k,
+				    const struct moek_mat *m,
+				    const float *const *x,
+				    const float *const *xs, const float *y,
+				    size_t ldo, uint32_t rstep, uint32_t rmax,
+				    uint32_t ntmax, const char *what)
+{
+	static char msg[320];
+	float o[5 * 4];
+	uint32_t t, r, r0, r1, nt, t0;
+	size_t i;
+
+	if (rmax * ntmax > sizeof(o) / sizeof(o[0]))
+		abort();
+	for (r0 = 0; r0 < m->rows; r0 += rstep) {
+		for (r1 = r0 + 1; r1 <= r0 + rmax && r1 <= m->rows; r1++) {
+			for (nt = 1; nt <= ntmax; nt++) {
+				t0 = (r0 / rstep + r1 + nt) % (GT_NT - nt + 1);
+				k->gemm(m, r0, r1, x + t0, xs ? xs + t0 : NULL,
+					nt, o, r1 - r0);
+				for (i = 0; i < (size_t)nt * (r1 - r0); i++) {
+					t = t0 + (uint32_t)(i / (r1 - r0));
+					r = r0 + (uint32_t)(i % (r1 - r0));
+					if (!memcmp(&o[i], &y[t * ldo + r],
+						    sizeof(float)))
+						continue;
+					snprintf(msg, sizeof(msg),
+						 "%s: rows [%u, %u) x %u tokens: row %u token %u: %.9g, in one call %.9g",
+						 what, r0, r1, nt, r, t, o[i],
+						 y[t * ldo + r]);
+					return msg;
+				}
+			}
+		}
+	}
+	return NULL;
+}
+
 static const char *gemm_check(const struct gemm_data *d,
 			      const struct moek_kern *k, const char *kname)
 {
 	static char msg[256];
+	char what[64];
 	const float *const *x = (const float *const *)(
 		k->act == MOEK_ACT_BF16 ? d->xb :
 		k->act == MOEK_ACT_Q32 ? d->xq : d->xf);
@@ -1104,11 +1149,11 @@ static const char *gemm_check(const struct gemm_data *d,
 	struct moek_mat m = { d->w, d->ws, MOEK_FP8_E4M3, d->rows, d->cols,
 			      1 };
 	size_t ldo = d->rows + 3, n = (GT_NT - 1) * ldo + d->rows, i;
-	float *y = malloc(n * sizeof(float)), *o = malloc(3 * 3 * sizeof(float));
+	float *y = malloc(n * sizeof(float));
 	const char *ret = NULL;
-	uint32_t t, r, r0, r1, nt, t0;
+	uint32_t t, r;
 
-	if (!y || !o)
+	if (!y)
 		abort();
 	for (i = 0; i < n; i++)
 		y[i] = -1234.5f;
@@ -1136,31 +1181,12 @@ static const char *gemm_check(const struct gemm_data *d,
 	}
 	/* the same bits from smaller calls (no prefetch: it is a hint) */
 	m.prefetch = 0;
-	for (r0 = 0; r0 < d->rows && !ret; r0 += 4) {
-		for (r1 = r0 + 1; r1 <= r0 + 3 && r1 <= d->rows && !ret; r1++) {
-			for (nt = 1; nt <= 3 && !ret; nt++) {
-				t0 = (r0 / 4 + r1 + nt) % (GT_NT - nt + 1);
-				k->gemm(&m, r0, r1, x + t0, xs + t0, nt, o,
-					r1 - r0);
-				for (i = 0; i < (size_t)nt * (r1 - r0); i++) {
-					t = t0 + (uint32_t)(i / (r1 - r0));
-					r = r0 + (uint32_t)(i % (r1 - r0));
-					if (memcmp(&o[i], &y[t * ldo + r],
-						   sizeof(float))) {
-						ret = msg;
-						snprintf(msg, sizeof(msg),
-							 "%s %ux%u: rows [%u, %u) x %u tokens: row %u token %u: %.9g, in one call %.9g",
-							 kname, d->rows, d->cols,
-							 r0, r1, nt, r, t, o[i],
-							 y[t * ldo + r]);
-						break;
-					}
-				}
-			}
-		}
+	if (!ret) {
+		snprintf(what, sizeof(what), "%s %ux%u", kname, d->rows,
+			 d->cols);
+		ret = gemm_split_check(k, &m, x, xs, y, ldo, 4, 3, 3, what);
 	}
 	free(y);
-	free(o);
 	return ret;
 }
 
@@ -1209,6 +1235,124 @@ TEST(fp8_gemm_direct)
 		}
 	}
 	free(d);
+}
+
+/*
+ * Every kernel's f32 and bf16 GEMM, called directly: GT_NT tokens in one
+ * call against double sums, nothing written past the rows asked for,
+ * and the same bits from calls of fewer rows and tokens (1 to 5, so that
+ * AVX2's 4 x 2 and 3 x 4 tiles, and every partial tile, each give some
+ * of them). Shapes with tails, rows not a multiple of 3 or 4.
+ */
+static const char *gemm_plain_check(uint32_t type, uint32_t rows,
+				    uint32_t cols, const struct moek_kern *k,
+				    const char *kname)
+{
+	static char msg[256];
+	char what[64];
+	size_t esz = type == MOEK_BF16 ? 2 : 4, ldo = rows + 3;
+	size_t n = (GT_NT - 1) * ldo + rows, i;
+	void *w = malloc((size_t)rows * cols * esz);
+	float *xv = malloc((size_t)GT_NT * cols * sizeof(float));
+	float *y = malloc(n * sizeof(float));
+	const float *x[GT_NT];
+	struct moek_mat m = { NULL, NULL, type, rows, cols, 0 };
+	const char *ret = NULL;
+	uint32_t t, r;
+
+	if (!w || !xv || !y)
+		abort();
+	for (i = 0; i < (size_t)rows * cols; i++) {
+		float v = 2.0f * frand() - 1.0f;
+
+		if (type == MOEK_BF16)
+			((uint16_t *)w)[i] = moek_f32_to_bf16(v);
+		else
+			((float *)w)[i] = v;
+	}
+	for (t = 0; t < GT_NT; t++) {
+		x[t] = xv + (size_t)t * cols;
+		for (i = 0; i < cols; i++)
+			xv[(size_t)t * cols + i] = 2.0f * frand() - 1.0f;
+	}
+	m.w = w;
+	for (i = 0; i < n; i++)
+		y[i] = -1234.5f;
+	k->gemm(&m, 0, rows, x, NULL, GT_NT, y, ldo);
+	for (t = 0; t < GT_NT && !ret; t++) {
+		for (r = rows; r < ldo && t < GT_NT - 1 && !ret; r++)
+			if (y[t * ldo + r] != -1234.5f) {
+				ret = msg;
+				snprintf(msg, sizeof(msg),
+					 "%s type %u %ux%u: wrote past row %u of token %u",
+					 kname, type, rows, cols, rows, t);
+			}
+		for (r = 0; r < rows && !ret; r++) {
+			double sum = 0, mag = 0, e;
+
+			for (i = 0; i < cols; i++) {
+				double wv = type == MOEK_BF16 ?
+					moek_bf16_to_f32(((uint16_t *)w)[
+						(size_t)r * cols + i]) :
+					((float *)w)[(size_t)r * cols + i];
+				double p = wv * x[t][i];
+
+				sum += p;
+				mag += fabs(p);
+			}
+			e = fabs(y[t * ldo + r] - sum);
+			if (!(e <= 1e-5 * mag + 1e-30)) {
+				ret = msg;
+				snprintf(msg, sizeof(msg),
+					 "%s type %u %ux%u: row %u token %u: %.9g, ref %.9g",
+					 kname, type, rows, cols, r, t,
+					 y[t * ldo + r], sum);
+			}
+		}
+	}
+	if (!ret) {
+		snprintf(what, sizeof(what), "%s type %u %ux%u", kname, type,
+			 rows, cols);
+		ret = gemm_split_check(k, &m, x, NULL, y, ldo, 3, 4, 5, what);
+	}
+	free(w);
+	free(xv);
+	free(y);
+	return ret;
+}
+
+TEST(gemm_direct)
+{
+	static const uint32_t shape[][2] = {
+		{ 13, 5 }, { 13, 45 }, { 38, 200 }, { 11, 2051 },
+	};
+	static const uint32_t types[] = { MOEK_F32, MOEK_BF16 };
+	const struct {
+		const struct moek_kern *k;
+		const char *name;
+		bool ok;
+	} kt[] = {
+		{ &moek_kern_scalar, "scalar", true },
+		{ &moek_kern_avx2, "avx2", host_has(MOEK_ISA_AVX2, NULL, 0) },
+		{ &moek_kern_avx512, "avx512",
+		  host_has(MOEK_ISA_AVX512, NULL, 0) },
+		{ &moek_kern_avx512_bf16, "avx512_bf16",
+		  host_has(MOEK_ISA_AVX512, NULL, 0) && host_bf16() },
+	};
+	const char *msg = NULL;
+	size_t s, j, ty;
+
+	for (s = 0; s < sizeof(shape) / sizeof(shape[0]) && !msg; s++)
+		for (ty = 0; ty < 2 && !msg; ty++)
+			for (j = 0; j < sizeof(kt) / sizeof(kt[0]) && !msg;
+			     j++)
+				if (kt[j].ok)
+					msg = gemm_plain_check(types[ty],
+							       shape[s][0],
+							       shape[s][1],
+							       kt[j].k,
+							       kt[j].name);
+	CHECK_MSG(!msg, "%s", msg);
 }
 
 TEST(zero_tokens)
@@ -1607,6 +1751,7 @@ RUN_TESTS(T(isa_levels), T(threads_default_on_a_huge_host),
 	  T(fp8_dim_wider_than_ffn),
 	  T(threads_same_result),
 	  T(prefetch_same_result), T(fp8_gemm_direct),
+	  T(gemm_direct),
 	  T(zero_tokens),
 	  T(one_token), T(all_tokens_to_one_expert), T(scratch_grows),
 	  T(scratch_grows_per_thread),
