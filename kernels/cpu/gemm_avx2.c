@@ -9,8 +9,10 @@
  * from 3 (12 accumulators, 3 weight vectors and one of x fill the 16 ymm
  * registers, 7 loads feed 12 FMAs, where 4 x 2 fed 8 with 6: in-cache
  * bf16 GEMM 1.3x faster on Zen 3 from 4 tokens). The tile's shape does
- * not change a result's bits. The FP8 GEMM sums exact products per 128-column block and
- * scales each block's sum once (the BF16 path's order, in f32 FMAs):
+ * not change a result's bits.
+ *
+ * The FP8 GEMM sums exact products per 128-column block and scales each
+ * block's sum once (the BF16 path's order, in f32 FMAs):
  * three instructions widen 8 e4m3 weights, no multiply (fp8_tile(); the
  * next row group's block is prefetched). From FP8_SEG_MIN_NT tokens a
  * call it first widens a segment of the rows into a buffer that every
@@ -83,7 +85,7 @@ INLINE float hsum(__m256 v)
 /* acc[i][j] += W[r + i][k .. k + 7] * x[j][k .. k + 7] */
 #define STEP(FULL)							\
 	do {								\
-		__m256 wv[TILE_MR];						\
+		__m256 wv[TILE_MR];					\
 		UNROLL							\
 		for (i = 0; i < MR; i++)				\
 			wv[i] = load_w(type, m->w, (size_t)(r + i) * n + k, \

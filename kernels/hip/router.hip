@@ -15,8 +15,9 @@
  *           by descending sel, lower index first, as moek_ref_route
  *   weights the unbiased scores of the chosen experts, divided by their
  *           sum when norm_topk and the sum is > 0, times route_scale;
- *           sigmoid scores that f32 cannot hold (every chosen logit below
- *           about -87) are normalised from the logits (norm_from_logits())
+ *           when a chosen sigmoid score is below f32's normal range
+ *           (logits below about -87), from the logits instead
+ *           (norm_from_logits())
  *
  * Everything per token lives in shared memory (n_experts <= 1024).
  */
@@ -30,29 +31,36 @@
  */
 #define MOEK_REF_SIGMOID_ZERO (-709.78271f)
 
+/* log(sigmoid(l)), without overflow or underflow for any finite l */
+static __device__ __forceinline__ float log_sigmoid(float l)
+{
+	return l < 0.0f ? l - log1pf(expf(l)) : -log1pf(expf(-l));
+}
+
 /*
- * The chosen experts' weights when norm_topk and every chosen sigmoid
- * score is below FLT_MIN, so that their f32 sum says nothing (0, or a
- * subnormal with a few bits). There sigmoid(l) is exp(l) to f32
- * precision (1 + exp(l) rounds to 1), so the normalised scores are a
- * softmax over the chosen logits; a logit where the reference's sigmoid
- * is 0 gets 0, and with no logit above that every weight stays 0, as in
- * the reference (and NaN logits leave the weights to the caller: the
- * sum was NaN, not small). Three passes over the chosen logits and no
- * array of its own: w is shared memory.
+ * The chosen experts' weights when norm_topk and a chosen sigmoid score
+ * is below FLT_MIN: 0 where the logit is below about -88.7 (f32's
+ * exp(-l) overflows), a subnormal of few bits above, where the
+ * reference's double scores still hold the value. The weights are the
+ * scores over their sum all the same, formed from log-sigmoids as
+ * exp(ls - max ls) / sum, which neither overflow nor underflow; a logit
+ * where the reference's sigmoid is 0 gets 0, and with no logit above
+ * that every weight stays 0, as in the reference. Three passes over the
+ * chosen logits and no array of its own: w is shared memory.
  */
 static __device__ void norm_from_logits(const float *logit, const int *chosen,
 					uint32_t topk, float *w)
 {
 	float m = -INFINITY, sum = 0.0f;
 
-	for (uint32_t k = 0; k < topk; k++)
-		if (logit[chosen[k]] > MOEK_REF_SIGMOID_ZERO)
-			m = fmaxf(m, logit[chosen[k]]);
 	for (uint32_t k = 0; k < topk; k++) {
 		float l = logit[chosen[k]];
 
-		w[k] = l > MOEK_REF_SIGMOID_ZERO ? expf(l - m) : 0.0f;
+		w[k] = l > MOEK_REF_SIGMOID_ZERO ? log_sigmoid(l) : -INFINITY;
+		m = fmaxf(m, w[k]);
+	}
+	for (uint32_t k = 0; k < topk; k++) {
+		w[k] = w[k] > -INFINITY ? expf(w[k] - m) : 0.0f;
 		sum += w[k];
 	}
 	for (uint32_t k = 0; k < topk; k++)
@@ -196,20 +204,23 @@ moek_router(const struct moek_route_args a)
 
 	if (tid == 0) {
 		float sum = 0.0f;
-		bool from_logits;
+		bool tiny = false, from_logits;
 
-		for (uint32_t k = 0; k < a.topk; k++)
+		for (uint32_t k = 0; k < a.topk; k++) {
 			sum += score[chosen[k]];
+			tiny = tiny || score[chosen[k]] < FLT_MIN;
+		}
+		/* a NaN score (and sum) leaves the weights unnormalised,
+		 * as in the reference */
 		from_logits = a.norm_topk && a.score == MOEK_SCORE_SIGMOID &&
-			      sum < FLT_MIN;
+			      tiny && sum == sum;
 		if (from_logits)
 			norm_from_logits(logit, chosen, a.topk, wlog);
 		for (uint32_t k = 0; k < a.topk; k++) {
 			float w = score[chosen[k]];
 
-			/* as the reference: no sum (every chosen sigmoid
-			 * 0) divides nothing, rather than making the
-			 * weights NaN */
+			/* softmax scores sum to more than 0; a NaN sum
+			 * divides nothing, as in the reference */
 			if (from_logits)
 				w = wlog[k];
 			else if (a.norm_topk && sum > 0.0f)

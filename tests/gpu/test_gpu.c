@@ -714,6 +714,26 @@ TEST(route_edge_cases)
 		route_fixed(s, lg, NULL, want, why, sizeof(why));
 		CHECK_MSG(!*why, "sigmoid scores below FLT_MIN: %s", why);
 	}
+	/* and where only some chosen scores are below FLT_MIN: -87 is
+	 * normal in f32, -89 is 0 there (exp(89) overflows), -100 too:
+	 * 0.881 and 0.119, 1 - 4.2e-18 and 4.2e-18 (the zeros tie in
+	 * f32, so the lowest index among them is the one chosen) */
+	{
+		const float lg[8] = { -87, -89, -120, -300, -1000, -1000,
+				      -1000, -1000 };
+		const int32_t want[2] = { 0, 1 };
+
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "one score below FLT_MIN: %s", why);
+	}
+	{
+		const float lg[8] = { -100, -1000, -1000, -1000, -60, -1000,
+				      -1000, -1000 };
+		const int32_t want[2] = { 4, 0 };
+
+		route_fixed(s, lg, NULL, want, why, sizeof(why));
+		CHECK_MSG(!*why, "one score 0 in f32: %s", why);
+	}
 	/* and one where even the reference's sigmoid is 0 (below -709.78,
 	 * its exp(-l) overflows): weights 1 and 0 */
 	{

@@ -1107,7 +1107,7 @@ static const char *gemm_split_check(const struct moek_kern *k,
 				    uint32_t ntmax, const char *what)
 {
 	static char msg[320];
-	float o[5 * 4];
+	float o[7 * 4];
 	uint32_t t, r, r0, r1, nt, t0;
 	size_t i;
 
@@ -1240,7 +1240,7 @@ TEST(fp8_gemm_direct)
 /*
  * Every kernel's f32 and bf16 GEMM, called directly: GT_NT tokens in one
  * call against double sums, nothing written past the rows asked for,
- * and the same bits from calls of fewer rows and tokens (1 to 5, so that
+ * and the same bits from calls of fewer rows and tokens (1 to 7, so that
  * AVX2's 4 x 2 and 3 x 4 tiles, and every partial tile, each give some
  * of them). Shapes with tails, rows not a multiple of 3 or 4.
  */
@@ -1313,7 +1313,7 @@ static const char *gemm_plain_check(uint32_t type, uint32_t rows,
 	if (!ret) {
 		snprintf(what, sizeof(what), "%s type %u %ux%u", kname, type,
 			 rows, cols);
-		ret = gemm_split_check(k, &m, x, NULL, y, ldo, 3, 4, 5, what);
+		ret = gemm_split_check(k, &m, x, NULL, y, ldo, 3, 4, 7, what);
 	}
 	free(w);
 	free(xv);
