@@ -59,9 +59,8 @@ struct moek_mat {
  * out[t * ldo + (r - r0)] = sum_i W[r][i] * x[t][i] for r in [r0, r1) and
  * t < nt. For FP8, W[r][i] is fp8(w) * scale and x holds the act-quantised
  * activations in the kernel table's act format (below), with their block
- * scales in xs[t] (ignored for MOEK_ACT_F32). Rows are tiled from r0 in
- * fours for FP8, so r0 % 4 == 0 keeps every tile inside one 128-row scale
- * block (f32 and bf16 tiles may take other row counts).
+ * scales in xs[t] (ignored for MOEK_ACT_F32). r0 may be any row: an FP8
+ * tile looks up each of its rows' block scales.
  * Each (row, token) result is computed the same way whatever the tiling:
  * the output does not depend on how work is split across threads.
  */

@@ -12,11 +12,10 @@
  * not change a result's bits.
  *
  * The FP8 GEMM sums exact products per 128-column block and scales each
- * block's sum once (the BF16 path's order, in f32 FMAs):
- * three instructions widen 8 e4m3 weights, no multiply (fp8_tile(); the
- * next row group's block is prefetched). From FP8_SEG_MIN_NT tokens a
- * call it first widens a segment of the rows into a buffer that every
- * token's tiles then read, summing in the same order (gemm_fp8_seg()).
+ * block's sum once (the BF16 path's order, in f32 FMAs): three
+ * instructions widen 8 e4m3 weights, no multiply. Its tiles are 4 rows x
+ * 2 tokens below 3 tokens a call, 2 rows x up to 6 tokens from 3 (each
+ * widening serves 6 FMAs); the next row group's block is prefetched.
  * AVX2 has no byte/word masked loads: a partial last vector is copied
  * into a zero-padded buffer first.
  *
@@ -28,7 +27,7 @@
 
 #include "cpu.h"
 
-#define UNROLL _Pragma("GCC unroll 4")
+#define UNROLL _Pragma("GCC unroll 8")	/* every tile loop, fully */
 #define INLINE static inline __attribute__((always_inline))
 
 /* The first len (< 8) elements of p, zero-padded to 8, in buf. */
@@ -200,11 +199,6 @@ INLINE __m256 fp8_x8(const uint8_t *p, uint32_t len, const int full)
 			_mm256_set1_epi32((int)0x87f00000u)));
 }
 
-/* Columns a row of the segment path widens at a time (gemm_fp8_seg()). */
-#define FP8_SEG 1024	/* a multiple of MOEK_FP8_BLOCK */
-#define FP8_SEG_BLOCKS (FP8_SEG / MOEK_FP8_BLOCK)
-_Static_assert(FP8_SEG_BLOCKS == 8, "seg_scales() fills 8 blocks a vector");
-
 /* The scale of block b of row row, times 2^20. */
 INLINE float fp8_wscale(const struct moek_mat *m, uint32_t row, uint32_t b)
 {
@@ -213,69 +207,51 @@ INLINE float fp8_wscale(const struct moek_mat *m, uint32_t row, uint32_t b)
 	return m->s[(size_t)(row / MOEK_FP8_BLOCK) * nbc + b] * 0x1p20f;
 }
 
-/* acc[i][j] += W[i][k .. k + 7] * x[j][xo + k .. xo + k + 7] */
+/*
+ * FP8 tiles: 4 rows x 1 or 2 tokens for calls of 1 or 2 tokens (decode:
+ * one x vector feeds 4 rows), 2 rows x 3 to 6 tokens from 3 tokens a call.
+ * 12 accumulators, the 2 widened weight vectors, the widening's mask and
+ * one x vector fill the 16 ymm registers; each widening (three
+ * instructions) then serves 6 FMAs. With 3 rows x 4 tokens one register
+ * short, an accumulator went to the stack and its chain through memory
+ * set the pace.
+ */
+#define FP8_MR 4
+#define FP8_NT 6
+
+/* acc[i][j] += W[i][k .. k + 7] * x[j][k .. k + 7] */
 #define FP8_STEP(LEN, FULL)						\
 	do {								\
-		__m256 xv[2];						\
+		__m256 wv[FP8_MR];					\
 		UNROLL							\
-		for (j = 0; j < NT; j++)				\
-			xv[j] = load_x(x[j] + xo + k, LEN, FULL);	\
+		for (i = 0; i < MR; i++)				\
+			wv[i] = fp8_x8(wr[i] + k, LEN, FULL);		\
 		UNROLL							\
-		for (i = 0; i < MR; i++) {				\
-			__m256 wv = SEG ? _mm256_load_ps(wb + (size_t)i * \
-							 FP8_SEG + k) :	\
-					  fp8_x8(wr[i] + k, LEN, FULL);	\
+		for (j = 0; j < NT; j++) {				\
+			__m256 xv = load_x(x[j] + k, LEN, FULL);	\
 			UNROLL						\
-			for (j = 0; j < NT; j++)			\
-				acc[i][j] = _mm256_fmadd_ps(wv, xv[j],	\
+			for (i = 0; i < MR; i++)			\
+				acc[i][j] = _mm256_fmadd_ps(wv[i], xv,	\
 							    acc[i][j]);	\
 		}							\
 	} while (0)
 
 /*
- * acc[i][j] = the sum of the products of columns [kb, kend) of row i and
- * token j, one 128-column block (or its short last part): 8 columns a
- * step in column order, the last step zero-padded. The one sum of both
- * FP8 paths, which therefore give the same bits: fp8_tile() widens the
- * weights from the rows wr as it goes (SEG 0); the segment path reads
- * them from wb, where widen_fp8() put them (SEG 1, k counted from the
- * segment's start, token j's columns from x[j] + xo).
- */
-INLINE void fp8_block(const int MR, const int NT, const int SEG,
-		      const uint8_t *const *wr, const float *wb,
-		      const float *const *x, uint32_t xo, uint32_t kb,
-		      uint32_t kend, __m256 (*acc)[2])
-{
-	uint32_t k;
-	int i, j;
-
-	UNROLL
-	for (i = 0; i < MR; i++) {
-		UNROLL
-		for (j = 0; j < NT; j++)
-			acc[i][j] = _mm256_setzero_ps();
-	}
-	for (k = kb; k + 8 <= kend; k += 8)
-		FP8_STEP(8, 1);
-	if (k < kend)
-		FP8_STEP(kend - k, 0);
-}
-
-/*
- * Rows r .. r + MR - 1 against NT tokens (1 or 2); a call of fewer than
- * FP8_SEG_MIN_NT tokens (decode, small batches) runs its tokens through
- * these in pairs. Per (row, token) and block: acc sums the products 8
- * columns a step in column order (the last step of a short block
- * zero-padded), then tot += acc * (ws * xs).
+ * Rows r .. r + MR - 1 against NT tokens. Per (row, token) and 128-column
+ * block: acc sums the products 8 columns a step in column order (the last
+ * step of a short block zero-padded), then tot += acc * (ws * xs). The
+ * totals wait in memory (L1), touched once a block: the accumulators
+ * take the registers.
  */
 INLINE void fp8_tile(const int MR, const int NT, const struct moek_mat *m,
 		     uint32_t r, const float *const *x,
 		     const float *const *xs, float *out, size_t ldo)
 {
 	const uint32_t n = m->cols;
-	const uint8_t *wr[4];
-	__m256 tot[4][2], acc[4][2];
-	uint32_t b, kb, kend;
+	const uint8_t *wr[FP8_MR];
+	float tot[FP8_MR][FP8_NT][8] __attribute__((aligned(32)));
+	__m256 acc[FP8_MR][FP8_NT];
+	uint32_t b, k, kb, kend;
 	int i, j;
 
 	UNROLL
@@ -283,28 +259,38 @@ INLINE void fp8_tile(const int MR, const int NT, const struct moek_mat *m,
 		wr[i] = (const uint8_t *)m->w + (size_t)(r + i) * n;
 		UNROLL
 		for (j = 0; j < NT; j++)
-			tot[i][j] = _mm256_setzero_ps();
+			_mm256_store_ps(tot[i][j], _mm256_setzero_ps());
 	}
 	for (b = 0, kb = 0; kb < n; b++, kb += MOEK_FP8_BLOCK) {
 		kend = n - kb < MOEK_FP8_BLOCK ? n : kb + MOEK_FP8_BLOCK;
 		moek_cpu_prefetch_next(m, r, MR, kb, kend);
-		fp8_block(MR, NT, 0, wr, NULL, x, 0, kb, kend, acc);
+		UNROLL
+		for (i = 0; i < MR; i++) {
+			UNROLL
+			for (j = 0; j < NT; j++)
+				acc[i][j] = _mm256_setzero_ps();
+		}
+		for (k = kb; k + 8 <= kend; k += 8)
+			FP8_STEP(8, 1);
+		if (k < kend)
+			FP8_STEP(kend - k, 0);
 		UNROLL
 		for (i = 0; i < MR; i++) {
 			const float ws = fp8_wscale(m, r + i, b);
 
 			UNROLL
 			for (j = 0; j < NT; j++)
-				tot[i][j] = _mm256_fmadd_ps(acc[i][j],
-					_mm256_set1_ps(ws * xs[j][b]),
-					tot[i][j]);
+				_mm256_store_ps(tot[i][j], _mm256_fmadd_ps(
+					acc[i][j], _mm256_set1_ps(ws * xs[j][b]),
+					_mm256_load_ps(tot[i][j])));
 		}
 	}
 	UNROLL
 	for (i = 0; i < MR; i++) {
 		UNROLL
 		for (j = 0; j < NT; j++)
-			out[(size_t)j * ldo + i] = hsum(tot[i][j]);
+			out[(size_t)j * ldo + i] =
+				hsum(_mm256_load_ps(tot[i][j]));
 	}
 }
 
@@ -321,194 +307,45 @@ typedef void (*fp8_tile_fn)(const struct moek_mat *m, uint32_t r,
 	{								\
 		fp8_tile(MR, NT, m, r, x, xs, out, ldo);		\
 	}
-#define DEF_FP8_ROW(MR) DEF_FP8_TILE(MR, 1) DEF_FP8_TILE(MR, 2)
+#define DEF_FP8_ROW(MR)							\
+	DEF_FP8_TILE(MR, 1) DEF_FP8_TILE(MR, 2) DEF_FP8_TILE(MR, 3)	\
+	DEF_FP8_TILE(MR, 4) DEF_FP8_TILE(MR, 5) DEF_FP8_TILE(MR, 6)
 
-DEF_FP8_ROW(1) DEF_FP8_ROW(2) DEF_FP8_ROW(3) DEF_FP8_ROW(4)
+DEF_FP8_ROW(1) DEF_FP8_ROW(2)
+DEF_FP8_TILE(3, 1) DEF_FP8_TILE(3, 2) DEF_FP8_TILE(4, 1) DEF_FP8_TILE(4, 2)
 
-/* [rows - 1][tokens - 1] */
-static const fp8_tile_fn fp8_tiles[4][2] = {
-	{ fp8_tile_1_1, fp8_tile_1_2 }, { fp8_tile_2_1, fp8_tile_2_2 },
-	{ fp8_tile_3_1, fp8_tile_3_2 }, { fp8_tile_4_1, fp8_tile_4_2 },
+#define FP8_ROW(MR)							\
+	{ fp8_tile_##MR##_1, fp8_tile_##MR##_2, fp8_tile_##MR##_3,	\
+	  fp8_tile_##MR##_4, fp8_tile_##MR##_5, fp8_tile_##MR##_6 }
+#define FP8_SHORT(MR)							\
+	{ fp8_tile_##MR##_1, fp8_tile_##MR##_2, NULL, NULL, NULL, NULL }
+
+/* [rows - 1][tokens - 1] (3 and 4 rows: 1 or 2 tokens only) */
+static const fp8_tile_fn fp8_tiles[FP8_MR][FP8_NT] = {
+	FP8_ROW(1), FP8_ROW(2), FP8_SHORT(3), FP8_SHORT(4),
 };
 
 /*
- * FP8 at batch: for each row group, FP8_SEG columns of its (up to) 4 rows
- * at a time are widened once into wb (16 KB, in L1), each (row, token,
- * block)'s scale ws * xs formed once into sc, then 4 x 2 tiles run over
- * them for every token of the call, their totals waiting in tot between
- * segments. fp8_tile() widens the weights again for every 2 tokens,
- * which bounds it from about 10 tokens on; below, the buffer's stores
- * and loads cost more than they save (bf16 got slower through a buffer
- * at any batch and keeps tile()). Both sum each block through
- * fp8_block() (wb holds zeros past the row's end, as the padded copies
- * give) and add it times the same scale into the total: the same bits.
+ * From 3 tokens a call, the tokens go to the fewest tiles of up to 6,
+ * of sizes that differ by at most one (7 tokens: 4 and 3, not 6 and 1,
+ * whose one-token tile would widen its weights for a single FMA each).
+ * The rows of the call's first tiles prefetch; later ones find them in
+ * the cache.
  */
-INLINE void seg_tile(const int MR, const int NT, const float *wb,
-		     const float (*sc)[4][FP8_SEG_BLOCKS], uint32_t kn,
-		     const float *const *x, uint32_t k0, __m256 (*tot)[4])
-{
-	__m256 acc[4][2];
-	uint32_t kb, kend;
-	int i, j;
-
-	for (kb = 0; kb < kn; kb += MOEK_FP8_BLOCK) {
-		kend = kn - kb < MOEK_FP8_BLOCK ? kn : kb + MOEK_FP8_BLOCK;
-		fp8_block(MR, NT, 1, NULL, wb, x, k0, kb, kend, acc);
-		UNROLL
-		for (j = 0; j < NT; j++) {
-			UNROLL
-			for (i = 0; i < MR; i++)
-				tot[j][i] = _mm256_fmadd_ps(acc[i][j],
-					_mm256_broadcast_ss(&sc[j][i][kb /
-							   MOEK_FP8_BLOCK]),
-					tot[j][i]);
-		}
-	}
-}
-
-typedef void (*seg_fn)(const float *wb, const float (*sc)[4][FP8_SEG_BLOCKS],
-		       uint32_t kn, const float *const *x, uint32_t k0,
-		       __m256 (*tot)[4]);
-
-#define DEF_SEG(MR, NT)							\
-	static void seg_##MR##_##NT(const float *wb,			\
-				    const float (*sc)[4][FP8_SEG_BLOCKS], \
-				    uint32_t kn, const float *const *x,	\
-				    uint32_t k0, __m256 (*tot)[4])	\
-	{								\
-		seg_tile(MR, NT, wb, sc, kn, x, k0, tot);		\
-	}
-#define DEF_SEG_ROW(MR) DEF_SEG(MR, 1) DEF_SEG(MR, 2)
-
-DEF_SEG_ROW(1) DEF_SEG_ROW(2) DEF_SEG_ROW(3) DEF_SEG_ROW(4)
-
-/* [rows - 1][tokens - 1] */
-static const seg_fn segs[4][2] = {
-	{ seg_1_1, seg_1_2 }, { seg_2_1, seg_2_2 },
-	{ seg_3_1, seg_3_2 }, { seg_4_1, seg_4_2 },
-};
-
-/* Columns [k0, k0 + kn) of rows r .. r + mr - 1 widened, their scales. */
-static void widen_fp8(const struct moek_mat *m, uint32_t r, uint32_t mr,
-		      uint32_t k0, uint32_t kn, float *wb,
-		      float (*ws)[FP8_SEG_BLOCKS])
-{
-	const uint32_t n = m->cols;
-	uint32_t i, k, kb, kend;
-
-	for (kb = 0; kb < kn; kb += MOEK_FP8_BLOCK) {
-		kend = kn - kb < MOEK_FP8_BLOCK ? kn : kb + MOEK_FP8_BLOCK;
-		moek_cpu_prefetch_next(m, r, (int)mr, k0 + kb, k0 + kend);
-		for (i = 0; i < mr; i++) {
-			const uint8_t *row = (const uint8_t *)m->w +
-					     (size_t)(r + i) * n + k0;
-			float *o = wb + (size_t)i * FP8_SEG;
-
-			ws[i][kb / MOEK_FP8_BLOCK] =
-				fp8_wscale(m, r + i, (k0 + kb) / MOEK_FP8_BLOCK);
-			for (k = kb; k + 8 <= kend; k += 8)
-				_mm256_store_ps(o + k, fp8_x8(row + k, 8, 1));
-			if (k < kend)
-				_mm256_store_ps(o + k, fp8_x8(row + k, kend - k,
-							     0));
-		}
-	}
-}
-
-/*
- * sc[t][i][b] = ws[i][b] * xs[t][b0 + b]: each (row, token, block)'s scale,
- * the same product fp8_tile() forms, made once per segment instead of
- * once per tile.
- */
-static void seg_scales(const float (*ws)[FP8_SEG_BLOCKS], uint32_t mr,
-		       uint32_t nbk, const float *const *xs, uint32_t b0,
-		       uint32_t nj, float (*sc)[4][FP8_SEG_BLOCKS])
-{
-	float buf[FP8_SEG_BLOCKS] = { 0 };
-	uint32_t t, i, b;
-
-	for (t = 0; t < nj; t++) {
-		const float *p = xs[t] + b0;
-		__m256 xv;
-
-		if (nbk < FP8_SEG_BLOCKS) {	/* the row's last segment */
-			for (b = 0; b < nbk; b++)
-				buf[b] = p[b];
-			p = buf;
-		}
-		xv = _mm256_loadu_ps(p);
-		for (i = 0; i < mr; i++)
-			_mm256_storeu_ps(sc[t][i], _mm256_mul_ps(
-				_mm256_loadu_ps(ws[i]), xv));
-	}
-}
-
-/*
- * Tokens per call from which gemm_fp8_seg() is the faster: in-cache GEMM,
- * 1408 x 2048 e4m3, one thread of the build machine's AMD EPYC (Zen 3),
- * the tiles ahead up to 8 tokens, level at 10, behind from 12.
- */
-#define FP8_SEG_MIN_NT 10
-
-static void gemm_fp8_seg(const struct moek_mat *m, uint32_t r0, uint32_t r1,
-			 const float *const *x, const float *const *xs,
-			 uint32_t nt, float *out, size_t ldo)
-{
-	float wb[4 * FP8_SEG] __attribute__((aligned(32)));
-	float ws[4][FP8_SEG_BLOCKS] = { { 0 } };
-	float sc[MOEK_CPU_TB][4][FP8_SEG_BLOCKS];
-	__m256 tot[MOEK_CPU_TB][4];
-	struct moek_mat later = *m;	/* later token groups: no prefetch */
-	uint32_t r, t, mr, tt, j, nj, k0, kn, i;
-
-	later.prefetch = 0;
-	for (r = r0; r < r1; r += 4) {
-		mr = r1 - r < 4 ? r1 - r : 4;
-		for (j = 0; j < nt; j += MOEK_CPU_TB) {
-			nj = nt - j < MOEK_CPU_TB ? nt - j : MOEK_CPU_TB;
-			for (t = 0; t < nj; t++)
-				for (i = 0; i < 4; i++)
-					tot[t][i] = _mm256_setzero_ps();
-			for (k0 = 0; k0 < m->cols; k0 += FP8_SEG) {
-				kn = m->cols - k0 < FP8_SEG ? m->cols - k0 :
-							      FP8_SEG;
-				widen_fp8(j ? &later : m, r, mr, k0, kn, wb,
-					  ws);
-				seg_scales(ws, mr, (kn + MOEK_FP8_BLOCK - 1) /
-					   MOEK_FP8_BLOCK, xs + j,
-					   k0 / MOEK_FP8_BLOCK, nj, sc);
-				for (t = 0; t < nj; t += 2) {
-					tt = nj - t < 2 ? nj - t : 2;
-					/* cppcheck-suppress negativeIndex ; t < nj */
-					segs[mr - 1][tt - 1](wb, sc + t, kn,
-							     x + j + t, k0,
-							     tot + t);
-				}
-			}
-			for (t = 0; t < nj; t++)
-				for (i = 0; i < mr; i++)
-					out[(size_t)(j + t) * ldo + (r - r0) +
-					    i] = hsum(tot[t][i]);
-		}
-	}
-}
-
 static void gemm_fp8(const struct moek_mat *m, uint32_t r0, uint32_t r1,
 		     const float *const *x, const float *const *xs,
 		     uint32_t nt, float *out, size_t ldo)
 {
-	struct moek_mat later = *m;	/* later token pairs: no prefetch */
-	uint32_t r, t, mr, tt;
+	const uint32_t rows = nt < 3 ? 4 : 2, toks = nt < 3 ? 2 : FP8_NT;
+	struct moek_mat later = *m;	/* later token groups: no prefetch */
+	uint32_t r, t, mr, tt, left;
 
-	if (nt >= FP8_SEG_MIN_NT) {
-		gemm_fp8_seg(m, r0, r1, x, xs, nt, out, ldo);
-		return;
-	}
 	later.prefetch = 0;
-	for (r = r0; r < r1; r += 4) {
-		mr = r1 - r < 4 ? r1 - r : 4;
-		for (t = 0; t < nt; t += 2) {
-			tt = nt - t < 2 ? nt - t : 2;
+	for (r = r0; r < r1; r += rows) {
+		mr = r1 - r < rows ? r1 - r : rows;
+		left = (nt + toks - 1) / toks;	/* tiles left in the row */
+		for (t = 0; t < nt; t += tt, left--) {
+			tt = (nt - t + left - 1) / left;
 			/* cppcheck-suppress negativeIndex ; tt >= 1: t < nt */
 			fp8_tiles[mr - 1][tt - 1](t ? &later : m, r, x + t,
 						  xs + t,

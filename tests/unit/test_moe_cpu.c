@@ -1184,7 +1184,7 @@ static const char *gemm_check(const struct gemm_data *d,
 	if (!ret) {
 		snprintf(what, sizeof(what), "%s %ux%u", kname, d->rows,
 			 d->cols);
-		ret = gemm_split_check(k, &m, x, xs, y, ldo, 4, 3, 3, what);
+		ret = gemm_split_check(k, &m, x, xs, y, ldo, 1, 3, 7, what);
 	}
 	free(y);
 	return ret;
