@@ -626,143 +626,83 @@ static void route_fixed(struct moek_shape s, const float *lg,
 }
 
 /*
- * The routing rules random data never reaches: masked groups are -inf,
- * not 0 (a negative bias must still win); ties go to the lower index, of
- * experts and of groups; a NaN score never beats a number.
+ * The routing rules random data never reaches, each as 8 experts' logits
+ * routed on the GPU and in the reference (route_fixed()).
  */
-TEST(route_edge_cases)
-{
-	struct moek_shape s = shape(1, 1, 8, 2, 4, 1, 0, MOEK_SCORE_SIGMOID,
-				    0, 1.0f, MOEK_F32, MOEK_F32);
-	char why[200];
-
-	NEED_GPU();
-	/* only group 3 (experts 6, 7) kept; every biased score in (-2, -1) */
-	{
-		const float lg[8] = { -1, -1, 0, 0.5f, -3, 1, 2, 3 };
-		const float b[8] = { -2, -2, -2, -2, -2, -2, -2, -2 };
-		const int32_t want[2] = { 7, 6 };
-
-		route_fixed(s, lg, b, want, why, sizeof(why));
-		CHECK_MSG(!*why, "negative bias: %s", why);
-	}
-	/* ties between experts: 1, 2, 4 and 6 are equal */
-	{
-		const float lg[8] = { 1, 2, 2, 1, 2, 0, 2, 0 };
-		const int32_t want[4] = { 1, 2, 4, 6 };
-
-		s.n_groups = 0;
-		s.topk = 4;
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "expert ties: %s", why);
-	}
-	/* ties between groups: all equal, groups 0 and 1 kept */
-	{
-		const float lg[8] = { 0 };
-		const float zero[8] = { 0 };
-		const int32_t want[4] = { 0, 1, 2, 3 };
-
-		s.n_groups = 4;
-		s.topk_groups = 2;
-		route_fixed(s, lg, zero, want, why, sizeof(why));
-		CHECK_MSG(!*why, "group ties: %s", why);
-	}
+static const struct route_case {
+	const char *what;
+	float lg[8];
+	const float *bias;	/* NULL: none */
+	uint32_t n_groups, topk_groups, topk, norm_topk, score;
+	int32_t want[8];
+} route_cases[] = {
+	/* masked groups are -inf, not 0: only group 3 (experts 6, 7) kept,
+	 * every biased score in (-2, -1) */
+	{ "negative bias", { -1, -1, 0, 0.5f, -3, 1, 2, 3 },
+	  (const float[8]){ -2, -2, -2, -2, -2, -2, -2, -2 },
+	  4, 1, 2, 0, MOEK_SCORE_SIGMOID, { 7, 6 } },
+	/* ties go to the lower index: experts 1, 2, 4 and 6 are equal */
+	{ "expert ties", { 1, 2, 2, 1, 2, 0, 2, 0 }, NULL,
+	  0, 1, 4, 0, MOEK_SCORE_SIGMOID, { 1, 2, 4, 6 } },
+	/* and among groups: all equal, groups 0 and 1 kept */
+	{ "group ties", { 0 }, (const float[8]){ 0 },
+	  4, 2, 4, 0, MOEK_SCORE_SIGMOID, { 0, 1, 2, 3 } },
 	/* a NaN score (expert 0's gate row) never chosen over numbers */
-	{
-		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
-		const int32_t want[2] = { 2, 1 };
-
-		s.n_groups = 0;
-		s.topk = 2;
-		s.norm_topk = 1;
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "NaN: %s", why);
-	}
+	{ "NaN", { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f }, NULL,
+	  0, 2, 2, 1, MOEK_SCORE_SIGMOID, { 2, 1 } },
 	/* nor in a group's score: groups 1 and 0 (0.5, not NaN) kept */
-	{
-		const float lg[8] = { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f };
-		const int32_t want[3] = { 2, 0, 3 };
-
-		s.n_groups = 4;
-		s.topk_groups = 2;
-		s.topk = 3;
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "NaN in a group: %s", why);
-		s.n_groups = 0;
-	}
+	{ "NaN in a group", { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f }, NULL,
+	  4, 2, 3, 1, MOEK_SCORE_SIGMOID, { 2, 0, 3 } },
 	/* every score 0 (sigmoid of -1000): normalising divides by no
 	 * sum, the weights stay 0 (not 0 / 0), ties to the lower index */
-	{
-		const float lg[8] = { -1000, -1000, -1000, -1000, -1000,
-				      -1000, -1000, -1000 };
-		const int32_t want[2] = { 0, 1 };
-
-		s.topk = 2;
-		s.norm_topk = 1;
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "all scores 0: %s", why);
-	}
+	{ "all scores 0", { -1000, -1000, -1000, -1000, -1000, -1000,
+			    -1000, -1000 }, NULL,
+	  0, 2, 2, 1, MOEK_SCORE_SIGMOID, { 0, 1 } },
 	/* sigmoid scores below f32's range (logits -100 and -101): the
 	 * reference's are not 0 (double), so normalised they are e / (1 +
 	 * e) and 1 / (1 + e), from the logits; the selection among such
 	 * scores is all ties in f32, hence the logits in index order */
-	{
-		const float lg[8] = { -100, -101, -120, -300, -1000, -1000,
-				      -1000, -1000 };
-		const int32_t want[2] = { 0, 1 };
-
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "sigmoid scores below FLT_MIN: %s", why);
-	}
+	{ "sigmoid scores below FLT_MIN", { -100, -101, -120, -300, -1000,
+					    -1000, -1000, -1000 }, NULL,
+	  0, 2, 2, 1, MOEK_SCORE_SIGMOID, { 0, 1 } },
 	/* and where only some chosen scores are below FLT_MIN: -87 is
 	 * normal in f32, -89 is 0 there (exp(89) overflows), -100 too:
 	 * 0.881 and 0.119, 1 - 4.2e-18 and 4.2e-18 (the zeros tie in
 	 * f32, so the lowest index among them is the one chosen) */
-	{
-		const float lg[8] = { -87, -89, -120, -300, -1000, -1000,
-				      -1000, -1000 };
-		const int32_t want[2] = { 0, 1 };
-
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "one score below FLT_MIN: %s", why);
-	}
-	{
-		const float lg[8] = { -100, -1000, -1000, -1000, -60, -1000,
-				      -1000, -1000 };
-		const int32_t want[2] = { 4, 0 };
-
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "one score 0 in f32: %s", why);
-	}
+	{ "one score below FLT_MIN", { -87, -89, -120, -300, -1000, -1000,
+				       -1000, -1000 }, NULL,
+	  0, 2, 2, 1, MOEK_SCORE_SIGMOID, { 0, 1 } },
+	{ "one score 0 in f32", { -100, -1000, -1000, -1000, -60, -1000,
+				  -1000, -1000 }, NULL,
+	  0, 2, 2, 1, MOEK_SCORE_SIGMOID, { 4, 0 } },
 	/* and one where even the reference's sigmoid is 0 (below -709.78,
 	 * its exp(-l) overflows): weights 1 and 0 */
-	{
-		const float lg[8] = { -700, -720, -1000, -1000, -1000, -1000,
-				      -1000, -1000 };
-		const int32_t want[2] = { 0, 1 };
-
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "a sigmoid 0 in double too: %s", why);
-	}
+	{ "a sigmoid 0 in double too", { -700, -720, -1000, -1000, -1000,
+					 -1000, -1000, -1000 }, NULL,
+	  0, 2, 2, 1, MOEK_SCORE_SIGMOID, { 0, 1 } },
 	/* softmax of logits whose exp overflows: the max is subtracted */
-	{
-		const float lg[8] = { 1000, 999, -1000, 0, 998, 0, 0, 0 };
-		const int32_t want[2] = { 0, 1 };
-
-		s.score = MOEK_SCORE_SOFTMAX;
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "softmax, large logits: %s", why);
-		s.score = MOEK_SCORE_SIGMOID;
-	}
+	{ "softmax, large logits", { 1000, 999, -1000, 0, 998, 0, 0, 0 },
+	  NULL, 0, 2, 2, 1, MOEK_SCORE_SOFTMAX, { 0, 1 } },
 	/* every expert taken: the NaN one comes last, its weight NaN */
-	{
-		const float lg[8] = { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f };
-		const int32_t want[8] = { 2, 1, 7, 5, 3, 4, 6, 0 };
+	{ "NaN, top 8 of 8", { NAN, 0.5f, 1, -1, -2, 0, -3, 0.25f }, NULL,
+	  0, 2, 8, 0, MOEK_SCORE_SIGMOID, { 2, 1, 7, 5, 3, 4, 6, 0 } },
+};
 
-		s.topk = 8;
-		s.norm_topk = 0;
-		route_fixed(s, lg, NULL, want, why, sizeof(why));
-		CHECK_MSG(!*why, "NaN, top 8 of 8: %s", why);
+TEST(route_edge_cases)
+{
+	char why[200];
+
+	NEED_GPU();
+	for (size_t i = 0; i < sizeof(route_cases) / sizeof(route_cases[0]);
+	     i++) {
+		const struct route_case *c = &route_cases[i];
+		struct moek_shape s = shape(1, 1, 8, c->topk, c->n_groups,
+					    c->topk_groups, 0, c->score,
+					    c->norm_topk, 1.0f, MOEK_F32,
+					    MOEK_F32);
+
+		route_fixed(s, c->lg, c->bias, c->want, why, sizeof(why));
+		CHECK_MSG(!*why, "%s: %s", c->what, why);
 	}
 }
 
