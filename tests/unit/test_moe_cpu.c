@@ -977,19 +977,18 @@ TEST(prefetch_same_result)
 
 /*
  * The FP8 GEMM of each kernel table the host can run, called directly
- * (white box) on shapes the layers above never give it: groups of 1, 2
- * and 3 rows at the end of a call (a 4-row multiple elsewhere), more
- * tokens than MOEK_CPU_TB in a call, columns fewer than 8 or 32, a short
- * last 128-column block, and AVX2's 1024-column segments with a partial
- * last one (1031: 7 columns; 2100: 52). Each (row, token) is checked
- * against a sum in double, and must come out with the same bits however
- * the call is split: rows [r0, r0 + 1..3) and 1 to 3 tokens a call
- * (AVX2 takes its widened-segment path from 10 tokens, its tiles below;
- * the contract is one result whatever the tiling). x rows are allocated
- * to their exact length; the f32 slots of a MOEK_ACT_BF16 row that hold
- * no value are NaN, so a kernel that reads one gets a NaN. Every kernel
- * but the BF16 one, which reads them as zero, is checked again with a
- * fifth of the weights subnormal.
+ * (white box) on shapes the layers above never give it: row counts that
+ * leave partial tiles at the end of a call, more tokens than MOEK_CPU_TB
+ * in a call, columns fewer than 8 or 32, a short last 128-column block
+ * (1031: 7 columns; 2100: 52). Each (row, token) is checked against a
+ * sum in double, and must come out with the same bits however the call
+ * is split: rows [r0, r0 + 1..4) from every r0 and 1 to 7 tokens a call
+ * (AVX2's 4 x 1, 4 x 2 and 2 x 3 to 2 x 6 tiles and their partial
+ * tiles; the contract is one result whatever the tiling). x rows are
+ * allocated to their exact length; the f32 slots of a MOEK_ACT_BF16 row
+ * that hold no value are NaN, so a kernel that reads one gets a NaN.
+ * Every kernel but the BF16 one, which reads them as zero, is checked
+ * again with a fifth of the weights subnormal.
  */
 #define GT_NT 17
 #define GT_ROWS 135	/* the most rows of a case */
@@ -1184,7 +1183,7 @@ static const char *gemm_check(const struct gemm_data *d,
 	if (!ret) {
 		snprintf(what, sizeof(what), "%s %ux%u", kname, d->rows,
 			 d->cols);
-		ret = gemm_split_check(k, &m, x, xs, y, ldo, 1, 3, 7, what);
+		ret = gemm_split_check(k, &m, x, xs, y, ldo, 1, 4, 7, what);
 	}
 	free(y);
 	return ret;
