@@ -400,9 +400,7 @@ int moex_copy_fixed(struct moex_file *mf, const struct moex_copy *arg,
 
 	down_read(&mdev->engine_lock);
 	if (mdev->engine) {
-		moex_region_sync(r, true);
 		ret = moex_copy_iter(r, off, arg->length, iter, to_region);
-		moex_region_sync(r, false);
 		moex_copy_count(&mdev->stats, arg->length, ret);
 	} else {
 		ret = -ENODEV;

@@ -38,7 +38,7 @@ moex_dmabuf_attach(struct dma_buf *dmabuf, struct dma_buf_attachment *attach)
 		return -ENOMEM;
 	ret = sg_alloc_table_from_pages_segment(sgt, r->pages, r->npages, 0,
 						r->length,
-						dma_get_max_seg_size(attach->dev),
+						moex_dma_max_segment(attach->dev),
 						GFP_KERNEL);
 	if (ret) {
 		kfree(sgt);
@@ -123,21 +123,6 @@ static int moex_dmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 	return 0;
 }
 
-/* Keep the engine's view coherent around CPU access through the dma-buf. */
-static int moex_dmabuf_begin_cpu(struct dma_buf *dmabuf,
-				 enum dma_data_direction dir)
-{
-	moex_region_sync(dmabuf->priv, true);
-	return 0;
-}
-
-static int moex_dmabuf_end_cpu(struct dma_buf *dmabuf,
-			       enum dma_data_direction dir)
-{
-	moex_region_sync(dmabuf->priv, false);
-	return 0;
-}
-
 static void moex_dmabuf_release(struct dma_buf *dmabuf)
 {
 	moex_region_put(dmabuf->priv);
@@ -149,8 +134,11 @@ static const struct dma_buf_ops moex_dmabuf_ops = {
 	.map_dma_buf = moex_dmabuf_map,
 	.unmap_dma_buf = moex_dmabuf_unmap,
 	.mmap = moex_dmabuf_mmap,
-	.begin_cpu_access = moex_dmabuf_begin_cpu,
-	.end_cpu_access = moex_dmabuf_end_cpu,
+	/*
+	 * No begin/end_cpu_access: the CPU's view is the pages themselves,
+	 * the engine syncs what it copies (moex_dma_sync_piece()) and each
+	 * importer's mapping is synced at its map and unmap.
+	 */
 	.release = moex_dmabuf_release,
 };
 

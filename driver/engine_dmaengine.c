@@ -130,6 +130,7 @@ static int moex_dmaengine_submit(struct moex_engine *eng,
 			flags |= DMA_PREP_INTERRUPT;
 
 		moex_dma_sync_piece(req->src, s, n, true);
+		moex_dma_sync_piece(req->dst, d, n, true);
 		ret = -ENOMEM;
 		tx = dmaengine_prep_dma_memcpy(chan, d, s, n, flags);
 		if (!tx)

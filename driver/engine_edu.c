@@ -18,7 +18,11 @@
  *  - a transfer of 0 bytes is rejected as well.
  * The device masks DMA addresses with its dma_mask property, (1 << 28) - 1
  * by default, so the DMA mask is set to 28 bits and the DMA API (the IOMMU
- * in the test VM) hands out only addresses below 256 MiB.
+ * in the test VM) hands out only addresses below 256 MiB. A device started
+ * with a wider dma_mask (-device edu,dma_mask=0xffffffff) is driven with
+ * the module parameter edu_dma_bits to match: the swiotlb test VM needs 32
+ * bits, as its bounce pool lies above 256 MiB. The device cannot report its
+ * mask, and a parameter wider than it would send DMA to the wrong memory.
  *
  * Objects and their owners:
  *  - struct moex_edu_hw: the bound PCI function (BAR mapping, IRQ, the
@@ -73,7 +77,7 @@
 #define EDU_BUF_SIZE		4096
 /* see the top of this file: the range may not end at the buffer's end */
 #define EDU_MAX_XFER		(EDU_BUF_SIZE - 1)
-#define EDU_DMA_BITS		28
+#define EDU_DMA_BITS_MIN	28	/* QEMU's default dma_mask */
 
 /* One DMA takes 100 ms of virtual time; TCG can stretch that a lot. */
 #define EDU_DMA_TIMEOUT_MS	10000
@@ -81,12 +85,18 @@
 #define EDU_IDLE_POLL_US	10000
 #define EDU_IDLE_TIMEOUT_US	2000000
 
+static unsigned int edu_dma_bits = EDU_DMA_BITS_MIN;
+module_param(edu_dma_bits, uint, 0444);
+MODULE_PARM_DESC(edu_dma_bits,
+		 "DMA address width of QEMU edu devices, as their dma_mask property (default: 28)");
+
 /**
  * struct moex_edu_hw - one bound edu PCI function.
  * @pdev: the PCI device.
  * @mmio: BAR0 mapping.
  * @irq: the Linux IRQ number of vector 0.
  * @mdev: the /dev/moexN created for this function.
+ * @dma_bits: the DMA address width, edu_dma_bits when probed.
  * @dma_done: completed by the IRQ handler when EDU_IRQ_DMA is seen. Only
  *	the engine's worker programs DMAs (one at a time) and re-arms it.
  *
@@ -99,6 +109,7 @@ struct moex_edu_hw {
 	void __iomem *mmio;
 	int irq;
 	struct moex_dev *mdev;
+	unsigned int dma_bits;
 	struct completion dma_done;
 };
 
@@ -224,11 +235,12 @@ static int moex_edu_dma(struct moex_edu_engine *e, u64 src, u64 dst, u64 len,
 	return -ETIMEDOUT;
 }
 
-/* Is [addr, addr + len) reachable by the device's 28-bit DMA? */
-static bool moex_edu_addr_ok(dma_addr_t addr, u64 len)
+/* Is [addr, addr + len) reachable by the device's DMA? */
+static bool moex_edu_addr_ok(struct moex_edu_hw *hw, dma_addr_t addr, u64 len)
 {
-	return addr <= DMA_BIT_MASK(EDU_DMA_BITS) &&
-	       len - 1 <= DMA_BIT_MASK(EDU_DMA_BITS) - addr;
+	u64 mask = DMA_BIT_MASK(hw->dma_bits);
+
+	return addr <= mask && len - 1 <= mask - addr;
 }
 
 /* Run one request: chunk by chunk, source -> buffer -> destination. */
@@ -252,13 +264,15 @@ static int moex_edu_copy(struct moex_edu_engine *e, struct moex_copy_req *req)
 			return -EIO;
 		/* the ranges were checked; never run off a mapping (n == 0) */
 		n = moex_dma_chunk(&sc, &dc, left, EDU_MAX_XFER, &s, &d);
-		if (!n || !moex_edu_addr_ok(s, n) || !moex_edu_addr_ok(d, n))
+		if (!n || !moex_edu_addr_ok(e->hw, s, n) ||
+		    !moex_edu_addr_ok(e->hw, d, n))
 			return -EINVAL;
 
 		moex_dma_sync_piece(req->src, s, n, true);
 		ret = moex_edu_dma(e, s, EDU_BUF_ADDR, n, false);
 		if (ret)
 			return ret;
+		moex_dma_sync_piece(req->dst, d, n, true);
 		ret = moex_edu_dma(e, EDU_BUF_ADDR, d, n, true);
 		if (ret)
 			return ret;
@@ -360,7 +374,7 @@ static struct moex_edu_engine *moex_edu_engine_create(struct moex_edu_hw *hw)
 	e->eng.id = MOEX_ENGINE_EDU;
 	e->eng.name = "edu";
 	e->eng.dma_dev = get_device(&hw->pdev->dev);
-	e->eng.dma_bits = EDU_DMA_BITS;
+	e->eng.dma_bits = hw->dma_bits;
 	return e;
 }
 
@@ -420,9 +434,16 @@ static int moex_edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ret = moex_edu_check(hw);
 	if (ret)
 		goto err_unmap;
-	ret = dma_set_mask_and_coherent(dev, DMA_BIT_MASK(EDU_DMA_BITS));
+	hw->dma_bits = edu_dma_bits;
+	ret = -EINVAL;
+	if (hw->dma_bits < EDU_DMA_BITS_MIN || hw->dma_bits > 64) {
+		dev_err(dev, "edu_dma_bits=%u: not in [%u, 64]\n",
+			hw->dma_bits, EDU_DMA_BITS_MIN);
+		goto err_unmap;
+	}
+	ret = dma_set_mask_and_coherent(dev, DMA_BIT_MASK(hw->dma_bits));
 	if (ret) {
-		dev_err(dev, "no usable %d-bit DMA\n", EDU_DMA_BITS);
+		dev_err(dev, "no usable %u-bit DMA\n", hw->dma_bits);
 		goto err_unmap;
 	}
 	/*

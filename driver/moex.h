@@ -326,7 +326,6 @@ void moex_region_get(struct moex_region *r);
 void moex_region_put(struct moex_region *r);
 void moex_file_release_regions(struct moex_file *mf);
 u64 moex_pinned_total(void);
-void moex_region_sync(struct moex_region *r, bool for_cpu);
 void moex_dev_unmap_all(struct moex_dev *mdev);
 
 /**
@@ -347,6 +346,7 @@ dma_addr_t moex_dma_cursor_addr(struct moex_dma_cursor *c, u64 *contig);
 void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes);
 u64 moex_dma_chunk(struct moex_dma_cursor *sc, struct moex_dma_cursor *dc,
 		   u64 left, u64 max, dma_addr_t *s, dma_addr_t *d);
+unsigned int moex_dma_max_segment(struct device *dev);
 void moex_dma_sync_piece(struct moex_region *r, dma_addr_t addr, u64 len,
 			 bool for_device);
 void moex_dma_sync_range(struct moex_region *r, u64 off, u64 len,

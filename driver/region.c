@@ -212,6 +212,26 @@ MOEX_STATIC_UNLESS_KUNIT int moex_region_build_sgt(struct moex_region *r,
 						 GFP_KERNEL);
 }
 
+/**
+ * moex_dma_max_segment() - the longest sg segment @dev can map, in bytes.
+ * @dev: the device the pages are mapped for.
+ *
+ * The shorter of the device's segment limit and what one mapping can take:
+ * where dma-direct bounces through swiotlb (swiotlb=force, confidential
+ * guests, memory beyond the device's DMA mask), one bounce buffer is at most
+ * 256 KiB, and swiotlb warns and fails a longer segment. Page aligned, at
+ * least a page.
+ *
+ * Return: the segment limit for sg_alloc_table_from_pages_segment().
+ */
+unsigned int moex_dma_max_segment(struct device *dev)
+{
+	u64 max = min_t(u64, dma_get_max_seg_size(dev),
+			dma_max_mapping_size(dev));
+
+	return clamp_t(u64, max & PAGE_MASK, PAGE_SIZE, MOEX_MAX_SEGMENT);
+}
+
 /*
  * Build the sg table and map it for the engine's device. No segment is
  * longer than the device takes (DMA-API debugging checks it; an IOMMU may
@@ -230,27 +250,31 @@ static int moex_map_pages(struct moex_region *r, struct moex_dev *mdev)
 		goto out;
 	dma_dev = mdev->engine->dma_dev;
 	if (dma_dev)
-		max_segment = clamp_t(unsigned int,
-				      dma_get_max_seg_size(dma_dev) & PAGE_MASK,
-				      PAGE_SIZE, MOEX_MAX_SEGMENT);
+		max_segment = moex_dma_max_segment(dma_dev);
 	ret = moex_region_build_sgt(r, max_segment);
 	if (ret || !dma_dev)
 		goto out;
 	/*
 	 * The same memory may be pinned twice, or be mapped for an importer
 	 * of the region's dma-buf too: DMA-API debugging refuses overlapping
-	 * mappings unless they skip the CPU syncs. So moex syncs explicitly,
-	 * here as dma_map_sgtable() would, in moex_region_sync() for the CPU
-	 * paths and per piece of a copy in the DMA engines
-	 * (moex_dma_sync_piece()).
+	 * mappings unless they skip the CPU syncs. And the pages belong to
+	 * the CPU between copies: the engines sync each piece they read or
+	 * write, around the DMA (moex_dma_sync_piece()), and nothing else
+	 * syncs this mapping, neither here nor at the unmap.
 	 */
 	ret = dma_map_sgtable(dma_dev, &r->sgt, moex_region_dir(r),
 			      DMA_ATTR_SKIP_CPU_SYNC);
+	/*
+	 * dma-direct says -EIO when a page is out of the device's reach and
+	 * swiotlb cannot bounce it (its pool is full); an IOMMU out of
+	 * addresses says -ENOMEM. Both mean the device cannot map this much.
+	 */
+	if (ret == -EIO)
+		ret = -ENOMEM;
 	if (ret) {
 		sg_free_table(&r->sgt);
 		goto out;
 	}
-	dma_sync_sgtable_for_device(dma_dev, &r->sgt, moex_region_dir(r));
 	mutex_lock(&mdev->map_lock);
 	r->dma_dev = get_device(dma_dev);
 	list_add(&r->map_node, &mdev->mapped);
@@ -266,7 +290,7 @@ static void moex_dma_unmap_locked(struct moex_region *r)
 	lockdep_assert_held(&r->mdev->map_lock);
 	if (!r->dma_dev)
 		return;
-	dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt, moex_region_dir(r));
+	/* no sync: the engines synced what they wrote (see the map) */
 	dma_unmap_sgtable(r->dma_dev, &r->sgt, moex_region_dir(r),
 			  DMA_ATTR_SKIP_CPU_SYNC);
 	put_device(r->dma_dev);
@@ -294,25 +318,6 @@ void moex_dev_unmap_all(struct moex_dev *mdev)
 	list_for_each_entry_safe(r, tmp, &mdev->mapped, map_node)
 		moex_dma_unmap_locked(r);
 	mutex_unlock(&mdev->map_lock);
-}
-
-/**
- * moex_region_sync() - keep a region coherent for the CPU or the engine.
- * @r: the region.
- * @for_cpu: true before the CPU touches the pages, false after.
- *
- * Nothing to do for a region that is not DMA-mapped (any more).
- */
-void moex_region_sync(struct moex_region *r, bool for_cpu)
-{
-	mutex_lock(&r->mdev->map_lock);
-	if (r->dma_dev && for_cpu)
-		dma_sync_sgtable_for_cpu(r->dma_dev, &r->sgt,
-					 moex_region_dir(r));
-	else if (r->dma_dev)
-		dma_sync_sgtable_for_device(r->dma_dev, &r->sgt,
-					    moex_region_dir(r));
-	mutex_unlock(&r->mdev->map_lock);
 }
 
 static void moex_region_release(struct kref *kref)
@@ -615,16 +620,21 @@ void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes)
  * @r: the region the piece lies in (DMA-mapped).
  * @addr: the piece's DMA address, from a cursor of @r.
  * @len: its length, within one mapped segment.
- * @for_device: true before the engine reads the piece, false after the
- *	engine wrote it and before the CPU may read it.
+ * @for_device: true before the engine reads or writes the piece, false
+ *	after the engine wrote it and before the CPU may read it.
  *
+ * The pages are the CPU's between copies, so these per-piece syncs are the
+ * only ones of the engine's mapping: a sync of the whole region for the
+ * CPU would, where the mapping bounces, copy the bounce buffers' older
+ * bytes over what the CPU wrote since (tests/vm's cpu_writes_kept).
  * A no-op where the mapping is coherent and not bounced (x86, with or
  * without an IOMMU, the hosts moex is built and tested for); where
  * dma-direct's swiotlb bounces it (memory beyond a device's DMA mask
- * without an IOMMU, swiotlb=force), this carries user space's writes to
- * the engine and the engine's back. Hosts whose caches are not
- * DMA-coherent would need more: the destination cleaned for the device
- * too, and IOVA segments merged from separate pages synced page by page.
+ * without an IOMMU, swiotlb=force, confidential guests), this carries
+ * user space's writes to the engine and the engine's back (make
+ * vm-swiotlb). Before a write it cleans the destination's cache lines on
+ * hosts whose caches are not DMA-coherent; those would need more still:
+ * IOVA segments merged from separate pages synced page by page.
  * Any context.
  */
 void moex_dma_sync_piece(struct moex_region *r, dma_addr_t addr, u64 len,

@@ -1466,7 +1466,7 @@ int main(int argc, char **argv)
 			fail("load-module", "moex is not loaded (insmod it, or --module PATH)");
 			goto out;
 		}
-		ret = mod_load_wait(module);
+		ret = mod_load_wait(module, "");
 		if (ret) {
 			fail("load-module", "%s: %s", module, strerror(-ret));
 			goto out;

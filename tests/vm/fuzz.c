@@ -1382,7 +1382,7 @@ int main(int argc, char **argv)
 	if (threads < 1 || threads > 16 || secs < 0 || rounds < 0)
 		goto usage;
 
-	ret = mod_load_wait(module);
+	ret = mod_load_wait(module, "");
 	if (ret) {
 		fail("load-module", "%s: %s", module, strerror(-ret));
 		goto out;

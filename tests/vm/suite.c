@@ -2,8 +2,8 @@
 /*
  * moex-vm-suite: the in-VM test suite of moex.ko, and its helper library.
  *
- *   moex-vm-suite [--module PATH] [--moexctl PATH] [--seed N]
- *                 [--filter A,B,...] [--list]
+ *   moex-vm-suite [--module PATH] [--module-params P] [--moexctl PATH]
+ *                 [--seed N] [--filter A,B,...] [--list]
  *
  * Runs inside the test VM (tools/vm/run) as root, with moex.ko not loaded:
  * the first test loads it (finit_module), the last one unloads it
@@ -11,7 +11,9 @@
  * or "SKIP NAME: why", "# ..." lines with figures and context, and at the
  * end "vm: N passed, N failed, N skipped". Exit status 0 iff no test
  * failed. --filter runs only the tests whose names contain one of the
- * strings (plus the load and final unload tests).
+ * strings (plus the load and final unload tests). --module-params are
+ * given to every load of the module, as insmod's (edu_dma_bits=32 in the
+ * swiotlb VM, see tools/vm/run --swiotlb).
  *
  * After each test the runner gives back what the test took (fds,
  * mappings, children, max_pinned_mb), then fails the test if it left
@@ -44,6 +46,7 @@
 #include "suite.h"
 
 const char *g_module_path = "/moex/moex.ko";
+const char *g_module_params = "";
 const char *g_moexctl;
 bool g_loaded;
 int g_edu = -1;
@@ -704,6 +707,24 @@ bool edu_pci_present(void)
 	return found;
 }
 
+unsigned int edu_dma_bits(void)
+{
+	char v[32];
+
+	if (read_file("/sys/module/moex/parameters/edu_dma_bits", v,
+		      sizeof(v)) <= 0)
+		return 0;
+	return (unsigned int)strtoul(v, NULL, 10);
+}
+
+bool swiotlb_forced(void)
+{
+	char cmd[4096];
+
+	return read_file("/proc/cmdline", cmd, sizeof(cmd)) > 0 &&
+	       strstr(cmd, "swiotlb=force");
+}
+
 int dev_open(int dev)
 {
 	return track_fd(dev_open_raw(dev));
@@ -1045,7 +1066,8 @@ static bool name_selected(const char *name, const char *filter)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: moex-vm-suite [--module PATH] [--moexctl PATH] [--seed N]\n"
+		"usage: moex-vm-suite [--module PATH] [--module-params P]\n"
+		"                     [--moexctl PATH] [--seed N]\n"
 		"                     [--filter A,B,...] [--list]\n");
 }
 
@@ -1065,6 +1087,8 @@ int main(int argc, char **argv)
 	for (a = 1; a < argc; a++) {
 		if (!strcmp(argv[a], "--module") && a + 1 < argc) {
 			g_module_path = argv[++a];
+		} else if (!strcmp(argv[a], "--module-params") && a + 1 < argc) {
+			g_module_params = argv[++a];
 		} else if (!strcmp(argv[a], "--moexctl") && a + 1 < argc) {
 			g_moexctl = argv[++a];
 		} else if (!strcmp(argv[a], "--seed") && a + 1 < argc) {

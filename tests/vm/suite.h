@@ -110,6 +110,7 @@ int test_dev(const struct test *t, int *dev);
 
 /* ---- global state ------------------------------------------------------ */
 extern const char *g_module_path;	/* --module */
+extern const char *g_module_params;	/* --module-params */
 extern const char *g_moexctl;		/* --moexctl, or next to the suite */
 extern bool g_loaded;			/* the suite loaded moex and it is in */
 extern int g_edu;			/* N of the edu /dev/moexN, or -1 */
@@ -188,6 +189,13 @@ int klog_bad_lines(int after, char *line, size_t size);
 
 /* ---- the module and its devices ----------------------------------------- */
 void discover_devices(void);		/* sets g_edu */
+/* the module's edu_dma_bits parameter (28 unless set), 0 if unreadable */
+unsigned int edu_dma_bits(void);
+/*
+ * Does every streaming DMA bounce through swiotlb (tools/vm/run --swiotlb)?
+ * A DMA-mapped segment is then at most 256 KiB (one bounce buffer).
+ */
+bool swiotlb_forced(void);
 int dev_open(int dev);			/* tracked raw fd, or -1 with errno */
 /*
  * moex_open() of /dev/moex@dev, tracked (moex_close()d after the test), or

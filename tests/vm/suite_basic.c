@@ -196,7 +196,7 @@ static int t_info(const struct test *t)
 	} else {
 		engine = MOEX_ENGINE_EDU;
 		name = "edu";
-		bits = 28;
+		bits = edu_dma_bits();
 		feat = FEAT_BASE | MOEX_FEAT_DMA_MAPPED;
 	}
 	CHECK(info.abi_version == MOEX_ABI_VERSION, "abi_version %u, expected %u",

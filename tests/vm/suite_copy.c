@@ -33,16 +33,25 @@ static void free_pair(struct copy_pair *cp)
 	cp->sa = cp->sb = NULL;
 }
 
-/* Copy and check the whole destination against its shadow. */
+/*
+ * Write fresh bytes into the source range, copy, and check the whole
+ * destination against its shadow. The bytes are written after the pin, as
+ * a loader fills pinned memory: an engine that read a stale copy of them
+ * (a missing DMA sync, where swiotlb bounces: tools/vm/run --swiotlb)
+ * fails the check.
+ */
 static int copy_checked(struct copy_pair *cp, bool a_to_b, uint64_t so,
 			uint64_t dof, uint64_t n)
 {
+	unsigned char *src = a_to_b ? cp->a : cp->b;
 	unsigned char *dst = a_to_b ? cp->b : cp->a;
 	unsigned char *sdst = a_to_b ? cp->sb : cp->sa;
 	unsigned char *ssrc = a_to_b ? cp->sa : cp->sb;
 	size_t i;
 	int err;
 
+	fill_random(src + so, n);
+	memcpy(ssrc + so, src + so, n);
 	err = do_copy(cp->md, a_to_b ? cp->ha : cp->hb, a_to_b ? cp->hb : cp->ha,
 		      so, dof, n);
 	CHECK(!err, "COPY %s %llu bytes from offset %llu to %llu: %s",

@@ -205,6 +205,52 @@ static int t_export_readonly_mmap(const struct test *t)
 	return T_PASS;
 }
 
+/*
+ * What the CPU writes into a pinned region stays as written through a
+ * dma-buf CPU access (DMA_BUF_IOCTL_SYNC) and the region's release. Where
+ * DMA bounces through swiotlb (make vm-swiotlb), the engine's mapping is a
+ * copy of the region in the bounce pool: syncing all of it back for the
+ * CPU, at a CPU access or at the unmap, would put that older copy over the
+ * CPU's writes. (The engine's own copies sync what they read and write.)
+ */
+static int t_cpu_writes_kept(const struct test *t)
+{
+	const size_t len = 256 * KIB;
+	struct dma_buf_sync sync = { 0 };
+	unsigned char *m, *want;
+	struct exp_region e;
+	struct stats s0;
+	int dev;
+
+	TRY(test_dev(t, &dev));
+	STATS(dev, &s0);
+	MAP(want, buf_4k(len));
+	TRY(export_setup(dev, len, false, &e));
+	/* written after the pin, as a loader fills pinned memory */
+	fill_random(e.p, len);
+	memcpy(want, e.p, len);
+	m = xmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, e.dfd, 0);
+	CHECK(m, "mmap MAP_SHARED of the dma-buf: %s", strerror(errno));
+	sync.flags = DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW;
+	CHECK_OK(xioctl(e.dfd, DMA_BUF_IOCTL_SYNC, &sync));
+	CHECK_BYTES("the dma-buf after SYNC_START", m, want, len);
+	sync.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW;
+	CHECK_OK(xioctl(e.dfd, DMA_BUF_IOCTL_SYNC, &sync));
+	CHECK_BYTES("the region after SYNC_END", e.p, want, len);
+
+	/* written again; then the last reference goes and the pages unpin */
+	fill_random(e.p, len);
+	memcpy(want, e.p, len);
+	CHECK_OK(do_unpin(e.md, e.h));
+	xunmap(m);
+	xclose(e.dfd);
+	WAIT_STATS(dev, &s0, DELTA([ST_PIN_CALLS] = 1, [ST_UNPIN_CALLS] = 1,
+				   [ST_DMABUF_EXPORTS] = 1,
+				   [ST_OPEN_FILES] = 1), 10000);
+	CHECK_BYTES("the memory after the region's release", e.p, want, len);
+	return T_PASS;
+}
+
 /* GUP refuses the dma-buf's PFN mapping: pinning it fails after validation. */
 static int t_pin_dmabuf_mapping(const struct test *t)
 {
@@ -500,6 +546,8 @@ const struct test suite_dmabuf_tests[] = {
 	{ "export_mmap_private_einval", t_export_mmap_private, DEV_CPU, TF_MODULE },
 	{ "export_readonly", t_export_readonly, DEV_CPU, TF_MODULE },
 	{ "export_readonly_mmap_shared_read", t_export_readonly_mmap, DEV_CPU, TF_MODULE },
+	{ "cpu_writes_kept_cpu", t_cpu_writes_kept, DEV_CPU, TF_MODULE },
+	{ "cpu_writes_kept_edu", t_cpu_writes_kept, DEV_EDU, TF_MODULE },
 	{ "pin_of_dmabuf_mapping_cpu", t_pin_dmabuf_mapping, DEV_CPU, TF_MODULE },
 	{ "pin_of_dmabuf_mapping_edu", t_pin_dmabuf_mapping, DEV_EDU, TF_MODULE },
 	{ "export_twice", t_export_twice, DEV_CPU, TF_MODULE },

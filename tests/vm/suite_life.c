@@ -65,7 +65,7 @@ static int t_module_load(const struct test *t)
 		discover_devices();
 		return FAIL("moex was already loaded when the suite started");
 	}
-	err = mod_load(g_module_path);
+	err = mod_load(g_module_path, g_module_params);
 	CHECK(!err, "finit_module(%s): %s", g_module_path, errname(err));
 	g_loaded = true;
 	CHECK(mod_present(), "/sys/module/moex missing after finit_module");
@@ -80,7 +80,7 @@ static int t_module_load_again(const struct test *t)
 	int err;
 
 	(void)t;
-	err = mod_load(g_module_path);
+	err = mod_load(g_module_path, g_module_params);
 	CHECK(err == EEXIST, "a second finit_module: expected EEXIST, got %s",
 	      errname(err));
 	return T_PASS;
@@ -833,7 +833,7 @@ static int t_module_reload(const struct test *t)
 	(void)t;
 	if (g_loaded)
 		return skip("moex is still loaded: the unload test failed");
-	err = mod_load(g_module_path);
+	err = mod_load(g_module_path, g_module_params);
 	CHECK(!err, "finit_module(%s) again: %s", g_module_path, errname(err));
 	g_loaded = true;
 	CHECK(wait_path("/sys/class/moex/moex0", true, 10000),

@@ -100,14 +100,14 @@ void sleep_ms(int ms)
 
 /* ---- the module and its devices ------------------------------------------ */
 
-int mod_load(const char *path)
+int mod_load(const char *path, const char *params)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int err = 0;
 
 	if (fd < 0)
 		return errno;
-	if (syscall(SYS_finit_module, fd, "", 0))
+	if (syscall(SYS_finit_module, fd, params, 0))
 		err = errno;
 	close(fd);
 	return err;
@@ -120,10 +120,10 @@ int mod_unload(void)
 	return 0;
 }
 
-int mod_load_wait(const char *path)
+int mod_load_wait(const char *path, const char *params)
 {
 	uint64_t t0 = now_ms();
-	int ret = mod_load(path);
+	int ret = mod_load(path, params);
 
 	if (ret && ret != EEXIST)
 		return -ret;

@@ -24,9 +24,11 @@ uint64_t now_ms(void);
 void sleep_ms(int ms);
 
 /* ---- the module and its devices ------------------------------------------ */
-int mod_load(const char *path);		/* 0 or errno (finit_module) */
+/* 0 or errno (finit_module); params as insmod's, "" for none */
+int mod_load(const char *path, const char *params);
 int mod_unload(void);			/* 0 or errno (delete_module NONBLOCK) */
-int mod_load_wait(const char *path);	/* loaded and /dev/moex0 up: 0 or -errno */
+/* loaded (with @params) and /dev/moex0 up: 0 or -errno */
+int mod_load_wait(const char *path, const char *params);
 int mod_unload_wait(void);		/* retried while busy for 30 s: 0 or -errno */
 bool mod_present(void);
 bool dev_present(int dev);		/* /sys/class/moex/moexN exists */
