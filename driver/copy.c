@@ -364,9 +364,9 @@ static int moex_copy_iter(struct moex_region *r, u64 off, u64 len,
  *
  * The CPU copies, in the caller's context and on every engine: the fixed
  * buffer's pages are pinned by io_uring but not DMA-mapped for the engine.
- * A DMA-mapped region is synced for the CPU around the copy. The engine
- * lock is held for read, so a removed device fails with -ENODEV as for
- * moex_copy(). Sleeps.
+ * A DMA-mapped region needs no sync: its pages are the CPU's between the
+ * engine's copies (moex_dma_sync_piece()). The engine lock is held for
+ * read, so a removed device fails with -ENODEV as for moex_copy(). Sleeps.
  *
  * Return: 0, or the errnos of moex_copy() (only copy failures move
  * copy_failures).

@@ -17,8 +17,9 @@
  *    the buffer (QEMU issue 1254), so a transfer is at most 4095 bytes;
  *  - a transfer of 0 bytes is rejected as well.
  * The device masks DMA addresses with its dma_mask property, (1 << 28) - 1
- * by default, so the DMA mask is set to 28 bits and the DMA API (the IOMMU
- * in the test VM) hands out only addresses below 256 MiB. A device started
+ * by default, so the DMA mask is set to 28 bits (edu_dma_bits) and the DMA
+ * API (the IOMMU in the test VM) hands out only addresses below 256 MiB.
+ * A device started
  * with a wider dma_mask (-device edu,dma_mask=0xffffffff) is driven with
  * the module parameter edu_dma_bits to match: the swiotlb test VM needs 32
  * bits, as its bounce pool lies above 256 MiB. The device cannot report its
@@ -86,7 +87,21 @@
 #define EDU_IDLE_TIMEOUT_US	2000000
 
 static unsigned int edu_dma_bits = EDU_DMA_BITS_MIN;
-module_param(edu_dma_bits, uint, 0444);
+
+/* a value outside [28, 64] fails the module's load with -EINVAL */
+static int moex_edu_dma_bits_set(const char *val,
+				 const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, EDU_DMA_BITS_MIN, 64);
+}
+
+static const struct kernel_param_ops moex_edu_dma_bits_ops = {
+	.set = moex_edu_dma_bits_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(edu_dma_bits, &moex_edu_dma_bits_ops, &edu_dma_bits, 0444);
+__MODULE_PARM_TYPE(edu_dma_bits, "uint");
 MODULE_PARM_DESC(edu_dma_bits,
 		 "DMA address width of QEMU edu devices, as their dma_mask property (default: 28)");
 
@@ -435,12 +450,6 @@ static int moex_edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (ret)
 		goto err_unmap;
 	hw->dma_bits = edu_dma_bits;
-	ret = -EINVAL;
-	if (hw->dma_bits < EDU_DMA_BITS_MIN || hw->dma_bits > 64) {
-		dev_err(dev, "edu_dma_bits=%u: not in [%u, 64]\n",
-			hw->dma_bits, EDU_DMA_BITS_MIN);
-		goto err_unmap;
-	}
 	ret = dma_set_mask_and_coherent(dev, DMA_BIT_MASK(hw->dma_bits));
 	if (ret) {
 		dev_err(dev, "no usable %u-bit DMA\n", hw->dma_bits);

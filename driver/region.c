@@ -263,11 +263,13 @@ static int moex_map_pages(struct moex_region *r, struct moex_dev *mdev)
 	 * syncs this mapping, neither here nor at the unmap.
 	 */
 	ret = dma_map_sgtable(dma_dev, &r->sgt, moex_region_dir(r),
-			      DMA_ATTR_SKIP_CPU_SYNC);
+			      DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_NO_WARN);
 	/*
 	 * dma-direct says -EIO when a page is out of the device's reach and
 	 * swiotlb cannot bounce it (its pool is full); an IOMMU out of
-	 * addresses says -ENOMEM. Both mean the device cannot map this much.
+	 * addresses says -ENOMEM. Both mean the device cannot map this much,
+	 * which user space can ask for at will: NO_WARN keeps swiotlb from
+	 * logging "buffer is full" for it.
 	 */
 	if (ret == -EIO)
 		ret = -ENOMEM;
@@ -634,7 +636,11 @@ void moex_dma_cursor_advance(struct moex_dma_cursor *c, u64 bytes)
  * user space's writes to the engine and the engine's back (make
  * vm-swiotlb). Before a write it cleans the destination's cache lines on
  * hosts whose caches are not DMA-coherent; those would need more still:
- * IOVA segments merged from separate pages synced page by page.
+ * IOVA segments merged from separate pages synced page by page, and a
+ * piece's partial cache lines at either end kept from the CPU while the
+ * engine writes. A copy that fails midway leaves what the engine wrote of
+ * its destination unsynced: the destination's bytes are undefined after a
+ * failed copy (Documentation/moex.rst, Copies).
  * Any context.
  */
 void moex_dma_sync_piece(struct moex_region *r, dma_addr_t addr, u64 len,

@@ -11,6 +11,7 @@
  */
 #include <kunit/test.h>
 #include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/scatterlist.h>
@@ -193,6 +194,8 @@ static void sg_dmabuf_attach_covers_region(struct kunit *test)
 	/* a device without dma_parms: 64 KiB segments */
 	at->dev = kunit_kzalloc(test, sizeof(*at->dev), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, at->dev);
+	at->dev->coherent_dma_mask = DMA_BIT_MASK(64);
+	at->dev->dma_mask = &at->dev->coherent_dma_mask;
 	buf->priv = r;
 	at->dmabuf = buf;
 	KUNIT_ASSERT_EQ(test, moex_dmabuf_attach(buf, at), 0);

@@ -197,6 +197,7 @@ static int t_info(const struct test *t)
 		engine = MOEX_ENGINE_EDU;
 		name = "edu";
 		bits = edu_dma_bits();
+		CHECK(bits, "/sys/module/moex/parameters/edu_dma_bits unreadable");
 		feat = FEAT_BASE | MOEX_FEAT_DMA_MAPPED;
 	}
 	CHECK(info.abi_version == MOEX_ABI_VERSION, "abi_version %u, expected %u",

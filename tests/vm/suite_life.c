@@ -825,14 +825,30 @@ static int t_module_unload_copy_in_flight(const struct test *t)
 	return T_PASS;
 }
 
+/*
+ * Load again after the unload: edu_dma_bits outside [28, 64] is refused
+ * first (EINVAL, nothing loaded), then the devices come back with zeroed
+ * counters.
+ */
 static int t_module_reload(const struct test *t)
 {
+	static const char *const bad[] = { "edu_dma_bits=27",
+					   "edu_dma_bits=65" };
 	struct stats s;
 	int err, i;
 
 	(void)t;
 	if (g_loaded)
 		return skip("moex is still loaded: the unload test failed");
+	/* a parameter out of range fails the load itself */
+	for (i = 0; i < 2; i++) {
+		err = mod_load(g_module_path, bad[i]);
+		if (!err)
+			g_loaded = true;
+		CHECK(err == EINVAL, "finit_module(%s, \"%s\"): %s, expected EINVAL",
+		      g_module_path, bad[i], errname(err));
+		CHECK(!mod_present(), "moex loaded with \"%s\"", bad[i]);
+	}
 	err = mod_load(g_module_path, g_module_params);
 	CHECK(!err, "finit_module(%s) again: %s", g_module_path, errname(err));
 	g_loaded = true;
