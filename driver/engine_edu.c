@@ -19,11 +19,11 @@
  * The device masks DMA addresses with its dma_mask property, (1 << 28) - 1
  * by default, so the DMA mask is set to 28 bits (edu_dma_bits) and the DMA
  * API (the IOMMU in the test VM) hands out only addresses below 256 MiB.
- * A device started
- * with a wider dma_mask (-device edu,dma_mask=0xffffffff) is driven with
- * the module parameter edu_dma_bits to match: the swiotlb test VM needs 32
- * bits, as its bounce pool lies above 256 MiB. The device cannot report its
- * mask, and a parameter wider than it would send DMA to the wrong memory.
+ * A device started with a wider dma_mask (-device edu,dma_mask=0xffffffff)
+ * is driven with the module parameter edu_dma_bits to match: the swiotlb
+ * test VM needs 32 bits, as its bounce pool lies above 256 MiB. The device
+ * cannot report its mask, and a parameter wider than it would send DMA to
+ * the wrong memory.
  *
  * Objects and their owners:
  *  - struct moex_edu_hw: the bound PCI function (BAR mapping, IRQ, the
