@@ -95,7 +95,8 @@ vm-check: vm-root
 
 # The VM suite and the uring one with no IOMMU and every DMA bounced
 # through swiotlb: a DMA sync the driver misses or has too many shows as
-# wrong bytes (Documentation/moex.rst).
+# wrong bytes (Documentation/moex.rst). Under VM_KERNEL=debug, DMA-API
+# debugging also checks each sync against the bounced segments it names.
 vm-swiotlb: vm-root
 	$(VM_RUN) --swiotlb --timeout $$((2400 * $(VM_SLOW))) -- \
 		'p=edu_dma_bits=32 && \
@@ -143,6 +144,7 @@ check: deps
 		"vm-swiotlb=$(MAKE) -s vm-swiotlb" \
 		"vm-debug=$(MAKE) -s vm-check VM_KERNEL=debug" \
 		"vm-uring-debug=$(MAKE) -s vm-uring VM_KERNEL=debug" \
+		"vm-swiotlb-debug=$(MAKE) -s vm-swiotlb VM_KERNEL=debug" \
 		"vm-fuzz-debug=$(MAKE) -s vm-fuzz VM_KERNEL=debug FUZZ_ARGS='$(FUZZ_DEBUG_ARGS)'" \
 		"failnth=$(MAKE) -s vm-failnth VM_KERNEL=debug" \
 		"kunit=$(MAKE) -s kunit-check" \
