@@ -216,11 +216,12 @@ struct moex_cqe {
 
 /*
  * Make a queue on dev (opts may be NULL for the defaults). The io_uring
- * setup asks for COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN and drops
- * them one at a time where the kernel answers -EINVAL; a startup INFO
- * tells whether the driver answers uring_cmd. When io_uring cannot be used
- * (it is disabled: -EPERM, see moex_error_hint(); too old: -EINVAL or
- * -ENOSYS; the driver lacks uring_cmd: -EOPNOTSUPP) the queue falls back
+ * setup asks for COOP_TASKRUN (with TASKRUN_FLAG), SINGLE_ISSUER and
+ * DEFER_TASKRUN and drops them one at a time where the kernel answers
+ * -EINVAL; a startup INFO tells whether the driver answers uring_cmd.
+ * When io_uring cannot be used (it is disabled: -EPERM, see
+ * moex_error_hint(); too old: -EINVAL or -ENOSYS; the driver lacks
+ * uring_cmd: -EOPNOTSUPP) the queue falls back
  * to the synchronous path and moex_queue_mode() says why.
  * An io_uring queue belongs to the thread that created it (SINGLE_ISSUER
  * and DEFER_TASKRUN, where the kernel has them): submit, peek, wait and
@@ -264,7 +265,8 @@ int moex_queue_copy(struct moex_queue *q, uint32_t dst_handle,
  * a COPY between one and a region needs no region of its own and no page
  * pinning per command. Register nr iovecs once (they count against
  * RLIMIT_MEMLOCK, as any io_uring fixed buffer does); registering again
- * replaces the set, nr == 0 unregisters. -EOPNOTSUPP on a synchronous
+ * replaces the set (a registration that fails leaves none registered),
+ * nr == 0 unregisters. -EOPNOTSUPP on a synchronous
  * queue (fixed buffers belong to io_uring), -errno from the kernel.
  * Needs Linux 6.1 and a moex.ko with MOEX_FEAT_COPY_FIXED.
  */
@@ -292,6 +294,8 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
  * Wait until at least min (<= max) completions are ready or timeout_ms
  * passed (-1: no limit), then reap up to max: the count, or -ETIME when
  * fewer than min arrived in time (none is reaped then), -EINVAL, -errno.
+ * The timeout counts from the call: signals that interrupt the wait do not
+ * restart it.
  */
 int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		    unsigned int max, unsigned int min, int timeout_ms);

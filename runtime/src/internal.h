@@ -105,8 +105,9 @@ int moex__queue_host(struct moex_queue *q, int (*fn)(void *ctx), void *ctx,
  * completion comes from moex__queue_post(q, user_data, res), from any
  * thread, exactly once. -EOPNOTSUPP from moex__queue_can_post() (a
  * synchronous queue, or no IORING_OP_MSG_RING): fn must finish the work
- * itself and return its res. moex__queue_post() returns 0 or -errno (the
- * completion is then lost, and said on stderr).
+ * itself and return its res. moex__queue_post() returns 0, or -errno when
+ * the ring would not take the completion: the ring's thread then finds it
+ * at its next peek, or within MOEX_QUEUE_LOST_POLL_MS while it waits.
  */
 /*
  * moe.c: 0 when desc (its size and topk covered) is a shape the kernels
@@ -117,5 +118,7 @@ int moex__moe_desc_check(const struct moex_moe_desc *desc);
 #define MOEX__QUEUE_LATER 1
 int moex__queue_can_post(struct moex_queue *q);
 int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res);
+/* The poster's io_uring_submit_and_wait(), replaceable by the unit tests. */
+extern int (*moex__post_submit)(struct io_uring *ring, unsigned int wait_nr);
 
 #endif /* LIBMOEX_INTERNAL_H */

@@ -6,9 +6,9 @@
  * The fast path is an io_uring ring with 128-byte SQEs (the command's uapi
  * struct travels in the SQE's command area, cmd_op is its ioctl number) and
  * 32-byte CQEs, the device registered as fixed file 0. The setup asks for
- * COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN and drops them one at a
- * time where the kernel says -EINVAL (as fio does); a startup INFO tells
- * whether the driver answers uring_cmd.
+ * COOP_TASKRUN (with TASKRUN_FLAG), SINGLE_ISSUER and DEFER_TASKRUN and
+ * drops them one at a time where the kernel says -EINVAL (as fio does); a
+ * startup INFO tells whether the driver answers uring_cmd.
  *
  * Where io_uring cannot be used, the queue is synchronous: each command
  * runs through ioctl(2) when it is submitted and its completion waits in a
@@ -25,14 +25,17 @@
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
 #define MOEX_QUEUE_DEFAULT_ENTRIES	256
 #define MOEX_QUEUE_MAX_ENTRIES		32768
+/* How often a wait looks for completions the poster could not post, on a
+ * queue that ever had later work (moex_queue_take_lost()). */
+#define MOEX_QUEUE_LOST_POLL_MS		100
 
 /* Always asked for: without them the uapi structs do not fit. */
 #define MOEX_RING_REQUIRED	(IORING_SETUP_SQE128 | IORING_SETUP_CQE32)
@@ -40,7 +43,10 @@
 static const unsigned int moex_ring_optional[] = {
 	IORING_SETUP_DEFER_TASKRUN,	/* 6.1 */
 	IORING_SETUP_SINGLE_ISSUER,	/* 6.0 */
-	IORING_SETUP_COOP_TASKRUN,	/* 5.19 */
+	/* 5.19; TASKRUN_FLAG (also 5.19, and only with one of the two
+	 * TASKRUN modes) says when completions wait for io_uring_get_events()
+	 * (moex_ring_ready()) */
+	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 };
 
 /* One command of the synchronous path, kept until submit. */
@@ -82,10 +88,17 @@ struct moex_queue {
 	unsigned int done_head, done_count;
 	/* io_uring mode: the poster ring, for completions posted from other
 	 * threads (moex__queue_post); post_lock protects post, which exists
-	 * when post_state is 1 (0: not tried yet, < 0: cannot be made) */
+	 * when post_state is 1 (0: not tried yet, < 0: cannot be made), and
+	 * lost: the completions it could not post ([entries], with post), for
+	 * the ring's thread to take (moex_queue_take_lost()) */
 	pthread_mutex_t post_lock;
 	struct io_uring post;
 	int post_state;
+	struct moex_cqe *lost;
+	unsigned int lost_count;
+	/* the ring's thread: later work was started, so a wait also looks at
+	 * lost now and then */
+	bool later_seen;
 	/* io_uring mode with SINGLE_ISSUER: the only thread that may submit,
 	 * reap or destroy (the creating one) */
 	pthread_t owner;
@@ -251,6 +264,7 @@ static void moex_queue_free(struct moex_queue *q)
 	pthread_mutex_lock(&q->post_lock);
 	if (q->post_state > 0)
 		io_uring_queue_exit(&q->post);
+	free(q->lost);
 	pthread_mutex_unlock(&q->post_lock);
 	pthread_mutex_destroy(&q->post_lock);
 	free(q->cmds);
@@ -455,9 +469,10 @@ static int moex_queue_run_host(struct moex_queue *q)
 
 	for (i = 0; i < n; i++) {
 		res = q->host[i].fn(q->host[i].ctx);
-		if (res == MOEX__QUEUE_LATER)
+		if (res == MOEX__QUEUE_LATER) {
 			q->inflight++;	/* its CQE comes through the poster */
-		else
+			q->later_seen = true;
+		} else
 			moex_queue_done(q, q->host[i].user_data, res);
 	}
 	q->host_queued = 0;
@@ -476,8 +491,16 @@ static int moex_post_open(struct moex_queue *q)
 	ret = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) ?
 		0 : -EOPNOTSUPP;
 	io_uring_free_probe(probe);
-	if (!ret)
-		ret = io_uring_queue_init(4, &q->post, 0);
+	if (ret)
+		return ret;
+	q->lost = calloc(q->entries, sizeof(*q->lost));
+	if (!q->lost)
+		return -ENOMEM;
+	ret = io_uring_queue_init(4, &q->post, 0);
+	if (ret) {
+		free(q->lost);
+		q->lost = NULL;
+	}
 	return ret;
 }
 
@@ -491,6 +514,10 @@ int moex__queue_can_post(struct moex_queue *q)
 	pthread_mutex_unlock(&q->post_lock);
 	return q->post_state > 0 ? 0 : -EOPNOTSUPP;
 }
+
+/* Replaced by the unit tests to play a ring that refuses a MSG_RING. */
+int (*moex__post_submit)(struct io_uring *ring, unsigned int wait_nr) =
+	io_uring_submit_and_wait;
 
 int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
 {
@@ -507,7 +534,7 @@ int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
 		}
 		io_uring_prep_msg_ring(sqe, q->ring.ring_fd, (unsigned int)res,
 				       user_data, 0);
-		ret = io_uring_submit_and_wait(&q->post, 1);
+		ret = moex__post_submit(&q->post, 1);
 		if (ret < 0)
 			break;
 		ret = io_uring_wait_cqe(&q->post, &cqe);
@@ -516,12 +543,37 @@ int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
 		ret = cqe->res;
 		io_uring_cqe_seen(&q->post, cqe);
 	} while (ret == -EAGAIN);
+	/*
+	 * The ring would not take it (out of memory for it, or a kernel that
+	 * refuses the message): the ring's thread takes it from lost. Never
+	 * full: each entry is a completion in flight.
+	 */
+	if (ret < 0) {
+		q->lost[q->lost_count].user_data = user_data;
+		q->lost[q->lost_count].res = res;
+		q->lost[q->lost_count].reserved = 0;
+		q->lost_count++;
+	}
 	pthread_mutex_unlock(&q->post_lock);
-	if (ret < 0)
-		fprintf(stderr,
-			"libmoex: a completion (user_data %llu, res %d) could not be posted to its queue: %s\n",
-			(unsigned long long)user_data, res, moex_strerror(ret));
 	return ret < 0 ? ret : 0;
+}
+
+/*
+ * The ring's thread: the completions the poster could not post join the
+ * queue's own, and leave the count in flight.
+ */
+static void moex_queue_take_lost(struct moex_queue *q)
+{
+	unsigned int i;
+
+	if (!q->later_seen)
+		return;
+	pthread_mutex_lock(&q->post_lock);
+	for (i = 0; i < q->lost_count; i++)
+		moex_queue_done(q, q->lost[i].user_data, q->lost[i].res);
+	q->inflight -= q->lost_count;
+	q->lost_count = 0;
+	pthread_mutex_unlock(&q->post_lock);
 }
 
 int moex_queue_register_buffers(struct moex_queue *q, const struct iovec *iov,
@@ -629,6 +681,7 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
 		return -EINVAL;
 	if (moex_queue_not_owner(q))
 		return -EEXIST;
+	moex_queue_take_lost(q);
 	n = moex_sync_reap(q, cqes, max);
 	if (q->mode == MOEX_QUEUE_MODE_SYNC || n == max)
 		return (int)n;
@@ -636,11 +689,31 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
 	return (int)(n + moex_ring_reap(q, cqes + n, max - n));
 }
 
+/* *left: from now until *deadline (CLOCK_MONOTONIC); -ETIME when past. */
+static int moex_time_left(const struct timespec *deadline,
+			  struct __kernel_timespec *left)
+{
+	struct timespec now;
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000 +
+	     (deadline->tv_nsec - now.tv_nsec);
+	if (ns <= 0)
+		return -ETIME;
+	left->tv_sec = ns / 1000000000;
+	left->tv_nsec = ns % 1000000000;
+	return 0;
+}
+
 int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		    unsigned int max, unsigned int min, int timeout_ms)
 {
 	MOEX_KEEP_ERRNO;
-	struct __kernel_timespec ts, *tsp = NULL;
+	struct __kernel_timespec ts, *tsp = NULL, *wtsp, poll = {
+		.tv_nsec = MOEX_QUEUE_LOST_POLL_MS * 1000000LL,
+	};
+	struct timespec deadline;
 	struct io_uring_cqe *cqe;
 	int ret;
 
@@ -656,18 +729,39 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 	}
 
 	if (timeout_ms >= 0) {
-		ts.tv_sec = timeout_ms / 1000;
-		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
 		tsp = &ts;
 	}
-	/* the local completions count towards min; the ring gives the rest */
-	while (q->done_count + moex_ring_ready(q) < min) {
-		unsigned int want = min - q->done_count;
+	/*
+	 * The local completions count towards min; the ring gives the rest.
+	 * Later work's completions come through the ring, or, where it would
+	 * not take one, through lost, which nothing signals: looked at every
+	 * MOEX_QUEUE_LOST_POLL_MS.
+	 */
+	for (;;) {
+		unsigned int want;
 
+		moex_queue_take_lost(q);
+		if (q->done_count + moex_ring_ready(q) >= min)
+			break;
+		want = min - q->done_count;
 		if (want > q->inflight)
 			return -ETIME;	/* can never arrive */
-		ret = io_uring_wait_cqes(&q->ring, &cqe, want, tsp, NULL);
-		if (ret == -EINTR)
+		/* what is left of the timeout: a signal does not restart it */
+		if (tsp && moex_time_left(&deadline, &ts))
+			return -ETIME;
+		wtsp = tsp;
+		if (q->later_seen &&
+		    (!tsp || ts.tv_sec || ts.tv_nsec > poll.tv_nsec))
+			wtsp = &poll;
+		ret = io_uring_wait_cqes(&q->ring, &cqe, want, wtsp, NULL);
+		if (ret == -EINTR || (ret == -ETIME && wtsp == &poll))
 			continue;
 		if (ret < 0)
 			return ret;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,8 +43,9 @@ static int fake_setup(unsigned int entries, struct io_uring *ring,
 	return p->flags & kern.refuse ? -EINVAL : 0;
 }
 
-#define ALL_OPTIONAL	(IORING_SETUP_COOP_TASKRUN |			\
-			 IORING_SETUP_SINGLE_ISSUER |			\
+/* COOP_TASKRUN comes with TASKRUN_FLAG, which needs it */
+#define COOP		(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
+#define ALL_OPTIONAL	(COOP | IORING_SETUP_SINGLE_ISSUER |		\
 			 IORING_SETUP_DEFER_TASKRUN)
 #define REQUIRED	(IORING_SETUP_SQE128 | IORING_SETUP_CQE32)
 
@@ -74,8 +76,7 @@ TEST(ladder_drops_defer_taskrun_first)
 
 	CHECK_INT(ladder(IORING_SETUP_DEFER_TASKRUN, 0, &flags), 0);
 	CHECK_INT(kern.tries, 2);
-	CHECK_INT(flags, REQUIRED | IORING_SETUP_COOP_TASKRUN |
-		  IORING_SETUP_SINGLE_ISSUER);
+	CHECK_INT(flags, REQUIRED | COOP | IORING_SETUP_SINGLE_ISSUER);
 }
 
 TEST(ladder_drops_single_issuer_next)
@@ -84,14 +85,14 @@ TEST(ladder_drops_single_issuer_next)
 
 	CHECK_INT(ladder(IORING_SETUP_SINGLE_ISSUER, 0, &flags), 0);
 	CHECK_INT(kern.tries, 3);
-	CHECK_INT(flags, REQUIRED | IORING_SETUP_COOP_TASKRUN);
+	CHECK_INT(flags, REQUIRED | COOP);
 }
 
 TEST(ladder_keeps_only_what_is_required)
 {
 	unsigned int flags;
 
-	CHECK_INT(ladder(IORING_SETUP_COOP_TASKRUN, 0, &flags), 0);
+	CHECK_INT(ladder(IORING_SETUP_TASKRUN_FLAG, 0, &flags), 0);
 	CHECK_INT(kern.tries, 4);
 	CHECK_INT(flags, REQUIRED);
 }
@@ -423,6 +424,129 @@ TEST(later_work_completes_into_the_ring_from_another_thread)
 	CHECK_INT(moex_queue_create(NULL, NULL, &sq), 0);
 	CHECK_INT(moex__queue_can_post(sq), -EOPNOTSUPP);
 	moex_queue_destroy(sq);
+}
+
+/* Signals for the waiting thread, every 20 ms until stop. */
+struct kicker {
+	pthread_t target, thread;
+	volatile int stop;
+};
+
+static void on_kick(int sig)
+{
+	(void)sig;
+}
+
+static void *kicker_main(void *arg)
+{
+	struct kicker *k = arg;
+
+	while (!k->stop) {
+		pthread_kill(k->target, SIGUSR1);
+		usleep(20000);
+	}
+	return NULL;
+}
+
+/*
+ * A wait's timeout counts from the call, however many signals interrupt
+ * it: each -EINTR restarted the whole timeout, so a wait of 200 ms under
+ * a signal every 20 ms never timed out and returned the completion that
+ * came 3 s later.
+ */
+TEST(wait_timeout_holds_under_signals)
+{
+	struct later l = { .user_data = 9, .res = 0, .delay_us = 3000000 };
+	struct sigaction sa = { .sa_handler = on_kick }, old;
+	struct kicker k = { .target = pthread_self() };
+	struct moex_device *dev;
+	struct moex_queue *q;
+	struct moex_cqe c;
+	int ret, n;
+
+	ret = uring_queue_on_null(8, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	sigemptyset(&sa.sa_mask);	/* no SA_RESTART */
+	CHECK_INT(sigaction(SIGUSR1, &sa, &old), 0);
+	l.q = q;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK_INT(pthread_create(&k.thread, NULL, kicker_main, &k), 0);
+	n = moex_queue_wait(q, &c, 1, 1, 200);
+	k.stop = 1;
+	pthread_join(k.thread, NULL);
+	sigaction(SIGUSR1, &old, NULL);
+	CHECK_MSG(n == -ETIME, "wait of 200 ms under signals: %d (%s)", n,
+		  n < 0 ? moex_strerror(n) : "a completion");
+	if (n == -ETIME)
+		CHECK_INT(moex_queue_wait(q, &c, 1, 1, 10000), 1);
+	pthread_join(l.thread, NULL);
+	CHECK_INT(l.post_ret, 0);
+	CHECK_INT(moex_queue_destroy(q), 0);
+	moex_close(dev);
+}
+
+/* The poster's ring refuses the next fail_posts messages. */
+static int fail_posts;
+
+static int refusing_submit(struct io_uring *ring, unsigned int wait_nr)
+{
+	if (__atomic_load_n(&fail_posts, __ATOMIC_SEQ_CST) > 0) {
+		__atomic_sub_fetch(&fail_posts, 1, __ATOMIC_SEQ_CST);
+		return -ENOMEM;
+	}
+	return io_uring_submit_and_wait(ring, wait_nr);
+}
+
+/*
+ * A completion the ring would not take still reaches the queue's thread,
+ * with its own user_data and res: it was dropped with a line on stderr
+ * and stayed in flight, so a wait without a limit, and destroy, never
+ * returned.
+ */
+TEST(completion_the_ring_refused_still_arrives)
+{
+	struct later l = { .user_data = 21, .res = -EIO, .delay_us = 20000 };
+	struct moex_device *dev;
+	struct moex_queue *q;
+	struct moex_cqe c[2];
+	int ret, n;
+
+	ret = uring_queue_on_null(8, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	moex__post_submit = refusing_submit;
+	fail_posts = 1;
+	l.q = q;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_nop(q, 22), 0);
+	CHECK_INT(moex_queue_submit(q), 2);
+	n = moex_queue_wait(q, c, 2, 2, 10000);
+	pthread_join(l.thread, NULL);
+	CHECK_INT(l.post_ret, -ENOMEM);
+	CHECK_MSG(n == 2, "wait: %d (%s)", n, n < 0 ? moex_strerror(n) : "");
+	if (n == 2) {
+		int k = c[0].user_data == 21 ? 0 : 1;
+
+		CHECK_U64(c[k].user_data, 21);
+		CHECK_INT(c[k].res, -EIO);
+		CHECK_U64(c[1 - k].user_data, 22);
+	}
+	/* nothing more in flight: the lost one is counted out */
+	CHECK_INT(moex_queue_wait(q, c, 2, 1, 0), -ETIME);
+	/* and destroy, with one more refused while it waits, returns */
+	fail_posts = 1;
+	l.delay_us = 50000;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_submit(q), 1);
+	CHECK_INT(moex_queue_destroy(q), 0);
+	pthread_join(l.thread, NULL);
+	CHECK_INT(l.post_ret, -ENOMEM);
+	moex__post_submit = io_uring_submit_and_wait;
+	moex_close(dev);
 }
 
 /* Another thread's calls on q, which must all fail with -EEXIST. */
@@ -838,6 +962,8 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(startup_probe_refuses_a_file_that_is_not_moex),
 	  T(uring_mode_completes_each_command_once),
 	  T(later_work_completes_into_the_ring_from_another_thread),
+	  T(wait_timeout_holds_under_signals),
+	  T(completion_the_ring_refused_still_arrives),
 	  T(destroy_waits_for_later_work),
 	  T(peek_gets_a_posted_completion),
 	  T(calls_from_another_thread_change_nothing),
