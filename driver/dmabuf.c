@@ -6,8 +6,10 @@
  * accounted until the last reference to the dma-buf goes, even after the
  * handle was unpinned or the moex file closed.
  *
- * Importers: each attachment gets its own sg table built from the region's
- * pages and mapped through the DMA API for the importer's device.
+ * Importers: each map of an attachment gets its own sg table, built from the
+ * region's pages and mapped through the DMA API for the importer's device,
+ * and its unmap frees it; so an importer may map one attachment more than
+ * once, each mapping standing on its own.
  * CPU mmap: shared mappings only, filled page by page on fault with the
  * region's page frames (VM_PFNMAP); the mapping holds the dma-buf file, so
  * the pages cannot go while it exists.
@@ -26,46 +28,24 @@ static bool moex_region_ro(struct moex_region *r)
 	return test_bit(MOEX_REGION_B_READONLY, &r->flags);
 }
 
-MOEX_STATIC_UNLESS_KUNIT int
-moex_dmabuf_attach(struct dma_buf *dmabuf, struct dma_buf_attachment *attach)
-{
-	struct moex_region *r = dmabuf->priv;
-	struct sg_table *sgt;
-	int ret;
-
-	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
-	if (!sgt)
-		return -ENOMEM;
-	ret = sg_alloc_table_from_pages_segment(sgt, r->pages, r->npages, 0,
-						r->length,
-						moex_dma_max_segment(attach->dev),
-						GFP_KERNEL);
-	if (ret) {
-		kfree(sgt);
-		return ret;
-	}
-	attach->priv = sgt;
-	return 0;
-}
-
-MOEX_STATIC_UNLESS_KUNIT void
-moex_dmabuf_detach(struct dma_buf *dmabuf, struct dma_buf_attachment *attach)
-{
-	struct sg_table *sgt = attach->priv;
-
-	sg_free_table(sgt);
-	kfree(sgt);
-}
-
-static struct sg_table *moex_dmabuf_map(struct dma_buf_attachment *attach,
-					enum dma_data_direction dir)
+MOEX_STATIC_UNLESS_KUNIT struct sg_table *
+moex_dmabuf_map(struct dma_buf_attachment *attach, enum dma_data_direction dir)
 {
 	struct moex_region *r = attach->dmabuf->priv;
-	struct sg_table *sgt = attach->priv;
+	struct sg_table *sgt;
 	int ret;
 
 	if (moex_region_ro(r) && dir != DMA_TO_DEVICE)
 		return ERR_PTR(-EACCES);
+	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	if (!sgt)
+		return ERR_PTR(-ENOMEM);
+	ret = sg_alloc_table_from_pages_segment(sgt, r->pages, r->npages, 0,
+						r->length,
+						moex_dma_max_segment(attach->dev),
+						GFP_KERNEL);
+	if (ret)
+		goto err_free;
 	/*
 	 * The pages may be mapped for the engine's device too, for the
 	 * region's life: the same memory in two mappings, which DMA-API
@@ -74,17 +54,25 @@ static struct sg_table *moex_dmabuf_map(struct dma_buf_attachment *attach,
 	 */
 	ret = dma_map_sgtable(attach->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
 	if (ret)
-		return ERR_PTR(ret);
+		goto err_table;
 	dma_sync_sgtable_for_device(attach->dev, sgt, dir);
 	return sgt;
+
+err_table:
+	sg_free_table(sgt);
+err_free:
+	kfree(sgt);
+	return ERR_PTR(ret);
 }
 
-static void moex_dmabuf_unmap(struct dma_buf_attachment *attach,
-			      struct sg_table *sgt,
-			      enum dma_data_direction dir)
+MOEX_STATIC_UNLESS_KUNIT void
+moex_dmabuf_unmap(struct dma_buf_attachment *attach, struct sg_table *sgt,
+		  enum dma_data_direction dir)
 {
 	dma_sync_sgtable_for_cpu(attach->dev, sgt, dir);
 	dma_unmap_sgtable(attach->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
+	sg_free_table(sgt);
+	kfree(sgt);
 }
 
 static vm_fault_t moex_dmabuf_fault(struct vm_fault *vmf)
@@ -129,8 +117,6 @@ static void moex_dmabuf_release(struct dma_buf *dmabuf)
 }
 
 static const struct dma_buf_ops moex_dmabuf_ops = {
-	.attach = moex_dmabuf_attach,
-	.detach = moex_dmabuf_detach,
 	.map_dma_buf = moex_dmabuf_map,
 	.unmap_dma_buf = moex_dmabuf_unmap,
 	.mmap = moex_dmabuf_mmap,

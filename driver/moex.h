@@ -17,6 +17,7 @@
 #include <linux/atomic.h>
 #include <linux/cdev.h>
 #include <linux/device.h>
+#include <linux/dma-direction.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mm_types.h>
@@ -287,12 +288,12 @@ int moex_copy_check_regions(const struct moex_copy *arg,
 			    struct moex_region *src, struct moex_region *dst);
 int moex_uring_decode(const u64 *sqe_words, unsigned int nr, bool sqe128,
 		      union moex_uring_area *a);
-struct dma_buf;
+struct page **moex_pages_alloc(unsigned long npages, size_t kv_max);
 struct dma_buf_attachment;
-int moex_dmabuf_attach(struct dma_buf *dmabuf,
-		       struct dma_buf_attachment *attach);
-void moex_dmabuf_detach(struct dma_buf *dmabuf,
-			struct dma_buf_attachment *attach);
+struct sg_table *moex_dmabuf_map(struct dma_buf_attachment *attach,
+				 enum dma_data_direction dir);
+void moex_dmabuf_unmap(struct dma_buf_attachment *attach,
+		       struct sg_table *sgt, enum dma_data_direction dir);
 #else
 #define MOEX_STATIC_UNLESS_KUNIT static
 #endif

@@ -15,11 +15,13 @@
  */
 #include <linux/dma-mapping.h>
 #include <linux/mm.h>
+#include <linux/overflow.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/vmalloc.h>
 
 #include "moex.h"
 
@@ -49,6 +51,9 @@ MOEX_STATIC_UNLESS_KUNIT int moex_pin_check(const struct moex_region_pin *arg)
 		return -EOVERFLOW;
 	if (!access_ok(u64_to_user_ptr(arg->addr), arg->length))
 		return -EFAULT;
+	/* the sg table API counts a region's pages in an unsigned int */
+	if (arg->length >> PAGE_SHIFT > UINT_MAX)
+		return -E2BIG;
 	return 0;
 }
 
@@ -154,6 +159,23 @@ static bool moex_page_pinnable_rw(struct page *page)
 		return true;
 	mapping = folio_mapping(folio);
 	return !mapping || shmem_mapping(mapping);
+}
+
+/*
+ * The array of a region's @npages page pointers. kvmalloc() refuses more
+ * than INT_MAX bytes (with 4 KiB pages, a region of 1 TiB), which a host
+ * that large may well pin for one model's weights; vmalloc() has no such
+ * limit, so past @kv_max bytes (INT_MAX; less in KUnit, to take this path)
+ * the array comes from it. kvfree() frees either.
+ */
+MOEX_STATIC_UNLESS_KUNIT struct page **
+moex_pages_alloc(unsigned long npages, size_t kv_max)
+{
+	size_t size = array_size(npages, sizeof(struct page *));
+
+	if (size > kv_max)
+		return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN);
+	return kvmalloc(size, GFP_KERNEL | __GFP_NOWARN);
 }
 
 static int moex_pin_pages(struct moex_region *r)
@@ -374,10 +396,12 @@ MOEX_STATIC_UNLESS_KUNIT int moex_handle_alloc(struct moex_file *mf,
  * @serial: set on success to the new region's serial, for
  *	moex_region_pin_undo().
  *
- * Return: 0, or -EINVAL/-EOVERFLOW/-EFAULT for bad arguments (no counter
- * moves), -ENOMEM when a limit is reached, -EFAULT when an address cannot
- * be pinned or -EOPNOTSUPP for a writable pin of an ordinary file's
- * shared mapping (pin_failures moves).
+ * Return: 0, or -EINVAL/-EOVERFLOW/-EFAULT/-E2BIG for bad arguments (no
+ * counter moves); pin_failures moves for the rest: -ENOMEM when a limit
+ * is reached, -EFAULT when an address cannot be pinned, -EOPNOTSUPP for a
+ * writable pin of an ordinary file's shared mapping, -EINTR on a fatal
+ * signal, -ENODEV when the device is gone, -EBUSY when the file has
+ * INT_MAX regions.
  */
 int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg,
 		    u64 *serial)
@@ -406,8 +430,7 @@ int moex_region_pin(struct moex_file *mf, struct moex_region_pin *arg,
 	ret = -ENOMEM;
 	if (r->npages > totalram_pages())
 		goto err_uncharge;
-	r->pages = kvmalloc_array(r->npages, sizeof(*r->pages),
-				  GFP_KERNEL | __GFP_NOWARN);
+	r->pages = moex_pages_alloc(r->npages, INT_MAX);
 	if (!r->pages)
 		goto err_uncharge;
 

@@ -2,11 +2,13 @@
 /*
  * KUnit: range and overflow checks of REGION_PIN and COPY arguments
  * (moex_pin_check(), moex_copy_check(), moex_in_range(),
- * moex_copy_check_regions()).
+ * moex_copy_check_regions()), and the page array of a region too large
+ * for kvmalloc (moex_pages_alloc()).
  */
 #include <kunit/test.h>
 #include <linux/limits.h>
 #include <linux/mm.h>
+#include <linux/vmalloc.h>
 
 #include "../moex.h"
 
@@ -88,6 +90,39 @@ static void pin_not_user(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, pin(TASK_SIZE_MAX - PAGE_SIZE, 2 * PAGE_SIZE, 0),
 			-EFAULT);
 	KUNIT_EXPECT_EQ(test, pin(0, TASK_SIZE_MAX + PAGE_SIZE, 0), -EFAULT);
+}
+
+/* More pages than the sg table API counts (an unsigned int): -E2BIG. */
+static void pin_too_many_pages(struct kunit *test)
+{
+	u64 most = (u64)UINT_MAX << PAGE_SHIFT;
+
+	if (most + PAGE_SIZE >= TASK_SIZE_MAX - UADDR)
+		kunit_skip(test, "user space is smaller than 2^32 pages");
+	KUNIT_EXPECT_EQ(test, pin(UADDR, most, 0), 0);
+	KUNIT_EXPECT_EQ(test, pin(UADDR, most + PAGE_SIZE, 0), -E2BIG);
+	/* a range that leaves user space is -EFAULT first */
+	KUNIT_EXPECT_EQ(test, pin(0, TASK_SIZE_MAX + PAGE_SIZE, 0), -EFAULT);
+}
+
+/*
+ * A page array of more than kv_max bytes comes from vmalloc (kvmalloc
+ * refuses more than INT_MAX: a region of 1 TiB), and kvfree() frees it.
+ */
+static void pages_alloc_past_kv_max(struct kunit *test)
+{
+	struct page **p;
+
+	p = moex_pages_alloc(1024, 1024 * sizeof(*p));
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	kvfree(p);
+	p = moex_pages_alloc(1025, 1024 * sizeof(*p));
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_EXPECT_TRUE(test, is_vmalloc_addr(p));
+	p[1024] = NULL;		/* all of it is there */
+	kvfree(p);
+	/* a size that overflows size_t fails, and never wraps */
+	KUNIT_EXPECT_NULL(test, moex_pages_alloc(ULONG_MAX, INT_MAX));
 }
 
 static struct moex_copy copy_arg(u64 src_off, u64 dst_off, u64 len)
@@ -248,6 +283,8 @@ static struct kunit_case moex_range_cases[] = {
 	KUNIT_CASE(pin_length_alignment),
 	KUNIT_CASE(pin_wraparound),
 	KUNIT_CASE(pin_not_user),
+	KUNIT_CASE(pin_too_many_pages),
+	KUNIT_CASE(pages_alloc_past_kv_max),
 	KUNIT_CASE(copy_check_payload),
 	KUNIT_CASE(copy_check_fixed_flags),
 	KUNIT_CASE(copy_in_range),

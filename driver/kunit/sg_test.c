@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * KUnit: the scatter list of a region (moex_region_build_sgt()), and of a
- * dma-buf attachment (moex_dmabuf_attach()): runs of
+ * dma-buf importer's mapping (moex_dmabuf_map()): runs of
  * physically contiguous pages coalesce into one segment, at most
  * max_segment bytes long, in the order of the region's pages.
  *
@@ -169,23 +169,43 @@ static void sg_max_segment_value(struct kunit *test)
 	KUNIT_EXPECT_GT(test, (u64)MOEX_MAX_SEGMENT + PAGE_SIZE, (u64)UINT_MAX);
 }
 
-/*
- * A dma-buf importer's table (moex_dmabuf_attach()) has every page of the
- * region, in order, and its length: vgem never reads the pages, so the VM
- * suites cannot tell.
- */
-static void sg_dmabuf_attach_covers_region(struct kunit *test)
+/* @sgt has every page of @r, in order, and its length. */
+static void expect_covers(struct kunit *test, struct sg_table *sgt,
+			  struct moex_region *r)
 {
-	static const int idx[] = { 0, 1, 2, 5, 4, 6, 7 };
-	struct moex_region *r = region_of(test, idx, ARRAY_SIZE(idx));
-	struct dma_buf_attachment *at;
 	struct sg_page_iter it;
-	struct dma_buf *buf;
-	struct sg_table *sgt;
 	struct scatterlist *sg;
 	unsigned int n = 0;
 	u64 total = 0;
 	int i;
+
+	for_each_sgtable_page(sgt, &it, 0) {
+		if (n < r->npages)
+			KUNIT_EXPECT_PTR_EQ_MSG(test, sg_page_iter_page(&it),
+						r->pages[n], "page %u", n);
+		n++;
+	}
+	KUNIT_EXPECT_EQ(test, n, (unsigned int)r->npages);
+	for_each_sgtable_sg(sgt, sg, i)
+		total += sg->length;
+	KUNIT_EXPECT_EQ(test, total, r->length);
+}
+
+/*
+ * A dma-buf importer's mapping (moex_dmabuf_map()) has every page of the
+ * region, in order, and its length: vgem never reads the pages, so the VM
+ * suites cannot tell. Two maps of one attachment are two tables, each
+ * unmapped on its own: they shared the attachment's one table, so behind
+ * an IOMMU the second map overwrote the first's DMA addresses, leaking
+ * its mapping, and the second unmap unmapped them again.
+ */
+static void sg_dmabuf_maps_cover_region(struct kunit *test)
+{
+	static const int idx[] = { 0, 1, 2, 5, 4, 6, 7 };
+	struct moex_region *r = region_of(test, idx, ARRAY_SIZE(idx));
+	struct dma_buf_attachment *at;
+	struct sg_table *a, *b;
+	struct dma_buf *buf;
 
 	buf = kunit_kzalloc(test, sizeof(*buf), GFP_KERNEL);
 	at = kunit_kzalloc(test, sizeof(*at), GFP_KERNEL);
@@ -198,19 +218,17 @@ static void sg_dmabuf_attach_covers_region(struct kunit *test)
 	at->dev->dma_mask = &at->dev->coherent_dma_mask;
 	buf->priv = r;
 	at->dmabuf = buf;
-	KUNIT_ASSERT_EQ(test, moex_dmabuf_attach(buf, at), 0);
-	sgt = at->priv;
-	for_each_sgtable_page(sgt, &it, 0) {
-		if (n < r->npages)
-			KUNIT_EXPECT_PTR_EQ_MSG(test, sg_page_iter_page(&it),
-						r->pages[n], "page %u", n);
-		n++;
-	}
-	KUNIT_EXPECT_EQ(test, n, (unsigned int)r->npages);
-	for_each_sgtable_sg(sgt, sg, i)
-		total += sg->length;
-	KUNIT_EXPECT_EQ(test, total, r->length);
-	moex_dmabuf_detach(buf, at);
+	a = moex_dmabuf_map(at, DMA_BIDIRECTIONAL);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(a));
+	b = moex_dmabuf_map(at, DMA_TO_DEVICE);
+	if (IS_ERR(b))
+		moex_dmabuf_unmap(at, a, DMA_BIDIRECTIONAL);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(b));
+	KUNIT_EXPECT_PTR_NE(test, a, b);
+	expect_covers(test, a, r);
+	expect_covers(test, b, r);
+	moex_dmabuf_unmap(at, b, DMA_TO_DEVICE);
+	moex_dmabuf_unmap(at, a, DMA_BIDIRECTIONAL);
 }
 
 static struct kunit_case moex_sg_cases[] = {
@@ -221,7 +239,7 @@ static struct kunit_case moex_sg_cases[] = {
 	KUNIT_CASE(sg_same_page_twice),
 	KUNIT_CASE(sg_max_segment_splits),
 	KUNIT_CASE(sg_max_segment_value),
-	KUNIT_CASE(sg_dmabuf_attach_covers_region),
+	KUNIT_CASE(sg_dmabuf_maps_cover_region),
 	{}
 };
 

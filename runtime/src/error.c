@@ -58,6 +58,7 @@ static const char *const moex_errhint[] = {
 	[EPERM] = "io_uring is disabled for this process: set sysctl kernel.io_uring_disabled=0 (or 1 and add the user to the io_uring group) and allow io_uring_setup/io_uring_enter in the seccomp profile (containers block them by default)",
 	[ENOTTY] = "not a moex device: pass a /dev/moexN path, or the driver is too old for this command",
 	[EPROTO] = "libmoex and moex.ko speak different ABI versions: install both from the same release",
+	[E2BIG] = "one region is at most 2^32 - 1 pages (16 TiB less a page with 4 KiB pages): pin larger memory as several regions",
 	[EOPNOTSUPP] = "the driver does not offer this feature (see the features in `moexctl info`); a writable pin of a shared file mapping (other than memfd/tmpfs or hugetlbfs) is refused: pin anonymous, memfd or hugetlbfs memory, or pin it read-only",
 };
 

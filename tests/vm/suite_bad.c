@@ -211,6 +211,8 @@ MUT(m_pin_len_unaligned, p->pin.length = RLEN - 1)
 MUT(m_pin_len_plus1, p->pin.length = RLEN + 1)
 MUT(m_pin_wrap, { p->pin.addr = 0xfffffffffffff000ULL; p->pin.length = 0x2000; })
 MUT(m_pin_wrap_huge, p->pin.length = 0 - (uint64_t)4096 * 16)
+/* 2^32 pages of 4 KiB from 1 GiB: 16 TiB, inside user space */
+MUT(m_pin_e2big, { p->pin.addr = 1ULL << 30; p->pin.length = 1ULL << 44; })
 MUT(m_pin_kernel, { p->pin.addr = 0xffff888000000000ULL; p->pin.length = 4096; })
 MUT(m_pin_flag1, p->pin.flags = 1u << 1)
 MUT(m_pin_flag31, p->pin.flags = MOEX_PIN_READONLY | 1u << 31)
@@ -326,6 +328,7 @@ const struct test suite_bad_tests[] = {
 	BAD("bad_pin_length_page_plus_1", I_PIN, m_pin_len_plus1, EINVAL),
 	BAD("bad_pin_wrap", I_PIN, m_pin_wrap, EOVERFLOW),
 	BAD("bad_pin_wrap_length", I_PIN, m_pin_wrap_huge, EOVERFLOW),
+	BAD("bad_pin_2_to_32_pages", I_PIN, m_pin_e2big, E2BIG),
 	BAD("bad_pin_kernel_address", I_PIN, m_pin_kernel, EFAULT),
 	BAD("bad_pin_beyond_user_space", I_PIN, m_pin_beyond, EFAULT),
 	BAD("bad_pin_unknown_flag", I_PIN, m_pin_flag1, EINVAL),

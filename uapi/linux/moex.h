@@ -88,7 +88,10 @@ struct moex_info {
  * caller's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK, counted against the
  * module's max_pinned_mb, and DMA-mapped for the device's engine. A
  * writable pin of a shared mapping of a file other than shmem (memfd,
- * tmpfs) or hugetlbfs fails with -EOPNOTSUPP.
+ * tmpfs) or hugetlbfs fails with -EOPNOTSUPP; more than 2^32 - 1 pages
+ * with -E2BIG. A MOEX_PIN_READONLY pin takes the pages as they are: memory
+ * written after it may get new pages the region does not see (anonymous
+ * memory never written is the shared zero page), so fill it first.
  */
 struct moex_region_pin {
 	__u64 addr;
@@ -105,7 +108,9 @@ struct moex_region_pin {
  * @reserved: must be zero.
  *
  * The handle is gone at once; the pages stay pinned while an exported
- * dma-buf of the region is still referenced.
+ * dma-buf of the region is still referenced, or a COPY that uses the
+ * region is still running (an io_uring COPY, or the COPY of an ioctl a
+ * fatal signal ended).
  */
 struct moex_region_unpin {
 	__u32 handle;
