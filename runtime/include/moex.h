@@ -142,7 +142,8 @@ struct moex_region_desc {
  * it before pinning), other bits are refused by the driver (-EINVAL).
  * *handle names the region on this device only. -ENOMEM: RLIMIT_MEMLOCK
  * or the module's max_pinned_mb is reached (moex_error_hint() says how to
- * raise them); -EFAULT: the range is not mapped as needed.
+ * raise them); -EFAULT: the range is not mapped as needed; -E2BIG: more
+ * than 2^32 - 1 pages.
  */
 int moex_pin(struct moex_device *dev, void *addr, size_t len, unsigned flags,
 	     uint32_t *handle);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -293,10 +294,11 @@ static int read_config(const char *dir, struct moex_model_config *c,
 	c->routed_scaling_factor = 1.0f;
 	v = cfg_get(&root, "routed_scaling_factor");
 	if (v) {
+		/* a float: what rounds to 0 there is 0 (FLT_MIN is normal) */
 		if (v->type != MOEX_JSON_NUMBER || moex__json_double(v, &d) ||
-		    !(d > 0) || d > 1e6) {
+		    !(d >= FLT_MIN) || d > 1e6) {
 			ret = moex__errf(err, errlen, -EINVAL,
-				   "%s: \"routed_scaling_factor\" is %s%s%.40s, expected a number above 0, at most 1e6",
+				   "%s: \"routed_scaling_factor\" is %s%s%.40s, expected a number from 1.18e-38 (FLT_MIN) to 1e6",
 				   path, json_type_name(v),
 				   v->type == MOEX_JSON_NUMBER ? " " : "",
 				   v->type == MOEX_JSON_NUMBER ? v->str : "");
@@ -584,6 +586,9 @@ int moex__model_read(const char *dir, struct moex_model_files **out,
 		if (ret)
 			goto fail;
 	} else if (fd == -ENOENT) {
+		/* a model of one file: the index's absence is no error */
+		if (err && errlen)
+			err[0] = '\0';
 		m->paths = calloc(1, sizeof(*m->paths));
 		m->sizes = calloc(1, sizeof(*m->sizes));
 		if (m->paths)

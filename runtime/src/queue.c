@@ -36,6 +36,9 @@
 /* How often a wait looks for completions the poster could not post, on a
  * queue that ever had later work (moex_queue_take_lost()). */
 #define MOEX_QUEUE_LOST_POLL_MS		100
+/* Submits of one MSG_RING the kernel could not take, 1 ms apart, before
+ * the completion goes to lost instead. */
+#define MOEX_POST_TRIES			10
 
 /* Always asked for: without them the uapi structs do not fit. */
 #define MOEX_RING_REQUIRED	(IORING_SETUP_SQE128 | IORING_SETUP_CQE32)
@@ -519,34 +522,66 @@ int moex__queue_can_post(struct moex_queue *q)
 int (*moex__post_submit)(struct io_uring *ring, unsigned int wait_nr) =
 	io_uring_submit_and_wait;
 
-int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
+/*
+ * Send one MSG_RING through the poster, under post_lock. 0: the message
+ * went and *res_out is its result (negative when the queue's ring refused
+ * it). 1: it went, but its CQE was not seen. -errno: the kernel never took
+ * it (a signal, no memory for the request: tried MOEX_POST_TRIES times).
+ * The poster is left dirty in the last two cases: a submit that never went
+ * leaves its SQE queued, for the next post to send by mistake, and an
+ * unseen CQE would answer the next post.
+ */
+static int moex_post_send(struct moex_queue *q, uint64_t user_data, int res,
+			  int *res_out)
 {
+	const struct timespec pause = { .tv_nsec = 1000000 };
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
-	int ret;
+	int ret, tries = 0;
+
+	sqe = io_uring_get_sqe(&q->post);
+	if (!sqe)
+		return -EBUSY;	/* never: the poster is empty between posts */
+	io_uring_prep_msg_ring(sqe, q->ring.ring_fd, (unsigned int)res,
+			       user_data, 0);
+	while ((ret = moex__post_submit(&q->post, 1)) < 0 &&
+	       ++tries < MOEX_POST_TRIES)
+		nanosleep(&pause, NULL);
+	if (ret < 0)
+		return ret;
+	do
+		ret = io_uring_wait_cqe(&q->post, &cqe);
+	while (ret == -EINTR || ret == -EAGAIN);
+	if (ret < 0)
+		return 1;
+	*res_out = cqe->res;
+	io_uring_cqe_seen(&q->post, cqe);
+	return 0;
+}
+
+int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
+{
+	int ret, sent = 0, got = -EAGAIN;
 
 	pthread_mutex_lock(&q->post_lock);
-	do {
-		sqe = io_uring_get_sqe(&q->post);
-		if (!sqe) {
-			ret = -EBUSY;
-			break;
-		}
-		io_uring_prep_msg_ring(sqe, q->ring.ring_fd, (unsigned int)res,
-				       user_data, 0);
-		ret = moex__post_submit(&q->post, 1);
-		if (ret < 0)
-			break;
-		ret = io_uring_wait_cqe(&q->post, &cqe);
-		if (ret < 0)
-			break;
-		ret = cqe->res;
-		io_uring_cqe_seen(&q->post, cqe);
-	} while (ret == -EAGAIN);
+	ret = q->post_state > 0 ? 0 : -EBADF;
+	while (!ret && !sent && got == -EAGAIN) {
+		sent = moex_post_send(q, user_data, res, &got);
+		if (sent < 0)
+			ret = sent;
+	}
+	if (!ret && !sent && got < 0)
+		ret = got;	/* the queue's ring refused the message */
+	/* a dirty poster is made again; where it cannot be, later posts go
+	 * to lost at once */
+	if (sent) {
+		io_uring_queue_exit(&q->post);
+		if (io_uring_queue_init(4, &q->post, 0))
+			q->post_state = -1;
+	}
 	/*
-	 * The ring would not take it (out of memory for it, or a kernel that
-	 * refuses the message): the ring's thread takes it from lost. Never
-	 * full: each entry is a completion in flight.
+	 * The completion did not reach the ring: the ring's thread takes it
+	 * from lost. Never full: each entry is a completion in flight.
 	 */
 	if (ret < 0) {
 		q->lost[q->lost_count].user_data = user_data;
@@ -555,7 +590,7 @@ int moex__queue_post(struct moex_queue *q, uint64_t user_data, int res)
 		q->lost_count++;
 	}
 	pthread_mutex_unlock(&q->post_lock);
-	return ret < 0 ? ret : 0;
+	return ret;
 }
 
 /*
@@ -689,9 +724,9 @@ int moex_queue_peek(struct moex_queue *q, struct moex_cqe *cqes,
 	return (int)(n + moex_ring_reap(q, cqes + n, max - n));
 }
 
-/* *left: from now until *deadline (CLOCK_MONOTONIC); -ETIME when past. */
-static int moex_time_left(const struct timespec *deadline,
-			  struct __kernel_timespec *left)
+/* *left: from now until *deadline (CLOCK_MONOTONIC), 0 when past it. */
+static void moex_time_left(const struct timespec *deadline,
+			   struct __kernel_timespec *left)
 {
 	struct timespec now;
 	long long ns;
@@ -699,11 +734,10 @@ static int moex_time_left(const struct timespec *deadline,
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000 +
 	     (deadline->tv_nsec - now.tv_nsec);
-	if (ns <= 0)
-		return -ETIME;
+	if (ns < 0)
+		ns = 0;
 	left->tv_sec = ns / 1000000000;
 	left->tv_nsec = ns % 1000000000;
-	return 0;
 }
 
 int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
@@ -715,6 +749,7 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 	};
 	struct timespec deadline;
 	struct io_uring_cqe *cqe;
+	bool expired = false;
 	int ret;
 
 	if (!q || !cqes || !max || min > max || timeout_ms < -1)
@@ -742,7 +777,9 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 	 * The local completions count towards min; the ring gives the rest.
 	 * Later work's completions come through the ring, or, where it would
 	 * not take one, through lost, which nothing signals: looked at every
-	 * MOEX_QUEUE_LOST_POLL_MS.
+	 * MOEX_QUEUE_LOST_POLL_MS. Each wait is followed by a look at both,
+	 * the last one too (it enters the kernel, which runs the completions
+	 * waiting for this thread, even with no time left).
 	 */
 	for (;;) {
 		unsigned int want;
@@ -751,19 +788,20 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		if (q->done_count + moex_ring_ready(q) >= min)
 			break;
 		want = min - q->done_count;
-		if (want > q->inflight)
-			return -ETIME;	/* can never arrive */
+		if (want > q->inflight || expired)
+			return -ETIME;	/* can never arrive, or too late */
 		/* what is left of the timeout: a signal does not restart it */
-		if (tsp && moex_time_left(&deadline, &ts))
-			return -ETIME;
-		wtsp = tsp;
+		wtsp = NULL;
+		if (tsp) {
+			moex_time_left(&deadline, &ts);
+			expired = !ts.tv_sec && !ts.tv_nsec;
+			wtsp = &ts;
+		}
 		if (q->later_seen &&
-		    (!tsp || ts.tv_sec || ts.tv_nsec > poll.tv_nsec))
+		    (!wtsp || ts.tv_sec || ts.tv_nsec > poll.tv_nsec))
 			wtsp = &poll;
 		ret = io_uring_wait_cqes(&q->ring, &cqe, want, wtsp, NULL);
-		if (ret == -EINTR || (ret == -ETIME && wtsp == &poll))
-			continue;
-		if (ret < 0)
+		if (ret < 0 && ret != -EINTR && ret != -ETIME)
 			return ret;
 	}
 	return moex_queue_peek(q, cqes, max);

@@ -1391,7 +1391,10 @@ TEST(config_defaults_and_limits)
 	CFG_BAD(", \"routed_scaling_factor\": 0", "\"routed_scaling_factor\" is a number 0");
 	CFG_BAD(", \"routed_scaling_factor\": -1", "\"routed_scaling_factor\"");
 	CFG_BAD(", \"routed_scaling_factor\": 1000001",
-		"\"routed_scaling_factor\" is a number 1000001, expected a number above 0, at most 1e6");
+		"\"routed_scaling_factor\" is a number 1000001, expected a number from 1.18e-38 (FLT_MIN) to 1e6");
+	/* 0 as a float: refused here, not later as a bad MoE shape */
+	CFG_BAD(", \"routed_scaling_factor\": 1e-50",
+		"\"routed_scaling_factor\" is a number 1e-50");
 	CFG_BAD(", \"n_group\": 3", "\"n_group\" 3 does not divide n_routed_experts 4");
 	CFG_BAD(", \"n_shared_experts\": 536870912", "overflows 32 bits");
 	CFG_BAD(", \"moe_layer_freq\": 2", "\"moe_layer_freq\" is 2");

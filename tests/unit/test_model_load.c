@@ -158,20 +158,27 @@ static void faults(int mode, int nth, bool no_ring)
 
 /* ---- models ---- */
 
-/* A 4-layer model of about 25 MB in base/NAME, 1 MiB pieces aplenty. */
-static int make_model(const char *base, const char *name, char *dir,
-		      size_t len)
+/* A 4-layer model of about 25 MB in base/NAME, in SHARDS files ("1": no
+ * index), 1 MiB pieces aplenty. */
+static int make_model_shards(const char *base, const char *name,
+			     const char *shards, char *dir, size_t len)
 {
 	struct run r;
 	const char *args[] = { "--quiet", "--force", "--preset", "tiny",
 		"--layers", "4", "--first-dense", "0", "--hidden", "512",
-		"--inter", "256", "--experts", "8", "--shards", "2",
+		"--inter", "256", "--experts", "8", "--shards", shards,
 		"--align", "4096", dir, NULL };
 
 	snprintf(dir, len, "%s/%s", base, name);
 	if (run_bin(&r, MKMODEL, NULL, args) || r.status)
 		return -1;
 	return 0;
+}
+
+static int make_model(const char *base, const char *name, char *dir,
+		      size_t len)
+{
+	return make_model_shards(base, name, "2", dir, len);
 }
 
 /* This process's scratch directories: [1] on tmpfs where there is one. */
@@ -965,6 +972,19 @@ TEST(model_api)
 	CHECK_INT(pin_drv.unpinned, 7);
 	moex_close(dev);
 	pin_drv.on = false;
+	rm_dir(dir);
+
+	/*
+	 * A model of one file opens with nothing in errbuf: the missing
+	 * index's "missing" stayed there, and any later failure without a
+	 * message of its own gave it as its cause.
+	 */
+	CHECK(make_model_shards(base, "one", "1", dir, sizeof(dir)) == 0);
+	o.dev = NULL;
+	strcpy(err, "stale");
+	CHECK_INT(moex_model_open(dir, &o, &m), 0);
+	CHECK_STR(err, "");
+	moex_model_close(m);
 	rm_dir(dir);
 }
 

@@ -488,7 +488,37 @@ TEST(wait_timeout_holds_under_signals)
 	moex_close(dev);
 }
 
-/* The poster's ring refuses the next fail_posts messages. */
+/*
+ * A wait with no time (timeout 0) still enters the kernel once, which
+ * runs the completions waiting for this thread (DEFER_TASKRUN: a posted
+ * one): with the NOP's CQE already there, it returned -ETIME at once.
+ */
+TEST(wait_without_time_runs_waiting_completions)
+{
+	struct later l = { .user_data = 41, .res = 0 };
+	struct moex_device *dev;
+	struct moex_queue *q;
+	struct moex_cqe c[4];
+	int ret, n;
+
+	ret = uring_queue_on_null(8, true, &dev, &q);
+	if (ret)
+		SKIP("no io_uring queue with MSG_RING here (%s)",
+		     moex_strerror(ret));
+	l.q = q;
+	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
+	CHECK_INT(moex_queue_nop(q, 42), 0);
+	CHECK_INT(moex_queue_submit(q), 2);
+	pthread_join(l.thread, NULL);	/* posted */
+	CHECK_INT(l.post_ret, 0);
+	n = moex_queue_wait(q, c, 4, 2, 0);
+	CHECK_MSG(n == 2, "wait(min 2, 0 ms): %d (%s)", n,
+		  n < 0 ? moex_strerror(n) : "");
+	CHECK_INT(moex_queue_destroy(q), 0);
+	moex_close(dev);
+}
+
+/* The poster's ring refuses the next fail_posts submits. */
 static int fail_posts;
 
 static int refusing_submit(struct io_uring *ring, unsigned int wait_nr)
@@ -500,51 +530,68 @@ static int refusing_submit(struct io_uring *ring, unsigned int wait_nr)
 	return io_uring_submit_and_wait(ring, wait_nr);
 }
 
+/* Run one later work whose post the poster's ring refuses refusals
+ * times, and reap its completion (and nothing else) within 10 s. */
+static int later_refused(struct moex_queue *q, uint64_t user_data,
+			 int refusals, int *post_ret)
+{
+	struct later l = { .q = q, .user_data = user_data, .res = -EIO,
+			   .delay_us = 20000 };
+	struct moex_cqe c[2];
+	int n;
+
+	fail_posts = refusals;
+	if (moex__queue_host(q, later_start, &l, l.user_data) ||
+	    moex_queue_submit(q) != 1)
+		return -1;
+	n = moex_queue_wait(q, c, 2, 1, 10000);
+	pthread_join(l.thread, NULL);
+	fail_posts = 0;
+	*post_ret = l.post_ret;
+	if (n != 1 || c[0].user_data != user_data || c[0].res != -EIO)
+		return -1;
+	/* nothing more in flight, nothing sent twice */
+	return moex_queue_wait(q, c, 2, 1, 50) == -ETIME ? 0 : -1;
+}
+
 /*
  * A completion the ring would not take still reaches the queue's thread,
- * with its own user_data and res: it was dropped with a line on stderr
- * and stayed in flight, so a wait without a limit, and destroy, never
- * returned.
+ * once, with its own user_data and res: it was dropped with a line on
+ * stderr and stayed in flight, so a wait without a limit, and destroy,
+ * never returned. A submit the kernel refused once is tried again; one it
+ * keeps refusing leaves its SQE behind, which the next post sent again
+ * (the next completion came twice) until the poster was made anew.
  */
 TEST(completion_the_ring_refused_still_arrives)
 {
-	struct later l = { .user_data = 21, .res = -EIO, .delay_us = 20000 };
+	struct later l = { .user_data = 21, .res = -EIO, .delay_us = 50000 };
 	struct moex_device *dev;
 	struct moex_queue *q;
-	struct moex_cqe c[2];
-	int ret, n;
+	int ret, post_ret;
 
 	ret = uring_queue_on_null(8, true, &dev, &q);
 	if (ret)
 		SKIP("no io_uring queue with MSG_RING here (%s)",
 		     moex_strerror(ret));
 	moex__post_submit = refusing_submit;
-	fail_posts = 1;
+	/* refused once: sent on the next try */
+	CHECK_INT(later_refused(q, 31, 1, &post_ret), 0);
+	CHECK_INT(post_ret, 0);
+	/* refused every time: through lost */
+	CHECK_INT(later_refused(q, 32, 1000, &post_ret), 0);
+	CHECK_INT(post_ret, -ENOMEM);
+	/* and the next one comes once */
+	CHECK_INT(later_refused(q, 33, 0, &post_ret), 0);
+	CHECK_INT(post_ret, 0);
+	/* destroy, with one refused while it waits, returns */
+	fail_posts = 1000;
 	l.q = q;
-	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
-	CHECK_INT(moex_queue_nop(q, 22), 0);
-	CHECK_INT(moex_queue_submit(q), 2);
-	n = moex_queue_wait(q, c, 2, 2, 10000);
-	pthread_join(l.thread, NULL);
-	CHECK_INT(l.post_ret, -ENOMEM);
-	CHECK_MSG(n == 2, "wait: %d (%s)", n, n < 0 ? moex_strerror(n) : "");
-	if (n == 2) {
-		int k = c[0].user_data == 21 ? 0 : 1;
-
-		CHECK_U64(c[k].user_data, 21);
-		CHECK_INT(c[k].res, -EIO);
-		CHECK_U64(c[1 - k].user_data, 22);
-	}
-	/* nothing more in flight: the lost one is counted out */
-	CHECK_INT(moex_queue_wait(q, c, 2, 1, 0), -ETIME);
-	/* and destroy, with one more refused while it waits, returns */
-	fail_posts = 1;
-	l.delay_us = 50000;
 	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
 	CHECK_INT(moex_queue_submit(q), 1);
 	CHECK_INT(moex_queue_destroy(q), 0);
 	pthread_join(l.thread, NULL);
 	CHECK_INT(l.post_ret, -ENOMEM);
+	fail_posts = 0;
 	moex__post_submit = io_uring_submit_and_wait;
 	moex_close(dev);
 }
@@ -964,6 +1011,7 @@ RUN_TESTS(T(ladder_takes_everything_first),
 	  T(later_work_completes_into_the_ring_from_another_thread),
 	  T(wait_timeout_holds_under_signals),
 	  T(completion_the_ring_refused_still_arrives),
+	  T(wait_without_time_runs_waiting_completions),
 	  T(destroy_waits_for_later_work),
 	  T(peek_gets_a_posted_completion),
 	  T(calls_from_another_thread_change_nothing),

@@ -345,6 +345,7 @@ static bool cqe_res(const struct moex_cqe *cqes, unsigned int n,
 static void test_queue_mode(int dev)
 {
 	const unsigned int opt = IORING_SETUP_COOP_TASKRUN |
+				 IORING_SETUP_TASKRUN_FLAG |
 				 IORING_SETUP_SINGLE_ISSUER |
 				 IORING_SETUP_DEFER_TASKRUN;
 	struct moex_queue_opts o = { .size = sizeof(o), .flags = MOEX_QUEUE_SYNC };
@@ -363,9 +364,10 @@ static void test_queue_mode(int dev)
 		goto out;
 	}
 	mode = moex_queue_mode(q, &flags, &err);
-	printf("  %s: mode %s, setup flags %#x (%s%s%s), fallback errno %d\n",
+	printf("  %s: mode %s, setup flags %#x (%s%s%s%s), fallback errno %d\n",
 	       name, mode == MOEX_QUEUE_MODE_URING ? "uring" : "sync", flags,
 	       flags & IORING_SETUP_COOP_TASKRUN ? "COOP_TASKRUN " : "",
+	       flags & IORING_SETUP_TASKRUN_FLAG ? "TASKRUN_FLAG " : "",
 	       flags & IORING_SETUP_SINGLE_ISSUER ? "SINGLE_ISSUER " : "",
 	       flags & IORING_SETUP_DEFER_TASKRUN ? "DEFER_TASKRUN" : "", err);
 	if (mode != MOEX_QUEUE_MODE_URING || err) {
