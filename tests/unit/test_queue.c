@@ -256,6 +256,16 @@ struct later {
 	int post_ret;
 };
 
+/* q: a queue on /dev/null that takes later work (MSG_RING), or SKIP. */
+#define POSTING_QUEUE(dev, q)						\
+	do {								\
+		int r_ = uring_queue_on_null(8, true, &(dev), &(q));	\
+									\
+		if (r_)							\
+			SKIP("no io_uring queue with MSG_RING here (%s)", \
+			     moex_strerror(r_));			\
+	} while (0)
+
 static void *later_main(void *arg)
 {
 	struct later *l = arg;
@@ -286,15 +296,12 @@ TEST(destroy_right_after_a_posted_completion)
 	struct moex_device *dev;
 	struct moex_queue *q;
 	struct moex_cqe c;
-	int ret, i;
+	int i;
 
 	for (i = 0; i < 300; i++) {
 		struct later l = { .user_data = 9, .res = 1 };
 
-		ret = uring_queue_on_null(8, true, &dev, &q);
-		if (ret)
-			SKIP("no io_uring queue with MSG_RING here (%s)",
-			     moex_strerror(ret));
+		POSTING_QUEUE(dev, q);
 		l.q = q;
 		CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
 		CHECK_INT(moex_queue_submit(q), 1);
@@ -317,12 +324,8 @@ TEST(destroy_waits_for_later_work)
 	struct later l = { .user_data = 5, .res = 0, .delay_us = 20000 };
 	struct moex_device *dev;
 	struct moex_queue *q;
-	int ret;
 
-	ret = uring_queue_on_null(8, true, &dev, &q);
-	if (ret)
-		SKIP("no io_uring queue with MSG_RING here (%s)",
-		     moex_strerror(ret));
+	POSTING_QUEUE(dev, q);
 	l.q = q;
 	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
 	CHECK_INT(moex_queue_submit(q), 1);
@@ -344,12 +347,9 @@ TEST(peek_gets_a_posted_completion)
 	struct moex_queue *q;
 	struct moex_cqe c[2];
 	unsigned int flags = 0;
-	int ret, n = 0, i;
+	int n = 0, i;
 
-	ret = uring_queue_on_null(8, true, &dev, &q);
-	if (ret)
-		SKIP("no io_uring queue with MSG_RING here (%s)",
-		     moex_strerror(ret));
+	POSTING_QUEUE(dev, q);
 	moex_queue_mode(q, &flags, NULL);
 	l.q = q;
 	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
@@ -462,12 +462,9 @@ TEST(wait_timeout_holds_under_signals)
 	struct moex_device *dev;
 	struct moex_queue *q;
 	struct moex_cqe c;
-	int ret, n;
+	int n;
 
-	ret = uring_queue_on_null(8, true, &dev, &q);
-	if (ret)
-		SKIP("no io_uring queue with MSG_RING here (%s)",
-		     moex_strerror(ret));
+	POSTING_QUEUE(dev, q);
 	sigemptyset(&sa.sa_mask);	/* no SA_RESTART */
 	CHECK_INT(sigaction(SIGUSR1, &sa, &old), 0);
 	l.q = q;
@@ -499,12 +496,9 @@ TEST(wait_without_time_runs_waiting_completions)
 	struct moex_device *dev;
 	struct moex_queue *q;
 	struct moex_cqe c[4];
-	int ret, n;
+	int n;
 
-	ret = uring_queue_on_null(8, true, &dev, &q);
-	if (ret)
-		SKIP("no io_uring queue with MSG_RING here (%s)",
-		     moex_strerror(ret));
+	POSTING_QUEUE(dev, q);
 	l.q = q;
 	CHECK_INT(moex__queue_host(q, later_start, &l, l.user_data), 0);
 	CHECK_INT(moex_queue_nop(q, 42), 0);
@@ -567,12 +561,9 @@ TEST(completion_the_ring_refused_still_arrives)
 	struct later l = { .user_data = 21, .res = -EIO, .delay_us = 50000 };
 	struct moex_device *dev;
 	struct moex_queue *q;
-	int ret, post_ret;
+	int post_ret;
 
-	ret = uring_queue_on_null(8, true, &dev, &q);
-	if (ret)
-		SKIP("no io_uring queue with MSG_RING here (%s)",
-		     moex_strerror(ret));
+	POSTING_QUEUE(dev, q);
 	moex__post_submit = refusing_submit;
 	/* refused once: sent on the next try */
 	CHECK_INT(later_refused(q, 31, 1, &post_ret), 0);
