@@ -270,7 +270,8 @@ err_src:
  * unpins at once), except after -EINTR.
  *
  * Return: 0; -EINVAL, -ENOENT, -ERANGE or -EACCES for bad arguments (no
- * counter moves); -ENODEV when the device is gone; -EINTR when a fatal
+ * counter moves); -ENOMEM when the op cannot be allocated and -ENODEV
+ * when the device is gone (neither moves a counter); -EINTR when a fatal
  * signal ended the wait (the copy still finishes and is counted, and its
  * completion releases the regions); or the engine's error (copy_failures
  * moves).
@@ -320,10 +321,17 @@ int moex_copy_async(struct moex_file *mf, const struct moex_copy *arg,
 	ret = moex_copy_submit(mf, arg, notify, cookie, &op);
 	if (ret)
 		return ret;
+	/*
+	 * The submitter's reference goes first, never the last: once the
+	 * state says QUEUED, @notify may run (from io_uring task work, on
+	 * another thread than an io-wq issuer) and post the CQE, and the
+	 * regions must be released by then. With MOEX_OP_DONE this side
+	 * holds the engine's reference and frees the op itself.
+	 */
+	refcount_dec(&op->refs);
 	if (atomic_cmpxchg(&op->state, MOEX_OP_SUBMITTING, MOEX_OP_QUEUED) ==
 	    MOEX_OP_DONE)
 		return moex_copy_op_finish(op);
-	moex_copy_op_put(op);
 	return -EIOCBQUEUED;
 }
 
@@ -369,7 +377,8 @@ static int moex_copy_iter(struct moex_region *r, u64 off, u64 len,
  * read, so a removed device fails with -ENODEV as for moex_copy(). Sleeps.
  *
  * Return: 0, or the errnos of moex_copy() (only copy failures move
- * copy_failures).
+ * copy_failures), or -EFAULT when the fixed buffer's pages cannot be
+ * copied (copy_failures moves).
  */
 int moex_copy_fixed(struct moex_file *mf, const struct moex_copy *arg,
 		    struct iov_iter *iter)

@@ -7,7 +7,12 @@
  * there (moex_engine_dmaengine_create() returns -ENODEV and main.c falls
  * back to the CPU engine). It is kept small on purpose: one descriptor per
  * DMA-contiguous piece, all submitted in order, and only the last one
- * interrupts and completes the request.
+ * interrupts and completes the request. That needs a channel that
+ * completes descriptors in order (IOAT, PL330 and most others do): one
+ * whose status says DMA_OUT_OF_ORDER (Intel DSA, idxd) is not taken, and
+ * /dev/moex0 gets the CPU engine instead. A descriptor that cannot be
+ * prepared because the channel's ring is full is tried again once the
+ * request's pieces so far have run.
  *
  * Requests from several submitters may share the channel at the same time,
  * so nothing here terminates the channel while a request is in flight
@@ -70,9 +75,10 @@ static void moex_dmaengine_done(void *param,
 }
 
 /*
- * Preparing a descriptor failed midway: run what was submitted (it has no
- * callback) and wait until the channel is past it, so that the caller may
- * release the memory once we return.
+ * Run what was submitted and wait until the channel is past @tail: when
+ * the ring is full (moex_dmaengine_prep()), and when preparing a
+ * descriptor failed midway (those pieces have no callback), so that the
+ * caller may release the memory once we return.
  */
 static void moex_dmaengine_drain(struct dma_chan *chan, dma_cookie_t tail)
 {
@@ -80,6 +86,36 @@ static void moex_dmaengine_drain(struct dma_chan *chan, dma_cookie_t tail)
 	while (dma_async_is_tx_complete(chan, tail, NULL, NULL) ==
 	       DMA_IN_PROGRESS)
 		usleep_range(100, 1000);
+}
+
+/* Times a descriptor is prepared again when the channel's ring is full. */
+#define MOEX_DMAENGINE_PREP_TRIES	100
+
+/*
+ * A descriptor for one piece. NULL from the channel usually means its
+ * ring is full (IOAT's holds 64K descriptors: a 1 GiB copy of 4 KiB
+ * pages is 256K pieces): run what is queued, wait for this request's last
+ * piece (@tail), or a little where none is queued yet, and try again.
+ */
+static struct dma_async_tx_descriptor *
+moex_dmaengine_prep(struct dma_chan *chan, dma_addr_t d, dma_addr_t s, u64 n,
+		    unsigned long flags, dma_cookie_t tail)
+{
+	struct dma_async_tx_descriptor *tx;
+	int tries;
+
+	for (tries = 0; tries < MOEX_DMAENGINE_PREP_TRIES; tries++) {
+		tx = dmaengine_prep_dma_memcpy(chan, d, s, n, flags);
+		if (tx)
+			return tx;
+		if (!dma_submit_error(tail)) {
+			moex_dmaengine_drain(chan, tail);
+		} else {
+			dma_async_issue_pending(chan);
+			usleep_range(100, 1000);
+		}
+	}
+	return NULL;
 }
 
 static int moex_dmaengine_submit(struct moex_engine *eng,
@@ -132,7 +168,7 @@ static int moex_dmaengine_submit(struct moex_engine *eng,
 		moex_dma_sync_piece(req->src, s, n, true);
 		moex_dma_sync_piece(req->dst, d, n, true);
 		ret = -ENOMEM;
-		tx = dmaengine_prep_dma_memcpy(chan, d, s, n, flags);
+		tx = moex_dmaengine_prep(chan, d, s, n, flags, tail);
 		if (!tx)
 			goto err;
 		if (n == left) {
@@ -185,7 +221,8 @@ static const struct moex_engine_ops moex_dmaengine_ops = {
  * moex_engine_dmaengine_create() - an engine on a DMA_MEMCPY channel.
  *
  * Return: the engine, or an ERR_PTR(): -ENODEV when the host has no such
- * channel (the usual case in a VM).
+ * channel (the usual case in a VM), or only one that completes
+ * descriptors out of order.
  */
 struct moex_engine *moex_engine_dmaengine_create(void)
 {
@@ -199,6 +236,14 @@ struct moex_engine *moex_engine_dmaengine_create(void)
 	chan = dma_request_chan_by_mask(&mask);
 	if (IS_ERR(chan))
 		return ERR_CAST(chan);
+	/* its status of the last cookie says whether it keeps order */
+	if (dmaengine_tx_status(chan, chan->cookie, NULL) == DMA_OUT_OF_ORDER) {
+		dev_info(chan->device->dev,
+			 "moex: %s completes copies out of order, not used\n",
+			 dma_chan_name(chan));
+		dma_release_channel(chan);
+		return ERR_PTR(-ENODEV);
+	}
 
 	e = kzalloc(sizeof(*e), GFP_KERNEL);
 	if (!e) {
