@@ -83,6 +83,7 @@ static bool errno_allowed(int e)
 	case ENOMEM: case ENOTTY: case EBADF: case EOPNOTSUPP: case EAGAIN:
 	case EBUSY: case ENODEV:
 	case EOVERFLOW:	/* REGION_PIN of a wrapping range (moex.rst) */
+	case E2BIG:	/* REGION_PIN of 2^32 pages or more (moex.rst) */
 		return true;
 	}
 	return false;
@@ -145,7 +146,7 @@ static const char *ename(int e)
 		{ ENOMEM, "ENOMEM" }, { ENOTTY, "ENOTTY" }, { EBADF, "EBADF" },
 		{ EOPNOTSUPP, "EOPNOTSUPP" }, { EAGAIN, "EAGAIN" },
 		{ EBUSY, "EBUSY" }, { ENODEV, "ENODEV" },
-		{ EOVERFLOW, "EOVERFLOW" },
+		{ EOVERFLOW, "EOVERFLOW" }, { E2BIG, "E2BIG" },
 	};
 	size_t i;
 
