@@ -3,16 +3,20 @@
  * moex dmaengine engine: copies with any dmaengine channel that has the
  * DMA_MEMCPY capability (an Intel IOAT/DSA, a PL330, ...), for /dev/moex0.
  *
- * UNTESTED: the test VM has no DMA_MEMCPY channel, so this path never runs
- * there (moex_engine_dmaengine_create() returns -ENODEV and main.c falls
- * back to the CPU engine). It is kept small on purpose: one descriptor per
- * DMA-contiguous piece, all submitted in order, and only the last one
- * interrupts and completes the request. That needs a channel that
- * completes descriptors in order (IOAT, PL330 and most others do): one
- * whose status says DMA_OUT_OF_ORDER (Intel DSA, idxd) is not taken, and
- * /dev/moex0 gets the CPU engine instead. A descriptor that cannot be
- * prepared because the channel's ring is full is tried again once the
- * request's pieces so far have run.
+ * The test VM has no DMA_MEMCPY channel: there
+ * moex_engine_dmaengine_create() returns -ENODEV and main.c falls back to
+ * the CPU engine. KUnit runs this engine on a fake channel instead
+ * (driver/kunit/dmaengine_test.c); no real one has run it.
+ *
+ * It is kept small on purpose: one descriptor per DMA-contiguous piece,
+ * all submitted in order, and only the last one interrupts and completes
+ * the request. That needs a channel that completes descriptors in order
+ * (IOAT, PL330 and most others do). A channel whose device has
+ * DMA_COMPLETION_NO_ORDER, or whose status says DMA_OUT_OF_ORDER (Intel
+ * DSA, idxd), is not taken: /dev/moex0 gets another device's channel, or
+ * the CPU engine when there is none. A descriptor that cannot be prepared
+ * because the channel's ring is full is tried again once the request's
+ * pieces so far have run.
  *
  * Requests from several submitters may share the channel at the same time,
  * so nothing here terminates the channel while a request is in flight
@@ -217,11 +221,21 @@ static const struct moex_engine_ops moex_dmaengine_ops = {
 	.destroy = moex_dmaengine_destroy,
 };
 
+/*
+ * dma_request_channel()'s filter: a channel whose device completes
+ * descriptors out of order (DMA_COMPLETION_NO_ORDER: Intel DSA) is
+ * passed over, so that an in-order channel of another device is taken.
+ */
+static bool moex_dmaengine_in_order(struct dma_chan *chan, void *param)
+{
+	return !dma_has_cap(DMA_COMPLETION_NO_ORDER, chan->device->cap_mask);
+}
+
 /**
  * moex_engine_dmaengine_create() - an engine on a DMA_MEMCPY channel.
  *
  * Return: the engine, or an ERR_PTR(): -ENODEV when the host has no such
- * channel (the usual case in a VM), or only one that completes
+ * channel (the usual case in a VM), or only ones that complete
  * descriptors out of order.
  */
 struct moex_engine *moex_engine_dmaengine_create(void)
@@ -233,10 +247,14 @@ struct moex_engine *moex_engine_dmaengine_create(void)
 
 	dma_cap_zero(mask);
 	dma_cap_set(DMA_MEMCPY, mask);
-	chan = dma_request_chan_by_mask(&mask);
-	if (IS_ERR(chan))
-		return ERR_CAST(chan);
-	/* its status of the last cookie says whether it keeps order */
+	chan = dma_request_channel(mask, moex_dmaengine_in_order, NULL);
+	if (!chan)
+		return ERR_PTR(-ENODEV);
+	/*
+	 * The capability is how a driver says it (provider.rst); its status
+	 * of the last cookie must then say DMA_OUT_OF_ORDER too. Check that
+	 * as well, for a driver that says it only there.
+	 */
 	if (dmaengine_tx_status(chan, chan->cookie, NULL) == DMA_OUT_OF_ORDER) {
 		dev_info(chan->device->dev,
 			 "moex: %s completes copies out of order, not used\n",
