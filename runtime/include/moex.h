@@ -469,7 +469,8 @@ int moex_gpu_probe(char *why, size_t len);
 /*
  * Run the layer on ntok tokens: y = moe(x), both [ntok][dim] f32.
  * counts (may be NULL) receives the tokens routed to each expert
- * ([n_experts], the expert load as EPLB uses it). Returns when done.
+ * ([n_experts], the expert load as EPLB uses it; all 0 when ntok is 0).
+ * Returns when done.
  */
 int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
 		 uint32_t *counts);
@@ -518,6 +519,12 @@ int moex_region_addr(struct moex_device *dev, uint32_t handle, uint64_t off,
  * stderr that the weights are not pinned by moex. -ENOMEM when the memlock
  * limit is reached either way (also a limit of 0, where mlock(2) says
  * EPERM). moex_unlock_weights() undoes either.
+ *
+ * For weights in place already: the pin is read-only, which takes the
+ * pages as they are, and anonymous memory never written is the shared zero
+ * page (uapi/linux/moex.h, MOEX_PIN_READONLY): writes after the pin would
+ * land in other pages. To load weights into pinned memory, moex_pin() it
+ * writable (flags 0) first, as moex_model_open() does.
  */
 int moex_lock_weights(struct moex_device *dev, void *addr, size_t len,
 		      uint32_t *handle);
@@ -624,7 +631,8 @@ struct moex_moe *moex_model_layer(struct moex_model *model, uint32_t layer);
  * MOEX_PINNABLE_ALIGN, the length rounded up to it. hugepages asks the
  * kernel for transparent huge pages (madvise(MADV_HUGEPAGE)); this is
  * advice, and a kernel without THP still gives ordinary pages. The pages
- * are not populated: pinning faults them in.
+ * are not populated: a writable pin faults them in (a read-only one would
+ * take the zero page, see moex_lock_weights()).
  */
 int moex_alloc_pinnable(size_t len, bool hugepages, void **out);
 

@@ -79,6 +79,9 @@ static int moex_pool_get(unsigned int threads)
 	const char *env;
 	int ret = 0;
 
+	/* checked here too: the pool may exist already */
+	if (threads > MOEK_CPU_MAX_THREADS)
+		return -EINVAL;
 	pthread_once(&pool_atfork_once, pool_atfork);
 	env = threads ? NULL : secure_getenv("MOEX_THREADS");
 	if (env && *env) {
@@ -266,6 +269,8 @@ err_free:
 
 int moex_moe_destroy(struct moex_moe *moe)
 {
+	MOEX_KEEP_ERRNO;
+
 	if (!moe)
 		return 0;
 	if (moe->hip)
@@ -361,6 +366,9 @@ int moex_moe_run(struct moex_moe *moe, const float *x, size_t ntok, float *y,
 					  moex_moe_hip_done, &j);
 		return ret ? ret : j.status;
 	}
+	/* no tokens, no load: the kernels write nothing, not even counts */
+	if (!ntok && counts)
+		memset(counts, 0, moe->shape.n_experts * sizeof(*counts));
 	pthread_mutex_lock(&pool_lock);
 	if (moe->pub_slot && !counts)
 		counts = moe->pub_counts;
@@ -395,6 +403,8 @@ int moex_moe_run_reference(struct moex_moe *moe, const float *x, size_t ntok,
 
 	if (!moe || (ntok && (!x || !y)))
 		return -EINVAL;
+	if (!ntok && counts)
+		memset(counts, 0, moe->shape.n_experts * sizeof(*counts));
 	return moek_ref_layer(&moe->shape, &moe->w, x, ntok, y, counts);
 }
 

@@ -189,6 +189,15 @@ TEST(moex_threads_is_checked)
 	CHECK_INT(moex_moe_destroy(m), 0);
 	setenv("MOEX_THREADS", "3", 1);
 	CHECK_INT(moex_moe_create(&d, &w, NULL, &m), 0);
+	/* more than 1024 given is refused, also once the pool exists */
+	{
+		struct moex_moe *m2 = (void *)1;
+
+		o.threads = 1025;
+		CHECK_INT(moex_moe_create(&d, &w, &o, &m2), -EINVAL);
+		CHECK(m2 == NULL);
+		o.threads = 2;
+	}
 	/* the most is taken (the pool m made stays: no 1024 threads) */
 	{
 		struct moex_moe *m2 = NULL;
@@ -224,8 +233,15 @@ TEST(cpu_backend_matches_the_reference)
 		sum += counts[e];
 	}
 	CHECK_INT(sum, NTOK * 4);
-	/* zero tokens is a valid run that touches nothing */
+	/* zero tokens is a valid run that touches nothing but counts,
+	 * which say no load (not the last run's, as they did on "cpu") */
 	CHECK_INT(moex_moe_run(m, NULL, 0, NULL, NULL), 0);
+	CHECK_INT(moex_moe_run(m, NULL, 0, NULL, counts), 0);
+	CHECK_INT(moex_moe_run_reference(m, NULL, 0, NULL, rcounts), 0);
+	for (e = 0; e < NE; e++) {
+		CHECK_INT(counts[e], 0);
+		CHECK_INT(rcounts[e], 0);
+	}
 	CHECK_INT(moex_moe_run(m, NULL, 1, y, NULL), -EINVAL);
 	CHECK_INT(moex_moe_destroy(m), 0);
 }
