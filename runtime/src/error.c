@@ -18,6 +18,7 @@ static const char *const moex_errtext[] = {
 	[EPERM] = "Operation not permitted",
 	[ENOENT] = "No such file or directory",
 	[EINTR] = "Interrupted system call",
+	[E2BIG] = "Argument list too long",
 	[EIO] = "Input/output error",
 	[ENXIO] = "No such device or address",
 	[EBADF] = "Bad file descriptor",
@@ -35,12 +36,14 @@ static const char *const moex_errtext[] = {
 	[ENOTTY] = "Inappropriate ioctl for device",
 	[ENOSPC] = "No space left on device",
 	[ERANGE] = "Numerical result out of range",
+	[ETIME] = "Timer expired",
 	[ENAMETOOLONG] = "File name too long",
 	[ENOSYS] = "Function not implemented",
 	[EPROTO] = "Protocol error",
 	[EOVERFLOW] = "Value too large for defined data type",
 	[EOPNOTSUPP] = "Operation not supported",
 	[ETIMEDOUT] = "Connection timed out",
+	[ECANCELED] = "Operation canceled",
 };
 
 #define MOEX_NOT_LOADED \
@@ -50,10 +53,10 @@ static const char *const moex_errtext[] = {
 	"raise the memlock limit (`ulimit -l`, RLIMIT_MEMLOCK in /etc/security/limits.conf or LimitMEMLOCK= in systemd)"
 
 static const char *const moex_errhint[] = {
-	[ENOENT] = MOEX_NOT_LOADED,
+	[ENOENT] = MOEX_NOT_LOADED "; or no region has this handle (unpinned, or pinned through another open file)",
 	[ENODEV] = MOEX_NOT_LOADED,
 	[ENXIO] = MOEX_NOT_LOADED,
-	[EACCES] = "no permission on /dev/moex*: add the user to group moex (`usermod -aG moex USER`, then log in again) or fix the udev rule that sets the device's group and mode",
+	[EACCES] = "no permission on /dev/moex*: add the user to group moex (`usermod -aG moex USER`, then log in again) or fix the udev rule that sets the device's group and mode; or a region pinned read-only was to be written (a copy's destination, a writable mapping of its dma-buf)",
 	[ENOMEM] = "pinned-memory limit reached: " MOEX_MEMLOCK_FIX ", run with CAP_IPC_LOCK, or raise /sys/module/moex/parameters/max_pinned_mb",
 	[EPERM] = "io_uring is disabled for this process: set sysctl kernel.io_uring_disabled=0 (or 1 and add the user to the io_uring group) and allow io_uring_setup/io_uring_enter in the seccomp profile (containers block them by default)",
 	[ENOTTY] = "not a moex device: pass a /dev/moexN path, or the driver is too old for this command",

@@ -37,6 +37,11 @@ TEST(strerror_texts)
 		{ EPROTO, "Protocol error" },
 		{ EOVERFLOW, "Value too large for defined data type" },
 		{ EOPNOTSUPP, "Operation not supported" },
+		/* glibc's wording, which musl's lacks for these (also
+		 * tools/static-check's errno-texts) */
+		{ E2BIG, "Argument list too long" },
+		{ ETIME, "Timer expired" },
+		{ ECANCELED, "Operation canceled" },
 	};
 	size_t i;
 
@@ -109,6 +114,10 @@ TEST(hint_permissions)
 
 	CHECK_HAS(h, "/dev/moex");
 	CHECK_HAS(h, "group moex");
+	/* COPY's read-only destination gives it too */
+	CHECK_HAS(h, "read-only");
+	/* and an unknown handle gives ENOENT, like a missing module */
+	CHECK_HAS(moex_error_hint(-ENOENT), "handle");
 }
 
 TEST(hint_memlock)
