@@ -744,12 +744,12 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		    unsigned int max, unsigned int min, int timeout_ms)
 {
 	MOEX_KEEP_ERRNO;
-	struct __kernel_timespec ts, *tsp = NULL, *wtsp, poll = {
+	struct __kernel_timespec ts, *wtsp, poll = {
 		.tv_nsec = MOEX_QUEUE_LOST_POLL_MS * 1000000LL,
 	};
+	bool timed = timeout_ms >= 0, expired = false;
 	struct timespec deadline;
 	struct io_uring_cqe *cqe;
-	bool expired = false;
 	int ret;
 
 	if (!q || !cqes || !max || min > max || timeout_ms < -1)
@@ -763,7 +763,7 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 		return (int)moex_sync_reap(q, cqes, max);
 	}
 
-	if (timeout_ms >= 0) {
+	if (timed) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += timeout_ms / 1000;
 		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
@@ -771,7 +771,6 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 			deadline.tv_sec++;
 			deadline.tv_nsec -= 1000000000;
 		}
-		tsp = &ts;
 	}
 	/*
 	 * The local completions count towards min; the ring gives the rest.
@@ -792,7 +791,7 @@ int moex_queue_wait(struct moex_queue *q, struct moex_cqe *cqes,
 			return -ETIME;	/* can never arrive, or too late */
 		/* what is left of the timeout: a signal does not restart it */
 		wtsp = NULL;
-		if (tsp) {
+		if (timed) {
 			moex_time_left(&deadline, &ts);
 			expired = !ts.tv_sec && !ts.tv_nsec;
 			wtsp = &ts;
