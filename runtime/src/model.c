@@ -555,6 +555,12 @@ static int moex_model_range(struct moex_model *m,
 	const struct moex_model_config *c = &m->files->cfg;
 	uint32_t first = MOEX_MODEL_ALL_LAYERS, last = MOEX_MODEL_ALL_LAYERS;
 
+	if (c->first_k_dense_replace >= c->num_hidden_layers) {
+		moex__errf(err, errlen, 0,
+			 "the model has no MoE layers: all %u are dense (first_k_dense_replace %u)",
+			 c->num_hidden_layers, c->first_k_dense_replace);
+		return -EINVAL;
+	}
 	if (opts && MOEX_COVERS(opts, first_layer))
 		first = opts->first_layer;
 	if (opts && MOEX_COVERS(opts, last_layer))

@@ -916,6 +916,22 @@ TEST(model_api)
 	CHECK(!m);
 	CHECK_INT(open_layers(dir, 0, 4, 0, &m), -EINVAL);
 	CHECK_HAS(open_err, "layers 0-4: the model's MoE layers are 0-3");
+	/* a model whose layers are all dense has none to load (it said
+	 * "layers 2-1: the model's MoE layers are 2-1") */
+	{
+		char dense[128];
+		struct run r;
+		const char *args[] = { "--quiet", "--force", "--preset",
+			"tiny", "--layers", "2", "--first-dense", "2", dense,
+			NULL };
+
+		snprintf(dense, sizeof(dense), "%s/all-dense", base);
+		CHECK(run_bin(&r, MKMODEL, NULL, args) == 0 && !r.status);
+		CHECK_INT(open_layers(dense, MOEX_MODEL_ALL_LAYERS,
+				      MOEX_MODEL_ALL_LAYERS, 0, &m), -EINVAL);
+		CHECK(!m);
+		CHECK_HAS(open_err, "no MoE layers: all 2 are dense");
+	}
 	CHECK_INT(open_layers(dir, 1, 3, 4097, &m), -EINVAL);
 	o.size = 1;
 	CHECK_INT(moex_model_open(dir, &o, &m), -EINVAL);
