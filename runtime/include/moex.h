@@ -143,7 +143,10 @@ struct moex_region_desc {
  * *handle names the region on this device only. -ENOMEM: RLIMIT_MEMLOCK
  * or the module's max_pinned_mb is reached (moex_error_hint() says how to
  * raise them); -EFAULT: the range is not mapped as needed; -E2BIG: more
- * than 2^32 - 1 pages.
+ * than 2^32 - 1 pages; -EOVERFLOW: addr + len wraps; -EOPNOTSUPP: a
+ * writable pin of a shared mapping of an ordinary file (memfd, tmpfs and
+ * hugetlbfs are fine); -EINTR: a fatal signal came while pinning;
+ * -EBUSY: the open file holds INT_MAX regions.
  */
 int moex_pin(struct moex_device *dev, void *addr, size_t len, unsigned flags,
 	     uint32_t *handle);
