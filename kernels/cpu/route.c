@@ -6,10 +6,11 @@
  * parallel over blocks of gate rows (layer.c); this file turns one token's
  * logits into its top-k experts and weights with exactly the semantics of
  * moek_ref_route(): scores in double (sigmoid, or softmax over all
- * experts), the bias added for selection only, group limiting with -inf
- * masking (a group scores the sum of its two best biased scores, its best
- * without a bias), top-k by repeated arg-max with ties to the lower index
- * and NaN never beating a number, then the unbiased scores normalised and
+ * experts), the bias added for selection only, group limiting (a group
+ * scores the sum of its two best biased scores, its best without a bias;
+ * the other groups' experts are left out of the top-k), top-k by
+ * repeated arg-max with ties to the lower index and NaN never beating a
+ * number, then the unbiased scores normalised and
  * scaled. The arithmetic is the reference's, step for step, so that the
  * chosen experts are the same whenever the logits are.
  */
@@ -35,11 +36,17 @@ static long argmax_free(const double *v, size_t n, const unsigned char *taken)
 	return best;
 }
 
+/*
+ * Group limiting: mark the experts of every group but the topk_groups
+ * best as taken, so that the top-k never chooses them (not even over a
+ * NaN score of a kept group's expert, as a -inf mask would let it).
+ */
 static void limit_groups(const struct moek_shape *s, int have_bias,
-			 double *sel, unsigned char *taken)
+			 const double *sel, unsigned char *taken)
 {
 	size_t ng = s->n_groups, gs = s->n_experts / s->n_groups;
 	double gsc[MOEK_MAX_EXPERTS / 2];
+	unsigned char kept[MOEK_MAX_EXPERTS / 2];
 	size_t g, i, k;
 
 	for (g = 0; g < ng; g++) {
@@ -56,18 +63,17 @@ static void limit_groups(const struct moek_shape *s, int have_bias,
 		}
 		gsc[g] = have_bias ? a + b : a;
 	}
-	memset(taken, 0, ng);
+	memset(kept, 0, ng);
 	for (k = 0; k < s->topk_groups; k++) {
-		long best = argmax_free(gsc, ng, taken);
+		long best = argmax_free(gsc, ng, kept);
 
 		if (best < 0)
 			break;
-		taken[best] = 1;
+		kept[best] = 1;
 	}
 	for (g = 0; g < ng; g++)
-		if (!taken[g])
-			for (i = 0; i < gs; i++)
-				sel[g * gs + i] = -INFINITY;
+		if (!kept[g])
+			memset(taken + g * gs, 1, gs);
 }
 
 static void route_one(const struct moek_shape *s, const float *bias,
@@ -98,10 +104,10 @@ static void route_one(const struct moek_shape *s, const float *bias,
 
 	for (e = 0; e < n; e++)
 		sel[e] = sc[e] + (bias ? (double)bias[e] : 0.0);
+	memset(taken, 0, n);
 	if (s->n_groups > 1)
 		limit_groups(s, bias != NULL, sel, taken);
 
-	memset(taken, 0, n);
 	sum = 0.0;
 	for (k = 0; k < s->topk; k++) {
 		long best = argmax_free(sel, n, taken);

@@ -9,7 +9,8 @@
  *   sel     scores + bias (bias for selection only)
  *   groups  a group's score is the sum of its two best sel values (the
  *           max without bias); the best topk_groups groups stay, the
- *           others' experts get sel = -inf
+ *           others' experts are marked taken (model.py's -inf mask, but
+ *           one a kept expert's NaN score, -inf here, does not lose to)
  *   top-k   topk rounds of a block-wide argmax over the experts not yet
  *           taken; a tie goes to the lower index, so idx comes out sorted
  *           by descending sel, lower index first, as moek_ref_route
@@ -173,9 +174,11 @@ moek_router(const struct moek_route_args a)
 			}
 		}
 		__syncthreads();
+		/* the other groups' experts are out of the top-k (not -inf:
+		 * a kept expert's NaN, -inf below, must still beat them) */
 		for (uint32_t e = tid; e < ne; e += blockDim.x)
 			if (!keep[e / gsz])
-				sel[e] = -INFINITY;
+				taken[e] = 1;
 		__syncthreads();
 	}
 
@@ -193,8 +196,9 @@ moek_router(const struct moek_route_args a)
 			}
 		}
 		win = moek_block_argmax(bv, bi, redv, redi);
-		/* topk <= n_experts: an expert is left, and any (-inf, e)
-		 * beats the (-inf, INT32_MAX) start, so win < ne */
+		/* topk <= topk_groups * group size: a kept expert is left,
+		 * and any (-inf, e) beats the (-inf, INT32_MAX) start, so
+		 * win < ne */
 		if (tid == 0) {
 			taken[win] = 1;
 			chosen[k] = win;

@@ -14,7 +14,7 @@
  *   sel    = s + bias                       (bias for selection only)
  *   groups : experts split into n_groups equal groups; a group's score is
  *            the sum of its two best sel values (the max when bias == NULL);
- *            the best topk_groups groups stay, the rest are set to -inf
+ *            the best topk_groups groups stay, the rest are left out
  *   idx    = top-k of sel                   ties: the lower expert index wins
  *   w      = s[idx]; if norm_topk: w /= sum(w); w *= route_scale
  *   y      = sum_k w_k * ffn_{idx_k}(x) + shared(x)

@@ -73,6 +73,7 @@ struct route_scratch {
 	double *sc;
 	double *sel;
 	double *gsc;
+	unsigned char *kept;
 	unsigned char *taken;
 };
 
@@ -81,6 +82,7 @@ static void route_scratch_free(struct route_scratch *r)
 	free(r->sc);
 	free(r->sel);
 	free(r->gsc);
+	free(r->kept);
 	free(r->taken);
 }
 
@@ -92,8 +94,9 @@ static int route_scratch_alloc(const struct moek_shape *s,
 	r->sc = alloc_array(n, sizeof(double));
 	r->sel = alloc_array(n, sizeof(double));
 	r->gsc = alloc_array(g, sizeof(double));
-	r->taken = alloc_array(n > g ? n : g, 1);
-	if (!r->sc || !r->sel || !r->gsc || !r->taken) {
+	r->kept = alloc_array(g, 1);
+	r->taken = alloc_array(n, 1);
+	if (!r->sc || !r->sel || !r->gsc || !r->kept || !r->taken) {
 		route_scratch_free(r);
 		return -ENOMEM;
 	}
@@ -121,8 +124,11 @@ static long argmax_free(const double *v, size_t n, const unsigned char *taken)
 }
 
 /*
- * Group limiting: keep the topk_groups best groups, mask the rest of
- * sel to -inf (never 0: a negative biased score must still win).
+ * Group limiting: keep the topk_groups best groups and mark the other
+ * groups' experts as taken, so that the top-k never chooses them. That
+ * is model.py's -inf mask (never 0: a negative biased score must still
+ * win), except that a NaN score of a kept group's expert still beats a
+ * discarded expert, which a -inf would beat.
  */
 static void limit_groups(const struct moek_shape *s, int have_bias,
 			 struct route_scratch *r)
@@ -145,18 +151,17 @@ static void limit_groups(const struct moek_shape *s, int have_bias,
 		}
 		r->gsc[g] = have_bias ? a + b : a;
 	}
-	memset(r->taken, 0, ng);
+	memset(r->kept, 0, ng);
 	for (k = 0; k < s->topk_groups; k++) {
-		long best = argmax_free(r->gsc, ng, r->taken);
+		long best = argmax_free(r->gsc, ng, r->kept);
 
 		if (best < 0)
 			break;
-		r->taken[best] = 1;	/* here: "kept" */
+		r->kept[best] = 1;
 	}
 	for (g = 0; g < ng; g++)
-		if (!r->taken[g])
-			for (i = 0; i < gs; i++)
-				r->sel[g * gs + i] = -INFINITY;
+		if (!r->kept[g])
+			memset(r->taken + g * gs, 1, gs);
 }
 
 /* Route one token: idx[topk], w[topk]. */
@@ -199,11 +204,11 @@ static void route_token(const struct moek_shape *s,
 	/* Selection scores, then group limiting. */
 	for (e = 0; e < n; e++)
 		r->sel[e] = r->sc[e] + (wt->bias ? (double)wt->bias[e] : 0.0);
+	memset(r->taken, 0, n);
 	if (s->n_groups > 1)
 		limit_groups(s, wt->bias != NULL, r);
 
 	/* Top-k, best first, ties to the lower index. */
-	memset(r->taken, 0, n);
 	sum = 0.0;
 	for (k = 0; k < s->topk; k++) {
 		long best = argmax_free(r->sel, n, r->taken);

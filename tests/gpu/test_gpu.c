@@ -653,6 +653,16 @@ static const struct route_case {
 	/* nor in a group's score: groups 1 and 0 (0.5, not NaN) kept */
 	{ "NaN in a group", { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f }, NULL,
 	  4, 2, 3, 1, MOEK_SCORE_SIGMOID, { 2, 0, 3 } },
+	/* and the kept groups' NaN expert beats the discarded groups'
+	 * (they are out of the top-k, not -inf) */
+	{ "NaN in a kept group, taken", { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f },
+	  NULL, 4, 2, 4, 0, MOEK_SCORE_SIGMOID, { 2, 0, 3, 1 } },
+	/* also where the discarded experts' indices are the lower ones
+	 * (group 1 kept): a -inf mask ties with the NaN, -inf here, and
+	 * the lower index, a discarded expert, would win */
+	{ "NaN bias in the kept group", { -1, -1, -1, -1, 0.5f, 3, 2, 1 },
+	  (const float[8]){ 0, 0, 0, 0, NAN, 0, 0, 0 },
+	  2, 1, 4, 0, MOEK_SCORE_SIGMOID, { 5, 6, 7, 4 } },
 	/* every score 0 (sigmoid of -1000): normalising divides by no
 	 * sum, the weights stay 0 (not 0 / 0), ties to the lower index */
 	{ "all scores 0", { -1000, -1000, -1000, -1000, -1000, -1000,

@@ -843,6 +843,19 @@ TEST(routing_edge_cases)
 		s.topk = 3;
 		CHECK_OK(route_fixed(&s, lg, NULL, want));
 	}
+	/* A NaN bias in the kept group 0 of two: its expert still beats the
+	 * discarded group's (they are out of the top-k, not -inf), so it is
+	 * chosen fourth, not expert 4; its weight is its unbiased score. */
+	{
+		const float lg[8] = { 3, 2, 1, 0.5f, -1, -1, -1, -1 };
+		const float b[8] = { NAN, 0, 0, 0, 0, 0, 0, 0 };
+		const int32_t want[4] = { 1, 2, 3, 0 };
+
+		s.n_groups = 2;
+		s.topk_groups = 1;
+		s.topk = 4;
+		CHECK_OK(route_fixed(&s, lg, b, want));
+	}
 }
 
 /*

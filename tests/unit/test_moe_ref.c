@@ -1160,6 +1160,8 @@ TEST(route_negative_bias_beats_mask)
 /*
  * A NaN score (a NaN in expert 0's gate row) never beats a number, in a
  * group's score or in the top-k; with every expert taken it comes last.
+ * But it still beats the discarded groups' experts: those are out of the
+ * top-k, not -inf (which beats a NaN).
  */
 TEST(route_nan_never_wins)
 {
@@ -1168,6 +1170,9 @@ TEST(route_nan_never_wins)
 			      0.25f };
 	const float lg2[8] = { 0.5f, NAN, 1.0f, -1.0f, -2.0f, 0.0f, -3.0f,
 			       0.25f };
+	const float lg3[8] = { 3.0f, 2.0f, 1.0f, 0.5f, -1.0f, -1.0f, -1.0f,
+			       -1.0f };
+	const float nan_bias[8] = { NAN, 0, 0, 0, 0, 0, 0, 0 };
 	const int32_t all[8] = { 2, 1, 7, 5, 3, 4, 6, 0 };
 	int32_t idx[8];
 	float w[8];
@@ -1193,6 +1198,21 @@ TEST(route_nan_never_wins)
 	CHECK_INT(idx[0], 2);
 	CHECK_INT(idx[1], 0);
 	CHECK_INT(idx[2], 3);
+	/* the kept groups' four experts: the NaN one last, not expert 4 */
+	s.topk = 4;
+	CHECK_INT(route_logits(s, lg2, NULL, idx, w), 0);
+	CHECK_INT(idx[3], 1);
+	/* a NaN bias (two groups of four, group 0 kept: 0.88 + 0.73 against
+	 * 0.27 + 0.27): expert 0 comes after 1, 2, 3, before experts 4..7,
+	 * with its unbiased weight */
+	s.n_groups = 2;
+	s.topk_groups = 1;
+	CHECK_INT(route_logits(s, lg3, nan_bias, idx, w), 0);
+	CHECK_INT(idx[0], 1);
+	CHECK_INT(idx[1], 2);
+	CHECK_INT(idx[2], 3);
+	CHECK_INT(idx[3], 0);
+	CHECK(w[3] == (float)sigm(3.0));
 	s.n_groups = 0;
 	s.topk = 8;
 	CHECK_INT(route_logits(s, lg, NULL, idx, w), 0);
