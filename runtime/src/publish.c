@@ -61,7 +61,13 @@ void moex__pub_open(const char *model, uint32_t first_layer, uint32_t layers,
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		goto err_free;
-	if (fchmod(fd, 0644) || ftruncate(fd, (off_t)len))
+	/*
+	 * The blocks are reserved now (posix_fallocate() returns the error,
+	 * not -1): with ftruncate() alone, the first count stored into a page
+	 * that a full tmpfs (Docker's 64 MiB /dev/shm) cannot give killed the
+	 * process with SIGBUS. Without them the model is not published.
+	 */
+	if (fchmod(fd, 0644) || posix_fallocate(fd, 0, (off_t)len) != 0)
 		goto err_unlink;
 	p->hdr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p->hdr == MAP_FAILED)

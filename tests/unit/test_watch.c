@@ -13,12 +13,14 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -945,6 +947,79 @@ TEST(publisher_file_and_slots)
 	CHECK_INT(count_loads(NULL, 0), 0);
 }
 
+/* publish_into_full_dir(): no mount namespace or tmpfs for it (+ errno). */
+#define FULL_DIR_CANNOT	100
+
+/*
+ * In a child: dir becomes a 16 KiB tmpfs in a mount namespace of its own,
+ * and a publisher of 64 layers of 64 experts (35 KiB) counts a run into
+ * every layer there. 0: not published and nothing left in dir; 1:
+ * published; 2: a file left; FULL_DIR_CANNOT + errno: no such tmpfs.
+ */
+static int publish_into_full_dir(const char *dir)
+{
+	uint32_t counts[64], l, e;
+	struct moex_pub *p;
+	struct dirent *de;
+	int left = 0;
+	DIR *d;
+
+	if (unshare(CLONE_NEWNS) ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", dir, "tmpfs", 0, "size=16k"))
+		return FULL_DIR_CANNOT + (errno > 0 && errno < 100 ? errno : 0);
+	setenv("MOEX_STATS_DIR", dir, 1);
+	moex__pub_open("m", 0, 64, 64, &p);
+	for (e = 0; e < 64; e++)
+		counts[e] = 1;
+	for (l = 0; p && l < 64; l++)
+		moex__pub_add(moex__pub_slot(p, l), moex__pub_updates(p), 64,
+			      64, counts);
+	if (p) {
+		moex__pub_close(p);
+		return 1;
+	}
+	d = opendir(dir);
+	while (d && (de = readdir(d)))
+		left |= de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return d && !left ? 0 : 2;
+}
+
+/*
+ * A stats directory too full for the file (Docker's /dev/shm is 64 MiB):
+ * the file's size was set with ftruncate(), which reserves nothing, and
+ * the first run that counted into a page the tmpfs could not give killed
+ * the process with SIGBUS. Publishing is best effort: the process lives
+ * on without a file. Needs root (a tmpfs mounted in a mount namespace).
+ */
+TEST(publisher_full_dir_not_published)
+{
+	char dir[PATH_MAX + 16];
+	int st = 0, code;
+	pid_t child;
+
+	clear_loads();
+	snprintf(dir, sizeof(dir), "%s/full", loads);
+	CHECK(mkdir(dir, 0755) == 0 || errno == EEXIST);
+	fflush(NULL);
+	child = fork();
+	if (child == 0)
+		_exit(publish_into_full_dir(dir));
+	CHECK(child > 0 && waitpid(child, &st, 0) == child);
+	rmdir(dir);
+	CHECK_MSG(!WIFSIGNALED(st), "the publisher was killed by signal %d",
+		  WTERMSIG(st));
+	code = WEXITSTATUS(st);
+	if (code >= FULL_DIR_CANNOT)
+		SKIP("no 16 KiB tmpfs in a mount namespace: %s",
+		     strerror(code - FULL_DIR_CANNOT));
+	CHECK_MSG(code != 1, "published into a tmpfs too small for the file");
+	CHECK_MSG(code != 2, "a file was left in the full directory");
+	CHECK_INT(code, 0);
+}
+
 TEST(publisher_off_with_empty_dir)
 {
 	struct moex_model_opts mo = {
@@ -1084,6 +1159,7 @@ int main(void)
 		T(watch_other_sigbus_still_kills),
 		T(publisher_of_an_open_model),
 		T(publisher_file_and_slots),
+		T(publisher_full_dir_not_published),
 		T(publisher_off_with_empty_dir),
 		T(stats_without_watch_unchanged),
 		T(watch_missing_device_fails),
