@@ -107,6 +107,22 @@ static int fail(const char *what, int err)
 	return EXIT_FAILURE;
 }
 
+/* 0, or the errno of a failed write to stdout (a full disk, /dev/full). */
+static int stdout_error(void)
+{
+	errno = 0;
+	if (!fflush(stdout) && !ferror(stdout))
+		return 0;
+	return errno ? errno : EIO;
+}
+
+/* Output that could not be written: one line on stderr, exit status 1. */
+static int fail_stdout(int err)
+{
+	fprintf(stderr, "moexctl: stdout: %s\n", moex_strerror(err));
+	return EXIT_FAILURE;
+}
+
 /* "/dev/moex3" -> "moex3", the name under /sys/class/moex. */
 static const char *dev_name(const char *path)
 {
@@ -317,7 +333,8 @@ static int cmd_stats(const char *device, bool json)
 			printf("%-16s %" PRIu64 "\n", moex_stats_names[i],
 			       moex_stats_get(&st, i));
 	}
-	return fflush(stdout) ? EXIT_FAILURE : 0;
+	ret = stdout_error();
+	return ret ? fail_stdout(ret) : 0;
 }
 
 /* ---- moexctl stats --watch --------------------------------------------- */
@@ -719,7 +736,8 @@ static bool load_show_guarded(struct load_file *f, double dt)
 	return true;
 }
 
-/* One sample: read, then draw the frame. 0 or -errno from the read. */
+/* One sample: read, then draw the frame (not flushed). 0 or -errno from
+ * the read. */
 static int watch_sample(struct watch *w, bool tty, unsigned long count)
 {
 	struct moex_stats st = { .size = sizeof(st) };
@@ -779,7 +797,6 @@ static int watch_sample(struct watch *w, bool tty, unsigned long count)
 		       w->load_dir);
 	for (i = 0; i < w->nfiles; i++)
 		load_show_guarded(&w->files[i], dt);
-	fflush(stdout);
 	w->prev = st;
 	w->prev_t = t;
 	return 0;
@@ -811,7 +828,7 @@ static int cmd_stats_watch(const char *device, double interval,
 	struct sigaction sa;
 	double start;
 	size_t i;
-	int ret = 0;
+	int ret = 0, out_err = 0;
 
 	w.load_dir = !dir ? MOEX_LOAD_DEFAULT_DIR : *dir ? dir : NULL;
 	memset(&sa, 0, sizeof(sa));
@@ -825,7 +842,11 @@ static int cmd_stats_watch(const char *device, double interval,
 	start = now();
 	while (!stop_watch) {
 		ret = watch_sample(&w, tty, count);
-		if (ret || (count && w.sample >= count))
+		if (ret)
+			break;
+		/* no one sees the samples: stop */
+		out_err = stdout_error();
+		if (out_err || (count && w.sample >= count))
 			break;
 		/* on a fixed grid: a slow sample does not shift the next */
 		sleep_until(start + (double)w.sample * interval);
@@ -839,7 +860,7 @@ static int cmd_stats_watch(const char *device, double interval,
 		snprintf(what, sizeof(what), "stats of %s", dev_name(device));
 		return fail(what, ret);
 	}
-	return 0;
+	return out_err ? fail_stdout(out_err) : 0;
 }
 
 /* ---- moexctl pin -------------------------------------------------------- */

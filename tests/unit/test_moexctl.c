@@ -12,6 +12,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -348,6 +349,39 @@ TEST(stats_missing_device_fails_with_hint)
 		  "not one line: %s", r.err);
 }
 
+/* run_bin_child_hook: the tool's stdout is /dev/full (writes: ENOSPC). */
+static void stdout_to_dev_full(void)
+{
+	int fd = open("/dev/full", O_WRONLY);
+
+	if (fd >= 0)
+		dup2(fd, STDOUT_FILENO);
+}
+
+/*
+ * stats whose output cannot be written (a full disk, /dev/full): exit
+ * status 1 and, as moexctl(1) says, one line on stderr saying why. It
+ * exited 1 with nothing on stderr.
+ */
+TEST(stats_write_error_says_why)
+{
+	struct stat st;
+	struct run r;
+
+	if (stat("/dev/full", &st) || !S_ISCHR(st.st_mode))
+		SKIP("no /dev/full here");
+	run_bin_child_hook = stdout_to_dev_full;
+	RUN(&r, "stats");
+	run_bin_child_hook = NULL;
+	CHECK_INT(r.status, 1);
+	CHECK_STR(r.err, "moexctl: stdout: No space left on device\n");
+	run_bin_child_hook = stdout_to_dev_full;
+	RUN(&r, "stats", "--json");
+	run_bin_child_hook = NULL;
+	CHECK_INT(r.status, 1);
+	CHECK_STR(r.err, "moexctl: stdout: No space left on device\n");
+}
+
 TEST(info_missing_device_fails_with_hint)
 {
 	struct run r;
@@ -600,6 +634,7 @@ int main(void)
 		T(command_options_before_the_command),
 		T(stats_text_lists_every_counter),
 		T(stats_missing_device_fails_with_hint),
+		T(stats_write_error_says_why),
 		T(info_missing_device_fails_with_hint),
 		T(info_on_non_moex_file_fails),
 		T(pin_on_missing_device_fails),

@@ -1078,6 +1078,46 @@ TEST(watch_missing_device_fails)
 	CHECK_STR(r.out, "");
 }
 
+/*
+ * run_bin_child_hook: the tool's stdout is /dev/full (writes: ENOSPC), and
+ * it gets SIGALRM after 20 s (exec keeps both).
+ */
+static void stdout_to_dev_full(void)
+{
+	int fd = open("/dev/full", O_WRONLY);
+
+	if (fd >= 0)
+		dup2(fd, STDOUT_FILENO);
+	alarm(20);
+}
+
+/*
+ * A watch whose samples cannot be written (a full disk, /dev/full) stops
+ * at the first one, with exit status 1 and one line saying why. It went
+ * on, and ended with exit status 0 and nothing said; the second sample of
+ * this run would come after a day (SIGALRM ends it after 20 s).
+ */
+TEST(watch_write_error_stops_and_says_why)
+{
+	struct stat st;
+	struct run r;
+
+	if (stat("/dev/full", &st) || !S_ISCHR(st.st_mode))
+		SKIP("no /dev/full here");
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	run_bin_child_hook = stdout_to_dev_full;
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "1");
+	run_bin_child_hook = NULL;
+	CHECK_INT(r.status, 1);
+	CHECK_STR(r.err, "moexctl: stdout: No space left on device\n");
+	run_bin_child_hook = stdout_to_dev_full;
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "2",
+	    "--interval", "86400");
+	run_bin_child_hook = NULL;
+	CHECK_MSG(r.status == 1, "exit %d (-1: killed by a signal)", r.status);
+	CHECK_STR(r.err, "moexctl: stdout: No space left on device\n");
+}
+
 TEST(watch_usage_errors)
 {
 	struct run r;
@@ -1163,6 +1203,7 @@ int main(void)
 		T(publisher_off_with_empty_dir),
 		T(stats_without_watch_unchanged),
 		T(watch_missing_device_fails),
+		T(watch_write_error_stops_and_says_why),
 		T(watch_usage_errors),
 	};
 	int ret;
