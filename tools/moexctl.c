@@ -389,6 +389,7 @@ struct load_file {
 	int fd;
 	uint32_t pid, first_layer, layers, experts;
 	uint64_t *prev_tokens;	/* [layers]: tokens at the previous sample */
+	bool rated;		/* prev_tokens hold a sample: rates can be given */
 	bool seen;		/* found again in this sample */
 };
 
@@ -611,7 +612,12 @@ static void no_escapes(char *s)
 	}
 }
 
-/* One file's section: a line per layer with its busiest experts. */
+/*
+ * One file's section: a line per layer with its busiest experts. The
+ * tokens per second come from the file's previous sample: none on its
+ * first, also when it appeared after the watch's first (its tokens were
+ * not all run in the last interval).
+ */
 static void load_show(struct load_file *f, double dt)
 {
 	size_t stride = MOEX_LOAD_SLOT_WORDS(f->experts);
@@ -658,7 +664,7 @@ static void load_show(struct load_file *f, double dt)
 			top[k] = e;
 			topv[k] = v;
 		}
-		if (dt > 0)
+		if (dt > 0 && f->rated)
 			snprintf(rate, sizeof(rate), "%.1f",
 				 (double)(tokens - f->prev_tokens[l]) / dt);
 		f->prev_tokens[l] = tokens;
@@ -686,6 +692,7 @@ static void load_show(struct load_file *f, double dt)
 			       hits, hits + misses, sb, fb);
 		}
 	}
+	f->rated = true;
 }
 
 /*

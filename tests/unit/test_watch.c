@@ -510,6 +510,72 @@ TEST(watch_expert_load_rates)
 }
 
 /*
+ * A model that starts publishing after the first sample: its first sample
+ * has no rate ("-"), as the first sample of the watch has none; the tokens
+ * it ran before were taken as run in one interval (a file of 1,000,000
+ * tokens found at sample 2 of a 2 s watch: 500000.0 tokens/s). The next
+ * sample has the rate of the tokens run between the two.
+ */
+TEST(watch_late_load_file_has_no_first_rate)
+{
+	static const char *const args[] = {
+		"--sysfs", root, "stats", "--watch", "--count", "3",
+		"--interval", "2", NULL,
+	};
+	static const uint64_t counts[4] = { 400000, 100000, 300000, 200000 };
+	static const uint64_t tokens[1] = { 1000000 };
+	const uint64_t more = 1000060;
+	char name[64], p[PATH_MAX + 64], rate[32];
+	const char *frame, *line;
+	bool found, made = false, set = false;
+	unsigned int layer;
+	uint64_t tok;
+	double dt = 0, r;
+	struct bg b;
+	int st, fd;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	snprintf(name, sizeof(name), "moex-%ld-6.load", (long)getpid());
+	snprintf(p, sizeof(p), "%s/%s", loads, name);
+	CHECK_INT(bg_start(&b, args), 0);
+	found = bg_wait_for(&b, "no running model publishes it", 1);
+	if (found)
+		made = !write_load(name, (uint32_t)getpid(), 0, 1, 4, counts,
+				   tokens);
+	found = found && made && bg_wait_for(&b, "top experts", 1);
+	fd = found ? open(p, O_WRONLY) : -1;
+	if (fd >= 0) {
+		set = pwrite(fd, &more, 8, MOEX_LOAD_HDR_SIZE +
+			     MOEX_LOAD_TOKENS * 8) == 8;
+		close(fd);
+	}
+	st = bg_finish(&b);
+	clear_loads();
+	CHECK(made);
+	CHECK_MSG(found, "no sample with the file: %s", b.out);
+	CHECK(set);
+	CHECK_MSG(st == 0, "exit %d: %s", st, b.out);
+	/* sample 2: the file's first, no rate */
+	frame = strstr(b.out, "sample 2 of 3");
+	CHECK_MSG(frame, "no second frame: %s", b.out);
+	line = strstr(frame, "\n0      ");
+	CHECK_MSG(line, "no line of layer 0: %s", frame);
+	CHECK(sscanf(line, " %u %" SCNu64 " %31s", &layer, &tok, rate) == 3);
+	CHECK_U64(tok, 1000000);
+	CHECK_MSG(!strcmp(rate, "-"), "a first rate of %s tokens/s", rate);
+	/* sample 3: 60 tokens since sample 2 */
+	frame = strstr(b.out, "sample 3 of 3");
+	CHECK_MSG(frame, "no third frame: %s", b.out);
+	CHECK(sscanf(strstr(frame, "every 2 s, ") + 11, "%lf s since", &dt) == 1);
+	line = strstr(frame, "\n0      ");
+	CHECK_MSG(line, "no line of layer 0: %s", frame);
+	CHECK(sscanf(line, " %u %" SCNu64 " %lf", &layer, &tok, &r) == 3);
+	CHECK_U64(tok, 1000060);
+	CHECK_MSG(fabs(r * dt - 60) < 1, "%.1f tokens/s over %.2f s", r, dt);
+}
+
+/*
  * Several models of one process: their sections come in the order of
  * their files' names, whatever order the directory lists them in (files
  * made 3, 1, 0, 2; file k holds layer 10 k).
@@ -1192,6 +1258,7 @@ int main(void)
 		T(watch_shows_published_expert_load),
 		T(watch_model_name_only_valid_utf8),
 		T(watch_expert_load_rates),
+		T(watch_late_load_file_has_no_first_rate),
 		T(watch_sections_in_name_order),
 		T(watch_bad_load_files_are_skipped),
 		T(watch_survives_a_shrinking_load_file),
