@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -420,10 +421,21 @@ static void load_unmap(struct load_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
-static bool pid_alive(uint32_t pid)
+/*
+ * Whether the process that published a load file (fd, its pid) is alive.
+ * The publisher holds flock(LOCK_EX) on the file while the model is open
+ * and the kernel drops it when the process dies: a file whose shared lock
+ * can be had is a dead process's, even where its pid is alive (given to
+ * another process since). The pid is checked too: a child that the
+ * publisher forked shares its lock after it died.
+ */
+static bool publisher_alive(int fd, uint32_t pid)
 {
-	return pid && pid <= INT32_MAX &&
-	       (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+	if (!pid || pid > INT32_MAX ||
+	    (kill((pid_t)pid, 0) && errno != EPERM))
+		return false;
+	/* taken, it stays until fd is closed: the file is dropped then */
+	return flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
 }
 
 /* Map dir/name when it is a valid load file of a live process. */
@@ -451,7 +463,7 @@ static bool load_map(const char *dir, const char *name, struct load_file *f)
 	    h.version != MOEX_LOAD_VERSION ||
 	    h.header_size != MOEX_LOAD_HDR_SIZE || !h.layers ||
 	    h.layers > MOEX_LOAD_MAX_LAYERS || !h.experts ||
-	    h.experts > MOEX_LOAD_MAX_EXPERTS || !pid_alive(h.pid))
+	    h.experts > MOEX_LOAD_MAX_EXPERTS || !publisher_alive(fd, h.pid))
 		goto bad;
 	need = MOEX_LOAD_HDR_SIZE +
 	       (uint64_t)h.layers * MOEX_LOAD_SLOT_WORDS(h.experts) * 8;
@@ -522,7 +534,8 @@ static void load_scan(struct watch *w)
 			struct stat st;
 			struct load_file *f = &w->files[i];
 
-			f->seen = pid_alive(f->pid) && !fstat(f->fd, &st) &&
+			f->seen = publisher_alive(f->fd, f->pid) &&
+				  !fstat(f->fd, &st) &&
 				  (uint64_t)st.st_size >= f->len;
 			continue;
 		}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 struct moex_pub {
 	struct moex_load_header *hdr;	/* the mapping */
 	size_t len;
+	int fd;				/* holds the file's flock(LOCK_EX) */
 	uint32_t experts;
 	char path[4096];
 };
@@ -69,11 +71,20 @@ void moex__pub_open(const char *model, uint32_t first_layer, uint32_t layers,
 	 */
 	if (fchmod(fd, 0644) || posix_fallocate(fd, 0, (off_t)len) != 0)
 		goto err_unlink;
+	/*
+	 * Locked while the model is open: the kernel drops the lock when the
+	 * process dies, however it dies, and readers skip a file that no one
+	 * holds locked (one left by a crash, whose pid may be another
+	 * process's by now). A child of fork(2) shares the lock through the
+	 * descriptor until it execs (O_CLOEXEC) or exits; readers check the
+	 * header's pid too, for a publisher that died before such a child.
+	 */
+	if (flock(fd, LOCK_EX | LOCK_NB))
+		goto err_unlink;
 	p->hdr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p->hdr == MAP_FAILED)
 		goto err_unlink;
-	close(fd);
-	fd = -1;
+	p->fd = fd;
 	p->len = len;
 	p->experts = experts;
 	memcpy(p->hdr->magic, MOEX_LOAD_MAGIC, sizeof(p->hdr->magic));
@@ -87,8 +98,7 @@ void moex__pub_open(const char *model, uint32_t first_layer, uint32_t layers,
 	/* Complete before it has its name. */
 	if (rename(tmp, p->path)) {
 		munmap(p->hdr, len);
-		unlink(tmp);
-		goto err_free;
+		goto err_unlink;
 	}
 	*out = p;
 	return;
@@ -121,6 +131,7 @@ void moex__pub_close(struct moex_pub *p)
 		return;
 	unlink(p->path);
 	munmap(p->hdr, p->len);
+	close(p->fd);	/* the lock goes after the name */
 	free(p);
 }
 

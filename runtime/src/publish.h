@@ -13,8 +13,10 @@
  * The counters only grow; they are written with relaxed atomic adds, so a
  * reader sees each 64-bit value whole. The file appears fully written
  * (made under a temporary name, then renamed) and is removed when the
- * model is closed; a file whose pid is no longer alive is left by a
- * process that died and readers skip it. Byte order: the host's.
+ * model is closed. The publisher holds flock(LOCK_EX) on it while the
+ * model is open (a child it forks shares the lock until it execs); a file
+ * that no process holds locked, or whose pid is not alive, was left by a
+ * process that died, and readers skip it. Byte order: the host's.
  *
  *   off  size
  *     0     8  magic "MOEXLOAD"

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -52,6 +53,39 @@ static const char *moexctl_bin(void)
 
 #define RUN(r, ...) RUN_BIN(r, moexctl_bin(), NULL, __VA_ARGS__)
 
+/*
+ * The descriptors by which this process holds flock(LOCK_EX) on the load
+ * files it made, as a publisher does while its model is open (moexctl
+ * skips a file no one holds locked).
+ */
+static int held[16];
+static unsigned int nheld;
+
+/* Hold the lock of the load file at path (until drop_locks()): 0 or -1. */
+static int hold_lock(const char *path)
+{
+	int fd;
+
+	if (nheld == sizeof(held) / sizeof(held[0]))
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		close(fd);
+		return -1;
+	}
+	held[nheld++] = fd;
+	return 0;
+}
+
+/* Let go of the locks: the files look left by processes that died. */
+static void drop_locks(void)
+{
+	while (nheld)
+		close(held[--nheld]);
+}
+
 /* Remove every file in loads/. */
 static void clear_loads(void)
 {
@@ -59,6 +93,7 @@ static void clear_loads(void)
 	char p[PATH_MAX + 300];
 	DIR *d = opendir(loads);
 
+	drop_locks();
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -92,7 +127,8 @@ static int count_loads(char *first, size_t len)
 
 /*
  * A load file as libmoex writes it: pid, layers first..first+layers-1 of
- * experts experts, counts [layers][experts], tokens [layers].
+ * experts experts, counts [layers][experts], tokens [layers]; held locked
+ * by this process, as its publisher would (until clear_loads()).
  */
 static int write_load(const char *name, uint32_t pid, uint32_t first,
 		      uint32_t layers, uint32_t experts, const uint64_t *counts,
@@ -132,7 +168,9 @@ static int write_load(const char *name, uint32_t pid, uint32_t first,
 		for (e = 0; e < experts; e++)
 			fwrite(&counts[l * experts + e], 8, 1, f);
 	}
-	return fclose(f);
+	if (fclose(f))
+		return -1;
+	return hold_lock(p);
 }
 
 /* ---- a watch running in the background ----------------------------------- */
@@ -406,6 +444,56 @@ TEST(watch_shows_published_expert_load)
 		 (long)getpid());
 	CHECK_HAS(r.out, want);
 	clear_loads();
+}
+
+/*
+ * A file that no process holds locked was left by a process that died,
+ * whatever its pid: that pid may be another process's by now. Such a file
+ * of this process's pid and one of a live child's (neither the publisher)
+ * were shown as running models; a real publisher's file is shown.
+ */
+TEST(watch_skips_unlocked_file_of_live_pid)
+{
+	static const uint64_t counts[4] = { 1, 2, 3, 4 };
+	static const uint64_t tokens[1] = { 10 };
+	char name[64], want[64];
+	struct moex_pub *pub = NULL;
+	pid_t other;
+	struct run r;
+
+	clear_loads();
+	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
+	fflush(NULL);
+	other = fork();
+	if (other == 0) {
+		pause();
+		_exit(0);
+	}
+	CHECK(other > 0);
+	snprintf(name, sizeof(name), "moex-%ld-7.load", (long)getpid());
+	CHECK_INT(write_load(name, (uint32_t)getpid(), 3, 1, 4, counts,
+			     tokens), 0);
+	snprintf(name, sizeof(name), "moex-%ld-0.load", (long)other);
+	CHECK_INT(write_load(name, (uint32_t)other, 5, 1, 4, counts,
+			     tokens), 0);
+	drop_locks();
+	/* the real publisher (this process: layers 40-41) holds its lock */
+	moex__pub_open("/models/real", 40, 2, 4, &pub);
+	RUN(&r, "--sysfs", root, "stats", "--watch", "--count", "1");
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	CHECK(pub);
+	moex__pub_close(pub);
+	clear_loads();
+	CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+	snprintf(want, sizeof(want), "expert load of pid %ld (/models/real): layers 40-41,",
+		 (long)getpid());
+	CHECK_HAS(r.out, want);
+	CHECK_MSG(!strstr(r.out, "layers 3-3,"),
+		  "the unlocked file of this pid is shown: %s", r.out);
+	snprintf(want, sizeof(want), "expert load of pid %ld ", (long)other);
+	CHECK_MSG(!strstr(r.out, want),
+		  "the unlocked file of a live child's pid is shown: %s", r.out);
 }
 
 /*
@@ -686,7 +774,8 @@ static pid_t shrinking_load_file(const char *mid, char *path, size_t len)
 			 MOEX_LOAD_SUFFIX, loads, mid, (long)getpid());
 		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-		if (fd < 0 || pwrite(fd, &h, sizeof(h), 0) != sizeof(h) ||
+		if (fd < 0 || flock(fd, LOCK_EX) ||
+		    pwrite(fd, &h, sizeof(h), 0) != sizeof(h) ||
 		    ftruncate(fd, size) || rename(tmp, path))
 			_exit(1);
 		for (;;) {
@@ -853,6 +942,7 @@ TEST(watch_other_sigbus_still_kills)
 	CHECK(pwrite(fd, &h, sizeof(h), 0) == sizeof(h) &&
 	      ftruncate(fd, size) == 0);
 	close(fd);
+	CHECK_INT(hold_lock(p), 0);
 	snprintf(out, sizeof(out), "%s.out", models);
 	fflush(NULL);
 	pid = fork();
@@ -974,8 +1064,9 @@ TEST(publisher_of_an_open_model)
 
 /*
  * The publisher itself: the file is 0644 whatever the umask (an operator
- * watches another user's service), has a slot for each layer and none
- * past them, and up to MOEX_LOAD_MAX_LAYERS layers are published.
+ * watches another user's service) and held locked (flock) while it is
+ * open, has a slot for each layer and none past them, and up to
+ * MOEX_LOAD_MAX_LAYERS layers are published.
  */
 TEST(publisher_file_and_slots)
 {
@@ -983,7 +1074,9 @@ TEST(publisher_file_and_slots)
 	struct moex_pub *p = NULL;
 	struct stat st;
 	uint64_t *s0, *s1;
+	bool locked;
 	mode_t old;
+	int fd;
 
 	clear_loads();
 	old = umask(077);
@@ -993,6 +1086,12 @@ TEST(publisher_file_and_slots)
 	CHECK_INT(count_loads(file, sizeof(file)), 1);
 	CHECK(stat(file, &st) == 0);
 	CHECK_INT(st.st_mode & 0777, 0644);
+	/* locked while it is open: moexctl skips a file no one holds locked */
+	fd = open(file, O_RDONLY);
+	CHECK(fd >= 0);
+	locked = flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
+	close(fd);
+	CHECK_MSG(locked, "the publisher does not hold its file locked");
 	s0 = moex__pub_slot(p, 0);
 	s1 = moex__pub_slot(p, 1);
 	CHECK(s0 && s1);
@@ -1256,6 +1355,7 @@ int main(void)
 	static const struct h_test tests[] = {
 		T(watch_rates_from_two_samples),
 		T(watch_shows_published_expert_load),
+		T(watch_skips_unlocked_file_of_live_pid),
 		T(watch_model_name_only_valid_utf8),
 		T(watch_expert_load_rates),
 		T(watch_late_load_file_has_no_first_rate),
