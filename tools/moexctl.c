@@ -304,6 +304,53 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
+/*
+ * The counter file of moex_stats_names that the stats directory of device
+ * name lacks, or NULL where there is no such directory (or no file is
+ * missing now).
+ */
+static const char *missing_counter(const char *name)
+{
+	const char *root = secure_getenv("MOEX_SYSFS_ROOT");
+	const char *missing = NULL;
+	char path[4096];
+	unsigned int i;
+	int dirfd;
+
+	/* where moex_stats_read() reads (libmoex, stats.c) */
+	if ((size_t)snprintf(path, sizeof(path), "%s/class/moex/%s/stats",
+			     root && *root ? root : "/sys", name) >= sizeof(path))
+		return NULL;
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return NULL;
+	for (i = 0; moex_stats_names[i] && !missing; i++)
+		if (faccessat(dirfd, moex_stats_names[i], F_OK, 0) &&
+		    errno == ENOENT)
+			missing = moex_stats_names[i];
+	close(dirfd);
+	return missing;
+}
+
+/*
+ * A failed read of the counters of device name. ENOENT is the module's
+ * absence (the hint says to load it), except where the device's stats
+ * directory is there without a counter file: a driver older than this
+ * moexctl's libmoex.
+ */
+static int fail_stats(const char *name, int err)
+{
+	const char *missing = err == -ENOENT ? missing_counter(name) : NULL;
+	char what[128];
+
+	snprintf(what, sizeof(what), "stats of %s", name);
+	if (!missing)
+		return fail(what, err);
+	fprintf(stderr, "moexctl: %s: %s: the driver has no counter file %s (an older moex.ko than this moexctl): install moex.ko and moexctl from the same release\n",
+		what, moex_strerror(err), missing);
+	return EXIT_FAILURE;
+}
+
 static int cmd_stats(const char *device, bool json)
 {
 	struct moex_stats st = { .size = sizeof(st) };
@@ -312,12 +359,8 @@ static int cmd_stats(const char *device, bool json)
 	int ret;
 
 	ret = moex_stats_read(name, &st);
-	if (ret) {
-		char what[128];
-
-		snprintf(what, sizeof(what), "stats of %s", name);
-		return fail(what, ret);
-	}
+	if (ret)
+		return fail_stats(name, ret);
 
 	if (json) {
 		printf("{\n  \"device\": ");
@@ -874,12 +917,8 @@ static int cmd_stats_watch(const char *device, double interval,
 	for (i = 0; i < w.nfiles; i++)
 		load_unmap(&w.files[i]);
 	free(w.files);
-	if (ret) {
-		char what[128];
-
-		snprintf(what, sizeof(what), "stats of %s", dev_name(device));
-		return fail(what, ret);
-	}
+	if (ret)
+		return fail_stats(dev_name(device), ret);
 	return out_err ? fail_stdout(out_err) : 0;
 }
 

@@ -349,6 +349,35 @@ TEST(stats_missing_device_fails_with_hint)
 		  "not one line: %s", r.err);
 }
 
+/*
+ * A device whose stats directory lacks a counter file that moexctl knows
+ * (a driver older than its libmoex): ENOENT, but not the module's
+ * absence. The hint said to modprobe a module that is loaded; it names
+ * the missing file and says to install one release (--watch too).
+ */
+TEST(stats_missing_counter_file_names_older_driver)
+{
+	struct run r;
+
+	CHECK_INT(fs_make_dev(root, "moex4", vals0), 0);
+	CHECK_INT(fs_unset(root, "moex4", "open_files"), 0);
+	RUN(&r, "--device", "/dev/moex4", "stats");
+	CHECK_INT(r.status, 1);
+	CHECK_STR(r.out, "");
+	CHECK_HAS(r.err, "moexctl: stats of moex4: No such file or directory: ");
+	CHECK_HAS(r.err, "no counter file open_files");
+	CHECK_HAS(r.err, "older moex.ko");
+	CHECK_MSG(!strstr(r.err, "modprobe"), "the module-not-loaded hint: %s",
+		  r.err);
+	CHECK_MSG(strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
+		  "not one line: %s", r.err);
+	RUN(&r, "--device", "/dev/moex4", "stats", "--watch", "--count", "1");
+	CHECK_INT(r.status, 1);
+	CHECK_HAS(r.err, "no counter file open_files");
+	CHECK_MSG(!strstr(r.err, "modprobe"), "the module-not-loaded hint: %s",
+		  r.err);
+}
+
 /* run_bin_child_hook: the tool's stdout is /dev/full (writes: ENOSPC). */
 static void stdout_to_dev_full(void)
 {
@@ -634,6 +663,7 @@ int main(void)
 		T(command_options_before_the_command),
 		T(stats_text_lists_every_counter),
 		T(stats_missing_device_fails_with_hint),
+		T(stats_missing_counter_file_names_older_driver),
 		T(stats_write_error_says_why),
 		T(info_missing_device_fails_with_hint),
 		T(info_on_non_moex_file_fails),
