@@ -242,9 +242,9 @@ static void print_stats(const char *devpath)
 	if (moex_stats_read(name, &st))
 		return;
 	printf("%s stats:", name);
-	for (i = 0; moex_stats_names[i]; i++)
+	for (i = 0; moex_stats_name(i); i++)
 		printf("%s%s %" PRIu64, i % 4 ? ", " : "\n  ",
-		       moex_stats_names[i], moex_stats_get(&st, i));
+		       moex_stats_name(i), moex_stats_get(&st, i));
 	printf("\n");
 }
 

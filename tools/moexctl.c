@@ -305,7 +305,7 @@ static void json_string(const char *s)
 }
 
 /*
- * The counter file of moex_stats_names that the stats directory of device
+ * The counter file (moex_stats_name()) that the stats directory of device
  * name lacks, or NULL where there is no such directory (or no file is
  * missing now).
  */
@@ -324,10 +324,10 @@ static const char *missing_counter(const char *name)
 	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return NULL;
-	for (i = 0; moex_stats_names[i] && !missing; i++)
-		if (faccessat(dirfd, moex_stats_names[i], F_OK, 0) &&
+	for (i = 0; moex_stats_name(i) && !missing; i++)
+		if (faccessat(dirfd, moex_stats_name(i), F_OK, 0) &&
 		    errno == ENOENT)
-			missing = moex_stats_names[i];
+			missing = moex_stats_name(i);
 	close(dirfd);
 	return missing;
 }
@@ -365,16 +365,16 @@ static int cmd_stats(const char *device, bool json)
 	if (json) {
 		printf("{\n  \"device\": ");
 		json_string(name);
-		for (i = 0; moex_stats_names[i]; i++) {
+		for (i = 0; moex_stats_name(i); i++) {
 			printf(",\n  ");
-			json_string(moex_stats_names[i]);
+			json_string(moex_stats_name(i));
 			printf(": %" PRIu64, moex_stats_get(&st, i));
 		}
 		printf("\n}\n");
 	} else {
 		printf("%-16s %s\n", "device", name);
-		for (i = 0; moex_stats_names[i]; i++)
-			printf("%-16s %" PRIu64 "\n", moex_stats_names[i],
+		for (i = 0; moex_stats_name(i); i++)
+			printf("%-16s %" PRIu64 "\n", moex_stats_name(i),
 			       moex_stats_get(&st, i));
 	}
 	ret = stdout_error();
@@ -829,9 +829,9 @@ static int watch_sample(struct watch *w, bool tty, unsigned long count)
 		printf(", %.2f s since the last", dt);
 	printf("\n%-16s %20s %-12s %14s  %s\n", "counter", "value", "",
 	       "change", "per second");
-	for (i = 0; moex_stats_names[i]; i++) {
+	for (i = 0; moex_stats_name(i); i++) {
 		uint64_t v = moex_stats_get(&st, i);
-		bool bytes = is_bytes_counter(moex_stats_names[i]);
+		bool bytes = is_bytes_counter(moex_stats_name(i));
 		char human[32] = "", change[32] = "-", rate[48] = "-";
 
 		if (bytes)
@@ -851,7 +851,7 @@ static int watch_sample(struct watch *w, bool tty, unsigned long count)
 				snprintf(rate, sizeof(rate), "%.1f/s", d / dt);
 		}
 		printf("%-16s %20" PRIu64 " %-12s %14s  %s\n",
-		       moex_stats_names[i], v, human, change, rate);
+		       moex_stats_name(i), v, human, change, rate);
 	}
 	if (!w->load_dir)
 		printf("\nexpert load: not published (MOEX_STATS_DIR is empty)\n");

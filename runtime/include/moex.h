@@ -48,8 +48,8 @@ extern "C" {
 #endif
 
 #define LIBMOEX_VERSION_MAJOR	0
-#define LIBMOEX_VERSION_MINOR	4
-#define LIBMOEX_VERSION		"0.4"
+#define LIBMOEX_VERSION_MINOR	5
+#define LIBMOEX_VERSION		"0.5"
 
 /* The default device: the host device, always present when moex.ko is. */
 #define MOEX_DEFAULT_DEVICE	"/dev/moex0"
@@ -683,9 +683,17 @@ struct moex_stats {
 };
 
 /*
- * The sysfs file names of the counters, indexed by enum moex_stat and
- * terminated by NULL: iterate until NULL rather than to MOEX_STATS_COUNT
- * to see the counters of the library you run with.
+ * The sysfs file name of counter idx (enum moex_stat), or NULL past the
+ * last counter of the library you run with (since 0.5): iterate until NULL
+ * rather than to MOEX_STATS_COUNT to see them all.
+ */
+const char *moex_stats_name(unsigned idx);
+
+/*
+ * The names of the first ten counters (libmoex 0.1 to 0.4), terminated by
+ * NULL; use moex_stats_name(). This array never grows: a program linked
+ * against it may hold its own copy of it, as long as it was then (a copy
+ * relocation), which a longer array would overrun.
  */
 extern const char *const moex_stats_names[];
 

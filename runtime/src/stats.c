@@ -16,9 +16,10 @@
 #define MOEX_DEVNAME_MAX	64
 
 /*
- * The names twice: the library reads its own private table, because an
- * executable linked against an older libmoex.so may hold a shorter copy of
- * the exported one (a copy relocation).
+ * The names twice: the library reads its own private table, which grows
+ * with enum moex_stat, and exports one frozen at the ten counters of
+ * libmoex 0.1 to 0.4: an executable linked against libmoex.so may hold its
+ * own copy of that one (a copy relocation), as long as it was then.
  */
 #define MOEX_STATS_NAMES_INIT {						\
 	[MOEX_STAT_PINNED_BYTES] = "pinned_bytes",			\
@@ -34,8 +35,21 @@
 	[MOEX_STATS_COUNT] = NULL,					\
 }
 
-const char *const moex_stats_names[] = MOEX_STATS_NAMES_INIT;
+#define MOEX_STATS_NAMES_FROZEN	10
+const char *const moex_stats_names[MOEX_STATS_NAMES_FROZEN + 1] = {
+	"pinned_bytes", "pinned_regions", "pin_calls", "pin_failures",
+	"unpin_calls", "copy_calls", "copy_bytes", "copy_failures",
+	"dmabuf_exports", "open_files", NULL,
+};
 static const char *const moex_stat_names[] = MOEX_STATS_NAMES_INIT;
+
+_Static_assert(MOEX_STAT_OPEN_FILES + 1 == MOEX_STATS_NAMES_FROZEN,
+	       "moex_stats_names[] lists the first ten counters, in order");
+
+const char *moex_stats_name(unsigned idx)
+{
+	return idx < MOEX_STATS_COUNT ? moex_stat_names[idx] : NULL;
+}
 
 static const size_t moex_stats_offsets[MOEX_STATS_COUNT] = {
 	[MOEX_STAT_PINNED_BYTES] = offsetof(struct moex_stats, pinned_bytes),

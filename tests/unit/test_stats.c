@@ -28,13 +28,22 @@ static const char *const abi_names[] = {
 	"dmabuf_exports", "open_files",
 };
 
+/*
+ * moex_stats_name() names every counter and NULL past them; the exported
+ * array is frozen at the first ten (a program's copy of it is as long as
+ * it was when the program was linked).
+ */
 TEST(names_table)
 {
 	size_t i;
 
 	for (i = 0; i < MOEX_STATS_COUNT; i++)
+		CHECK_STR(moex_stats_name((unsigned)i), abi_names[i]);
+	CHECK(moex_stats_name(MOEX_STATS_COUNT) == NULL);
+	CHECK(moex_stats_name(UINT32_MAX) == NULL);
+	for (i = 0; i < 10; i++)
 		CHECK_STR(moex_stats_names[i], abi_names[i]);
-	CHECK(moex_stats_names[MOEX_STATS_COUNT] == NULL);
+	CHECK(moex_stats_names[10] == NULL);
 	CHECK_INT(MOEX_STATS_COUNT, 10);
 }
 
