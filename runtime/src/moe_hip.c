@@ -26,7 +26,10 @@
  * (layer_callback) do not call the runtime.
  *
  * A layer has at most one run in flight: the next waits for it, because
- * they share the layer's staging buffers. Activations are host memory: x
+ * they share the layer's staging buffers. Runs of a layer from several
+ * threads take turns (run_lock), a synchronous run's end included: it
+ * reads the layer's counts and run state after gpu_lock is let go, for
+ * other layers' runs to go on meanwhile. Activations are host memory: x
  * is copied in, y and the counts copied out, once each.
  */
 #include <errno.h>
@@ -45,7 +48,10 @@
  * this much, or a sixteenth of the device when that is less. */
 #define MOEX_HIP_SCRATCH_MARGIN	(1024ull << 20)
 
-/* The process's GPU; gpu_lock protects it and every layer's run state. */
+/*
+ * The process's GPU; gpu_lock protects it and every layer's run state.
+ * A layer's run_lock, when both are held, is taken first.
+ */
 static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	const struct moex_hip_api *api;
@@ -79,6 +85,9 @@ struct moex_hip_layer {
 	uint32_t *hcounts;
 	void *done_ev;			/* after the last run's callback */
 	void *read_ev;			/* after the last run's kernels */
+	/* held by a run from its start to its return: a synchronous run's
+	 * end (layer_finish()) reads the run state without gpu_lock */
+	pthread_mutex_t run_lock;
 	/* the run in flight; busy: an asynchronous one, whose end done_ev
 	 * marks unless busy_unmarked (its record failed: wait for the
 	 * stream) */
@@ -546,6 +555,7 @@ static void layer_free(struct moex_hip_layer *l)
 	free(l->used);
 	free(l->alias);
 	free(l->table);
+	pthread_mutex_destroy(&l->run_lock);
 	free(l);
 }
 
@@ -573,6 +583,7 @@ int moex__hip_layer_create(const struct moek_shape *s,
 		gpu_put();
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&l->run_lock, NULL);
 	l->api = gpu.api;
 	l->shape = *s;
 	l->streaming = n_slots < ne;
@@ -748,6 +759,7 @@ int moex__hip_layer_run(struct moex_hip_layer *l, const float *x, size_t ntok,
 	const size_t bytes = ntok * l->shape.dim * sizeof(float);
 	int r;
 
+	pthread_mutex_lock(&l->run_lock);
 	pthread_mutex_lock(&gpu_lock);
 	r = gpu_here();
 	if (r)
@@ -777,6 +789,7 @@ int moex__hip_layer_run(struct moex_hip_layer *l, const float *x, size_t ntok,
 			memset(counts, 0, l->shape.n_experts * sizeof(*counts));
 		pthread_mutex_unlock(&gpu_lock);
 		done(arg, 0, l->hcounts);
+		pthread_mutex_unlock(&l->run_lock);
 		return 0;
 	}
 	r = api->copy_async(l->dx, x, bytes, gpu.stream);
@@ -811,9 +824,11 @@ int moex__hip_layer_run(struct moex_hip_layer *l, const float *x, size_t ntok,
 	r = api->sync(gpu.stream);
 	pthread_mutex_unlock(&gpu_lock);
 	layer_finish(l, r);
+	pthread_mutex_unlock(&l->run_lock);
 	return r;
 out:
 	pthread_mutex_unlock(&gpu_lock);
+	pthread_mutex_unlock(&l->run_lock);
 	return r;
 }
 

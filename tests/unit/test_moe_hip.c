@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -490,6 +491,114 @@ TEST(callback_launched_completes_once_when_its_event_fails)
 	CHECK_INT(outstanding(), 0);
 }
 
+/*
+ * Two threads run one layer with moex_moe_run() at once, each on its own
+ * inputs (thread 1 every other run on no tokens): each must get its own
+ * outputs and counts. Runs of a layer take turns, a synchronous run's end
+ * included; it read the layer's counts and its done callback and argument
+ * after letting go of gpu_lock, where the other thread's run had already
+ * put its own: a run took the other's counts, or completed the other's
+ * job (twice) and not its own, whose counts were left as they were.
+ */
+#define NRACE	300
+#define NRACE_X	4
+
+struct racer {
+	struct moex_moe *m;
+	int id;
+	float x[NRACE_X][NTOK * DIM], r[NRACE_X][NTOK * DIM];
+	uint32_t rc[NRACE_X][NE];
+	int bad, first_bad;	/* runs that differ, the first of them */
+	int err;		/* a run's error */
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *rc = arg;
+	static const uint32_t none[NE];
+	float y[NTOK * DIM];
+	uint32_t c[NE];
+
+	for (int i = 0; i < NRACE && !rc->err; i++) {
+		const int k = i % NRACE_X;
+		const size_t ntok = rc->id && i % 2 ? 0 : NTOK;
+		int r;
+
+		memset(y, 0xff, sizeof(y));
+		memset(c, 0xff, sizeof(c));
+		r = moex_moe_run(rc->m, rc->x[k], ntok, y, c);
+		if (r) {
+			rc->err = r;
+		} else if (ntok ? memcmp(y, rc->r[k], sizeof(y)) ||
+				  memcmp(c, rc->rc[k], sizeof(c)) :
+				  memcmp(c, none, sizeof(c))) {
+			if (!rc->bad++)
+				rc->first_bad = i;
+		}
+	}
+	return NULL;
+}
+
+TEST(two_threads_run_one_layer_in_turns)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(4);
+	struct moex_moe_stats st = { .size = sizeof(st) };
+	static struct racer rc[2];
+	struct moex_moe *m = NULL;
+	cpu_set_t all, one;
+	pthread_t t[2];
+	int started = 0, r, back;
+
+	memset(bias, 0, sizeof(bias));
+	for (int i = 0; i < 2; i++) {
+		rc[i].id = i;
+		rc[i].bad = rc[i].err = 0;
+		for (int k = 0; k < NRACE_X; k++)
+			fill_x(rc[i].x[k], NTOK * DIM);
+	}
+	/*
+	 * Everything on one CPU, the GPU's stream threads included (made
+	 * with the layer): a thread woken there often takes the CPU over
+	 * at once, so the other's run is let in between a run's unlock
+	 * and its end when they do not take turns.
+	 */
+	CHECK_INT(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu() > 0 ? sched_getcpu() : 0, &one);
+	CHECK_INT(sched_setaffinity(0, sizeof(one), &one), 0);
+	r = moex_moe_create(&d, &w, &o, &m);
+	for (int i = 0; i < 2 * NRACE_X && !r; i++) {
+		struct racer *x = &rc[i / NRACE_X];
+
+		x->m = m;
+		r = moex_moe_run_reference(m, x->x[i % NRACE_X], NTOK,
+					   x->r[i % NRACE_X],
+					   x->rc[i % NRACE_X]);
+	}
+	while (!r && started < 2 &&
+	       !pthread_create(&t[started], NULL, racer_main, &rc[started]))
+		started++;
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	back = sched_setaffinity(0, sizeof(all), &all);
+	CHECK_INT(r, 0);
+	CHECK_INT(back, 0);
+	CHECK_INT(started, 2);
+	for (int i = 0; i < 2; i++) {
+		CHECK_MSG(!rc[i].err, "thread %d: run failed: %d", i, rc[i].err);
+		CHECK_MSG(!rc[i].bad,
+			  "thread %d: %d of %d runs got wrong outputs or counts (the first: run %d)",
+			  i, rc[i].bad, NRACE, rc[i].first_bad);
+	}
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.runs, 2 * NRACE);
+	CHECK_U64(st.tokens, (NRACE + NRACE / 2) * NTOK);
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
 /* Run cmd through sh; its output (stdout and stderr) into out; the status. */
 static int run_capture(const char *cmd, char *out, size_t len)
 {
@@ -846,6 +955,7 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(runs_on_a_synchronous_queue),
 	  T(gpu_completions_arrive_in_the_queue_ring),
 	  T(callback_launched_completes_once_when_its_event_fails),
+	  T(two_threads_run_one_layer_in_turns),
 	  T(moex_gpu_must_name_a_gpu),
 	  T(threads_use_the_gpu_moex_gpu_names),
 	  T(gpu_bench_runs_on_the_fake_gpu),
