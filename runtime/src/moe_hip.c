@@ -691,7 +691,11 @@ static int layer_stage(struct moex_hip_layer *l, size_t ntok, bool async)
  * blocks today: moex__hip_layer_run() lets one run of a layer be in
  * flight at a time. It keeps the moves right if runs ever overlap.
  * hipemu-check's slow-copy runs test the first wait; nothing can test
- * this one.)
+ * this one.) The plan is in the cache's books at once, so the experts it
+ * takes out of slots are read from host memory before the first call
+ * that can fail: a swap then not carried out leaves its slot unused
+ * (filling 0) until the cache gives it to another expert, whose copy
+ * overwrites it.
  */
 static int layer_cache_moves(struct moex_hip_layer *l)
 {
@@ -714,12 +718,14 @@ static int layer_cache_moves(struct moex_hip_layer *l)
 		l->used[e] = 1;
 	}
 	n = moex_xcache_plan(&l->cache, sw, MOEX_XCACHE_MAX_SWAPS);
+	for (uint32_t i = 0; i < n; i++) {
+		l->table[sw[i].out] = l->alias[sw[i].out];
+		l->used[sw[i].out] = 0;
+	}
 	if (!n)
 		return 0;
 	r = api->stream_wait(gpu.copy, l->read_ev);
 	for (uint32_t i = 0; !r && i < n; i++) {
-		l->table[sw[i].out] = l->alias[sw[i].out];
-		l->used[sw[i].out] = 0;
 		r = ffn_place(&l->shape, l->shape.inter, &l->alias[sw[i].in],
 			      (char *)l->slots + sw[i].slot * l->slot_bytes,
 			      gpu.copy, NULL);

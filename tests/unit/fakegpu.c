@@ -35,7 +35,8 @@
  * it is a plugin of ABI 1: no moek_hip_use().
  * fakegpu_outstanding() returns the allocations and registrations alive;
  * fakegpu_fail_records_after_host_fn(n) makes the next n event records
- * that come right after a host function's launch fail with -EIO.
+ * that come right after a host function's launch fail with -EIO;
+ * fakegpu_fail_stream_waits(n) the next n stream waits for an event.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -415,13 +416,30 @@ EXPORT int moek_hip_event_elapsed(void *start, void *end, float *ms)
 	return 0;
 }
 
+/* fakegpu_fail_stream_waits(): under fake_lock */
+static int fail_waits;
+
+EXPORT void fakegpu_fail_stream_waits(int n)
+{
+	pthread_mutex_lock(&fake_lock);
+	fail_waits = n;
+	pthread_mutex_unlock(&fake_lock);
+}
+
 EXPORT int moek_hip_stream_wait(void *stream, void *event)
 {
 	struct fake_event *ev = event;
 	struct fake_op op = { .kind = OP_WAIT, .ev = ev };
+	bool fail;
 
 	if (!ev)
 		return -EINVAL;
+	pthread_mutex_lock(&fake_lock);
+	fail = fail_waits > 0;
+	fail_waits -= fail;
+	pthread_mutex_unlock(&fake_lock);
+	if (fail)
+		return -EIO;
 	pthread_mutex_lock(&ev->lock);
 	op.ticket = ev->target;
 	pthread_mutex_unlock(&ev->lock);

@@ -107,6 +107,21 @@ static long outstanding(void)
 	return fn ? fn() : -1;
 }
 
+/* One of the fake's fakegpu_* knobs that take an int; NULL if none. */
+typedef void (*knob_fn)(int);
+
+static knob_fn fake_knob(const char *name)
+{
+	knob_fn fn = NULL;
+	void *h = dlopen(FAKEGPU, RTLD_NOW | RTLD_NOLOAD);
+
+	if (h) {
+		fn = (knob_fn)dlsym(h, name);
+		dlclose(h);
+	}
+	return fn;
+}
+
 /*
  * In a child (the plugin is looked for once per process): with env set,
  * moex_gpu_probe() and creating a "hip" layer; the child exits 0 when both
@@ -320,6 +335,86 @@ TEST(cache_counters_are_published)
 	CHECK_INT(moex_moe_destroy(m), 0);
 	CHECK_INT(outstanding(), 0);
 	memset(bias, 0, sizeof(bias));
+}
+
+/*
+ * Routing by hand: gate row e is the unit vector of x's coordinate e, so
+ * x[e] = 5 for the four experts of group g and -5 for the others sends
+ * every token to those four.
+ */
+static float eye[NE * DIM];
+
+static void run_group_matches(struct moex_moe *m, int g, int n,
+			      const char *what)
+{
+	static const uint32_t all[4] = { NTOK, NTOK, NTOK, NTOK };
+	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
+	uint32_t c[NE], rc[NE];
+
+	for (int i = 0; i < n; i++) {
+		fill_x(x, NTOK * DIM);
+		for (int t = 0; t < NTOK; t++)
+			for (int e = 0; e < NE; e++)
+				x[t * DIM + e] = e / 4 == g ? 5.0f : -5.0f;
+		memset(y, 0xff, sizeof(y));
+		CHECK_INT(moex_moe_run(m, x, NTOK, y, c), 0);
+		CHECK_INT(moex_moe_run_reference(m, x, NTOK, r, rc), 0);
+		CHECK_MSG(!memcmp(rc + 4 * g, all, sizeof(all)),
+			  "%s: not routed to group %d", what, g);
+		CHECK_MSG(!memcmp(y, r, sizeof(y)), "%s: run %d differs", what,
+			  i);
+		CHECK_MSG(!memcmp(c, rc, sizeof(c)), "%s: counts of run %d",
+			  what, i);
+	}
+}
+
+/*
+ * The cache plans its swaps in its books at once; a run whose moves then
+ * fail (here the copy stream's wait for the last run) returns the error,
+ * and the experts planned out of a slot must be read from host memory
+ * from then on. Slots hold experts 0-3; a run on 12-15, then one whose
+ * moves fail after planning 12 and 13 into the slots of 0 and 1; runs on
+ * 4-7 make the cache take those slots from 12 and 13 for 4 and 5 and copy
+ * them in, and runs on 0-3 follow. The table kept 0 and 1 on their old
+ * slots, where 4 and 5 now are: those runs differed from the reference.
+ */
+TEST(cache_moves_that_fail_leave_the_table_right)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights();
+	struct moex_moe_opts o = hip_opts(4);
+	struct moex_moe_stats st = { .size = sizeof(st) };
+	static float x[NTOK * DIM], y[NTOK * DIM];
+	knob_fn fail = fake_knob("fakegpu_fail_stream_waits");
+	struct moex_moe *m = NULL;
+
+	CHECK(fail);
+	memset(bias, 0, sizeof(bias));
+	for (int e = 0; e < NE; e++)
+		eye[e * DIM + e] = 1.0f;
+	w.gate = eye;
+	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
+	run_group_matches(m, 3, 1, "12-15");
+	if (h_result == H_FAIL)
+		return;
+	fill_x(x, NTOK * DIM);
+	fail(1);
+	CHECK_INT(moex_moe_run(m, x, NTOK, y, NULL), -EIO);
+	fail(0);
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK_U64(st.fills, 2);
+	run_group_matches(m, 1, 4, "4-7");
+	if (h_result == H_FAIL)
+		return;
+	/* 14 and 15 took the slots of 2 and 3, then 4 and 5 those of 12
+	 * and 13, and were read there */
+	CHECK_INT(moex_moe_stats(m, &st), 0);
+	CHECK(st.fills >= 6 && st.gpu_hits > 0);
+	run_group_matches(m, 0, 2, "0-3 after the failed moves");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_destroy(m), 0);
+	CHECK_INT(outstanding(), 0);
 }
 
 /* Two layers over the same host weights share its registration. */
@@ -950,6 +1045,7 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(all_experts_on_the_gpu_match_the_reference),
 	  T(expert_cache_moves_the_hot_experts_in),
 	  T(cache_counters_are_published),
+	  T(cache_moves_that_fail_leave_the_table_right),
 	  T(layers_share_registered_memory),
 	  T(bad_requests_leave_nothing),
 	  T(runs_on_a_synchronous_queue),
