@@ -322,18 +322,39 @@ static void reg_put(char *p)
 	nreg--;
 }
 
+/* Room in l->held for n more entries. */
+static int held_room(struct moex_hip_layer *l, size_t n)
+{
+	size_t cap = l->capheld ? l->capheld : 8;
+	char **p;
+
+	if (l->nheld + n <= l->capheld)
+		return 0;
+	while (cap < l->nheld + n)
+		cap *= 2;
+	p = realloc(l->held, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	l->held = p;
+	l->capheld = cap;
+	return 0;
+}
+
 /*
  * Take [a, b) (page-aligned) for layer l: register the parts no entry
  * covers, and count l in on every entry that covers a part. A part that
  * someone else registered (-EEXIST) is left to them: ffn_alias() checks
- * that the kernels can reach every expert.
+ * that the kernels can reach every expert. When a registration fails,
+ * l is still counted in on what it covers so far, the parts registered
+ * by this call included, so that layer_unregister() undoes them; l->held
+ * has room for all before the first registration.
  */
 static int reg_take(struct moex_hip_layer *l, char *a, char *b)
 {
 	char **gap = malloc(2 * (nreg + 1) * sizeof(*gap));
-	size_t ngap = 0, i;
+	size_t ngap = 0, ncover = 0, i;
 	char *cur = a;
-	int r = 0;
+	int r;
 
 	if (!gap)
 		return -ENOMEM;
@@ -348,32 +369,30 @@ static int reg_take(struct moex_hip_layer *l, char *a, char *b)
 			gap[ngap++] = reg[i].p;
 		}
 		cur = end;
+		ncover++;
 	}
 	if (cur < b) {
 		gap[ngap++] = cur;
 		gap[ngap++] = b;
 	}
-	for (i = 0; i < ngap && (!r || r == -EEXIST); i += 2)
-		r = reg_insert(gap[i], (size_t)(gap[i + 1] - gap[i]));
-	free(gap);
-	if (r && r != -EEXIST)
+	r = held_room(l, ncover + ngap / 2);
+	if (r) {
+		free(gap);
 		return r;
+	}
+	for (i = 0; !r && i < ngap; i += 2) {
+		r = reg_insert(gap[i], (size_t)(gap[i + 1] - gap[i]));
+		if (r == -EEXIST)
+			r = 0;
+	}
+	free(gap);
 	for (i = 0; i < nreg; i++) {
 		if (reg[i].p + reg[i].len <= a || reg[i].p >= b)
 			continue;
-		if (l->nheld == l->capheld) {
-			size_t cap = l->capheld ? 2 * l->capheld : 8;
-			char **n = realloc(l->held, cap * sizeof(*n));
-
-			if (!n)
-				return -ENOMEM;
-			l->held = n;
-			l->capheld = cap;
-		}
 		l->held[l->nheld++] = reg[i].p;
 		reg[i].refs++;
 	}
-	return 0;
+	return r;
 }
 
 static int range_cmp(const void *x, const void *y)

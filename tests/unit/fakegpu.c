@@ -36,7 +36,10 @@
  * fakegpu_outstanding() returns the allocations and registrations alive;
  * fakegpu_fail_records_after_host_fn(n) makes the next n event records
  * that come right after a host function's launch fail with -EIO;
- * fakegpu_fail_stream_waits(n) the next n stream waits for an event.
+ * fakegpu_fail_stream_waits(n) the next n stream waits for an event;
+ * fakegpu_fail_host_register(n) makes the n-th host registration from
+ * now fail with -ENOMEM (pinned allocations' count; 0: none), and
+ * fakegpu_registrations() returns the registered host ranges alive.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -68,6 +71,8 @@ struct fake_reg {
 	struct fake_reg *next;
 };
 static struct fake_reg *fake_regs;
+static long fake_nregs;		/* in fake_regs */
+static int fail_register;	/* fakegpu_fail_host_register()'s n */
 
 static size_t fake_total(void)
 {
@@ -644,6 +649,23 @@ EXPORT int moek_hip_mem_info(size_t *free_bytes, size_t *total)
 }
 
 
+EXPORT void fakegpu_fail_host_register(int n)
+{
+	pthread_mutex_lock(&fake_lock);
+	fail_register = n;
+	pthread_mutex_unlock(&fake_lock);
+}
+
+EXPORT long fakegpu_registrations(void)
+{
+	long n;
+
+	pthread_mutex_lock(&fake_lock);
+	n = fake_nregs;
+	pthread_mutex_unlock(&fake_lock);
+	return n;
+}
+
 EXPORT int moek_hip_host_register(void *p, size_t bytes, void **dptr)
 {
 	struct fake_reg *r;
@@ -651,6 +673,10 @@ EXPORT int moek_hip_host_register(void *p, size_t bytes, void **dptr)
 	if (!p || !bytes || !dptr)
 		return -EINVAL;
 	pthread_mutex_lock(&fake_lock);
+	if (fail_register > 0 && !--fail_register) {
+		pthread_mutex_unlock(&fake_lock);
+		return -ENOMEM;
+	}
 	for (r = fake_regs; r; r = r->next) {
 		if ((char *)p < r->p + r->len && r->p < (char *)p + bytes) {
 			pthread_mutex_unlock(&fake_lock);
@@ -666,6 +692,7 @@ EXPORT int moek_hip_host_register(void *p, size_t bytes, void **dptr)
 	r->len = bytes;
 	r->next = fake_regs;
 	fake_regs = r;
+	fake_nregs++;
 	pthread_mutex_unlock(&fake_lock);
 	*dptr = p;
 	live(1);
@@ -680,6 +707,7 @@ EXPORT int moek_hip_host_unregister(void *p)
 	for (pp = &fake_regs; (r = *pp); pp = &r->next) {
 		if (r->p == p) {
 			*pp = r->next;
+			fake_nregs--;
 			pthread_mutex_unlock(&fake_lock);
 			free(r);
 			live(-1);

@@ -107,6 +107,19 @@ static long outstanding(void)
 	return fn ? fn() : -1;
 }
 
+/* The fake's count of registered host ranges alive. */
+static long registrations(void)
+{
+	long (*fn)(void);
+	void *h = dlopen(FAKEGPU, RTLD_NOW | RTLD_NOLOAD);
+
+	if (!h)
+		return 0;
+	fn = (long (*)(void))dlsym(h, "fakegpu_registrations");
+	dlclose(h);
+	return fn ? fn() : -1;
+}
+
 /* One of the fake's fakegpu_* knobs that take an int; NULL if none. */
 typedef void (*knob_fn)(int);
 
@@ -436,6 +449,54 @@ TEST(layers_share_registered_memory)
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_destroy(b), 0);
+	CHECK_INT(outstanding(), 0);
+}
+
+/*
+ * A layer whose registration fails midway leaves none of its own behind.
+ * Layer a's experts are all expert 8, so its pages lie in the middle of
+ * b's: b's first range has a gap each side of a's, and the second gap's
+ * registration fails. The first gap, registered and in the registry but
+ * counted by no layer yet, stayed registered for good.
+ */
+TEST(failed_registration_leaves_none_behind)
+{
+	struct moex_moe_desc d = desc();
+	struct moex_moe_weights w = weights(), wa = w;
+	struct moex_moe_opts o = hip_opts(2);
+	static struct moex_ffn_weights eight[NE];
+	knob_fn fail = fake_knob("fakegpu_fail_host_register");
+	struct moex_moe *a = NULL, *b = NULL;
+	long ra;
+
+	CHECK(fail);
+	memset(bias, 0, sizeof(bias));
+	for (int e = 0; e < NE; e++)
+		eight[e] = experts[8];
+	wa.experts = eight;
+	CHECK_INT(moex_moe_create(&d, &wa, &o, &a), 0);
+	ra = registrations();
+	CHECK(ra > 0);
+	fail(2);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &b), -ENOMEM);
+	fail(0);
+	CHECK(!b);
+	CHECK_INT(registrations(), ra);
+	run_matches(a, 1, "a after b failed");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_destroy(a), 0);
+	CHECK_INT(registrations(), 0);
+	CHECK_INT(outstanding(), 0);
+	/* and the registry is right for the next layers */
+	CHECK_INT(moex_moe_create(&d, &wa, &o, &a), 0);
+	CHECK_INT(moex_moe_create(&d, &w, &o, &b), 0);
+	run_matches(b, 2, "b");
+	if (h_result == H_FAIL)
+		return;
+	CHECK_INT(moex_moe_destroy(a), 0);
+	CHECK_INT(moex_moe_destroy(b), 0);
+	CHECK_INT(registrations(), 0);
 	CHECK_INT(outstanding(), 0);
 }
 
@@ -1047,6 +1108,7 @@ RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
 	  T(cache_counters_are_published),
 	  T(cache_moves_that_fail_leave_the_table_right),
 	  T(layers_share_registered_memory),
+	  T(failed_registration_leaves_none_behind),
 	  T(bad_requests_leave_nothing),
 	  T(runs_on_a_synchronous_queue),
 	  T(gpu_completions_arrive_in_the_queue_ring),
