@@ -11,6 +11,10 @@
  *      linked with libmoex.a): a build tree or an install keeps them
  *      together;
  *   3. by soname through the dynamic loader's search path.
+ * When the file beside libmoex is there but does not load (the GPU
+ * runtime it links is missing, say), and the search by soname finds none,
+ * the failure names that file with the loader's reason: the search's own
+ * would only say that there is no plugin.
  * Its functions are moek_hip.h's, resolved by name into the table of
  * hip.h; tools/check-plugin checks that the plugin exports exactly those.
  */
@@ -18,9 +22,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hip.h"
 #include "internal.h"
@@ -30,7 +36,7 @@
 static pthread_once_t hip_once = PTHREAD_ONCE_INIT;
 static struct moex_hip_api hip_api;
 static int hip_err;		/* 0: hip_api is usable */
-static char hip_why[256];	/* why not, when hip_err */
+static char hip_why[1280];	/* why not, when hip_err */
 static int hip_devices;
 
 /* Where libmoex's own code lives: its directory, with a trailing '/'. */
@@ -49,12 +55,17 @@ static int hip_self_dir(char *dir, size_t len)
 	return 0;
 }
 
-static void *hip_dlopen(char *tried, size_t len)
+/*
+ * The plugin, or NULL with tried[len] saying why and *there true when the
+ * file beside libmoex is there but did not load.
+ */
+static void *hip_dlopen(char *tried, size_t len, bool *there)
 {
 	const char *env = secure_getenv("MOEX_HIP_LIB");
 	char path[4096];
 	void *h;
 
+	*there = false;
 	if (env && *env) {
 		h = dlopen(env, RTLD_NOW | RTLD_LOCAL);
 		if (!h)
@@ -67,23 +78,28 @@ static void *hip_dlopen(char *tried, size_t len)
 		h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 		if (h)
 			return h;
+		/* the loader's error may name only a library it links */
+		snprintf(tried, len, "%.900s does not load: %s", path, dlerror());
+		*there = !access(path, F_OK);
 	}
 	h = dlopen(MOEX_HIP_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
+	if (!h && !*there)
 		snprintf(tried, len, "%s", dlerror());
 	return h;
 }
 
 static void hip_load(void)
 {
-	char tried[160] = "";
+	char tried[1024] = "";
+	bool there;
 	void *h, *sym;
 	int abi, r;
 
 	hip_err = -ENODEV;
-	h = hip_dlopen(tried, sizeof(tried));
+	h = hip_dlopen(tried, sizeof(tried), &there);
 	if (!h) {
-		snprintf(hip_why, sizeof(hip_why),
+		snprintf(hip_why, sizeof(hip_why), there ?
+			 "no GPU backend: %s (is the GPU runtime it links, CUDA's or HIP's, installed and on the loader's path?)" :
 			 "no GPU backend: %s (build it with `make hip-plugin`, or set MOEX_HIP_LIB)",
 			 tried);
 		return;

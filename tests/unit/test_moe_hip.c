@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -174,6 +175,59 @@ TEST(no_plugin_is_enodev_and_says_how_to_build_it)
 {
 	CHECK_INT(probe_in_child("MOEX_HIP_LIB", "/nonexistent/libmoex-hip.so.0",
 				 "make hip-plugin"), 0);
+}
+
+/*
+ * A plugin beside libmoex (here the suite's program, linked with
+ * libmoex.a) that is there but does not load, as when the GPU runtime it
+ * links is missing; a file that is no ELF object stands for it. The
+ * reason must be the loader's for that file: it was dropped, and the
+ * search by soname's said to build the plugin.
+ */
+TEST(plugin_beside_libmoex_that_does_not_load_says_why)
+{
+	static const char junk[] = "not a shared object\n";
+	char path[4096], why[1280];
+	const char *slash;
+	Dl_info info;
+	int fd, status = -1;
+	ssize_t n;
+	pid_t pid;
+
+	if (!dladdr((void *)moex_gpu_probe, &info) || !info.dli_fname ||
+	    !(slash = strrchr(info.dli_fname, '/')))
+		SKIP("libmoex's directory is unknown (run the suite by a path)");
+	snprintf(path, sizeof(path), "%.*s/libmoex-hip.so.0",
+		 (int)(slash - info.dli_fname), info.dli_fname);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0)
+		SKIP("cannot make %.300s: %s", path, strerror(errno));
+	n = write(fd, junk, sizeof(junk) - 1);
+	close(fd);
+	pid = n == (ssize_t)sizeof(junk) - 1 ? fork() : -1;
+	if (!pid) {
+		int r;
+
+		setenv("MOEX_HIP_LIB", "", 1);
+		if (dlopen("libmoex-hip.so.0", RTLD_NOW | RTLD_LOCAL))
+			_exit(3);	/* one on the loader's path */
+		r = moex_gpu_probe(why, sizeof(why));
+		if (r != -ENODEV || !strstr(why, path) ||
+		    !strstr(why, "does not load") ||
+		    strstr(why, "make hip-plugin")) {
+			fprintf(stderr, "probe: %d, \"%s\"\n", r, why);
+			_exit(1);
+		}
+		_exit(0);
+	}
+	if (pid > 0 && waitpid(pid, &status, 0) != pid)
+		status = -1;
+	unlink(path);
+	CHECK_MSG(pid > 0, "%s: write %zd, or fork failed", path, n);
+	CHECK(status != -1 && WIFEXITED(status));
+	if (WEXITSTATUS(status) == 3)
+		SKIP("a libmoex-hip.so.0 is on the loader's path");
+	CHECK_INT(WEXITSTATUS(status), 0);
 }
 
 TEST(plugin_of_another_abi_is_refused)
@@ -1099,6 +1153,7 @@ TEST(threads_use_the_gpu_moex_gpu_names)
 }
 
 RUN_TESTS(T(no_plugin_is_enodev_and_says_how_to_build_it),
+	  T(plugin_beside_libmoex_that_does_not_load_says_why),
 	  T(plugin_of_another_abi_is_refused),
 	  T(plugin_of_abi_1_is_refused_for_its_abi),
 	  T(plugin_without_a_gpu_is_enodev),
