@@ -432,6 +432,7 @@ struct load_file {
 	size_t len;
 	int fd;
 	uint32_t pid, first_layer, layers, experts;
+	bool locked;		/* version 3: its publisher holds a lock */
 	uint64_t *prev_tokens;	/* [layers]: tokens at the previous sample */
 	bool rated;		/* prev_tokens hold a sample: rates can be given */
 	bool seen;		/* found again in this sample */
@@ -470,15 +471,17 @@ static void load_unmap(struct load_file *f)
  * and the kernel drops it when the process dies: a file whose shared lock
  * can be had is a dead process's, even where its pid is alive (given to
  * another process since). The pid is checked too: a child that the
- * publisher forked shares its lock after it died.
+ * publisher forked shares its lock after it died. A file of version 2
+ * (libmoex 0.4) was published without the lock: only its pid tells.
  */
-static bool publisher_alive(int fd, uint32_t pid)
+static bool publisher_alive(int fd, uint32_t pid, bool locked)
 {
 	if (!pid || pid > INT32_MAX ||
 	    (kill((pid_t)pid, 0) && errno != EPERM))
 		return false;
 	/* taken, it stays until fd is closed: the file is dropped then */
-	return flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
+	return !locked ||
+	       (flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK);
 }
 
 /* Map dir/name when it is a valid load file of a live process. */
@@ -503,10 +506,12 @@ static bool load_map(const char *dir, const char *name, struct load_file *f)
 	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		goto bad;
 	if (memcmp(h.magic, MOEX_LOAD_MAGIC, sizeof(h.magic)) ||
-	    h.version != MOEX_LOAD_VERSION ||
+	    (h.version != MOEX_LOAD_VERSION &&
+	     h.version != MOEX_LOAD_VERSION_UNLOCKED) ||
 	    h.header_size != MOEX_LOAD_HDR_SIZE || !h.layers ||
 	    h.layers > MOEX_LOAD_MAX_LAYERS || !h.experts ||
-	    h.experts > MOEX_LOAD_MAX_EXPERTS || !publisher_alive(fd, h.pid))
+	    h.experts > MOEX_LOAD_MAX_EXPERTS ||
+	    !publisher_alive(fd, h.pid, h.version == MOEX_LOAD_VERSION))
 		goto bad;
 	need = MOEX_LOAD_HDR_SIZE +
 	       (uint64_t)h.layers * MOEX_LOAD_SLOT_WORDS(h.experts) * 8;
@@ -520,6 +525,7 @@ static bool load_map(const char *dir, const char *name, struct load_file *f)
 	f->len = (size_t)need;
 	f->fd = fd;
 	f->pid = h.pid;
+	f->locked = h.version == MOEX_LOAD_VERSION;
 	f->first_layer = h.first_layer;
 	f->layers = h.layers;
 	f->experts = h.experts;
@@ -577,7 +583,7 @@ static void load_scan(struct watch *w)
 			struct stat st;
 			struct load_file *f = &w->files[i];
 
-			f->seen = publisher_alive(f->fd, f->pid) &&
+			f->seen = publisher_alive(f->fd, f->pid, f->locked) &&
 				  !fstat(f->fd, &st) &&
 				  (uint64_t)st.st_size >= f->len;
 			continue;

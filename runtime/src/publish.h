@@ -32,7 +32,9 @@
  *              tokens, runs, gpu_hits, gpu_misses, stream_bytes,
  *              fill_bytes, count[0..experts)
  *
- * Version 2 (libmoex 0.4) added the four GPU words; version 1 had none.
+ * Version 3 (libmoex 0.5) is version 2 with the publisher's lock; readers
+ * take version 2 too, alive while its pid is. Version 2 (libmoex 0.4)
+ * added the four GPU words; version 1 had none.
  */
 #ifndef LIBMOEX_PUBLISH_H
 #define LIBMOEX_PUBLISH_H
@@ -41,7 +43,8 @@
 #include <stdint.h>
 
 #define MOEX_LOAD_MAGIC		"MOEXLOAD"
-#define MOEX_LOAD_VERSION	2u
+#define MOEX_LOAD_VERSION	3u
+#define MOEX_LOAD_VERSION_UNLOCKED	2u	/* the same without the lock */
 #define MOEX_LOAD_HDR_SIZE	256u
 #define MOEX_LOAD_MODEL_LEN	216u
 #define MOEX_LOAD_DEFAULT_DIR	"/dev/shm"

@@ -173,6 +173,23 @@ static int write_load(const char *name, uint32_t pid, uint32_t first,
 	return hold_lock(p);
 }
 
+/* Rewrite the version of load file name; true when done. */
+static bool set_version(const char *name, uint32_t version)
+{
+	char p[PATH_MAX + 64];
+	bool ok;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", loads, name);
+	fd = open(p, O_WRONLY);
+	if (fd < 0)
+		return false;
+	ok = pwrite(fd, &version, sizeof(version),
+		    offsetof(struct moex_load_header, version)) ==
+	     (ssize_t)sizeof(version);
+	return !close(fd) && ok;
+}
+
 /* ---- a watch running in the background ----------------------------------- */
 
 struct bg {
@@ -476,6 +493,11 @@ TEST(watch_skips_unlocked_file_of_live_pid)
 	snprintf(name, sizeof(name), "moex-%ld-0.load", (long)other);
 	CHECK_INT(write_load(name, (uint32_t)other, 5, 1, 4, counts,
 			     tokens), 0);
+	/* a file of version 2 (libmoex 0.4, no lock): its live pid tells */
+	snprintf(name, sizeof(name), "moex-%ld-8.load", (long)getpid());
+	CHECK_INT(write_load(name, (uint32_t)getpid(), 9, 1, 4, counts,
+			     tokens), 0);
+	CHECK(set_version(name, MOEX_LOAD_VERSION_UNLOCKED));
 	drop_locks();
 	/* the real publisher (this process: layers 40-41) holds its lock */
 	moex__pub_open("/models/real", 40, 2, 4, &pub);
@@ -491,6 +513,8 @@ TEST(watch_skips_unlocked_file_of_live_pid)
 	CHECK_HAS(r.out, want);
 	CHECK_MSG(!strstr(r.out, "layers 3-3,"),
 		  "the unlocked file of this pid is shown: %s", r.out);
+	CHECK_MSG(strstr(r.out, "layers 9-9,"),
+		  "the version 2 file of this pid is not shown: %s", r.out);
 	snprintf(want, sizeof(want), "expert load of pid %ld ", (long)other);
 	CHECK_MSG(!strstr(r.out, want),
 		  "the unlocked file of a live child's pid is shown: %s", r.out);
@@ -1039,7 +1063,7 @@ TEST(publisher_of_an_open_model)
 		sum += w[MOEX_LOAD_COUNTS + i];
 	/* a CPU layer has no GPU cache */
 	CHECK_U64(w[MOEX_LOAD_GPU_HITS] + w[MOEX_LOAD_GPU_MISSES], 0);
-	CHECK_MSG(!memcmp(h->magic, "MOEXLOAD", 8) && h->version == 2 &&
+	CHECK_MSG(!memcmp(h->magic, "MOEXLOAD", 8) && h->version == 3 &&
 		  h->pid == (uint32_t)getpid() &&
 		  h->first_layer == info.first_layer &&
 		  h->layers == info.layers &&
