@@ -12,11 +12,12 @@
  * all submitted in order, and only the last one interrupts and completes
  * the request. That needs a channel that completes descriptors in order
  * (IOAT, PL330 and most others do). A channel whose device has
- * DMA_COMPLETION_NO_ORDER, or whose status says DMA_OUT_OF_ORDER (Intel
- * DSA, idxd), is not taken: /dev/moex0 gets another device's channel, or
- * the CPU engine when there is none. A descriptor that cannot be prepared
- * because the channel's ring is full is tried again once the request's
- * pieces so far have run.
+ * DMA_COMPLETION_NO_ORDER (Intel DSA, idxd) is passed over for another
+ * device's; one whose status alone says DMA_OUT_OF_ORDER is refused, and
+ * /dev/moex0 then gets the CPU engine, as it does where no channel is
+ * left. A descriptor that cannot be prepared because the channel's ring
+ * is full is tried again once the request's pieces so far have run, and
+ * others' pieces have had a moment to.
  *
  * Requests from several submitters may share the channel at the same time,
  * so nothing here terminates the channel while a request is in flight
@@ -99,7 +100,8 @@ static void moex_dmaengine_drain(struct dma_chan *chan, dma_cookie_t tail)
  * A descriptor for one piece. NULL from the channel usually means its
  * ring is full (IOAT's holds 64K descriptors: a 1 GiB copy of 4 KiB
  * pages is 256K pieces): run what is queued, wait for this request's last
- * piece (@tail), or a little where none is queued yet, and try again.
+ * piece (@tail), and a little more for other requests' pieces on the
+ * channel, which may hold the ring too, then try again.
  */
 static struct dma_async_tx_descriptor *
 moex_dmaengine_prep(struct dma_chan *chan, dma_addr_t d, dma_addr_t s, u64 n,
@@ -112,12 +114,11 @@ moex_dmaengine_prep(struct dma_chan *chan, dma_addr_t d, dma_addr_t s, u64 n,
 		tx = dmaengine_prep_dma_memcpy(chan, d, s, n, flags);
 		if (tx)
 			return tx;
-		if (!dma_submit_error(tail)) {
+		if (!dma_submit_error(tail))
 			moex_dmaengine_drain(chan, tail);
-		} else {
+		else
 			dma_async_issue_pending(chan);
-			usleep_range(100, 1000);
-		}
+		usleep_range(100, 1000);
 	}
 	return NULL;
 }

@@ -67,7 +67,7 @@ static int check_route_args(const struct moek_shape *s,
 
 /*
  * Scratch of the router: sc[n] unbiased scores, sel[n] selection scores,
- * gsc[n_groups] group scores, taken[n] flags (experts and groups).
+ * gsc[n_groups] group scores, kept[n_groups] and taken[n] flags.
  */
 struct route_scratch {
 	double *sc;
