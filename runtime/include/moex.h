@@ -28,9 +28,11 @@
  *  - Handles, offsets and lengths are those of the kernel ABI
  *    (<linux/moex.h>, included below for the MOEX_* constants).
  *  - A struct moex_device may be used by several threads at once, except
- *    that moex_close() must not race with any other call on it.
+ *    that moex_close() must not race with any other call on it. So may a
+ *    struct moex_moe, except moex_moe_destroy(): runs of one layer from
+ *    several threads take turns.
  *
- * Symbols are versioned (LIBMOEX_0.1 to LIBMOEX_0.4, runtime/libmoex.map);
+ * Symbols are versioned (LIBMOEX_0.1 to LIBMOEX_0.5, runtime/libmoex.map);
  * link with `pkg-config --libs moex`.
  */
 #ifndef LIBMOEX_MOEX_H
@@ -592,7 +594,8 @@ struct moex_model_opts {
  * @n_layers: num_hidden_layers of the model.
  * @files: safetensors files read from.
  * @bytes: weight bytes the layers use.
- * @read_bytes: bytes read (whole 4 KiB blocks around the tensors).
+ * @read_bytes: bytes read: the tensors' runs widened to 4 KiB blocks (a
+ *	file's last block may end early, with the file).
  * @load_seconds: wall time of the reads.
  * @pinned: 1 when moex pinned the weights, 0 when they are mlock()ed.
  * @direct: files read with O_DIRECT (the others: buffered, still into the

@@ -11,7 +11,8 @@
  *
  * Everything is checked before anything is trusted: header length within
  * the file, strict JSON (UTF-8, no duplicate keys, no trailing bytes but
- * spaces), offsets in range, in order and not overlapping, byte size ==
+ * spaces), offsets in range with begin <= end, tensors not overlapping
+ * (listed in any order), byte size ==
  * product(shape) * dtype size, every index entry present in its file.
  * Errors are a negative errno plus a message naming the file, the tensor
  * and what is wrong, written to the caller's buffer.
