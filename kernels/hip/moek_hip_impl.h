@@ -290,10 +290,21 @@ static __device__ __forceinline__ float moek_warp_max(float v)
 	return v;
 }
 
-/* (v, i) beats (bv, bi): larger value, on a tie the lower index. */
+/*
+ * (v, i) beats (bv, bi): the larger value, on a tie the lower index; a
+ * NaN ranks below every number (-inf too) and NaNs tie, as in the
+ * reference (moek_ref_route()). Index INT32_MAX is no candidate yet:
+ * every candidate beats it.
+ */
 static __device__ __forceinline__ bool moek_better(float v, int i, float bv,
 						   int bi)
 {
+	const bool vnan = v != v, bnan = bv != bv;
+
+	if (i == INT32_MAX || bi == INT32_MAX)
+		return bi == INT32_MAX && i != INT32_MAX;
+	if (vnan || bnan)
+		return bnan && (!vnan || i < bi);
 	return v > bv || (v == bv && i < bi);
 }
 

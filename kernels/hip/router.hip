@@ -152,8 +152,8 @@ moek_router(const struct moek_route_args a)
 					b2 = v;
 				}
 			}
-			b1 = a.bias ? b1 + b2 : b1;
-			gscore[g] = b1 == b1 ? b1 : -INFINITY;	/* NaN */
+			/* NaN (+inf and -inf) ranks last: moek_better() */
+			gscore[g] = a.bias ? b1 + b2 : b1;
 			keep[g] = 0;
 		}
 		__syncthreads();
@@ -170,12 +170,14 @@ moek_router(const struct moek_route_args a)
 						bi = (int)g;
 					}
 				}
-				keep[bi] = 1;	/* bi < n_groups: no NaN */
+				/* a group is left: topk_groups <= n_groups */
+				keep[bi] = 1;
 			}
 		}
 		__syncthreads();
 		/* the other groups' experts are out of the top-k (not -inf:
-		 * a kept expert's NaN, -inf below, must still beat them) */
+		 * a kept expert's NaN, which ranks below -inf, must still beat
+		 * them) */
 		for (uint32_t e = tid; e < ne; e += blockDim.x)
 			if (!keep[e / gsz])
 				taken[e] = 1;
@@ -188,17 +190,14 @@ moek_router(const struct moek_route_args a)
 		int win;
 
 		for (uint32_t e = tid; e < ne; e += blockDim.x) {
-			float v = sel[e] == sel[e] ? sel[e] : -INFINITY;
-
-			if (!taken[e] && moek_better(v, (int)e, bv, bi)) {
-				bv = v;
+			if (!taken[e] && moek_better(sel[e], (int)e, bv, bi)) {
+				bv = sel[e];
 				bi = (int)e;
 			}
 		}
 		win = moek_block_argmax(bv, bi, redv, redi);
 		/* topk <= topk_groups * group size: a kept expert is left,
-		 * and any (-inf, e) beats the (-inf, INT32_MAX) start, so
-		 * win < ne */
+		 * and any candidate beats the INT32_MAX start, so win < ne */
 		if (tid == 0) {
 			taken[win] = 1;
 			chosen[k] = win;

@@ -657,6 +657,17 @@ static const struct route_case {
 	 * (they are out of the top-k, not -inf) */
 	{ "NaN in a kept group, taken", { 0.5f, NAN, 1, -1, -2, 0, -3, 0.25f },
 	  NULL, 4, 2, 4, 0, MOEK_SCORE_SIGMOID, { 2, 0, 3, 1 } },
+	/* a NaN ranks below -inf, as in the reference (not as -inf, where
+	 * the lower index would win): the NaN bias expert 0 comes last */
+	{ "NaN below -inf", { 0 },
+	  (const float[8]){ NAN, -INFINITY, 0, 0, 0, 0, 0, 0 },
+	  0, 2, 8, 0, MOEK_SCORE_SIGMOID, { 2, 3, 4, 5, 6, 7, 1, 0 } },
+	/* and among groups: group 0's score is NaN (+inf + -inf), group
+	 * 1's -inf: groups 2, 3 and 1 are kept, not 0 with its +inf */
+	{ "NaN group score below -inf", { 0 },
+	  (const float[8]){ INFINITY, -INFINITY, -INFINITY, -INFINITY, 0, 0,
+			    0, 0 },
+	  4, 3, 6, 0, MOEK_SCORE_SIGMOID, { 4, 5, 6, 7, 2, 3 } },
 	/* also where the discarded experts' indices are the lower ones
 	 * (group 1 kept): a -inf mask ties with the NaN, -inf here, and
 	 * the lower index, a discarded expert, would win */
