@@ -263,17 +263,34 @@ TEST(probe_finds_the_fake_gpu)
 	CHECK_INT(outstanding(), 0);
 }
 
-/* n runs of m against the reference: outputs and counts bit for bit. */
-static void run_matches(struct moex_moe *m, int n, const char *what)
+/*
+ * Routing by hand (run_matches() with a group): the gate is eye, where row
+ * e is the unit vector of x's coordinate e, so x[e] = 5 for the four
+ * experts of group g and -5 for the others sends every token to those
+ * four.
+ */
+static float eye[NE * DIM];
+
+/*
+ * n runs of m against the reference: outputs and counts bit for bit. With
+ * group g >= 0 (m's gate is eye) every token goes to g's four experts.
+ */
+static void run_matches(struct moex_moe *m, int n, int g, const char *what)
 {
+	static const uint32_t all[4] = { NTOK, NTOK, NTOK, NTOK };
 	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
 	uint32_t c[NE], rc[NE];
 
 	for (int i = 0; i < n; i++) {
 		fill_x(x, NTOK * DIM);
+		for (int t = 0; g >= 0 && t < NTOK; t++)
+			for (int e = 0; e < NE; e++)
+				x[t * DIM + e] = e / 4 == g ? 5.0f : -5.0f;
 		memset(y, 0xff, sizeof(y));
 		CHECK_INT(moex_moe_run(m, x, NTOK, y, c), 0);
 		CHECK_INT(moex_moe_run_reference(m, x, NTOK, r, rc), 0);
+		CHECK_MSG(g < 0 || !memcmp(rc + 4 * g, all, sizeof(all)),
+			  "%s: not routed to group %d", what, g);
 		CHECK_MSG(!memcmp(y, r, sizeof(y)), "%s: run %d differs", what,
 			  i);
 		CHECK_MSG(!memcmp(c, rc, sizeof(c)), "%s: counts of run %d",
@@ -292,7 +309,7 @@ TEST(all_experts_on_the_gpu_match_the_reference)
 	memset(bias, 0, sizeof(bias));
 	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
 	CHECK_STR(moex_moe_backend(m), "hip");
-	run_matches(m, 3, "resident");
+	run_matches(m, 3, -1, "resident");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_stats(m, &st), 0);
@@ -331,7 +348,7 @@ TEST(expert_cache_moves_the_hot_experts_in)
 		bias[e] = 10.0f;
 	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
 	CHECK_STR(moex_moe_backend(m), "hip:4/16");
-	run_matches(m, 1, "cold");
+	run_matches(m, 1, -1, "cold");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_stats(m, &st), 0);
@@ -339,14 +356,14 @@ TEST(expert_cache_moves_the_hot_experts_in)
 	CHECK_U64(st.gpu_misses, 4);
 	CHECK_U64(st.stream_bytes, 4 * expert);
 	CHECK_U64(st.fills, 0);
-	run_matches(m, 1, "copying");
+	run_matches(m, 1, -1, "copying");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_stats(m, &st), 0);
 	CHECK_U64(st.fills, 2);		/* MOEX_XCACHE_MAX_SWAPS */
 	CHECK_U64(st.fill_bytes, 2 * expert);
 	CHECK_U64(st.gpu_misses, 8);
-	run_matches(m, 3, "warming");
+	run_matches(m, 3, -1, "warming");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_stats(m, &st), 0);
@@ -354,7 +371,7 @@ TEST(expert_cache_moves_the_hot_experts_in)
 	misses = st.gpu_misses;
 	CHECK_U64(misses, 4 + 4 + 2);
 	CHECK_U64(st.gpu_hits, 2 + 4 + 4);
-	run_matches(m, 3, "warm");
+	run_matches(m, 3, -1, "warm");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_stats(m, &st), 0);
@@ -383,7 +400,7 @@ TEST(cache_counters_are_published)
 		bias[e] = 10.0f;
 	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
 	CHECK_INT(moex__moe_publish(m, slot, &updates), 0);
-	run_matches(m, 4, "published");
+	run_matches(m, 4, -1, "published");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_stats(m, &st), 0);
@@ -402,37 +419,6 @@ TEST(cache_counters_are_published)
 	CHECK_INT(moex_moe_destroy(m), 0);
 	CHECK_INT(outstanding(), 0);
 	memset(bias, 0, sizeof(bias));
-}
-
-/*
- * Routing by hand: gate row e is the unit vector of x's coordinate e, so
- * x[e] = 5 for the four experts of group g and -5 for the others sends
- * every token to those four.
- */
-static float eye[NE * DIM];
-
-static void run_group_matches(struct moex_moe *m, int g, int n,
-			      const char *what)
-{
-	static const uint32_t all[4] = { NTOK, NTOK, NTOK, NTOK };
-	static float x[NTOK * DIM], y[NTOK * DIM], r[NTOK * DIM];
-	uint32_t c[NE], rc[NE];
-
-	for (int i = 0; i < n; i++) {
-		fill_x(x, NTOK * DIM);
-		for (int t = 0; t < NTOK; t++)
-			for (int e = 0; e < NE; e++)
-				x[t * DIM + e] = e / 4 == g ? 5.0f : -5.0f;
-		memset(y, 0xff, sizeof(y));
-		CHECK_INT(moex_moe_run(m, x, NTOK, y, c), 0);
-		CHECK_INT(moex_moe_run_reference(m, x, NTOK, r, rc), 0);
-		CHECK_MSG(!memcmp(rc + 4 * g, all, sizeof(all)),
-			  "%s: not routed to group %d", what, g);
-		CHECK_MSG(!memcmp(y, r, sizeof(y)), "%s: run %d differs", what,
-			  i);
-		CHECK_MSG(!memcmp(c, rc, sizeof(c)), "%s: counts of run %d",
-			  what, i);
-	}
 }
 
 /*
@@ -461,7 +447,7 @@ TEST(cache_moves_that_fail_leave_the_table_right)
 		eye[e * DIM + e] = 1.0f;
 	w.gate = eye;
 	CHECK_INT(moex_moe_create(&d, &w, &o, &m), 0);
-	run_group_matches(m, 3, 1, "12-15");
+	run_matches(m, 1, 3, "12-15");
 	if (h_result == H_FAIL)
 		return;
 	fill_x(x, NTOK * DIM);
@@ -470,14 +456,14 @@ TEST(cache_moves_that_fail_leave_the_table_right)
 	fail(0);
 	CHECK_INT(moex_moe_stats(m, &st), 0);
 	CHECK_U64(st.fills, 2);
-	run_group_matches(m, 1, 4, "4-7");
+	run_matches(m, 4, 1, "4-7");
 	if (h_result == H_FAIL)
 		return;
 	/* 14 and 15 took the slots of 2 and 3, then 4 and 5 those of 12
 	 * and 13, and were read there */
 	CHECK_INT(moex_moe_stats(m, &st), 0);
 	CHECK(st.fills >= 6 && st.gpu_hits > 0);
-	run_group_matches(m, 0, 2, "0-3 after the failed moves");
+	run_matches(m, 2, 0, "0-3 after the failed moves");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_destroy(m), 0);
@@ -494,12 +480,12 @@ TEST(layers_share_registered_memory)
 
 	CHECK_INT(moex_moe_create(&d, &w, &o, &a), 0);
 	CHECK_INT(moex_moe_create(&d, &w, &o, &b), 0);
-	run_matches(b, 2, "second layer");
+	run_matches(b, 2, -1, "second layer");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_destroy(a), 0);
 	/* b's experts must still be reachable: the fake checks aliases */
-	run_matches(b, 2, "after the first is gone");
+	run_matches(b, 2, -1, "after the first is gone");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_destroy(b), 0);
@@ -536,7 +522,7 @@ TEST(failed_registration_leaves_none_behind)
 	fail(0);
 	CHECK(!b);
 	CHECK_INT(registrations(), ra);
-	run_matches(a, 1, "a after b failed");
+	run_matches(a, 1, -1, "a after b failed");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_destroy(a), 0);
@@ -545,7 +531,7 @@ TEST(failed_registration_leaves_none_behind)
 	/* and the registry is right for the next layers */
 	CHECK_INT(moex_moe_create(&d, &wa, &o, &a), 0);
 	CHECK_INT(moex_moe_create(&d, &w, &o, &b), 0);
-	run_matches(b, 2, "b");
+	run_matches(b, 2, -1, "b");
 	if (h_result == H_FAIL)
 		return;
 	CHECK_INT(moex_moe_destroy(a), 0);
@@ -1093,8 +1079,8 @@ static void x_create2(struct xthread *x)
 
 static void x_runs(struct xthread *x)
 {
-	run_matches(x->m, 4, "cache, another thread");
-	run_matches(x->m2, 1, "resident, another thread");
+	run_matches(x->m, 4, -1, "cache, another thread");
+	run_matches(x->m2, 1, -1, "resident, another thread");
 }
 
 static void x_queue(struct xthread *x)
