@@ -173,8 +173,9 @@ static int write_load(const char *name, uint32_t pid, uint32_t first,
 	return hold_lock(p);
 }
 
-/* Rewrite the version of load file name; true when done. */
-static bool set_version(const char *name, uint32_t version)
+/* Write len bytes at off of load file name, as its publisher would. */
+static bool load_poke(const char *name, off_t off, const void *buf,
+		      size_t len)
 {
 	char p[PATH_MAX + 64];
 	bool ok;
@@ -184,11 +185,12 @@ static bool set_version(const char *name, uint32_t version)
 	fd = open(p, O_WRONLY);
 	if (fd < 0)
 		return false;
-	ok = pwrite(fd, &version, sizeof(version),
-		    offsetof(struct moex_load_header, version)) ==
-	     (ssize_t)sizeof(version);
+	ok = pwrite(fd, buf, len, off) == (ssize_t)len;
 	return !close(fd) && ok;
 }
+
+/* The tokens word of layer slot 0. */
+#define LOAD_TOKENS_OFF	(MOEX_LOAD_HDR_SIZE + MOEX_LOAD_TOKENS * 8)
 
 /* ---- a watch running in the background ----------------------------------- */
 
@@ -497,7 +499,12 @@ TEST(watch_skips_unlocked_file_of_live_pid)
 	snprintf(name, sizeof(name), "moex-%ld-8.load", (long)getpid());
 	CHECK_INT(write_load(name, (uint32_t)getpid(), 9, 1, 4, counts,
 			     tokens), 0);
-	CHECK(set_version(name, MOEX_LOAD_VERSION_UNLOCKED));
+	{
+		const uint32_t v2 = MOEX_LOAD_VERSION_UNLOCKED;
+
+		CHECK(load_poke(name, offsetof(struct moex_load_header,
+					       version), &v2, sizeof(v2)));
+	}
 	drop_locks();
 	/* the real publisher (this process: layers 40-41) holds its lock */
 	moex__pub_open("/models/real", 40, 2, 4, &pub);
@@ -575,29 +582,23 @@ TEST(watch_expert_load_rates)
 	static const uint64_t counts[4] = { 50, 20, 50, 80 };
 	static const uint64_t tokens[1] = { 100 };
 	const uint64_t more = 160;
-	char name[64], p[PATH_MAX + 64], imb[16];
+	char name[64], imb[16];
 	const char *frame2, *line;
 	unsigned int layer;
 	uint64_t tok;
 	double dt = 0, rate;
 	bool found, set = false;
 	struct bg b;
-	int st, fd;
+	int st;
 
 	clear_loads();
 	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
 	snprintf(name, sizeof(name), "moex-%ld-5.load", (long)getpid());
 	CHECK_INT(write_load(name, (uint32_t)getpid(), 0, 1, 4, counts,
 			     tokens), 0);
-	snprintf(p, sizeof(p), "%s/%s", loads, name);
 	CHECK_INT(bg_start(&b, args), 0);
 	found = bg_wait_for(&b, "top experts", 1);
-	fd = open(p, O_WRONLY);
-	if (fd >= 0) {
-		set = pwrite(fd, &more, 8, MOEX_LOAD_HDR_SIZE +
-			     MOEX_LOAD_TOKENS * 8) == 8;
-		close(fd);
-	}
+	set = load_poke(name, LOAD_TOKENS_OFF, &more, 8);
 	st = bg_finish(&b);
 	clear_loads();
 	CHECK_MSG(found, "no first frame: %s", b.out);
@@ -637,31 +638,25 @@ TEST(watch_late_load_file_has_no_first_rate)
 	static const uint64_t counts[4] = { 400000, 100000, 300000, 200000 };
 	static const uint64_t tokens[1] = { 1000000 };
 	const uint64_t more = 1000060;
-	char name[64], p[PATH_MAX + 64], rate[32];
+	char name[64], rate[32];
 	const char *frame, *line;
 	bool found, made = false, set = false;
 	unsigned int layer;
 	uint64_t tok;
 	double dt = 0, r;
 	struct bg b;
-	int st, fd;
+	int st;
 
 	clear_loads();
 	CHECK_INT(fs_make_dev(root, "moex0", vals0), 0);
 	snprintf(name, sizeof(name), "moex-%ld-6.load", (long)getpid());
-	snprintf(p, sizeof(p), "%s/%s", loads, name);
 	CHECK_INT(bg_start(&b, args), 0);
 	found = bg_wait_for(&b, "no running model publishes it", 1);
 	if (found)
 		made = !write_load(name, (uint32_t)getpid(), 0, 1, 4, counts,
 				   tokens);
 	found = found && made && bg_wait_for(&b, "top experts", 1);
-	fd = found ? open(p, O_WRONLY) : -1;
-	if (fd >= 0) {
-		set = pwrite(fd, &more, 8, MOEX_LOAD_HDR_SIZE +
-			     MOEX_LOAD_TOKENS * 8) == 8;
-		close(fd);
-	}
+	set = found && load_poke(name, LOAD_TOKENS_OFF, &more, 8);
 	st = bg_finish(&b);
 	clear_loads();
 	CHECK(made);
